@@ -1,0 +1,54 @@
+# cloche: `make demo` and `make test` each set up .venv (idempotent; fast when done) and run.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_BOOT := .cache/uv-bootstrap
+UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOT)/bin/uv)
+BASE_EXTRAS := sklearn
+TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,dev
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint format services install-base install-test clean bench
+
+demo: $(VENV)/.base-installed
+	$(PY) examples/demo.py
+
+test: $(VENV)/.test-installed services
+	$(PY) -m ruff check cloche tests examples bench
+	$(PY) -m ruff format --check cloche tests examples bench
+	$(PY) -m mypy
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(VENV)/.test-installed
+	$(PY) -m ruff check cloche tests examples bench
+	$(PY) -m ruff format --check cloche tests examples bench
+	$(PY) -m mypy
+
+format: $(VENV)/.test-installed
+	$(PY) -m ruff format cloche tests examples bench
+	$(PY) -m ruff check --fix cloche tests examples bench
+
+services:
+	bash scripts/services.sh
+
+$(UV_BOOT)/bin/uv:
+	python3 -m pip install -q --disable-pip-version-check --target $(UV_BOOT) uv
+
+$(PY): | $(UV)
+	$(UV) venv -q -p python3 $(VENV)
+
+$(VENV)/.base-installed: pyproject.toml | $(PY)
+	$(UV) pip install -q -p $(PY) -e '.[$(BASE_EXTRAS)]'
+	@touch $@
+
+# uv does not look at the CPU build of torch on this machine's disk; pip does.
+$(VENV)/.test-installed: pyproject.toml | $(PY)
+	$(UV) pip install -q -p $(PY) -e '.[$(TEST_EXTRAS)]'
+	$(PY) -c "import torch" 2>/dev/null || python3 -m pip --python $(PY) install -q --disable-pip-version-check $(TORCH)
+	@touch $@ $(VENV)/.base-installed
+
+bench: $(VENV)/.test-installed
+	$(PY) bench/setup_time.py
+
+clean:
+	rm -rf $(VENV) .cache .cloche .cloche-demo

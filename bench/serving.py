@@ -1,0 +1,215 @@
+"""Online serving throughput and latency: a bare baseline and cloche, side by side, in one run.
+
+Both servers run on uvicorn with httptools and uvloop, pinned to CPU 0; wrk (installed from
+Debian if missing) runs on CPU 1. For a LogisticRegression and a HistGradientBoostingClassifier
+(max_iter=200) on 20 numeric features, with 1-row and 64-row requests at 1, 16 and 64
+connections, it prints requests/s, p50 and p99 of each and the cloche/baseline ratio.
+
+    .venv/bin/python bench/serving.py [--seconds 5] [--quick]
+
+Compare ratios from one run; absolute numbers move with the machine's other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+N_FEATURES = 20
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open("{body}", "rb"):read("*a")
+"""
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("installing wrk from Debian's packages...", file=sys.stderr)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], check=True, env=env)
+    return shutil.which("wrk") or sys.exit("wrk did not install")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def train(kind: str, path: Path) -> None:
+    import joblib
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5000, N_FEATURES))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
+    model = (
+        LogisticRegression() if kind == "logreg" else HistGradientBoostingClassifier(max_iter=200)
+    )
+    joblib.dump(model.fit(X, y), path)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited early with {proc.returncode}")
+        try:
+            if (
+                httpx.post(url, json={"instances": [[0.0] * N_FEATURES]}, timeout=2).status_code
+                == 200
+            ):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"server at {url} did not become ready")
+
+
+def start_baseline(model: Path, port: int) -> subprocess.Popen[bytes]:
+    cmd = [
+        "taskset",
+        "-c",
+        "0",
+        PY,
+        "-m",
+        "uvicorn",
+        "baseline_app:app",
+        "--port",
+        str(port),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    env = {**os.environ, "BASELINE_MODEL": str(model), "PYTHONPATH": str(REPO / "bench")}
+    return subprocess.Popen(cmd, env=env)
+
+
+def start_cloche(model: Path, home: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOCHE_")}
+    env["CLOCHE_HOME"] = str(home)
+    cloche = str(Path(PY).parent / "cloche")
+    for cmd in (
+        [cloche, "models", "upload", str(model), "--name", "m", "--json"],
+        [cloche, "endpoints", "create", "m", "--json"],
+        [cloche, "endpoints", "deploy", "m", "m:1", "--max-batch-size", "256", "--json"],
+    ):
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    cmd = ["taskset", "-c", "0", cloche, "up", "--port", str(port), "--workers", "1"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+
+
+def run_wrk(
+    wrk: str, url: str, body: Path, conns: int, seconds: int, work: Path
+) -> dict[str, float]:
+    script = work / "post.lua"
+    script.write_text(LUA.format(body=body))
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        wrk,
+        "-t1",
+        f"-c{conns}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        sys.exit(f"{url} answered {errors.group(1)} errors:\n{out}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": _ms(out, "50%"),
+        "p99": _ms(out, "99%"),
+    }
+
+
+def _ms(out: str, pct: str) -> float:
+    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="64 connections, 1-row only")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    conns = [64] if args.quick else [1, 16, 64]
+    rows_list = [1] if args.quick else [1, 64]
+    print(
+        f"{'model':8} {'rows':>4} {'conns':>5} | {'baseline rps':>12} {'p50':>6} {'p99':>6} | "
+        f"{'cloche rps':>10} {'p50':>6} {'p99':>6} | {'ratio':>5}"
+    )
+    for kind in ("logreg", "hgb"):
+        with tempfile.TemporaryDirectory(prefix="cloche-bench-") as tmp:
+            work = Path(tmp)
+            model = work / f"{kind}.joblib"
+            train(kind, model)
+            bodies = {}
+            rng = np.random.default_rng(1)
+            for rows in rows_list:
+                bodies[rows] = work / f"body-{rows}.json"
+                instances = rng.normal(size=(rows, N_FEATURES)).round(6).tolist()
+                bodies[rows].write_text('{"instances": ' + str(instances) + "}")
+            results: dict[str, dict[tuple[int, int], dict[str, float]]] = {}
+            for side in ("baseline", "cloche"):
+                port = free_port()
+                proc = (
+                    start_baseline(model, port)
+                    if side == "baseline"
+                    else start_cloche(model, work / "home", port)
+                )
+                url = f"http://127.0.0.1:{port}/v1/models/m:predict"
+                try:
+                    wait_ready(url, proc)
+                    run_wrk(wrk, url, bodies[rows_list[0]], 16, 1, work)  # warm up
+                    results[side] = {
+                        (r, c): run_wrk(wrk, url, bodies[r], c, args.seconds, work)
+                        for r in rows_list
+                        for c in conns
+                    }
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+            for r in rows_list:
+                for c in conns:
+                    b, x = results["baseline"][(r, c)], results["cloche"][(r, c)]
+                    print(
+                        f"{kind:8} {r:>4} {c:>5} | {_cells(b, 12)} | {_cells(x, 10)} | "
+                        f"{x['rps'] / b['rps']:>5.2f}"
+                    )
+
+
+def _cells(m: dict[str, float], width: int) -> str:
+    return f"{m['rps']:>{width}.0f} {m['p50']:>6.2f} {m['p99']:>6.2f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The control-plane REST API: thin FastAPI adapters over the service layer."""

@@ -1,0 +1,128 @@
+"""The control-plane app: routes under /api/v1, one error shape, security guards around it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloche import __version__
+from cloche.api.routes import audit, endpoints, health, models, tokens
+from cloche.api.security import MULTIPART_OVERHEAD, BodySizeLimit, HostOriginGuard
+from cloche.config import Settings, is_loopback
+from cloche.errors import (
+    BadRequest,
+    ClocheError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from cloche.store.store import Store
+
+API_PREFIX = "/api/v1"
+DOCS_URL = "/api/docs"
+ROUTERS = (health.router, models.router, endpoints.router, tokens.router, audit.router)
+_BY_STATUS: dict[int, type[ClocheError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+}
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    """The REST API over ``store`` (opened from ``settings`` when not given, closed at exit)."""
+    owned = store is None
+    app_store = store if store is not None else Store.open(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            app_store.close()
+
+    app = FastAPI(
+        title="cloche",
+        version=__version__,
+        summary="Self-hosted model serving: control-plane API",
+        openapi_url="/api/openapi.json",
+        docs_url=DOCS_URL,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = app_store
+    app.add_exception_handler(ClocheError, _cloche_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    # The last middleware added runs first: Host/Origin, then the body cap, then routing.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(HostOriginGuard, loopback_only=is_loopback(settings.server.host))
+    return app
+
+
+def error_response(error: ClocheError, status: int | None = None) -> JSONResponse:
+    """The one JSON error shape: ``{"error": {"code", "message", "hint"?, "details"?}}``."""
+    status = status or int(error.http_status)
+    headers = {"WWW-Authenticate": "Bearer"} if status == HTTPStatus.UNAUTHORIZED else None
+    return JSONResponse(error.to_dict(), status_code=status, headers=headers)
+
+
+async def _cloche_error(_request: Request, exc: ClocheError) -> JSONResponse:
+    return error_response(exc)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # Only where and what: never echo the input, which may be a file or a secret.
+    problems = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+        for e in exc.errors()
+    ]
+    summary = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems)
+    error = InvalidInput(
+        f"invalid request: {summary}",
+        hint=f"see {DOCS_URL} for what {request.method} {request.url.path} accepts",
+        errors=problems,
+    )
+    return error_response(error)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    where = f"{request.method} {request.url.path}"
+    error: ClocheError
+    if exc.status_code == HTTPStatus.NOT_FOUND:
+        error = NotFound(f"no such route: {where}", hint=f"the routes are listed at {DOCS_URL}")
+    elif exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        allowed = (exc.headers or {}).get("Allow", "")
+        error = BadRequest(f"method not allowed: {where}", hint=f"this path accepts: {allowed}")
+    else:
+        default = ClocheError if exc.status_code >= 500 else BadRequest
+        hint = f"see {DOCS_URL} for what {where} accepts"
+        error = _BY_STATUS.get(exc.status_code, default)(str(exc.detail), hint=hint)
+    response = error_response(error, exc.status_code)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _unexpected_error(_request: Request, _exc: Exception) -> JSONResponse:
+    # Starlette re-raises the exception after this response, so the server logs the traceback;
+    # the client gets no internals.
+    return error_response(
+        ClocheError(
+            "internal error: the server could not complete the request",
+            hint="the server log has the details; report it if it happens again",
+        )
+    )

@@ -1,0 +1,55 @@
+"""Roles and what each may do. One table; every check goes through ``authorize``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from cloche.errors import Forbidden, InvalidInput
+
+
+class Permission(StrEnum):
+    READ = "read"  # list and show models, endpoints, jobs, audit
+    WRITE = "write"  # upload, alias, delete models
+    DEPLOY = "deploy"  # change what endpoints serve
+    PREDICT = "predict"  # call the data plane
+    ADMIN = "admin"  # manage tokens
+
+
+ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    "admin": frozenset(Permission),
+    "deployer": frozenset(
+        {Permission.READ, Permission.WRITE, Permission.DEPLOY, Permission.PREDICT}
+    ),
+    "predictor": frozenset({Permission.PREDICT}),
+    "viewer": frozenset({Permission.READ}),
+}
+ROLES = tuple(ROLE_PERMISSIONS)
+
+
+class Principal(BaseModel):
+    """Who is acting: a token's id and role, or the local user of a loopback server."""
+
+    actor: str
+    role: str
+    token_id: str | None = None
+
+
+LOCAL_USER = Principal(actor="local", role="admin")
+
+
+def check_role(role: str) -> str:
+    if role not in ROLE_PERMISSIONS:
+        raise InvalidInput(f"unknown role {role!r}", hint=f"use one of: {', '.join(ROLES)}")
+    return role
+
+
+def authorize(principal: Principal, permission: Permission) -> None:
+    """Raise Forbidden unless the principal's role grants ``permission``."""
+    if permission not in ROLE_PERMISSIONS.get(principal.role, frozenset()):
+        allowed = [r for r, perms in ROLE_PERMISSIONS.items() if permission in perms]
+        raise Forbidden(
+            f"role {principal.role!r} may not {permission.value}",
+            hint=f"use a token with one of the roles: {', '.join(allowed)}",
+        )

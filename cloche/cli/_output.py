@@ -1,0 +1,181 @@
+"""Printing shared by every command: JSON on stdout, Rich tables, signatures, errors on stderr."""
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from cloche.registry.entities import ModelDetail, ModelSummary, ModelVersion
+
+# Rich resolves sys.stdout/sys.stderr at print time, so these follow CliRunner's redirection.
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(data: BaseModel | Iterable[BaseModel] | Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON on stdout and nothing else (no Rich markup, no wrapping)."""
+    if isinstance(data, BaseModel):
+        payload: Any = data.model_dump(mode="json")
+    elif isinstance(data, Mapping):
+        payload = dict(data)
+    else:
+        payload = [item.model_dump(mode="json") for item in data]
+    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def success(message: str) -> None:
+    out.print(Text("✓ ", style="green") + Text(message))
+
+
+def when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def pairs(mapping: Mapping[str, Any], sep: str = "=") -> str:
+    return ", ".join(f"{k}{sep}{v}" for k, v in mapping.items())
+
+
+def _short_list(values: Iterable[Any], limit: int = 6) -> str:
+    items = [str(v) for v in values]
+    shown = ", ".join(items[:limit])
+    return shown + (f", … (+{len(items) - limit})" if len(items) > limit else "")
+
+
+def models_table(models: list[ModelSummary]) -> Table:
+    table = Table(title="Models", title_justify="left")
+    for column in ("name", "latest", "versions", "framework", "aliases", "labels", "updated"):
+        table.add_column(
+            column,
+            justify="right" if column in ("latest", "versions") else "left",
+            no_wrap=column in ("name", "updated"),
+        )
+    for m in models:
+        table.add_row(
+            Text(m.name, style="bold"),
+            str(m.latest_version),
+            str(m.version_count),
+            m.framework,
+            pairs(m.aliases, "→"),
+            pairs(m.labels),
+            when(m.updated_at),
+        )
+    return table
+
+
+def versions_table(versions: list[ModelVersion]) -> Table:
+    table = Table(title="Versions", title_justify="left")
+    for column in ("version", "framework", "size", "aliases", "metrics", "created", "by"):
+        table.add_column(
+            column,
+            justify="right" if column in ("version", "size") else "left",
+            no_wrap=column in ("version", "size", "created"),
+        )
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            v.framework,
+            size(v.size_bytes),
+            ", ".join(v.aliases),
+            pairs({k: f"{x:.4g}" for k, x in v.metrics.items()}),
+            when(v.created_at),
+            v.created_by,
+        )
+    return table
+
+
+def signature_tables(signature: Mapping[str, Any]) -> list[Table | Text]:
+    """Inputs and outputs tables, then a line with the task and classes."""
+    parts: list[Table | Text] = []
+    kind = signature.get("input_kind", "tabular")
+    for title, fields in (
+        (f"Inputs ({kind})", signature.get("inputs") or []),
+        ("Outputs", signature.get("outputs") or []),
+    ):
+        table = Table(title=title, title_justify="left")
+        for column in ("name", "dtype", "shape", "categories"):
+            table.add_column(column)
+        for f in fields:
+            cats = f.get("categories")
+            table.add_row(
+                f["name"],
+                f["dtype"],
+                "(" + ", ".join("?" if d == -1 else str(d) for d in f.get("shape", [-1])) + ")",
+                _short_list(cats) if cats is not None else "",
+            )
+        if not fields:
+            table.add_row(Text("unknown", style="dim"), "", "", "")
+        parts.append(table)
+    line = Text("task: ", style="bold") + Text(str(signature.get("task", "unknown")))
+    if signature.get("classes") is not None:
+        line += Text("   classes: ", style="bold") + Text(_short_list(signature["classes"], 10))
+    if signature.get("source"):
+        line += Text("   inferred from: ", style="bold") + Text(", ".join(signature["source"]))
+    parts.append(line)
+    return parts
+
+
+def _field(label: str, value: str) -> Text:
+    return Text(f"{label:<12}", style="bold") + Text(value)
+
+
+def print_version(v: ModelVersion) -> None:
+    """Everything known about one version: identity, signature, files, metrics, baseline."""
+    out.print(Text(v.ref, style="bold cyan"))
+    out.print(_field("framework", v.framework))
+    out.print(_field("size", size(v.size_bytes)))
+    out.print(_field("sha256", v.sha256))
+    out.print(_field("created", f"{when(v.created_at)} by {v.created_by or '?'}"))
+    if v.aliases:
+        out.print(_field("aliases", ", ".join(v.aliases)))
+    if v.description:
+        out.print(_field("description", v.description))
+    if v.labels:
+        out.print(_field("labels", pairs(v.labels)))
+    if v.metrics:
+        out.print(_field("metrics", pairs({k: f"{x:.4g}" for k, x in v.metrics.items()})))
+    if v.baseline:
+        b = v.baseline
+        detail = f"{b.get('file')} ({b.get('format')}, {b.get('rows')} rows, "
+        detail += f"{len(b.get('columns') or [])} columns, sha256 {str(b.get('sha256'))[:12]})"
+        out.print(_field("baseline", detail))
+    out.print()
+    for part in signature_tables(v.signature):
+        out.print(part)
+    files = Table(title="Files", title_justify="left")
+    for column in ("path", "size", "sha256"):
+        files.add_column(column, justify="right" if column == "size" else "left")
+    for path, meta in sorted(v.files.items()):
+        files.add_row(path, size(int(meta.get("size", 0))), str(meta.get("sha256", ""))[:12])
+    out.print(files)
+
+
+def print_model(m: ModelDetail) -> None:
+    """A model's summary, its versions, and the signature of its newest version."""
+    out.print(Text(m.name, style="bold cyan"))
+    if m.description:
+        out.print(_field("description", m.description))
+    out.print(_field("latest", str(m.latest_version)))
+    out.print(_field("aliases", pairs(m.aliases, "→") or "none"))
+    if m.labels:
+        out.print(_field("labels", pairs(m.labels)))
+    out.print(_field("updated", when(m.updated_at)))
+    out.print(versions_table(m.versions))
+    latest = m.versions[-1]
+    out.print(Text(f"Signature of {latest.ref} (latest)", style="bold"))
+    for part in signature_tables(latest.signature):
+        out.print(part)

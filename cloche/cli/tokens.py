@@ -1,0 +1,79 @@
+"""``cloche tokens``: create, list and revoke API tokens."""
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from cloche.cli._common import JsonOpt, get_client
+from cloche.cli._output import err, out, print_json, success, when
+
+app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    role: Annotated[
+        str,
+        typer.Option("--role", "-r", metavar="ROLE", help="admin, deployer, predictor or viewer."),
+    ],
+    name: Annotated[
+        str, typer.Option("--name", "-n", metavar="NAME", help="What the token is for.")
+    ] = "",
+    json_: JsonOpt = False,
+) -> None:
+    """Create an API token. It is printed once and never shown again."""
+    new = get_client(ctx).tokens.create(role=role, name=name)
+    if json_:
+        print_json(new)
+        return
+    label = f" ({new.name})" if new.name else ""
+    # Only the secret goes to stdout, so `cloche tokens create --role viewer > token.txt` works.
+    err.print(Text("✓ ", style="green") + Text(f"created {new.role} token {new.id}{label}"))
+    out.print(new.token, markup=False, highlight=False, soft_wrap=True)
+    err.print(
+        Text(
+            "This token will not be shown again: store it safely "
+            "(e.g. in CLOCHE_TOKEN or a secret manager).",
+            style="yellow",
+        )
+    )
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """List API tokens (never their secrets)."""
+    found = get_client(ctx).tokens.list()
+    if json_:
+        print_json(found)
+        return
+    if not found:
+        out.print("No tokens. Create one with `cloche tokens create --role ROLE`.")
+        return
+    table = Table(title="Tokens", title_justify="left")
+    for column in ("id", "name", "role", "created", "by", "status"):
+        table.add_column(column)
+    for t in found:
+        status = (
+            Text(f"revoked {when(t.revoked_at)}", style="dim")
+            if t.revoked_at
+            else Text("active", style="green")
+        )
+        table.add_row(t.id, t.name, t.role, when(t.created_at), t.created_by, status)
+    out.print(table)
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Revoke a token by id; it stops working at once."""
+    info = get_client(ctx).tokens.revoke(token_id)
+    if json_:
+        print_json(info)
+    else:
+        success(f"revoked {info.role} token {info.id}")

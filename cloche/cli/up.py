@@ -1,0 +1,146 @@
+"""``cloche up``: serve the REST API on this machine until Ctrl-C or SIGTERM."""
+
+import contextlib
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.text import Text
+
+from cloche.auth.tokens import NewToken, bootstrap_admin_token
+from cloche.cli._common import load_settings
+from cloche.cli._output import err, out
+from cloche.config import Settings
+from cloche.errors import Unavailable
+from cloche.store.store import Store
+
+if TYPE_CHECKING:
+    import uvicorn
+
+HostOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="HOST",
+        help="Interface to bind (default: CLOCHE_SERVER__HOST or 127.0.0.1). Any "
+        "non-loopback address requires API tokens.",
+        show_default=False,
+    ),
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        max=65535,
+        metavar="PORT",
+        help="Port (default: CLOCHE_SERVER__PORT or 8080); 0 picks a free one.",
+        show_default=False,
+    ),
+]
+
+
+def up(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Start the cloche server (REST API, docs at /api/docs) and serve until Ctrl-C."""
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    # A dict (not a ServerSettings) so unset fields still come from CLOCHE_SERVER__*.
+    settings = load_settings(server=overrides) if overrides else load_settings()
+
+    # Imported here: every other command starts faster without the server stack.
+    import uvicorn
+
+    from cloche.api.app import create_app
+
+    with contextlib.ExitStack() as cleanup:
+        sock = cleanup.enter_context(_bind(settings.server.host, settings.server.port))
+        store = Store.open(settings)
+        cleanup.callback(store.close)
+        admin = bootstrap_admin_token(store)
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(settings, store), host=settings.server.host, port=port, log_level="warning"
+        )
+        server = _make_server(config)
+        _banner(settings, port, admin)
+        server.run(sockets=[sock])
+        if not server.started and not server.stop_requested:
+            raise Unavailable("the server failed to start; see the log above")
+    err.print("cloche stopped.")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind before serving, so a busy port is a clear error and port 0 gets a real number."""
+    sock = None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise Unavailable(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another port with --port (or stop what is using it)",
+        ) from None
+    return sock
+
+
+def _banner(settings: Settings, port: int, admin: NewToken | None) -> None:
+    host = settings.server.host
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    out.print(Text("cloche is running at ", style="bold green") + Text(base, style="bold"))
+    out.print(f"  API:   {base}/api/v1", markup=False)
+    out.print(f"  Docs:  {base}/api/docs", markup=False)
+    out.print(f"  Home:  {settings.home.resolve()}", markup=False)
+    if host in ("0.0.0.0", "::"):
+        out.print(f"  Listening on all interfaces ({host}).", markup=False)
+    if settings.auth_required:
+        out.print("  Auth:  every request needs a token (Authorization: Bearer ...)")
+    else:
+        out.print("  Auth:  open to this machine's user (loopback only); tokens are optional")
+    if admin is not None:
+        out.print()
+        out.print(Text("Admin token (shown once; store it safely):", style="bold yellow"))
+        out.print(f"  {admin.token}", markup=False, highlight=False, soft_wrap=True)
+        out.print(
+            f"  export CLOCHE_URL={base} CLOCHE_TOKEN={admin.token}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    out.print()
+    out.print("Press Ctrl-C to stop.")
+    sys.stdout.flush()  # a parent process reading our stdout needs the URL and token now
+
+
+def _make_server(config: "uvicorn.Config") -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        stop_requested = False
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self.stop_requested = True
+            super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGINT/SIGTERM after shutdown, so the process dies of the
+            # signal; a requested stop is a clean one here, and exits 0.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)

@@ -1,0 +1,64 @@
+"""The cloche SDK: one interface, in-process or over HTTP.
+
+client = cloche.Client()                                   # this machine's CLOCHE_HOME
+client = cloche.Client("http://host:8080", token="cl_…")   # a cloche server
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cloche.client._base import AuditAPI, EndpointsAPI, ModelsAPI, TokensAPI
+from cloche.config import Settings
+
+
+class Client:
+    """Entry point of the SDK: ``client.models``, ``.endpoints``, ``.tokens``, ``.audit``."""
+
+    models: ModelsAPI
+    endpoints: EndpointsAPI
+    tokens: TokensAPI
+    audit: AuditAPI
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        home: str | Path | None = None,
+        settings: Settings | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        url = url or os.environ.get("CLOCHE_URL") or None
+        if url:
+            from cloche.client import _http, _http_endpoints
+
+            self._transport: Any = _http.HttpTransport(
+                url, token=token or os.environ.get("CLOCHE_TOKEN"), timeout=timeout
+            )
+            self.models = _http.HttpModels(self._transport)
+            self.endpoints = _http_endpoints.HttpEndpoints(self._transport)
+            self.tokens = _http.HttpTokens(self._transport)
+            self.audit = _http.HttpAudit(self._transport)
+        else:
+            from cloche.client import _local
+
+            if settings is None:
+                settings = Settings(home=Path(home)) if home is not None else Settings()
+            self._transport = _local.LocalTransport(settings)
+            self.models = _local.LocalModels(self._transport)
+            self.endpoints = _local.LocalEndpoints(self._transport)
+            self.tokens = _local.LocalTokens(self._transport)
+            self.audit = _local.LocalAudit(self._transport)
+        self.url = url
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

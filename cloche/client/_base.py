@@ -1,0 +1,112 @@
+"""The SDK's interface: each namespace is a Protocol both transports implement alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from cloche.audit import AuditEntry
+from cloche.auth.tokens import NewToken, TokenInfo
+from cloche.endpoints.entities import Endpoint
+from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
+from cloche.runtimes.base import LoadedModel
+from cloche.store.artifacts import Progress
+
+
+class ModelsAPI(Protocol):
+    def upload(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        framework: str | None = None,
+        sample: str | Path | None = None,
+        baseline: str | Path | None = None,
+        aliases: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> ModelVersion:
+        """Register a model file or folder as the next version of ``name``."""
+        ...
+
+    def list(
+        self, *, labels: Mapping[str, str] | None = None, search: str | None = None
+    ) -> list[ModelSummary]:
+        """Registered models, optionally those with versions carrying all ``labels``."""
+        ...
+
+    def get(self, name: str) -> ModelDetail:
+        """A model with all its versions and aliases."""
+        ...
+
+    def show(self, ref: str) -> ModelVersion:
+        """The version ``ref`` names: ``name`` (newest), ``name:3`` or ``name@prod``."""
+        ...
+
+    def alias(self, ref: str, alias: str) -> ModelVersion:
+        """Point ``alias`` at the version ``ref`` names."""
+        ...
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        """Remove an alias from a model."""
+        ...
+
+    def attach_baseline(self, ref: str, path: str | Path) -> dict[str, Any]:
+        """Attach (or replace) the baseline dataset of a version."""
+        ...
+
+    def delete(self, ref: str) -> DeleteResult:
+        """Delete a model (bare name) or one version (``name:3``, ``name@alias``)."""
+        ...
+
+    def load(self, ref: str) -> LoadedModel:
+        """Load a version into this process (hashes verified) and return its runtime model."""
+        ...
+
+
+class EndpointsAPI(Protocol):
+    def create(self, name: str, *, description: str = "") -> Endpoint:
+        """Create an endpoint with no deployments."""
+        ...
+
+    def list(self) -> list[Endpoint]: ...
+
+    def get(self, name: str) -> Endpoint: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def deploy(
+        self,
+        name: str,
+        ref: str,
+        *,
+        traffic: int | None = None,
+        shadow: bool = False,
+        max_batch_size: int = 64,
+        timeout_ms: int = 10_000,
+    ) -> Endpoint:
+        """Deploy a model version; with ``traffic`` N the others scale down to 100-N."""
+        ...
+
+    def traffic(self, name: str, split: Mapping[str, int]) -> Endpoint:
+        """Set the split, e.g. ``{"churn:3": 90, "churn:4": 10}``; shares sum to 100."""
+        ...
+
+    def undeploy(self, name: str, ref: str) -> Endpoint: ...
+
+
+class TokensAPI(Protocol):
+    def create(self, *, role: str, name: str = "") -> NewToken: ...
+
+    def list(self) -> list[TokenInfo]: ...
+
+    def revoke(self, token_id: str) -> TokenInfo: ...
+
+
+class AuditAPI(Protocol):
+    def list(
+        self, *, resource_type: str | None = None, resource: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]: ...

@@ -1,0 +1,93 @@
+"""Settings: one typed object, read from ``CLOCHE_*`` environment variables.
+
+Built once by an entry point (CLI, server, Client) and passed down; there is no import-time
+instance. Nested sections use ``__``: ``CLOCHE_SERVER__PORT=9000``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class StoreSettings(BaseModel):
+    artifacts_url: str | None = Field(
+        default=None, description="fsspec URL of the artifact store; default $CLOCHE_HOME/artifacts"
+    )
+    max_upload_mb: int = Field(default=2048, gt=0, description="largest model or dataset upload")
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class ServingSettings(BaseModel):
+    workers: int = Field(default=0, ge=0, description="worker processes; 0 means one per core")
+    max_request_mb: int = Field(default=64, gt=0, description="largest prediction request body")
+    poll_ms: int = Field(default=500, ge=50, description="how often workers check for deploys")
+    drain_seconds: float = Field(default=30.0, ge=0, description="SIGTERM grace for requests")
+
+
+class AuthSettings(BaseModel):
+    required: bool | None = Field(
+        default=None,
+        description="require a token on every request; default: only when bound beyond loopback",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLOCHE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path = Path(".cloche")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
+    store: StoreSettings = StoreSettings()
+    server: ServerSettings = ServerSettings()
+    serving: ServingSettings = ServingSettings()
+    auth: AuthSettings = AuthSettings()
+
+    @model_validator(mode="after")
+    def _refuse_open_public_bind(self) -> Settings:
+        if self.auth.required is False and not is_loopback(self.server.host):
+            raise ValueError(
+                f"refusing to serve on {self.server.host} without authentication: "
+                "bind to 127.0.0.1 or leave CLOCHE_AUTH__REQUIRED unset"
+            )
+        return self
+
+    @property
+    def auth_required(self) -> bool:
+        if self.auth.required is not None:
+            return self.auth.required
+        return not is_loopback(self.server.host)
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.home / 'cloche.db').resolve()}"
+
+    @property
+    def artifacts_url(self) -> str:
+        return self.store.artifacts_url or str((self.home / "artifacts").resolve())
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.store.max_upload_mb * 1024 * 1024

@@ -1,0 +1,285 @@
+"""Endpoints and deployments: create, deploy, split traffic, undeploy, delete.
+
+Every change bumps the serving generation in the same transaction, which is how each worker of
+every `cloche up` sharing this store learns that it must reload (see serving/state.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from cloche import audit
+from cloche.endpoints.entities import Deployment, Endpoint
+from cloche.endpoints.traffic import check_split_total, rescale
+from cloche.errors import Conflict, DeploymentNotFound, EndpointNotFound, InvalidInput
+from cloche.registry.refs import check_name, parse_ref
+from cloche.registry.service import resolve_version_row
+from cloche.store.store import Store
+from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, utcnow
+
+MAX_BATCH_LIMIT = 4096
+
+
+def _endpoint_row(session: Session, name: str) -> EndpointRow:
+    row = session.scalar(
+        select(EndpointRow)
+        .where(EndpointRow.name == name)
+        .options(selectinload(EndpointRow.deployments).selectinload(DeploymentRow.version))
+    )
+    if row is None:
+        raise EndpointNotFound(
+            f"endpoint {name!r} does not exist",
+            hint=f"create it with `cloche endpoints create {name}`",
+        )
+    return row
+
+
+def _entity(row: EndpointRow) -> Endpoint:
+    return Endpoint(
+        name=row.name,
+        description=row.description,
+        created_at=audit.as_utc(row.created_at),
+        updated_at=audit.as_utc(row.updated_at),
+        deployments=[
+            Deployment(
+                id=d.id,
+                model=d.version.model.name,
+                version=d.version.version,
+                framework=d.version.framework,
+                traffic=d.traffic,
+                shadow=d.shadow,
+                max_batch_size=d.max_batch_size,
+                timeout_ms=d.timeout_ms,
+                created_at=audit.as_utc(d.created_at),
+            )
+            for d in row.deployments
+        ],
+    )
+
+
+def bump_generation(session: Session) -> None:
+    session.execute(
+        update(ServingStateRow)
+        .where(ServingStateRow.id == 1)
+        .values(generation=ServingStateRow.generation + 1)
+    )
+
+
+def _changed(
+    session: Session, row: EndpointRow, *, actor: str, action: str, before: dict
+) -> Endpoint:
+    row.updated_at = utcnow()
+    session.flush()
+    session.refresh(row)
+    after = _entity(row)
+    bump_generation(session)
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        resource_type="endpoint",
+        resource=row.name,
+        before=before or None,
+        after={
+            "traffic": after.traffic(),
+            "shadow": [d.ref for d in after.deployments if d.shadow],
+        },
+    )
+    return after
+
+
+def _state(row: EndpointRow) -> dict:
+    entity = _entity(row)
+    return {"traffic": entity.traffic(), "shadow": [d.ref for d in entity.deployments if d.shadow]}
+
+
+def create_endpoint(
+    store: Store, *, name: str, description: str = "", actor: str = "local"
+) -> Endpoint:
+    """A new endpoint with no deployments."""
+    check_name(name)
+    with store.transaction() as session:
+        if session.scalar(select(EndpointRow.id).where(EndpointRow.name == name)) is not None:
+            raise Conflict(f"endpoint {name!r} already exists", hint="pick another name")
+        row = EndpointRow(name=name, description=description, created_by=actor)
+        session.add(row)
+        session.flush()
+        audit.record(
+            session, actor=actor, action="endpoint.create", resource_type="endpoint", resource=name
+        )
+        return _entity(row)
+
+
+def list_endpoints(store: Store) -> list[Endpoint]:
+    with store.transaction() as session:
+        rows = session.scalars(
+            select(EndpointRow)
+            .order_by(EndpointRow.name)
+            .options(selectinload(EndpointRow.deployments).selectinload(DeploymentRow.version))
+        ).all()
+        return [_entity(r) for r in rows]
+
+
+def get_endpoint(store: Store, name: str) -> Endpoint:
+    with store.transaction() as session:
+        return _entity(_endpoint_row(session, name))
+
+
+def delete_endpoint(store: Store, *, name: str, actor: str = "local") -> None:
+    """Delete an endpoint and its deployments; its traffic stops at the next generation."""
+    with store.transaction() as session:
+        row = _endpoint_row(session, name)
+        before = _state(row)
+        session.delete(row)
+        bump_generation(session)
+        audit.record(
+            session,
+            actor=actor,
+            action="endpoint.delete",
+            resource_type="endpoint",
+            resource=name,
+            before=before,
+        )
+
+
+def deploy(
+    store: Store,
+    *,
+    endpoint: str,
+    ref: str,
+    traffic: int | None = None,
+    shadow: bool = False,
+    max_batch_size: int = 64,
+    timeout_ms: int = 10_000,
+    actor: str = "local",
+) -> Endpoint:
+    """Deploy a model version; with ``traffic`` N the others scale down to 100-N in proportion."""
+    _check_limits(max_batch_size, timeout_ms)
+    if shadow and traffic:
+        raise InvalidInput("a shadow deployment takes no live traffic; drop --traffic or --shadow")
+    if traffic is not None and not 0 <= traffic <= 100:
+        raise InvalidInput(f"--traffic must be 0-100, got {traffic}")
+    with store.transaction() as session:
+        row = _endpoint_row(session, endpoint)
+        version = resolve_version_row(session, parse_ref(ref))
+        if any(d.version_id == version.id for d in row.deployments):
+            raise Conflict(
+                f"{version.model.name}:{version.version} is already deployed to {endpoint!r}",
+                hint=f"change its share with `cloche endpoints traffic {endpoint} ...`",
+            )
+        before = _state(row)
+        live = [d for d in row.deployments if not d.shadow]
+        share = 0 if shadow else (traffic if traffic is not None else (0 if live else 100))
+        others = rescale({d.id: d.traffic for d in live}, 100 - share) if live else {}
+        for d in live:
+            d.traffic = others[d.id]
+        row.deployments.append(
+            DeploymentRow(
+                version_id=version.id,
+                version=version,
+                traffic=share,
+                shadow=shadow,
+                max_batch_size=max_batch_size,
+                timeout_ms=timeout_ms,
+                created_by=actor,
+            )
+        )
+        return _changed(session, row, actor=actor, action="endpoint.deploy", before=before)
+
+
+def _check_limits(max_batch_size: int, timeout_ms: int) -> None:
+    if not 1 <= max_batch_size <= MAX_BATCH_LIMIT:
+        raise InvalidInput(f"max_batch_size must be 1-{MAX_BATCH_LIMIT}, got {max_batch_size}")
+    if not 1 <= timeout_ms <= 600_000:
+        raise InvalidInput(f"timeout_ms must be 1-600000, got {timeout_ms}")
+
+
+def _match(row: EndpointRow, ref: str) -> DeploymentRow:
+    """The deployment ``ref`` names: ``churn:3``, ``churn@prod``, or a bare version ``3``."""
+    if ref.isdigit():
+        hits = [d for d in row.deployments if d.version.version == int(ref)]
+        if len(hits) > 1:
+            names = ", ".join(f"{d.version.model.name}:{ref}" for d in hits)
+            raise InvalidInput(f"version {ref} is ambiguous on {row.name!r}: {names}")
+    else:
+        parsed = parse_ref(ref)
+        hits = [
+            d
+            for d in row.deployments
+            if d.version.model.name == parsed.name
+            and (parsed.version is None or d.version.version == parsed.version)
+            and (
+                parsed.alias is None
+                or parsed.alias
+                in {a.alias for a in d.version.model.aliases if a.version_id == d.version_id}
+            )
+        ]
+        if parsed.version is None and parsed.alias is None and len(hits) > 1:
+            raise InvalidInput(
+                f"{ref!r} matches several deployments; name the version, e.g. {ref}:3"
+            )
+    if not hits:
+        deployed = (
+            ", ".join(f"{d.version.model.name}:{d.version.version}" for d in row.deployments)
+            or "none"
+        )
+        raise DeploymentNotFound(
+            f"{ref!r} is not deployed to {row.name!r} (deployed: {deployed})",
+            hint=f"deploy it with `cloche endpoints deploy {row.name} {ref}`",
+        )
+    return hits[0]
+
+
+def set_traffic(
+    store: Store, *, endpoint: str, split: Mapping[str, int], actor: str = "local"
+) -> Endpoint:
+    """Set every live deployment's share; the shares must sum to 100 (unnamed ones get 0)."""
+    check_split_total(split)
+    with store.transaction() as session:
+        row = _endpoint_row(session, endpoint)
+        before = _state(row)
+        chosen = {}
+        for ref, pct in split.items():
+            dep = _match(row, ref)
+            if dep.shadow:
+                raise InvalidInput(f"{ref} is a shadow deployment and takes no live traffic")
+            chosen[dep.id] = pct
+        for d in row.deployments:
+            if not d.shadow:
+                d.traffic = chosen.get(d.id, 0)
+        return _changed(session, row, actor=actor, action="endpoint.traffic", before=before)
+
+
+def undeploy(store: Store, *, endpoint: str, ref: str, actor: str = "local") -> Endpoint:
+    """Remove a deployment; its share goes to the remaining live ones in proportion."""
+    with store.transaction() as session:
+        row = _endpoint_row(session, endpoint)
+        before = _state(row)
+        dep = _match(row, ref)
+        row.deployments.remove(dep)
+        live = [d for d in row.deployments if not d.shadow]
+        shares = rescale({d.id: d.traffic for d in live}, 100)
+        for d in live:
+            d.traffic = shares[d.id]
+        return _changed(session, row, actor=actor, action="endpoint.undeploy", before=before)
+
+
+def deployed_endpoints(session: Session, version_ids: list[int]) -> list[str]:
+    """Names of endpoints serving any of these versions (the registry refuses to delete them)."""
+    rows = session.scalars(
+        select(EndpointRow.name)
+        .join(DeploymentRow, DeploymentRow.endpoint_id == EndpointRow.id)
+        .where(DeploymentRow.version_id.in_(version_ids))
+        .distinct()
+    ).all()
+    return sorted(rows)
+
+
+def current_generation(store: Store) -> int:
+    with store.transaction() as session:
+        return int(
+            session.scalar(select(ServingStateRow.generation).where(ServingStateRow.id == 1)) or 0
+        )

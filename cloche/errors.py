@@ -1,0 +1,189 @@
+"""The one exception tree of cloche.
+
+Each class carries a stable ``code`` (also the JSON error code), an HTTP status and a CLI exit
+code. The edges (REST app, HTTP client transport, CLI) map errors through this table only.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+
+class ClocheError(Exception):
+    """Base of every error cloche raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.hint:
+            body["hint"] = self.hint
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidInput(ClocheError):
+    code = "invalid_input"
+    http_status = HTTPStatus.UNPROCESSABLE_ENTITY
+    exit_code = 2
+
+
+class BadRequest(InvalidInput):
+    code = "bad_request"
+    http_status = HTTPStatus.BAD_REQUEST
+
+
+class InvalidName(InvalidInput):
+    code = "invalid_name"
+
+
+class InvalidReference(InvalidInput):
+    code = "invalid_reference"
+
+
+class UnknownFramework(InvalidInput):
+    code = "unknown_framework"
+
+
+class NotAModel(InvalidInput):
+    code = "not_a_model"
+
+
+class CorruptArtifact(InvalidInput):
+    code = "corrupt_artifact"
+
+
+class InvalidDataset(InvalidInput):
+    code = "invalid_dataset"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+    http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class MissingDependency(InvalidInput):
+    """A framework's optional extra is not installed."""
+
+    code = "missing_dependency"
+
+
+class Unauthorized(ClocheError):
+    code = "unauthorized"
+    http_status = HTTPStatus.UNAUTHORIZED
+    exit_code = 3
+
+
+class Forbidden(ClocheError):
+    code = "forbidden"
+    http_status = HTTPStatus.FORBIDDEN
+    exit_code = 3
+
+
+class NotFound(ClocheError):
+    code = "not_found"
+    http_status = HTTPStatus.NOT_FOUND
+    exit_code = 4
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+
+
+class ArtifactNotFound(NotFound):
+    code = "artifact_not_found"
+
+
+class EndpointNotFound(NotFound):
+    code = "endpoint_not_found"
+
+
+class DeploymentNotFound(NotFound):
+    code = "deployment_not_found"
+
+
+class Conflict(ClocheError):
+    code = "conflict"
+    http_status = HTTPStatus.CONFLICT
+    exit_code = 5
+
+
+class ModelInUse(Conflict):
+    code = "model_in_use"
+
+
+class HashMismatch(ClocheError):
+    """A stored artifact no longer matches the hash recorded at upload."""
+
+    code = "hash_mismatch"
+    http_status = HTTPStatus.INTERNAL_SERVER_ERROR
+    exit_code = 1
+
+
+class PredictFailed(ClocheError):
+    """The model raised on input that passed validation (a model bug or a data edge case)."""
+
+    code = "predict_failed"
+
+
+class Unavailable(ClocheError):
+    code = "unavailable"
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
+    exit_code = 6
+
+
+class Overloaded(Unavailable):
+    """The model's queue is full; the client should retry after a moment."""
+
+    code = "overloaded"
+
+
+class NotReady(Unavailable):
+    code = "not_ready"
+
+
+class Timeout(ClocheError):
+    code = "timeout"
+    http_status = HTTPStatus.GATEWAY_TIMEOUT
+    exit_code = 6
+
+
+def all_error_classes() -> list[type[ClocheError]]:
+    """Every ClocheError subclass, the base included."""
+    seen: list[type[ClocheError]] = [ClocheError]
+    stack = list(ClocheError.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen
+
+
+def error_class_for_code(code: str) -> type[ClocheError]:
+    """The class whose ``code`` is ``code``; the base class for unknown codes."""
+    for cls in all_error_classes():
+        if cls.code == code:
+            return cls
+    return ClocheError

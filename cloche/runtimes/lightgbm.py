@@ -1,0 +1,129 @@
+"""LightGBM runtime: a Booster saved as a text model file (.txt, .lgb, .model, .bst)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloche.errors import CorruptArtifact
+from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
+from cloche.runtimes import _common
+from cloche.runtimes.base import require
+
+SUFFIXES = (".txt", ".lgb", ".model", ".bst")
+EXPECTED = "a LightGBM text model"
+CLASSIFICATION_OBJECTIVES = frozenset({"binary", "multiclass", "multiclassova"})
+RANKING_OBJECTIVES = frozenset({"lambdarank", "rank_xendcg"})
+# LightGBM invents these names for data given without column names.
+_AUTO_NAME = re.compile(r"Column_\d+")
+_TREE_SIZES = re.compile(rb"^tree_sizes=(.*)$", re.MULTILINE)
+
+
+class LightGBMModel:
+    framework = "lightgbm"
+
+    def __init__(self, booster: Any, objective: str, n_classes: int) -> None:
+        self.booster = booster
+        self.objective = objective
+        self.n_classes = n_classes
+        names = [str(n) for n in booster.feature_name()]
+        self._names = None if all(_AUTO_NAME.fullmatch(n) for n in names) else names
+
+    def _raw(self, X: Any) -> np.ndarray:
+        if _common.is_frame(X):
+            # LightGBM reads DataFrame columns by position, not by name.
+            if self._names is not None and list(X.columns) != self._names:
+                X = X[self._names]
+        else:
+            X = np.asarray(X)
+            if X.dtype == object:  # rows decoded from JSON; None reads as a missing value
+                X = X.astype(np.float64)
+        return np.asarray(self.booster.predict(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._raw(X)
+
+    def signature(self) -> Signature:
+        inputs: tuple[FieldSpec, ...]
+        kind: InputKind = "tabular"
+        if self._names is not None:
+            inputs = tuple(FieldSpec(name=n, dtype="float64") for n in self._names)
+        else:
+            inputs, kind = (_common.unnamed_input(self.booster.num_feature()),), "tensor"
+        if self.n_classes:
+            return Signature(
+                inputs,
+                _common.classifier_outputs("int64", self.n_classes),
+                kind,
+                "classification",
+                classes=tuple(range(self.n_classes)),
+                source=("model",),
+            )
+        task: Task = "unknown" if self.objective in RANKING_OBJECTIVES else "regression"
+        return Signature(inputs, _common.regressor_outputs(), kind, task, source=("model",))
+
+
+class LightGBMClassifier(LightGBMModel):
+    def predict(self, X: Any) -> np.ndarray:
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        out = self._raw(X)
+        if self.objective == "binary":
+            return np.column_stack([1.0 - out, out])
+        return out
+
+
+def _damage(data: bytes) -> str | None:
+    """Why LightGBM would choke on this text, checked first: a truncated file makes its
+    parser abort or crash the whole process instead of raising."""
+    if not data.startswith(b"tree"):
+        return "it does not start with the 'tree' header"
+    end = data.find(b"\nend of trees")
+    if end < 0:
+        return "it is truncated: the 'end of trees' line is missing"
+    if b"\nparameters:" in data and b"\nend of parameters" not in data:
+        return "it is truncated: the 'end of parameters' line is missing"
+    first = data.find(b"\nTree=") + 1 or end + 1
+    sizes_line = _TREE_SIZES.search(data, 0, first)
+    if sizes_line is None:
+        return None
+    try:
+        sizes = [int(s) for s in sizes_line.group(1).split()]
+    except ValueError:
+        sizes = [0]
+    if not sizes or min(sizes) <= 0:
+        return "its tree_sizes line is not a list of sizes"
+    # LightGBM jumps to each tree by these byte sizes, in parallel threads that cannot raise.
+    offsets = itertools.accumulate([first, *sizes])
+    if not all(data.startswith(b"Tree=", o) for o in itertools.islice(offsets, len(sizes))):
+        return "its trees do not match its tree_sizes line"
+    if not data.startswith(b"end of trees", first + sum(sizes)):
+        return "its trees do not match its tree_sizes line"
+    return None
+
+
+class LightGBMRuntime:
+    name = "lightgbm"
+    extra = "lightgbm"
+
+    def load(self, artifact_dir: Path) -> LightGBMModel:
+        lgb = require("lightgbm", extra=self.extra, framework="LightGBM")
+        path = _common.model_file(artifact_dir, SUFFIXES)
+        data = path.read_bytes()
+        problem = _damage(data)
+        if problem is not None:
+            raise CorruptArtifact(f"{path.name} is not {EXPECTED}: {problem}")
+        try:
+            booster = lgb.Booster(model_str=data.decode("utf-8"))
+            objective = (str(booster.params.get("objective", "")).split() or [""])[0]
+            n_classes = int(booster.params.get("num_class", 1))
+        except Exception as exc:
+            raise _common.corrupt(path, EXPECTED, exc) from exc
+        if objective not in CLASSIFICATION_OBJECTIVES:
+            return LightGBMModel(booster, objective, 0)
+        return LightGBMClassifier(booster, objective, 2 if objective == "binary" else n_classes)

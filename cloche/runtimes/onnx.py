@@ -1,0 +1,174 @@
+"""ONNX runtime: one onnxruntime CPU session per model (.onnx)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloche.errors import CorruptArtifact, InvalidInput
+from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
+from cloche.runtimes import _common
+from cloche.runtimes.base import require
+
+SUFFIXES = (".onnx",)
+EXPECTED = "an ONNX model"
+ELEMENT_DTYPES = {"float": "float32", "double": "float64", "string": "string"}
+_CLASS_LABEL_ATTRS = ("classlabels_ints", "classlabels_int64s", "classlabels_strings")
+
+
+def element_dtype(onnx_type: str) -> str:
+    """The signature dtype for an onnxruntime type string such as ``tensor(float)``."""
+    inner = onnx_type[len("tensor(") : -1] if onnx_type.startswith("tensor(") else "float"
+    return ELEMENT_DTYPES.get(inner, inner)
+
+
+def _shape(dims: Any) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in dims or ())
+
+
+class OnnxModel:
+    framework = "onnx"
+
+    def __init__(self, session: Any, classes: tuple[Any, ...] | None) -> None:
+        self.session = session
+        self.classes = classes
+        self._inputs = session.get_inputs()
+        self._label, self._proba = _output_roles(session.get_outputs(), classes)
+
+    def _feed(self, X: Any) -> dict[str, np.ndarray]:
+        if len(self._inputs) == 1:
+            inp = self._inputs[0]
+            return {inp.name: _as_input(_common.to_numpy(X), inp)}
+        # Several named inputs (e.g. a converted ColumnTransformer): one column each.
+        if _common.is_frame(X):
+            return {i.name: _as_input(X[i.name].to_numpy(), i) for i in self._inputs}
+        arr = np.asarray(X)
+        if arr.ndim != 2 or arr.shape[1] != len(self._inputs):
+            raise InvalidInput(
+                f"this ONNX model takes {len(self._inputs)} inputs, one column each "
+                f"({', '.join(i.name for i in self._inputs)}); got an array of shape {arr.shape}"
+            )
+        return {i.name: _as_input(arr[:, j], i) for j, i in enumerate(self._inputs)}
+
+    def predict(self, X: Any) -> np.ndarray:
+        out = np.asarray(self.session.run([self._label.name], self._feed(X))[0])
+        return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+
+    def signature(self) -> Signature:
+        inputs = [FieldSpec(i.name, element_dtype(i.type), _shape(i.shape)) for i in self._inputs]
+        kind: InputKind = "tensor"
+        if len(inputs) > 1 and all(f.shape[1:] in ((), (1,)) for f in inputs):
+            inputs, kind = [FieldSpec(f.name, f.dtype) for f in inputs], "tabular"
+        shape = _shape(self._label.shape)
+        if len(shape) == 2 and shape[1] == 1:
+            shape = shape[:1]
+        outputs = [FieldSpec("predict", element_dtype(self._label.type), shape)]
+        task: Task = "unknown"
+        if self.classes is not None:
+            task = "classification"
+            if self._proba is not None:
+                outputs.append(FieldSpec("probabilities", "float32", (-1, len(self.classes))))
+        elif len(self.session.get_outputs()) == 1 and outputs[0].dtype.startswith("float"):
+            task = "regression" if len(shape) == 1 else "unknown"
+        return Signature(
+            tuple(inputs), tuple(outputs), kind, task, classes=self.classes, source=("model",)
+        )
+
+
+class OnnxClassifier(OnnxModel):
+    def predict_proba(self, X: Any) -> np.ndarray:
+        assert self._proba is not None and self.classes is not None
+        out = self.session.run([self._proba.name], self._feed(X))[0]
+        if isinstance(out, list):
+            # ZipMap output: one {class: probability} dict per row.
+            return np.array([[row[c] for c in self.classes] for row in out], dtype=np.float32)
+        return np.asarray(out)
+
+
+def _output_roles(outputs: list[Any], classes: tuple[Any, ...] | None) -> tuple[Any, Any]:
+    """The outputs behind predict and predict_proba (None when there are no probabilities)."""
+    if classes is None:
+        return outputs[0], None
+    # skl2onnx classifiers emit (label, probabilities); the label is the non-float tensor.
+    labels = [
+        o
+        for o in outputs
+        if o.type.startswith("tensor(") and not element_dtype(o.type).startswith("float")
+    ]
+    label = labels[0] if labels else outputs[0]
+    rest = [o for o in outputs if o is not label]
+    return label, rest[0] if rest else None
+
+
+def _as_input(values: np.ndarray, inp: Any) -> np.ndarray:
+    dtype = element_dtype(inp.type)
+    arr = values.astype(str).astype(object) if dtype == "string" else values.astype(dtype)
+    rank = len(inp.shape or ())
+    if rank == 2 and arr.ndim == 1:
+        return arr.reshape(-1, 1)
+    if rank == 1 and arr.ndim == 2 and arr.shape[1] == 1:
+        return arr[:, 0]
+    return arr
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in [attr.g] if attr.HasField("g") else attr.graphs:
+                yield from _tensors(sub)
+
+
+def _check_external_data(proto: Any, path: Path) -> None:
+    """Refuse external-data locations that point outside the model's own folder."""
+    root = path.parent.resolve()
+    for tensor in _tensors(proto.graph):
+        if tensor.data_location != 1:  # TensorProto.EXTERNAL
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if not (root / location).resolve().is_relative_to(root):
+            raise CorruptArtifact(
+                f"{path.name} refers to external data outside its folder: {location!r}",
+                hint="keep the model's external data files next to the .onnx file",
+            )
+
+
+def _class_labels(proto: Any) -> tuple[Any, ...] | None:
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.name in _CLASS_LABEL_ATTRS and (attr.ints or attr.strings):
+                return tuple(attr.ints) or tuple(s.decode() for s in attr.strings)
+    return None
+
+
+class OnnxRuntime:
+    name = "onnx"
+    extra = "onnx"
+
+    def load(self, artifact_dir: Path) -> OnnxModel:
+        onnx = require("onnx", extra=self.extra, framework="ONNX")
+        ort = require("onnxruntime", extra=self.extra, framework="ONNX")
+        path = _common.model_file(artifact_dir, SUFFIXES)
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:
+            raise _common.corrupt(path, EXPECTED, exc) from exc
+        _check_external_data(proto, path)
+        classes = _class_labels(proto)
+        del proto  # the session holds its own copy of the graph
+        try:
+            options = ort.SessionOptions()
+            options.log_severity_level = 3  # errors only: warnings would flood the server log
+            session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise _common.corrupt(path, EXPECTED, exc) from exc
+        has_proba = _output_roles(session.get_outputs(), classes)[1] is not None
+        return (OnnxClassifier if has_proba else OnnxModel)(session, classes)

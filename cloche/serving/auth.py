@@ -1,0 +1,57 @@
+"""Data-plane authentication: bearer tokens checked against the store, cached for a few seconds.
+
+The cache keeps the store off the hot path; a revoked token stops working within ``ttl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+from cloche.auth import tokens
+from cloche.auth.roles import LOCAL_USER, Permission, Principal, authorize
+from cloche.errors import Unauthorized
+from cloche.store.store import Store
+
+
+class TokenCache:
+    def __init__(self, store: Store, *, required: bool, ttl: float = 5.0) -> None:
+        self.store = store
+        self.required = required
+        self.ttl = ttl
+        self._seen: dict[str, tuple[Principal | None, float]] = {}
+
+    async def principal(self, authorization: bytes | None) -> Principal:
+        """Who sends the request; raises Unauthorized or Forbidden (role without PREDICT)."""
+        if authorization is None:
+            if self.required:
+                raise Unauthorized(
+                    "this server requires an API token",
+                    hint="send 'Authorization: Bearer <token>'; create one with "
+                    "`cloche tokens create --role predictor`",
+                )
+            return LOCAL_USER
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("the Authorization header must read 'Bearer <token>'")
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        cached = self._seen.get(key)
+        if cached is None or cached[1] < now:
+            try:
+                found: Principal | None = await asyncio.to_thread(
+                    tokens.authenticate, self.store, token
+                )
+            except Unauthorized:
+                found = None
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            cached = self._seen[key] = (found, now + self.ttl)
+        if cached[0] is None:
+            raise Unauthorized(
+                "the API token is invalid or revoked",
+                hint="create one with `cloche tokens create --role predictor`",
+            )
+        authorize(cached[0], Permission.PREDICT)
+        return cached[0]

@@ -1,0 +1,67 @@
+"""Model residency behind one interface: get, load, evict, sizes.
+
+Today every worker holds every deployed model; a memory budget with load-on-demand and LRU
+eviction can replace this class without touching the protocols or the router.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from cloche.runtimes import get_runtime
+from cloche.runtimes.base import LoadedModel
+from cloche.serving.state import DeploymentSpec
+from cloche.store.store import Store
+
+
+@dataclass
+class CachedModel:
+    model: LoadedModel
+    size_bytes: int
+    load_seconds: float
+
+
+class ModelCache:
+    """Loaded models keyed by version content (sha256 + framework), shared across endpoints."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._models: dict[str, CachedModel] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(spec: DeploymentSpec) -> str:
+        return f"{spec.framework}:{spec.sha256}"
+
+    def get(self, spec: DeploymentSpec) -> LoadedModel | None:
+        cached = self._models.get(self.key(spec))
+        return cached.model if cached else None
+
+    def load(self, spec: DeploymentSpec) -> LoadedModel:
+        """The model for ``spec``, loading it (hashes verified) if not yet resident. Blocking."""
+        key = self.key(spec)
+        with self._lock:
+            if key in self._models:
+                return self._models[key].model
+            start = time.perf_counter()
+            folder = self._store.artifacts.local_dir(spec.artifact_key, spec.files)
+            model = get_runtime(spec.framework).load(folder)
+            size = sum(int(f.get("size", 0)) for f in spec.files.values())
+            self._models[key] = CachedModel(model, size, time.perf_counter() - start)
+            return model
+
+    def evict(self, keep: set[str]) -> list[str]:
+        """Drop every model whose key is not in ``keep``; return the dropped keys."""
+        with self._lock:
+            dropped = [k for k in self._models if k not in keep]
+            for k in dropped:
+                del self._models[k]
+            return dropped
+
+    def sizes(self) -> dict[str, int]:
+        return {k: v.size_bytes for k, v in self._models.items()}
+
+    def load_seconds(self) -> dict[str, float]:
+        return {k: v.load_seconds for k, v in self._models.items()}

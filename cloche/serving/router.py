@@ -1,0 +1,143 @@
+"""Endpoint routing: the traffic split, per-version lookup, shadows, and live reloads.
+
+A worker holds one immutable routing table. When the serving generation moves, the new table is
+built beside the old one (new models loaded first, off the event loop) and swapped in with one
+assignment, so a deploy never drops a request: in-flight requests finish on the deployment they
+were routed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import random
+from dataclasses import dataclass, replace
+
+from cloche.errors import DeploymentNotFound, EndpointNotFound, NotReady
+from cloche.serving.deployment import LiveDeployment
+from cloche.serving.model_cache import ModelCache
+from cloche.serving.state import DeploymentSpec, Snapshot, read_generation, read_snapshot
+from cloche.store.store import Store
+
+log = logging.getLogger("cloche.serving")
+
+
+@dataclass(frozen=True)
+class EndpointRoute:
+    name: str
+    live: tuple[LiveDeployment, ...]
+    cumulative: tuple[int, ...]  # running sum of traffic, for a weighted pick
+    shadows: tuple[LiveDeployment, ...]
+    by_version: dict[str, LiveDeployment]
+
+    @classmethod
+    def build(cls, name: str, deployments: list[LiveDeployment]) -> EndpointRoute:
+        live = tuple(d for d in deployments if not d.spec.shadow and d.spec.traffic > 0)
+        sums, total = [], 0
+        for d in live:
+            total += d.spec.traffic
+            sums.append(total)
+        by_version: dict[str, LiveDeployment] = {}
+        for d in deployments:
+            by_version[d.spec.ref] = d
+            by_version.setdefault(str(d.spec.version), d)
+        shadows = tuple(d for d in deployments if d.spec.shadow)
+        return cls(name, live, tuple(sums), shadows, by_version)
+
+    def choose(self) -> LiveDeployment:
+        if not self.live:
+            raise NotReady(
+                f"endpoint {self.name!r} has no deployment taking traffic",
+                hint=f"deploy a model with `cloche endpoints deploy {self.name} MODEL:VERSION`",
+            )
+        if len(self.live) == 1:
+            return self.live[0]
+        pick = random.random() * self.cumulative[-1]
+        return self.live[bisect.bisect_right(self.cumulative, pick)]
+
+    def version(self, version: str) -> LiveDeployment:
+        found = self.by_version.get(version)
+        if found is None:
+            have = ", ".join(sorted({d.spec.ref for d in self.by_version.values()})) or "none"
+            raise DeploymentNotFound(
+                f"endpoint {self.name!r} serves no version {version!r} (deployed: {have})"
+            )
+        return found
+
+
+class Router:
+    """The routing table of one worker, kept in step with the metadata store."""
+
+    def __init__(self, store: Store, *, poll_seconds: float = 0.5) -> None:
+        self.store = store
+        self.cache = ModelCache(store)
+        self.poll_seconds = poll_seconds
+        self.generation = -1
+        self.routes: dict[str, EndpointRoute] = {}
+        self._live: dict[int, LiveDeployment] = {}
+        self.ready = False
+        self.load_errors: dict[str, str] = {}
+
+    def endpoint(self, name: str) -> EndpointRoute:
+        route = self.routes.get(name)
+        if route is None:
+            if not self.ready:
+                raise NotReady("the server is still loading its models; retry in a moment")
+            raise EndpointNotFound(
+                f"endpoint {name!r} does not exist or has no deployments",
+                hint="list endpoints with `cloche endpoints list`",
+            )
+        return route
+
+    async def refresh(self) -> bool:
+        """Apply the store's state if its generation moved; True when the table changed."""
+        generation = await asyncio.to_thread(read_generation, self.store)
+        if generation == self.generation:
+            return False
+        snapshot = await asyncio.to_thread(read_snapshot, self.store)
+        await self.apply(snapshot)
+        return True
+
+    async def apply(self, snapshot: Snapshot) -> None:
+        live: dict[int, LiveDeployment] = {}
+        routes: dict[str, EndpointRoute] = {}
+        errors: dict[str, str] = {}
+        for name, specs in snapshot.endpoints.items():
+            deployments = []
+            for spec in specs:
+                try:
+                    deployments.append(await self._live_for(spec))
+                except Exception as exc:  # one broken model must not stop the others
+                    errors[f"{name}/{spec.ref}"] = str(exc)
+                    log.error("cannot load %s for endpoint %s: %s", spec.ref, name, exc)
+            for d in deployments:
+                live[d.spec.deployment_id] = d
+            if deployments:
+                routes[name] = EndpointRoute.build(name, deployments)
+        # Replaced deployments are simply dropped: requests already routed to them hold a
+        # reference and finish; their predict thread exits once the batcher is collected.
+        self.routes, self._live, self.generation = routes, live, snapshot.generation
+        self.load_errors, self.ready = errors, True
+        self.cache.evict({ModelCache.key(d.spec) for d in live.values()})
+
+    async def _live_for(self, spec: DeploymentSpec) -> LiveDeployment:
+        current = self._live.get(spec.deployment_id)
+        if current is not None and current.same_runtime(spec):
+            if current.spec != spec:
+                current = replace(current, spec=spec)
+                current.batcher.name = f"{spec.endpoint}/{spec.ref}"
+            return current
+        model = self.cache.get(spec)
+        if model is None:
+            model = await asyncio.to_thread(self.cache.load, spec)
+        return LiveDeployment.start(spec, model)
+
+    async def watch(self) -> None:
+        """Poll the generation forever; a failed poll is logged and retried."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:
+                log.warning("could not refresh deployments: %s", exc)
+            await asyncio.sleep(self.poll_seconds)

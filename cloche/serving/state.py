@@ -1,0 +1,86 @@
+"""What the data plane serves, read from the metadata store in one query.
+
+Workers compare the serving generation (bumped by every endpoint change) with the one they
+hold and, when it moved, read this snapshot and apply it (see router.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from cloche.store.store import Store
+from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, VersionRow
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """Everything a worker needs to load and serve one deployment."""
+
+    deployment_id: int
+    endpoint: str
+    model: str
+    version: int
+    framework: str
+    artifact_key: str
+    files: dict[str, Any]
+    sha256: str
+    signature: dict[str, Any]
+    traffic: int
+    shadow: bool
+    max_batch_size: int
+    timeout_ms: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}:{self.version}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    generation: int
+    endpoints: dict[str, list[DeploymentSpec]]
+
+
+def read_generation(store: Store) -> int:
+    with store.transaction() as session:
+        value = session.scalar(select(ServingStateRow.generation).where(ServingStateRow.id == 1))
+        return int(value or 0)
+
+
+def read_snapshot(store: Store) -> Snapshot:
+    with store.transaction() as session:
+        generation = session.scalar(
+            select(ServingStateRow.generation).where(ServingStateRow.id == 1)
+        )
+        rows = session.scalars(
+            select(EndpointRow).options(
+                selectinload(EndpointRow.deployments)
+                .selectinload(DeploymentRow.version)
+                .selectinload(VersionRow.model)
+            )
+        ).all()
+        endpoints = {row.name: [_spec(row.name, d) for d in row.deployments] for row in rows}
+        return Snapshot(int(generation or 0), endpoints)
+
+
+def _spec(endpoint: str, d: DeploymentRow) -> DeploymentSpec:
+    v = d.version
+    return DeploymentSpec(
+        deployment_id=d.id,
+        endpoint=endpoint,
+        model=v.model.name,
+        version=v.version,
+        framework=v.framework,
+        artifact_key=v.artifact_key,
+        files=v.files,
+        sha256=v.sha256,
+        signature=v.signature,
+        traffic=d.traffic,
+        shadow=d.shadow,
+        max_batch_size=d.max_batch_size,
+        timeout_ms=d.timeout_ms,
+    )

@@ -1,0 +1,45 @@
+"""The Store: metadata database plus artifact store, opened from Settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from cloche.config import Settings
+from cloche.store.artifacts import ArtifactStore
+from cloche.store.db import Database, open_database
+
+
+class Store:
+    """What every service function needs: ``transaction()`` and ``artifacts``."""
+
+    def __init__(
+        self, db: Database, artifacts: ArtifactStore, *, home: Path, max_upload_bytes: int
+    ) -> None:
+        self.db = db
+        self.artifacts = artifacts
+        self.home = home
+        self.max_upload_bytes = max_upload_bytes
+
+    @classmethod
+    def open(cls, settings: Settings) -> Store:
+        home = settings.home.resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        return cls(
+            open_database(settings.database_url),
+            ArtifactStore(settings.artifacts_url, cache_dir=home / "cache"),
+            home=home,
+            max_upload_bytes=settings.max_upload_bytes,
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: committed when the block ends, rolled back if it raises."""
+        with self.db.session() as session:
+            yield session
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,302 @@
+"""cloche in two minutes: train a churn model, register two versions, promote one, serve it.
+
+Run with `make demo` (or `python examples/demo.py`); it also works pasted into a notebook cell.
+Everything lands in `.cloche-demo/` next to the repo, wiped at the start so re-runs are clean.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import cloche
+
+# In a notebook there is no __file__; run the cell from the repository root then.
+ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd()
+HOME = ROOT / ".cloche-demo"
+WORK = HOME / "work"
+NUMERIC = ["tenure_months", "monthly_spend", "support_calls"]
+console = Console(highlight=False)
+
+
+def step(title: str) -> None:
+    console.rule(f"[bold cyan]{title}", align="left")
+
+
+def cloche_command() -> list[str]:
+    """The `cloche` script of this interpreter's environment, else the one on PATH."""
+    beside = Path(sys.executable).with_name("cloche")
+    found = str(beside) if beside.exists() else shutil.which("cloche")
+    if found is None:
+        raise SystemExit("the `cloche` command is not installed: run `pip install -e .` first")
+    return [found]
+
+
+def make_customers(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Synthetic customers; churn rises with support calls and falls with tenure."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["basic", "pro", "enterprise"], size=n, p=[0.5, 0.35, 0.15])
+    tenure = rng.integers(1, 72, size=n)
+    spend = rng.gamma(2.0, 30.0, size=n) + np.select(
+        [plan == "pro", plan == "enterprise"], [20.0, 80.0], 0.0
+    )
+    calls = rng.poisson(1.5, size=n)
+    # Step effects (new customers, 4+ calls) that a linear model misses and boosting finds.
+    logit = (
+        -1.0
+        + 2.5 * (tenure < 12)
+        - 0.01 * tenure
+        + 2.0 * (calls >= 4)
+        - 1.2 * (plan == "enterprise")
+    )
+    churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    frame = pd.DataFrame(
+        {
+            "plan": plan,
+            "tenure_months": tenure,
+            "monthly_spend": spend.round(2),
+            "support_calls": calls,
+        }
+    )
+    return frame, churned
+
+
+def pipeline(classifier: object) -> Pipeline:
+    features = ColumnTransformer(
+        [
+            ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+            ("numeric", StandardScaler(), NUMERIC),
+        ]
+    )
+    return Pipeline([("features", features), ("classifier", classifier)])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(port: int) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """`cloche up` in the background; its stdout lines arrive on a queue."""
+    server = subprocess.Popen(
+        [*cloche_command(), "up", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert server.stdout is not None
+        for line in server.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return server, lines
+
+
+def wait_for_banner(lines: queue.Queue[str], timeout: float = 60) -> tuple[str, str]:
+    """The URL and the admin token `cloche up` prints when it starts."""
+    url = token = ""
+    deadline = time.monotonic() + timeout
+    while not (url and token) and time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        console.print(f"  [dim]server |[/] {line.rstrip()}", markup=True, soft_wrap=True)
+        if m := re.search(r"running at (http://\S+)", line):
+            url = m.group(1)
+        if m := re.search(r"^\s+(cl_\S+)\s*$", line):
+            token = m.group(1)
+    if not (url and token):
+        raise SystemExit("cloche up did not start; see its output above")
+    return url, token
+
+
+def register_two_versions(client: cloche.Client) -> pd.DataFrame:
+    """Steps 1-3: train v1 and v2, register both, promote v2; returns held-out rows."""
+    step("1. Train a churn classifier (v1: logistic regression)")
+    X, y = make_customers(4000, seed=7)
+    X_train, X_test, y_train, y_test = X[:3000], X[3000:], y[:3000], y[3000:]
+    v1 = pipeline(LogisticRegression(max_iter=200)).fit(X_train, y_train)
+    auc1 = roc_auc_score(y_test, v1.predict_proba(X_test)[:, 1])
+    joblib.dump(v1, WORK / "churn-v1.joblib")
+    X_train.to_parquet(WORK / "train.parquet")  # the training data becomes the baseline
+    console.print(f"trained on {len(X_train)} rows; holdout AUC {auc1:.3f}")
+    console.print(X_train.head(3).to_string(index=False))
+
+    step("2. Register it as churn:1 and point `prod` at it")
+    first = client.models.upload(
+        WORK / "churn-v1.joblib",
+        name="churn",
+        baseline=WORK / "train.parquet",
+        aliases=["prod"],
+        labels={"team": "growth"},
+        metrics={"auc": auc1},
+        description="logistic regression",
+    )
+    console.print(f"registered {first.ref} ({first.framework}), aliases {first.aliases}")
+    console.print(
+        "  (CLI: cloche models upload churn-v1.joblib --name churn --baseline train.parquet "
+        "--alias prod --label team=growth)",
+        style="dim",
+        soft_wrap=True,
+    )
+
+    step("3. Train v2 (gradient boosting), register it on `staging`, then promote it")
+    v2 = pipeline(GradientBoostingClassifier(n_estimators=80, random_state=0))
+    v2.fit(X_train, y_train)
+    auc2 = roc_auc_score(y_test, v2.predict_proba(X_test)[:, 1])
+    joblib.dump(v2, WORK / "churn-v2.joblib")
+    second = client.models.upload(
+        WORK / "churn-v2.joblib",
+        name="churn",
+        baseline=WORK / "train.parquet",
+        aliases=["staging"],
+        labels={"team": "growth"},
+        metrics={"auc": auc2},
+        description="gradient boosting",
+    )
+    console.print(f"registered {second.ref}: holdout AUC {auc2:.3f} vs {auc1:.3f} for v1")
+    promoted = client.models.alias("churn:2", "prod")
+    console.print(f"churn@prod -> {promoted.ref}")
+    console.print("  (CLI: cloche models alias churn:2 prod)", style="dim")
+    return X_test
+
+
+def predict_with_prod(client: cloche.Client, rows: pd.DataFrame) -> None:
+    step("4. Load churn@prod through the SDK and predict")
+    model = client.models.load("churn@prod")  # file hashes are checked before loading
+    scored = rows.assign(
+        churn=model.predict(rows), p_churn=model.predict_proba(rows)[:, 1].round(3)
+    )
+    console.print(scored.to_string(index=False))
+
+
+def show_cli() -> None:
+    step("5. The registry through the CLI")
+    commands = [["models", "list"], ["models", "show", "churn@prod"]]
+    env = dict(os.environ)
+    if console.is_terminal:  # keep the CLI's colours and width although we capture it
+        env.update(FORCE_COLOR="1", COLUMNS=str(console.width))
+    # Both start at once: each spends most of its time importing, and they only read.
+    running = [
+        subprocess.Popen(
+            [*cloche_command(), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for args in commands
+    ]
+    for args, proc in zip(commands, running, strict=True):
+        output, _ = proc.communicate(timeout=60)
+        console.print(f"[bold]$ cloche {' '.join(args)}[/]")
+        sys.stdout.write(output)
+        if proc.returncode != 0:
+            raise SystemExit(f"`cloche {' '.join(args)}` failed with exit {proc.returncode}")
+    console.print(
+        "Look at: prod and staging both on churn:2; the signature cloche inferred from the "
+        "pipeline and the baseline (plan is a string with its categories); each file's sha256.",
+        style="yellow",
+        soft_wrap=True,
+    )
+
+
+def show_rest(lines: queue.Queue[str]) -> None:
+    step("6. The same registry through REST (`cloche up`, started in the background)")
+    url, token = wait_for_banner(lines)
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            models = httpx.get(f"{url}/api/v1/models", headers=headers, timeout=5)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    models.raise_for_status()
+    console.print(f"[bold]$ curl {url}/api/v1/models[/]", soft_wrap=True)
+    console.print(f"  -> {[m['name'] for m in models.json()]}")
+    prod = httpx.get(f"{url}/api/v1/models/churn/versions/@prod", headers=headers, timeout=5)
+    prod.raise_for_status()
+    body = prod.json()
+    console.print(f"[bold]$ curl {url}/api/v1/models/churn/versions/@prod[/]", soft_wrap=True)
+    console.print(
+        f"  -> {body['name']}:{body['version']} {body['framework']}, aliases "
+        f"{body['aliases']}, inputs {[f['name'] for f in body['signature']['inputs']]}",
+        soft_wrap=True,
+    )
+
+
+def stop(server: subprocess.Popen[str]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    console.print(f"server stopped (exit {server.returncode})")
+
+
+def main() -> None:
+    shutil.rmtree(HOME, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    os.environ["CLOCHE_HOME"] = str(HOME)  # the CLI and server subprocesses share this registry
+    for key in ("CLOCHE_URL", "CLOCHE_TOKEN"):
+        os.environ.pop(key, None)
+    with cloche.Client(home=HOME) as client:
+        client.models.list()  # creates the registry now, so the server does not race us to it
+        # The server imports its stack while we train; it serves the same registry.
+        server, lines = start_server(free_port())
+        try:
+            rows = register_two_versions(client)
+            predict_with_prod(client, rows.head(5))
+            show_cli()
+            show_rest(lines)
+        finally:
+            stop(server)
+
+    step("Done")
+    home = HOME.relative_to(ROOT)
+    console.print(f"The demo registry stays in {home}/. Look around with:")
+    console.print(f"  CLOCHE_HOME={home} cloche models show churn")
+    console.print(f"  CLOCHE_HOME={home} cloche audit")
+    console.print(f"  CLOCHE_HOME={home} cloche up        # then, in another shell:")
+    base = "http://127.0.0.1:8080/api/v1"
+    console.print(f"  curl {base}/models/churn/versions/@prod", soft_wrap=True)
+    console.print(
+        f"  curl -X PUT {base}/models/churn/aliases/prod "
+        "-H 'Content-Type: application/json' -d '{\"version\": 1}'",
+        soft_wrap=True,
+    )
+    console.print("  open http://127.0.0.1:8080/api/docs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The REST API over raw HTTP against a live server: error shape, auth, limits, origin checks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+import cloche
+from cloche.api.app import create_app
+from cloche.auth import tokens
+from cloche.config import Settings
+from cloche.errors import Timeout, Unavailable
+from cloche.store.store import Store
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import LiveServer, ServerFactory
+
+MB = 1024 * 1024
+
+
+def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()["error"]
+    assert body["code"] == code and body["message"]
+    return dict(body)
+
+
+def _upload(url: str, path: Path, name: str = "churn", **kw: Any) -> httpx.Response:
+    files = [("files", (path.name, path.read_bytes()))]
+    return httpx.post(f"{url}/api/v1/models", data={"name": name}, files=files, **kw)
+
+
+def _token(settings: Settings, role: str) -> tokens.NewToken:
+    store = Store.open(settings)
+    try:
+        return tokens.create_token(store, role=role, name=f"test {role}")
+    finally:
+        store.close()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_errors_have_one_json_shape(live_server: LiveServer) -> None:
+    api = f"{live_server.url}/api/v1"
+    assert (
+        "cloche models list"
+        in _error(httpx.get(f"{api}/models/nope"), 404, "model_not_found")["hint"]
+    )
+    _error(httpx.get(f"{api}/models/bad!name"), 422, "invalid_name")
+    _error(httpx.get(f"{api}/models/churn/versions/first"), 422, "invalid_reference")
+    assert "/api/docs" in _error(httpx.get(f"{api}/nope"), 404, "not_found")["hint"]
+    assert "GET" in _error(httpx.post(f"{api}/health"), 405, "bad_request")["hint"]
+    invalid = _error(httpx.get(f"{api}/audit", params={"limit": "x"}), 422, "invalid_input")
+    assert "limit" in invalid["message"] and "Traceback" not in invalid["message"]
+    _error(httpx.put(f"{api}/models/churn/aliases/prod", json={}), 422, "invalid_input")
+
+
+def test_health_and_openapi_list_the_routes(live_server: LiveServer) -> None:
+    assert httpx.get(f"{live_server.url}/api/v1/health").json()["status"] == "ok"
+    paths = httpx.get(f"{live_server.url}/api/openapi.json").json()["paths"]
+    for path in (
+        "/api/v1/models",
+        "/api/v1/models/{name}",
+        "/api/v1/models/{name}/versions/{version}",
+        "/api/v1/models/{name}/aliases/{alias}",
+        "/api/v1/models/{name}/versions/{version}/baseline",
+        "/api/v1/models/{name}/versions/{version}/files/{path}",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{token_id}",
+        "/api/v1/audit",
+    ):
+        assert path in paths
+    assert paths["/api/v1/models"]["post"]["summary"].startswith("Upload a model")
+    assert httpx.get(f"{live_server.url}/api/docs").status_code == 200
+
+
+def test_a_bad_token_is_refused_even_on_loopback(live_server: LiveServer) -> None:
+    url = f"{live_server.url}/api/v1/models"
+    response = httpx.get(url, headers=_bearer("cl_000000000000_nope"))
+    _error(response, 401, "unauthorized")
+    assert response.headers["www-authenticate"] == "Bearer"
+    _error(httpx.get(url, headers={"Authorization": "Basic dXNlcjpwdw=="}), 401, "unauthorized")
+
+
+def test_roles_limit_what_a_token_may_do(live_server: LiveServer, sklearn_model_file: Path) -> None:
+    api = f"{live_server.url}/api/v1"
+    viewer = _bearer(_token(live_server.settings, "viewer").token)
+    predictor = _bearer(_token(live_server.settings, "predictor").token)
+    assert _upload(live_server.url, sklearn_model_file).status_code == 201  # loopback: local admin
+    forbidden = _error(
+        _upload(live_server.url, sklearn_model_file, headers=predictor), 403, "forbidden"
+    )
+    assert "deployer" in forbidden["hint"]
+    _error(httpx.delete(f"{api}/models/churn", headers=viewer), 403, "forbidden")
+    _error(httpx.get(f"{api}/models", headers=predictor), 403, "forbidden")
+    _error(httpx.get(f"{api}/tokens", headers=viewer), 403, "forbidden")
+    _error(httpx.post(f"{api}/tokens", headers=viewer, json={"role": "admin"}), 403, "forbidden")
+    assert httpx.get(f"{api}/models/churn", headers=viewer).json()["latest_version"] == 1
+
+
+def _chunked_multipart(size: int) -> Iterator[bytes]:
+    yield b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nbig\r\n'
+    yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.joblib"\r\n\r\n'
+    for _ in range(size // (64 * 1024)):
+        yield b"\x80" * (64 * 1024)
+    yield b"\r\n--b--\r\n"
+
+
+def test_oversized_uploads_are_refused_with_413(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = start_server(store={"max_upload_mb": 1})
+    big = tmp_path / "big.joblib"
+    big.write_bytes(b"\x80" * (2 * MB))
+    response = _upload(server.url, big, name="big")
+    assert "Content-Length" in response.request.headers
+    assert "MAX_UPLOAD_MB" in _error(response, 413, "payload_too_large")["hint"]
+    chunked = httpx.post(
+        f"{server.url}/api/v1/models",
+        content=_chunked_multipart(2 * MB),
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert chunked.request.headers["Transfer-Encoding"] == "chunked"
+    _error(chunked, 413, "payload_too_large")
+    assert httpx.get(f"{server.url}/api/v1/models").json() == []
+    assert list((server.settings.home / "tmp").glob("*")) == []
+
+
+@pytest.mark.parametrize("filename", ["../x", "/etc/passwd", "a/../../x", "sub\\x", "a//b"])
+def test_unsafe_upload_filenames_are_refused(
+    live_server: LiveServer, filename: str, tmp_path: Path
+) -> None:
+    before = sorted(tmp_path.rglob("*"))
+    response = httpx.post(
+        f"{live_server.url}/api/v1/models",
+        data={"name": "evil"},
+        files=[("files", (filename, b"\x80payload"))],
+    )
+    _error(response, 400, "bad_request")
+    assert sorted(tmp_path.rglob("*")) == before
+    assert not (live_server.settings.home / "artifacts" / "models" / "evil").exists()
+
+
+def test_origin_and_host_checks_stop_browsers_from_other_sites(live_server: LiveServer) -> None:
+    url = f"{live_server.url}/api/v1/models"
+    _error(httpx.get(url, headers={"Origin": "http://evil.example"}), 403, "forbidden")
+    _error(httpx.get(url, headers={"Origin": "null"}), 403, "forbidden")
+    port = live_server.url.rsplit(":", 1)[1]
+    _error(httpx.get(url, headers={"Origin": "http://127.0.0.1:1"}), 403, "forbidden")
+    assert httpx.get(url, headers={"Origin": live_server.url}).status_code == 200
+    _error(httpx.get(url, headers={"Host": f"evil.example:{port}"}), 403, "forbidden")
+    for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
+        assert httpx.get(url, headers={"Host": host}).status_code == 200
+
+
+def test_token_list_never_holds_secrets(live_server: LiveServer) -> None:
+    api = f"{live_server.url}/api/v1"
+    created = httpx.post(f"{api}/tokens", json={"role": "viewer", "name": "ci"})
+    assert created.status_code == 201 and created.headers["cache-control"] == "no-store"
+    secret = created.json()["token"]
+    listed = httpx.get(f"{api}/tokens")
+    assert secret not in listed.text and secret.rsplit("_", 1)[1] not in listed.text
+    [row] = listed.json()
+    assert set(row) == {"id", "name", "role", "created_at", "created_by", "revoked_at"}
+    assert httpx.delete(f"{api}/tokens/{row['id']}").json()["revoked_at"] is not None
+
+
+def test_audit_records_upload_alias_and_token_changes(
+    live_server: LiveServer, sklearn_model_file: Path
+) -> None:
+    api = f"{live_server.url}/api/v1"
+    assert _upload(live_server.url, sklearn_model_file).status_code == 201
+    moved = httpx.put(f"{api}/models/churn/aliases/prod", json={"version": 1})
+    assert moved.json()["aliases"] == ["prod"]
+    other = httpx.put(f"{api}/models/churn/aliases/prod", json={"ref": "fraud:1"})
+    _error(other, 422, "invalid_input")
+    httpx.post(f"{api}/tokens", json={"role": "viewer"})
+    entries = httpx.get(f"{api}/audit").json()
+    assert [e["action"] for e in entries] == ["token.create", "alias.move", "model.upload"]
+    assert {e["actor"] for e in entries} == {"local"}
+    [alias] = httpx.get(f"{api}/audit", params={"resource": "churn@prod"}).json()
+    assert alias["after"] == {"version": 1}
+
+
+def test_artifact_files_download_only_listed_paths(
+    live_server: LiveServer, sklearn_model_file: Path
+) -> None:
+    version = _upload(live_server.url, sklearn_model_file).json()
+    files = f"{live_server.url}/api/v1/models/churn/versions/1/files"
+    response = httpx.get(f"{files}/churn.joblib")
+    assert response.content == sklearn_model_file.read_bytes()
+    assert response.headers["x-content-sha256"] == version["files"]["churn.joblib"]["sha256"]
+    _error(httpx.get(f"{files}/..%2F..%2F..%2Fcloche.db"), 404, "artifact_not_found")
+    _error(httpx.get(f"{files}/other.bin"), 404, "artifact_not_found")
+
+
+def test_a_server_requiring_auth_accepts_only_valid_tokens(start_server: ServerFactory) -> None:
+    server = start_server(auth={"required": True})
+    url = f"{server.url}/api/v1/models"
+    assert "Bearer" in _error(httpx.get(url), 401, "unauthorized")["hint"]
+    admin = _token(server.settings, "admin")
+    assert httpx.get(url, headers=_bearer(admin.token)).status_code == 200
+    revoked = httpx.delete(f"{server.url}/api/v1/tokens/{admin.id}", headers=_bearer(admin.token))
+    assert revoked.status_code == 200
+    _error(httpx.get(url, headers=_bearer(admin.token)), 401, "unauthorized")
+
+
+def test_an_unexpected_failure_is_a_plain_500(settings: Settings) -> None:
+    app = create_app(settings)
+
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/api/v1/boom", boom)
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            return await http.get("/api/v1/boom")
+
+    response = asyncio.run(call())
+    body = _error(response, 500, "internal_error")
+    assert "secret internals" not in response.text and "log" in body["hint"]
+    app.state.store.close()
+
+
+def test_an_unreachable_or_silent_server_names_its_url() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts connections in the kernel, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with cloche.Client(url, timeout=0.3) as sdk, pytest.raises(Timeout, match=re.escape(url)):
+            sdk.models.list()
+    with cloche.Client(url) as sdk, pytest.raises(Unavailable, match=re.escape(url)):
+        sdk.models.list()  # the port is closed now
+
+
+@pytest.mark.postgres
+def test_the_sdk_over_http_on_postgresql(
+    start_server: ServerFactory, pg_url: str, sklearn_model_file: Path
+) -> None:
+    server = start_server(db_url=pg_url)
+    with cloche.Client(server.url) as sdk:
+        sdk.models.upload(sklearn_model_file, name="churn", aliases=["prod"])
+        sdk.models.upload(sklearn_model_file, name="churn", labels={"team": "risk"})
+        assert sdk.models.alias("churn:2", "prod").version == 2
+        assert [m.name for m in sdk.models.list(labels={"team": "risk"})] == ["churn"]
+        assert len(sdk.models.load("churn@prod").predict([[0.1, 0.2, 0.3, 0.4]])) == 1
+        assert sdk.models.delete("churn").deleted_versions == [1, 2]
+        assert [e.action for e in sdk.audit.list(resource_type="model")][:2] == [
+            "model.delete",
+            "alias.move",
+        ]

@@ -1,0 +1,188 @@
+"""The data plane of a real server: V1 and OIP v2 predictions, routing, validation, auth."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+
+import cloche
+from tests.integration.conftest import LiveServer, ServerFactory
+
+FEATURES = ["tenure", "spend", "visits", "age"]
+
+
+@pytest.fixture
+def deployed(settings, sklearn_model_file: Path) -> cloche.Client:
+    sdk = cloche.Client(settings=settings)
+    sdk.models.upload(sklearn_model_file, name="churn")
+    sdk.models.upload(sklearn_model_file, name="churn")
+    sdk.endpoints.create("churn")
+    sdk.endpoints.deploy("churn", "churn:1")
+    return sdk
+
+
+@pytest.fixture
+def server(deployed: cloche.Client, start_server: ServerFactory) -> LiveServer:
+    return start_server(serving={"poll_ms": 100})
+
+
+@pytest.fixture
+def http(server: LiveServer):
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        yield c
+
+
+def test_v1_predictions_equal_the_models_own(http, sklearn_model_file, iris_like) -> None:
+    import pandas as pd
+
+    X = iris_like[0][:5]
+    expected = joblib.load(sklearn_model_file).predict(pd.DataFrame(X, columns=FEATURES))
+    r = http.post("/v1/models/churn:predict", json={"instances": X.tolist()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["predictions"] == expected.tolist()
+    assert (body["model"], body["version"]) == ("churn", 1)
+    by_name = [dict(zip(FEATURES, row, strict=True)) for row in X.tolist()]
+    r2 = http.post("/v1/models/churn:predict", json={"instances": by_name})
+    assert r2.json()["predictions"] == expected.tolist()
+
+
+def test_request_id_is_echoed_or_generated(http) -> None:
+    body = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
+    r = http.post("/v1/models/churn:predict", json=body, headers={"X-Request-Id": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123" and r.json()["request_id"] == "abc-123"
+    generated = http.post("/v1/models/churn:predict", json=body).headers["x-request-id"]
+    assert len(generated) == 24
+    assert "predict;dur=" in r.headers["server-timing"]
+
+
+def test_v2_infer_metadata_and_health(http, sklearn_model_file, iris_like) -> None:
+    import pandas as pd
+
+    X = iris_like[0][:3]
+    frame = pd.DataFrame(X, columns=FEATURES)
+    model = joblib.load(sklearn_model_file)
+    tensor = {"name": "x", "shape": [3, 4], "datatype": "FP64", "data": X.ravel().tolist()}
+    r = http.post("/v2/models/churn/versions/1/infer", json={"inputs": [tensor], "id": "q1"})
+    assert r.status_code == 200, r.text
+    outputs = {o["name"]: o for o in r.json()["outputs"]}
+    assert outputs["predict"]["data"] == model.predict(frame).tolist()
+    np.testing.assert_allclose(
+        np.array(outputs["probabilities"]["data"]).reshape(3, -1), model.predict_proba(frame)
+    )
+    assert r.json()["id"] == "q1" and r.json()["model_version"] == "1"
+    meta = http.get("/v2/models/churn").json()
+    assert [i["name"] for i in meta["inputs"]] == FEATURES and meta["platform"] == "sklearn"
+    assert http.get("/v2/models/churn/ready").status_code == 200
+    assert http.get("/v2/health/live").json() == {"live": True}
+    assert http.get("/v2/health/ready").json() == {"ready": True}
+    assert http.get("/v2").json()["name"] == "cloche"
+
+
+def test_traffic_split_reaches_the_workers_and_routes_by_weight(http, deployed) -> None:
+    deployed.endpoints.deploy("churn", "churn:2", traffic=10)
+    body = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
+    deadline = time.monotonic() + 2.0
+    seen: Counter[int] = Counter()
+    while time.monotonic() < deadline and seen[2] == 0:
+        seen[http.post("/v1/models/churn:predict", json=body).json()["version"]] += 1
+    assert seen[2] > 0, "the new deployment did not reach the server within 2 s"
+    counts = Counter(
+        http.post("/v1/models/churn:predict", json=body).json()["version"] for _ in range(400)
+    )
+    assert 10 <= counts[2] <= 80 and counts[1] + counts[2] == 400  # 10% of 400 = 40 ± 5 sd
+
+
+def test_deploy_and_traffic_changes_under_load_drop_nothing(server, deployed) -> None:
+    statuses: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            while not stop.is_set():
+                r = c.post("/v1/models/churn:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]})
+                statuses[r.status_code] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        deployed.endpoints.deploy("churn", "churn:2", traffic=50)
+        time.sleep(0.5)
+        deployed.endpoints.traffic("churn", {"churn:2": 100})
+        time.sleep(0.5)
+        deployed.endpoints.undeploy("churn", "churn:1")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert set(statuses) == {200} and statuses[200] > 50
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{bad json", 400, "not valid JSON"),
+        (b"", 400, "empty"),
+        (b'{"instances": []}', 422, "is empty"),
+        (b'{"instances": [[1, 2]]}', 422, "4 values, got 2"),
+        (b'{"instances": [{"tenure": 1}]}', 422, "missing feature 'spend'"),
+        (b'{"instances": [[1, 2, "x", 4]]}', 422, "feature 'visits' must be a number"),
+        (b'{"rows": [[1, 2, 3, 4]]}', 422, '"instances" list'),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(http, body, status, message) -> None:
+    r = http.post("/v1/models/churn:predict", content=body)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]["message"]
+    ok = http.post("/v1/models/churn:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]})
+    assert ok.status_code == 200
+
+
+def test_unknown_routes_and_endpoints_are_404(http) -> None:
+    assert http.post("/v1/models/nope:predict", json={"instances": [[1]]}).status_code == 404
+    assert http.post("/v2/models/churn/versions/9/infer", json={"inputs": []}).status_code == 404
+    r = http.get("/v1/models/churn:predict")
+    assert r.status_code == 404 and "POST /v1/models/ENDPOINT:predict" in r.json()["error"]["hint"]
+
+
+def test_oversized_body_is_413(deployed, start_server: ServerFactory) -> None:
+    server = start_server(serving={"max_request_mb": 1})
+    big = b'{"instances": [' + b"[1.0, 2.0, 3.0, 4.0]," * 60_000 + b"[1, 2, 3, 4]]}"
+    r = httpx.post(f"{server.url}/v1/models/churn:predict", content=big, timeout=10)
+    assert r.status_code == 413 and "CLOCHE_SERVING__MAX_REQUEST_MB" in r.json()["error"]["hint"]
+
+
+def test_tokens_guard_the_data_plane_when_auth_is_required(
+    deployed, start_server: ServerFactory
+) -> None:
+    server = start_server(auth={"required": True})
+    predictor = deployed.tokens.create(role="predictor").token
+    viewer = deployed.tokens.create(role="viewer").token
+    url = f"{server.url}/v1/models/churn:predict"
+    body = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
+    assert httpx.post(url, json=body).status_code == 401
+    assert httpx.post(url, json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert (
+        httpx.post(url, json=body, headers={"Authorization": f"Bearer {viewer}"}).status_code == 403
+    )
+    ok = httpx.post(url, json=body, headers={"Authorization": f"Bearer {predictor}"})
+    assert ok.status_code == 200
+    assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
+
+
+def test_cross_origin_browser_requests_are_refused(http) -> None:
+    r = http.post(
+        "/v1/models/churn:predict",
+        json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert r.status_code == 403
