@@ -130,6 +130,7 @@ class HostOriginGuard:
     def __init__(self, app: ASGIApp, *, loopback_only: bool) -> None:
         self.app = app
         self.loopback_only = loopback_only
+        self._decided: dict[tuple[str, str, str | None], Forbidden | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -146,6 +147,17 @@ class HostOriginGuard:
     def _problem(self, scope: Scope) -> Forbidden | None:
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         raw_host = _header(scope, b"host") or ""
+        origin = _header(scope, b"origin")
+        # Clients send the same few Host/Origin pairs over and over: decide each pair once.
+        key = (scheme, raw_host, origin)
+        if key in self._decided:
+            return self._decided[key]
+        problem = self._judge(scheme, raw_host, origin)
+        if len(self._decided) < 1024:
+            self._decided[key] = problem
+        return problem
+
+    def _judge(self, scheme: str, raw_host: str, origin: str | None) -> Forbidden | None:
         host = split_host(raw_host, DEFAULT_PORTS[scheme])
         if host is None:
             return Forbidden(f"missing or malformed Host header {raw_host!r}")
@@ -154,7 +166,6 @@ class HostOriginGuard:
                 f"this server is bound to loopback and does not serve the host {host[0]!r}",
                 hint="use http://127.0.0.1 or http://localhost with the server's port",
             )
-        origin = _header(scope, b"origin")
         if origin is not None and _origin(origin) != host:
             return Forbidden(
                 f"cross-origin request from {origin} refused",

@@ -14,7 +14,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from cloche import __version__
-from cloche.cli import audit, models, tokens, up
+from cloche.cli import audit, endpoints, models, tokens, up
 from cloche.cli._common import Globals
 from cloche.cli._output import err
 from cloche.errors import ClocheError
@@ -62,6 +62,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(models.app, name="models")
+app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(tokens.app, name="tokens")
 app.command("audit")(audit.audit)
 app.command("up")(up.up)

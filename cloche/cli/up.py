@@ -1,6 +1,7 @@
 """``cloche up``: serve the REST API on this machine until Ctrl-C or SIGTERM."""
 
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -43,16 +44,25 @@ PortOpt = Annotated[
 ]
 
 
-def up(host: HostOpt = None, port: PortOpt = None) -> None:
-    """Start the cloche server (REST API, docs at /api/docs) and serve until Ctrl-C."""
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        metavar="N",
+        help="Worker processes serving predictions (default: CLOCHE_SERVING__WORKERS, "
+        "or one per core).",
+        show_default=False,
+    ),
+]
+
+
+def up(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
+    """Start cloche (API, docs at /api/docs, and the endpoints) and serve until Ctrl-C."""
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     # A dict (not a ServerSettings) so unset fields still come from CLOCHE_SERVER__*.
     settings = load_settings(server=overrides) if overrides else load_settings()
-
-    # Imported here: every other command starts faster without the server stack.
-    import uvicorn
-
-    from cloche.api.app import create_app
+    count = workers if workers is not None else settings.serving.workers
+    count = count or os.cpu_count() or 1
 
     with contextlib.ExitStack() as cleanup:
         sock = cleanup.enter_context(_bind(settings.server.host, settings.server.port))
@@ -60,15 +70,55 @@ def up(host: HostOpt = None, port: PortOpt = None) -> None:
         cleanup.callback(store.close)
         admin = bootstrap_admin_token(store)
         port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(settings, store), host=settings.server.host, port=port, log_level="warning"
-        )
-        server = _make_server(config)
-        _banner(settings, port, admin)
-        server.run(sockets=[sock])
-        if not server.started and not server.stop_requested:
-            raise Unavailable("the server failed to start; see the log above")
+        _banner(settings, port, admin, count)
+        if count == 1:
+            _serve_in_process(settings, store, sock)
+        else:
+            _serve_workers(settings, sock, count)
     err.print("cloche stopped.")
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.server.host,
+        "log_level": "warning",
+        "access_log": False,
+        "proxy_headers": False,  # X-Forwarded-* are trusted only behind a configured proxy
+        "http": "httptools",
+        "loop": "uvloop",
+        "timeout_graceful_shutdown": int(settings.serving.drain_seconds),
+    }
+
+
+def _serve_in_process(settings: Settings, store: Store, sock: socket.socket) -> None:
+    # Imported here: every other command starts faster without the server stack.
+    import uvicorn
+
+    from cloche.serving.server import build_app
+
+    config = uvicorn.Config(build_app(settings, store), **_uvicorn_options(settings))
+    server = _make_server(config)
+    server.run(sockets=[sock])
+    if not server.started and not server.stop_requested:
+        raise Unavailable("the server failed to start; see the log above")
+
+
+def _serve_workers(settings: Settings, sock: socket.socket, count: int) -> None:
+    """Worker processes share the bound socket; the supervisor restarts any that die."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    # Workers rebuild Settings from the environment: pass the command line's choices down.
+    os.environ["CLOCHE_HOME"] = str(settings.home.resolve())
+    os.environ["CLOCHE_SERVER__HOST"] = settings.server.host
+    os.environ["CLOCHE_SERVER__PORT"] = str(sock.getsockname()[1])
+    config = uvicorn.Config(
+        "cloche.serving.server:app_factory",
+        factory=True,
+        workers=count,
+        **_uvicorn_options(settings),
+    )
+    Multiprocess(config, sockets=[sock]).run()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -89,13 +139,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _banner(settings: Settings, port: int, admin: NewToken | None) -> None:
+def _banner(settings: Settings, port: int, admin: NewToken | None, workers: int) -> None:
     host = settings.server.host
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
     out.print(Text("cloche is running at ", style="bold green") + Text(base, style="bold"))
     out.print(f"  API:   {base}/api/v1", markup=False)
     out.print(f"  Docs:  {base}/api/docs", markup=False)
+    out.print(f"  Predict: {base}/v1/models/ENDPOINT:predict  ({workers} worker(s))", markup=False)
     out.print(f"  Home:  {settings.home.resolve()}", markup=False)
     if host in ("0.0.0.0", "::"):
         out.print(f"  Listening on all interfaces ({host}).", markup=False)

@@ -144,7 +144,7 @@ def _detect_archive(path: Path, head: bytes) -> str:
 def _is_xgboost(path: Path, head: bytes) -> bool:
     if _XGB_JSON.match(head):
         return True
-    if head[:1] == b"{" and head[1:2] in _UBJ_LENGTH_MARKERS and b"learner" in head[:16]:
+    if head[:1] == b"{" and head[1:2] in _UBJ_LENGTH_MARKERS and b"learner" in head[:32]:
         return True
     # JSON rewritten by another tool may put "learner" after other keys: parse small ones.
     if head.lstrip()[:1] != b"{" or path.stat().st_size > MAX_JSON_SNIFF:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cloche.errors import ArtifactNotFound, CorruptArtifact
+from cloche.errors import ArtifactNotFound, CorruptArtifact, MissingDependency
 from cloche.registry.signatures import DTYPES, FieldSpec
 from cloche.runtimes.base import single_file
 
@@ -41,6 +41,14 @@ def corrupt(path: Path, expected: str, exc: BaseException) -> CorruptArtifact:
     return CorruptArtifact(
         f"{path.name} is not {expected}: {reason}",
         hint="check that the file was saved completely by the framework named in --framework",
+    )
+
+
+def missing_module(filename: str, exc: ModuleNotFoundError) -> MissingDependency:
+    """A model file that imports a module this environment lacks (a pickle's classes, say)."""
+    return MissingDependency(
+        f"{filename} needs the Python module '{exc.name}', which is not installed",
+        hint="install the package that provides it where cloche serves the model",
     )
 
 

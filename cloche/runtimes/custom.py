@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from cloche.errors import ArtifactNotFound, CorruptArtifact, MissingDependency
+from cloche.errors import ArtifactNotFound, CorruptArtifact
 from cloche.registry.signatures import Signature
+from cloche.runtimes import _common
 
 ENTRY = "model.py"
 CONTRACT = "define load(path) returning an object with predict(X), or a module-level predict(X)"
@@ -67,10 +68,7 @@ def _run_user_code(folder: Path) -> Any:
         return loader(folder) if callable(loader) else module
     except ModuleNotFoundError as exc:
         sys.modules.pop(name, None)
-        raise MissingDependency(
-            f"{ENTRY} needs the Python module '{exc.name}', which is not installed",
-            hint="install it where cloche serves the model, or upload the module in the folder",
-        ) from exc
+        raise _common.missing_module(ENTRY, exc) from exc
     except Exception as exc:
         sys.modules.pop(name, None)
         raise CorruptArtifact(f"{ENTRY} failed to load: {exc!r}", hint=CONTRACT) from exc
@@ -101,9 +99,7 @@ class CustomRuntime:
             )
         obj = _run_user_code(folder)
         if not callable(getattr(obj, "predict", None)):
-            raise CorruptArtifact(
-                f"{ENTRY} in {folder.name} gives no predict(X): it must {CONTRACT}", hint=CONTRACT
-            )
+            raise CorruptArtifact(f"{ENTRY} in {folder.name} gives no predict(X)", hint=CONTRACT)
         if callable(getattr(obj, "predict_proba", None)):
             return CustomClassifier(obj)
         return CustomModel(obj)

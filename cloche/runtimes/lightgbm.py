@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import numpy as np
 
 from cloche.errors import CorruptArtifact
 from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
-from cloche.runtimes import _common
+from cloche.runtimes import _common, _guards
 from cloche.runtimes.base import require
 
 SUFFIXES = (".txt", ".lgb", ".model", ".bst")
@@ -20,7 +19,6 @@ CLASSIFICATION_OBJECTIVES = frozenset({"binary", "multiclass", "multiclassova"})
 RANKING_OBJECTIVES = frozenset({"lambdarank", "rank_xendcg"})
 # LightGBM invents these names for data given without column names.
 _AUTO_NAME = re.compile(r"Column_\d+")
-_TREE_SIZES = re.compile(rb"^tree_sizes=(.*)$", re.MULTILINE)
 
 
 class LightGBMModel:
@@ -78,35 +76,6 @@ class LightGBMClassifier(LightGBMModel):
         return out
 
 
-def _damage(data: bytes) -> str | None:
-    """Why LightGBM would choke on this text, checked first: a truncated file makes its
-    parser abort or crash the whole process instead of raising."""
-    if not data.startswith(b"tree"):
-        return "it does not start with the 'tree' header"
-    end = data.find(b"\nend of trees")
-    if end < 0:
-        return "it is truncated: the 'end of trees' line is missing"
-    if b"\nparameters:" in data and b"\nend of parameters" not in data:
-        return "it is truncated: the 'end of parameters' line is missing"
-    first = data.find(b"\nTree=") + 1 or end + 1
-    sizes_line = _TREE_SIZES.search(data, 0, first)
-    if sizes_line is None:
-        return None
-    try:
-        sizes = [int(s) for s in sizes_line.group(1).split()]
-    except ValueError:
-        sizes = [0]
-    if not sizes or min(sizes) <= 0:
-        return "its tree_sizes line is not a list of sizes"
-    # LightGBM jumps to each tree by these byte sizes, in parallel threads that cannot raise.
-    offsets = itertools.accumulate([first, *sizes])
-    if not all(data.startswith(b"Tree=", o) for o in itertools.islice(offsets, len(sizes))):
-        return "its trees do not match its tree_sizes line"
-    if not data.startswith(b"end of trees", first + sum(sizes)):
-        return "its trees do not match its tree_sizes line"
-    return None
-
-
 class LightGBMRuntime:
     name = "lightgbm"
     extra = "lightgbm"
@@ -115,7 +84,7 @@ class LightGBMRuntime:
         lgb = require("lightgbm", extra=self.extra, framework="LightGBM")
         path = _common.model_file(artifact_dir, SUFFIXES)
         data = path.read_bytes()
-        problem = _damage(data)
+        problem = _guards.lightgbm_text_damage(data)
         if problem is not None:
             raise CorruptArtifact(f"{path.name} is not {EXPECTED}: {problem}")
         try:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cloche.errors import CorruptArtifact, InvalidInput
+from cloche.errors import InvalidInput
 from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
-from cloche.runtimes import _common
+from cloche.runtimes import _common, _guards
 from cloche.runtimes.base import require
 
 SUFFIXES = (".onnx",)
@@ -80,11 +79,11 @@ class OnnxModel:
 
 class OnnxClassifier(OnnxModel):
     def predict_proba(self, X: Any) -> np.ndarray:
-        assert self._proba is not None and self.classes is not None
         out = self.session.run([self._proba.name], self._feed(X))[0]
         if isinstance(out, list):
             # ZipMap output: one {class: probability} dict per row.
-            return np.array([[row[c] for c in self.classes] for row in out], dtype=np.float32)
+            classes = self.classes or ()
+            return np.array([[row[c] for c in classes] for row in out], dtype=np.float32)
         return np.asarray(out)
 
 
@@ -114,31 +113,6 @@ def _as_input(values: np.ndarray, inp: Any) -> np.ndarray:
     return arr
 
 
-def _tensors(graph: Any) -> Iterator[Any]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            for sub in [attr.g] if attr.HasField("g") else attr.graphs:
-                yield from _tensors(sub)
-
-
-def _check_external_data(proto: Any, path: Path) -> None:
-    """Refuse external-data locations that point outside the model's own folder."""
-    root = path.parent.resolve()
-    for tensor in _tensors(proto.graph):
-        if tensor.data_location != 1:  # TensorProto.EXTERNAL
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if not (root / location).resolve().is_relative_to(root):
-            raise CorruptArtifact(
-                f"{path.name} refers to external data outside its folder: {location!r}",
-                hint="keep the model's external data files next to the .onnx file",
-            )
-
-
 def _class_labels(proto: Any) -> tuple[Any, ...] | None:
     for node in proto.graph.node:
         for attr in node.attribute:
@@ -159,7 +133,7 @@ class OnnxRuntime:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as exc:
             raise _common.corrupt(path, EXPECTED, exc) from exc
-        _check_external_data(proto, path)
+        _guards.check_onnx_external_data(proto, path)
         classes = _class_labels(proto)
         del proto  # the session holds its own copy of the graph
         try:

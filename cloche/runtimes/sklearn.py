@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cloche.errors import CorruptArtifact, MissingDependency
+from cloche.errors import CorruptArtifact
 from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
 from cloche.runtimes import _common
 from cloche.runtimes.base import require
@@ -62,14 +62,8 @@ class SklearnModel:
         outputs = _common.classifier_outputs(_common.dtype_name(classes.dtype), len(classes))
         if not hasattr(self, "predict_proba"):
             outputs = outputs[:1]
-        return Signature(
-            inputs,
-            outputs,
-            kind,
-            "classification",
-            classes=tuple(classes.tolist()),
-            source=("model",),
-        )
+        labels = tuple(classes.tolist())
+        return Signature(inputs, outputs, kind, "classification", labels, source=("model",))
 
 
 class SklearnClassifier(SklearnModel):
@@ -112,7 +106,7 @@ class SklearnRuntime:
         try:
             estimator = joblib.load(path)
         except ModuleNotFoundError as exc:
-            raise _missing_module(path, exc) from exc
+            raise _common.missing_module(path.name, exc) from exc
         except Exception as exc:
             try:
                 with path.open("rb") as fh:
@@ -128,10 +122,3 @@ class SklearnRuntime:
         if callable(getattr(estimator, "predict_proba", None)):
             return SklearnClassifier(estimator)
         return SklearnModel(estimator)
-
-
-def _missing_module(path: Path, exc: ModuleNotFoundError) -> MissingDependency:
-    return MissingDependency(
-        f"{path.name} needs the Python module '{exc.name}', which is not installed",
-        hint="install the package that defines the model's classes where cloche serves it",
-    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from cloche.errors import CorruptArtifact
 from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
-from cloche.runtimes import _common
+from cloche.runtimes import _common, _guards
 from cloche.runtimes.base import require
 
 SUFFIXES = (".json", ".ubj")
@@ -97,79 +96,6 @@ class XGBoostProbaClassifier(XGBoostModel):
         return np.column_stack([1 - out, out])
 
 
-def _ubj_damage(data: bytes) -> str | None:
-    """Why this UBJSON would make XGBoost's reader run off its end, if it would.
-
-    XGBoost trusts UBJSON lengths: a truncated .ubj makes it read past the buffer and allocate
-    without bound instead of raising, so every length is checked against the file first.
-    """
-    try:
-        _ubj_value(data, 0, None)
-    except (IndexError, struct.error, _Truncated, RecursionError):
-        return "it is truncated or its UBJSON is damaged"
-    return None
-
-
-class _Truncated(Exception):
-    pass
-
-
-_UBJ_INTS = {ord("i"): ">b", ord("U"): ">B", ord("I"): ">h", ord("l"): ">i", ord("L"): ">q"}
-_UBJ_SCALARS = {ord("i"): 1, ord("U"): 1, ord("I"): 2, ord("l"): 4, ord("L"): 8, ord("d"): 4}
-_UBJ_SCALARS |= {ord("D"): 8, ord("C"): 1, ord("Z"): 0, ord("N"): 0, ord("T"): 0, ord("F"): 0}
-
-
-def _ubj_length(data: bytes, pos: int) -> tuple[int, int]:
-    fmt = _UBJ_INTS.get(data[pos])
-    if fmt is None:
-        raise _Truncated
-    (n,) = struct.unpack_from(fmt, data, pos + 1)
-    # Every element takes at least a byte, or XGBoost would allocate for nothing.
-    if not 0 <= n <= len(data):
-        raise _Truncated
-    return n, pos + 1 + struct.calcsize(fmt)
-
-
-def _ubj_end(data: bytes, end: int) -> int:
-    if end > len(data):
-        raise _Truncated
-    return end
-
-
-def _ubj_value(data: bytes, pos: int, marker: int | None) -> int:
-    """The position just past the UBJSON value at ``pos``."""
-    if marker is None:
-        marker, pos = data[pos], pos + 1
-    if marker in _UBJ_SCALARS:
-        return _ubj_end(data, pos + _UBJ_SCALARS[marker])
-    if marker in (ord("S"), ord("H")):
-        n, pos = _ubj_length(data, pos)
-        return _ubj_end(data, pos + n)
-    if marker not in (ord("["), ord("{")):
-        raise _Truncated
-    is_object, typed, count = marker == ord("{"), None, None
-    if data[pos] == ord("$"):
-        typed, pos = data[pos + 1], pos + 2
-    if data[pos] == ord("#"):
-        count, pos = _ubj_length(data, pos + 1)
-    if count is None:
-        close = ord("}") if is_object else ord("]")
-        while data[pos] != close:
-            if is_object:
-                n, pos = _ubj_length(data, pos)
-                pos = _ubj_end(data, pos + n)
-            pos = _ubj_value(data, pos, None)
-        return pos + 1
-    if typed in _UBJ_SCALARS and not is_object:
-        return _ubj_end(data, pos + count * _UBJ_SCALARS[typed])
-    for _ in range(count):
-        if is_object:
-            n, pos = _ubj_length(data, pos)
-            pos = _ubj_end(data, pos + n)
-        pos = _ubj_value(data, pos, typed)
-    return pos
-
-
 class XGBoostRuntime:
     name = "xgboost"
     extra = "xgboost"
@@ -178,7 +104,8 @@ class XGBoostRuntime:
         xgb = require("xgboost", extra=self.extra, framework="XGBoost")
         path = _common.model_file(artifact_dir, SUFFIXES)
         data = path.read_bytes()
-        problem = _ubj_damage(data) if data[:1] == b"{" and data[1:2] != b'"' else None
+        is_ubj = data[:1] == b"{" and data[1:2] in b"iUIlL$#"  # JSON has a quote or space here
+        problem = _guards.ubjson_damage(data) if is_ubj else None
         if problem is not None:
             raise CorruptArtifact(f"{path.name} is not {EXPECTED}: {problem}")
         try:

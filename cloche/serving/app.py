@@ -254,4 +254,4 @@ def _tensor_meta(name: str, dtype: str, shape: tuple[int, ...]) -> dict[str, Any
 
 
 def _server_timing(timing: dict[str, float]) -> bytes:
-    return ", ".join(f"{k};dur={v * 1000:.3f}" for k, v in timing.items()).encode()
+    return ", ".join([f"{k};dur={v * 1000:.3f}" for k, v in timing.items()]).encode()

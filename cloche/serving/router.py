@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import gc
 import logging
 import random
 from dataclasses import dataclass, replace
@@ -120,6 +121,9 @@ class Router:
         self.routes, self._live, self.generation = routes, live, snapshot.generation
         self.load_errors, self.ready = errors, True
         self.cache.evict({ModelCache.key(d.spec) for d in live.values()})
+        # Models and modules live as long as the worker: take them out of the cyclic GC's
+        # view, or each full collection walks them all (measured: 70+ ms p99 stalls).
+        gc.freeze()
 
     async def _live_for(self, spec: DeploymentSpec) -> LiveDeployment:
         current = self._live.get(spec.deployment_id)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -35,6 +37,17 @@ def test_regressor_predictions_match_xgboost(fmt, tabular, artifact_dir):
 
     np.testing.assert_allclose(model.predict(tabular.X), fitted.predict(tabular.X), rtol=1e-6)
     assert not has_predict_proba(model)
+
+
+def test_pretty_printed_json_model_loads(tabular, artifact_dir):
+    fitted = xgb.XGBRegressor(**SMALL).fit(tabular.X, tabular.y_reg)
+    fitted.save_model(artifact_dir / "compact.json")
+    compact = artifact_dir / "compact.json"
+    (artifact_dir / "model.json").write_text(json.dumps(json.loads(compact.read_text()), indent=2))
+    compact.unlink()
+    model = get_runtime("xgboost").load(artifact_dir)
+
+    np.testing.assert_allclose(model.predict(tabular.X), fitted.predict(tabular.X), rtol=1e-6)
 
 
 def test_early_stopped_model_predicts_with_its_best_iteration(tabular, artifact_dir):

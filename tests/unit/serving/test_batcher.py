@@ -1,9 +1,7 @@
 import asyncio
-import threading
 import time
 
 import numpy as np
-import pytest
 
 from cloche.errors import Overloaded, PredictFailed, Timeout
 from cloche.serving.batcher import AdaptiveBatcher
@@ -34,24 +32,32 @@ def test_idle_model_answers_alone_at_once() -> None:
 
 def test_requests_queued_while_busy_form_the_next_batch() -> None:
     sizes: list[int] = []
-    gate = threading.Event()
-
-    def fn(X, wanted):
-        sizes.append(len(X))
-        gate.wait(2)
-        return {"predict": X[:, 0] * 10}
 
     async def main():
         b = _batcher(fn)
-        first = asyncio.ensure_future(b.submit(np.array([[1.0]]), PREDICT, 5))
-        await asyncio.sleep(0.05)  # the first batch is now running
-        rest = [
-            asyncio.ensure_future(b.submit(np.array([[float(i)]]), PREDICT, 5)) for i in range(2, 7)
-        ]
+        arrivals: list[asyncio.Future] = []
+
+        def more() -> None:
+            # Requests that arrive while the first batch runs.
+            for i in range(2, 7):
+                arrivals.append(asyncio.ensure_future(b.submit(np.array([[float(i)]]), PREDICT, 5)))
+
+        def fn_impl(X, wanted):
+            if not sizes:
+                asyncio.get_running_loop().call_soon(more)
+            sizes.append(len(X))
+            return {"predict": X[:, 0] * 10}
+
+        fns.append(fn_impl)
+        first = await b.submit(np.array([[1.0]]), PREDICT, 5)
         await asyncio.sleep(0.05)
-        gate.set()
-        results = await asyncio.gather(first, *rest)
-        return [r["predict"].tolist() for r in results]
+        rest = await asyncio.gather(*arrivals)
+        return [r["predict"].tolist() for r in [first, *rest]]
+
+    fns: list = []
+
+    def fn(X, wanted):
+        return fns[0](X, wanted)
 
     assert asyncio.run(main()) == [[10.0], [20.0], [30.0], [40.0], [50.0], [60.0]]
     assert sizes == [1, 5]
@@ -74,67 +80,56 @@ def test_batches_never_exceed_max_batch_size() -> None:
 
 
 def test_full_queue_refuses_instead_of_growing() -> None:
-    gate = threading.Event()
-
     def fn(X, wanted):
-        gate.wait(2)
         return {"predict": X[:, 0]}
 
     async def main():
-        b = _batcher(fn, max_batch_size=1, max_queue_rows=3)
-        held = [asyncio.ensure_future(b.submit(np.ones((1, 1)), PREDICT, 5))]
-        await asyncio.sleep(0.02)  # the first request is running
-        held += [asyncio.ensure_future(b.submit(np.ones((1, 1)), PREDICT, 5)) for _ in range(3)]
-        await asyncio.sleep(0.02)  # three more wait: the queue (3 rows) is full
-        with pytest.raises(Overloaded, match="at capacity"):
-            await b.submit(np.ones((1, 1)), PREDICT, 5)
-        gate.set()
-        await asyncio.gather(*held)
+        b = _batcher(fn, max_queue_rows=3)
+        results = await asyncio.gather(
+            *(b.submit(np.ones((1, 1)), PREDICT, 5) for _ in range(4)), return_exceptions=True
+        )
+        refused = [r for r in results if isinstance(r, Overloaded)]
+        assert len(refused) == 1 and "at capacity (3 rows queued)" in str(refused[0])
+        assert (await b.submit(np.ones((1, 1)), PREDICT, 5))["predict"].tolist() == [1.0]
 
     asyncio.run(main())
 
 
 def test_timeout_answers_504_without_disturbing_others() -> None:
-    gate = threading.Event()
-
     def fn(X, wanted):
-        gate.wait(2)
+        time.sleep(0.2 if X[0, 0] == 1 else 0)
         return {"predict": X[:, 0]}
 
     async def main():
-        b = _batcher(fn)
-        slow = asyncio.ensure_future(b.submit(np.ones((1, 1)), PREDICT, 5))
-        await asyncio.sleep(0.02)
-        with pytest.raises(Timeout, match="within 50 ms"):
-            await b.submit(np.ones((1, 1)) * 2, PREDICT, 0.05)
-        patient = asyncio.ensure_future(b.submit(np.ones((1, 1)) * 3, PREDICT, 5))
-        gate.set()
-        assert (await slow)["predict"].tolist() == [1.0]
-        assert (await patient)["predict"].tolist() == [3.0]
+        b = _batcher(fn, max_batch_size=1)
+        slow, late = await asyncio.gather(
+            b.submit(np.ones((1, 1)), PREDICT, 5),
+            b.submit(np.ones((1, 1)) * 2, PREDICT, 0.05),
+            return_exceptions=True,
+        )
+        assert slow["predict"].tolist() == [1.0]
+        assert isinstance(late, Timeout) and "within 50 ms" in str(late)
+        assert (await b.submit(np.ones((1, 1)) * 3, PREDICT, 5))["predict"].tolist() == [3.0]
 
     asyncio.run(main())
 
 
 def test_a_request_the_model_chokes_on_fails_alone() -> None:
-    gate = threading.Event()
-
     def fn(X, wanted):
-        gate.wait(2)
         if np.isnan(X).any():
             raise ValueError("Input contains NaN")
         return {"predict": X[:, 0]}
 
     async def main():
         b = _batcher(fn)
-        first = asyncio.ensure_future(b.submit(np.ones((1, 1)), PREDICT, 5))
-        await asyncio.sleep(0.02)
-        good = asyncio.ensure_future(b.submit(np.full((1, 1), 2.0), PREDICT, 5))
-        bad = asyncio.ensure_future(b.submit(np.full((1, 1), np.nan), PREDICT, 5))
-        gate.set()
-        assert (await first)["predict"].tolist() == [1.0]
-        assert (await good)["predict"].tolist() == [2.0]
-        with pytest.raises(PredictFailed, match="NaN"):
-            await bad
+        good, bad, other = await asyncio.gather(
+            b.submit(np.full((1, 1), 2.0), PREDICT, 5),
+            b.submit(np.full((1, 1), np.nan), PREDICT, 5),
+            b.submit(np.full((1, 1), 3.0), PREDICT, 5),
+            return_exceptions=True,
+        )
+        assert good["predict"].tolist() == [2.0] and other["predict"].tolist() == [3.0]
+        assert isinstance(bad, PredictFailed) and "NaN" in str(bad)
 
     asyncio.run(main())
 

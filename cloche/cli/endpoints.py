@@ -1,0 +1,144 @@
+"""``cloche endpoints``: create endpoints, deploy model versions, split traffic."""
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cloche.cli._common import JsonOpt, YesOpt, get_client
+from cloche.cli._output import out, print_json, success, when
+from cloche.endpoints.entities import Endpoint
+from cloche.endpoints.traffic import parse_split
+
+app = typer.Typer(help="Online endpoints: deploy models and split traffic.", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(metavar="ENDPOINT", help="The endpoint's name.")]
+RefArg = Annotated[str, typer.Argument(metavar="MODEL_REF", help="churn, churn:3 or churn@prod.")]
+
+
+def print_endpoint(ep: Endpoint) -> None:
+    table = Table(title=f"Endpoint {ep.name}", title_justify="left")
+    for column in ("deployment", "framework", "traffic", "shadow", "max batch", "timeout", "since"):
+        table.add_column(column)
+    for d in ep.deployments:
+        table.add_row(
+            d.ref,
+            d.framework,
+            f"{d.traffic}%" if not d.shadow else "-",
+            "yes" if d.shadow else "",
+            str(d.max_batch_size),
+            f"{d.timeout_ms} ms",
+            when(d.created_at),
+        )
+    out.print(table)
+    if not ep.deployments:
+        out.print(
+            f"No deployments. Deploy one with `cloche endpoints deploy {ep.name} MODEL:VERSION`."
+        )
+    else:
+        out.print(f"Predict: POST /v1/models/{ep.name}:predict  or  /v2/models/{ep.name}/infer")
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: NameArg,
+    description: Annotated[str, typer.Option(help="What the endpoint is for.")] = "",
+    json_: JsonOpt = False,
+) -> None:
+    """Create an endpoint (no deployments yet)."""
+    ep = get_client(ctx).endpoints.create(name, description=description)
+    if json_:
+        print_json(ep)
+    else:
+        success(
+            f"created endpoint {ep.name}; next: cloche endpoints deploy {ep.name} MODEL:VERSION"
+        )
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """List endpoints with their traffic split."""
+    found = get_client(ctx).endpoints.list()
+    if json_:
+        print_json(found)
+        return
+    if not found:
+        out.print("No endpoints. Create one with `cloche endpoints create NAME`.")
+        return
+    table = Table(title="Endpoints", title_justify="left")
+    for column in ("name", "traffic", "shadow", "updated"):
+        table.add_column(column)
+    for ep in found:
+        traffic = ", ".join(f"{ref}={pct}%" for ref, pct in ep.traffic().items())
+        shadow = ", ".join(d.ref for d in ep.deployments if d.shadow)
+        table.add_row(ep.name, traffic or "-", shadow, when(ep.updated_at))
+    out.print(table)
+
+
+@app.command()
+def show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
+    """Show an endpoint's deployments."""
+    ep = get_client(ctx).endpoints.get(name)
+    print_json(ep) if json_ else print_endpoint(ep)
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    name: NameArg,
+    ref: RefArg,
+    traffic: Annotated[
+        int | None,
+        typer.Option(min=0, max=100, help="Percent for this deployment; the others scale down."),
+    ] = None,
+    shadow: Annotated[
+        bool, typer.Option(help="Mirror live requests; answers are not returned.")
+    ] = False,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Rows per model call at most.")] = 64,
+    timeout_ms: Annotated[int, typer.Option(min=1, help="Answer 504 after this long.")] = 10_000,
+    json_: JsonOpt = False,
+) -> None:
+    """Deploy a model version (the first deployment takes 100% of traffic)."""
+    ep = get_client(ctx).endpoints.deploy(
+        name,
+        ref,
+        traffic=traffic,
+        shadow=shadow,
+        max_batch_size=max_batch_size,
+        timeout_ms=timeout_ms,
+    )
+    print_json(ep) if json_ else print_endpoint(ep)
+
+
+@app.command("traffic")
+def traffic_(
+    ctx: typer.Context,
+    name: NameArg,
+    split: Annotated[
+        list[str], typer.Argument(metavar="REF=PERCENT...", help="e.g. churn:3=90 churn:4=10")
+    ],
+    json_: JsonOpt = False,
+) -> None:
+    """Set the traffic split; the percentages must sum to 100."""
+    ep = get_client(ctx).endpoints.traffic(name, parse_split(split))
+    print_json(ep) if json_ else print_endpoint(ep)
+
+
+@app.command()
+def undeploy(ctx: typer.Context, name: NameArg, ref: RefArg, json_: JsonOpt = False) -> None:
+    """Remove a deployment; its share goes to the others in proportion."""
+    ep = get_client(ctx).endpoints.undeploy(name, ref)
+    print_json(ep) if json_ else print_endpoint(ep)
+
+
+@app.command()
+def delete(ctx: typer.Context, name: NameArg, yes: YesOpt = False, json_: JsonOpt = False) -> None:
+    """Delete an endpoint and its deployments."""
+    if not (yes or json_):
+        typer.confirm(f"Delete endpoint {name} and stop serving it?", abort=True)
+    get_client(ctx).endpoints.delete(name)
+    if json_:
+        print_json({"deleted": name})
+    else:
+        success(f"deleted endpoint {name}")
