@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloche import __version__
-from cloche.api.routes import audit, endpoints, health, models, tokens
+from cloche.api.routes import audit, endpoints, health, logs, models, tokens
 from cloche.api.security import MULTIPART_OVERHEAD, BodySizeLimit, HostOriginGuard
 from cloche.config import Settings, is_loopback
 from cloche.errors import (
@@ -29,7 +29,14 @@ from cloche.store.store import Store
 
 API_PREFIX = "/api/v1"
 DOCS_URL = "/api/docs"
-ROUTERS = (health.router, models.router, endpoints.router, tokens.router, audit.router)
+ROUTERS = (
+    health.router,
+    models.router,
+    endpoints.router,
+    logs.router,
+    tokens.router,
+    audit.router,
+)
 _BY_STATUS: dict[int, type[ClocheError]] = {
     400: BadRequest,
     401: Unauthorized,

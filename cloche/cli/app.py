@@ -14,7 +14,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from cloche import __version__
-from cloche.cli import audit, endpoints, models, tokens, up
+from cloche.cli import audit, endpoints, logs, models, tokens, up
 from cloche.cli._common import Globals
 from cloche.cli._output import err
 from cloche.errors import ClocheError
@@ -65,6 +65,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(tokens.app, name="tokens")
 app.command("audit")(audit.audit)
+app.command("logs")(logs.logs)
 app.command("up")(up.up)
 
 

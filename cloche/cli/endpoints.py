@@ -13,6 +13,9 @@ from cloche.endpoints.traffic import parse_split
 app = typer.Typer(help="Online endpoints: deploy models and split traffic.", no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(metavar="ENDPOINT", help="The endpoint's name.")]
+LogRateOpt = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="Share of requests written to the payload log.")
+]
 RefArg = Annotated[str, typer.Argument(metavar="MODEL_REF", help="churn, churn:3 or churn@prod.")]
 
 
@@ -44,16 +47,36 @@ def create(
     ctx: typer.Context,
     name: NameArg,
     description: Annotated[str, typer.Option(help="What the endpoint is for.")] = "",
+    log_sample_rate: LogRateOpt = 1.0,
     json_: JsonOpt = False,
 ) -> None:
     """Create an endpoint (no deployments yet)."""
-    ep = get_client(ctx).endpoints.create(name, description=description)
+    ep = get_client(ctx).endpoints.create(
+        name, description=description, log_sample_rate=log_sample_rate
+    )
     if json_:
         print_json(ep)
     else:
         success(
             f"created endpoint {ep.name}; next: cloche endpoints deploy {ep.name} MODEL:VERSION"
         )
+
+
+@app.command()
+def update(
+    ctx: typer.Context,
+    name: NameArg,
+    description: Annotated[str | None, typer.Option(help="What the endpoint is for.")] = None,
+    log_sample_rate: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Share of requests logged (0-1).")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Change an endpoint's description or payload-log sampling rate."""
+    ep = get_client(ctx).endpoints.update(
+        name, description=description, log_sample_rate=log_sample_rate
+    )
+    print_json(ep) if json_ else print_endpoint(ep)
 
 
 @app.command("list")

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cloche.client._base import AuditAPI, EndpointsAPI, ModelsAPI, TokensAPI
+from cloche.client._base import AuditAPI, EndpointsAPI, LogsAPI, ModelsAPI, TokensAPI
 from cloche.config import Settings
 
 
@@ -19,6 +19,7 @@ class Client:
 
     models: ModelsAPI
     endpoints: EndpointsAPI
+    logs: LogsAPI
     tokens: TokensAPI
     audit: AuditAPI
 
@@ -40,6 +41,7 @@ class Client:
             )
             self.models = _http.HttpModels(self._transport)
             self.endpoints = _http_endpoints.HttpEndpoints(self._transport)
+            self.logs = _http_endpoints.HttpLogs(self._transport)
             self.tokens = _http.HttpTokens(self._transport)
             self.audit = _http.HttpAudit(self._transport)
         else:
@@ -50,6 +52,7 @@ class Client:
             self._transport = _local.LocalTransport(settings)
             self.models = _local.LocalModels(self._transport)
             self.endpoints = _local.LocalEndpoints(self._transport)
+            self.logs = _local.LocalLogs(self._transport)
             self.tokens = _local.LocalTokens(self._transport)
             self.audit = _local.LocalAudit(self._transport)
         self.url = url

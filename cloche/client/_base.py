@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+import pyarrow as pa
 
 from cloche.audit import AuditEntry
 from cloche.auth.tokens import NewToken, TokenInfo
 from cloche.endpoints.entities import Endpoint
+from cloche.logs.service import LogStats
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.runtimes.base import LoadedModel
 from cloche.store.artifacts import Progress
@@ -68,8 +72,14 @@ class ModelsAPI(Protocol):
 
 
 class EndpointsAPI(Protocol):
-    def create(self, name: str, *, description: str = "") -> Endpoint:
-        """Create an endpoint with no deployments."""
+    def create(self, name: str, *, description: str = "", log_sample_rate: float = 1.0) -> Endpoint:
+        """Create an endpoint with no deployments; ``log_sample_rate`` of requests are logged."""
+        ...
+
+    def update(
+        self, name: str, *, description: str | None = None, log_sample_rate: float | None = None
+    ) -> Endpoint:
+        """Change an endpoint's description or payload-log sampling rate."""
         ...
 
     def list(self) -> list[Endpoint]: ...
@@ -96,6 +106,23 @@ class EndpointsAPI(Protocol):
         ...
 
     def undeploy(self, name: str, ref: str) -> Endpoint: ...
+
+
+class LogsAPI(Protocol):
+    def read(
+        self,
+        endpoint: str,
+        *,
+        since: str | datetime | None = "1h",
+        until: str | datetime | None = None,
+        limit: int = 1000,
+    ) -> pa.Table:
+        """An endpoint's logged requests as an Arrow table (inputs/outputs as JSON text)."""
+        ...
+
+    def stats(self) -> LogStats:
+        """Rows logged, and rows that could not be logged (a full disk), across workers."""
+        ...
 
 
 class TokensAPI(Protocol):

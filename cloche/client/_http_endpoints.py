@@ -2,12 +2,52 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 from urllib.parse import quote
+
+import pyarrow as pa
 
 from cloche.client._http import API, HttpTransport
 from cloche.endpoints.entities import Endpoint
+from cloche.logs.service import LogStats
 from cloche.registry.refs import check_name
+from cloche.serving.payload_log import SCHEMA
+
+
+class HttpLogs:
+    def __init__(self, transport: HttpTransport) -> None:
+        self._t = transport
+
+    def read(
+        self,
+        endpoint: str,
+        *,
+        since: str | datetime | None = "1h",
+        until: str | datetime | None = None,
+        limit: int = 1000,
+    ) -> pa.Table:
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (("since", since), ("until", until)):
+            if value is not None:
+                params[key] = value.isoformat() if isinstance(value, datetime) else value
+        page = self._t.request("GET", _path(endpoint, "logs"), params=params).json()
+        return _table(page["rows"])
+
+    def stats(self) -> LogStats:
+        return LogStats.model_validate(self._t.request("GET", f"{API}/logs/stats").json())
+
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    """The same table the in-process transport returns: inputs and outputs as JSON text."""
+    for row in rows:
+        row["time"] = datetime.fromisoformat(row["time"])
+        for key in ("inputs", "outputs"):
+            if row[key] is not None and not isinstance(row[key], str):
+                row[key] = json.dumps(row[key])
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
 def _path(name: str, *rest: str) -> str:
@@ -19,12 +59,18 @@ class HttpEndpoints:
     def __init__(self, transport: HttpTransport) -> None:
         self._t = transport
 
-    def create(self, name: str, *, description: str = "") -> Endpoint:
+    def create(self, name: str, *, description: str = "", log_sample_rate: float = 1.0) -> Endpoint:
         check_name(name)
-        body = {"name": name, "description": description}
+        body = {"name": name, "description": description, "log_sample_rate": log_sample_rate}
         return Endpoint.model_validate(
             self._t.request("POST", f"{API}/endpoints", json=body).json()
         )
+
+    def update(
+        self, name: str, *, description: str | None = None, log_sample_rate: float | None = None
+    ) -> Endpoint:
+        body = {"description": description, "log_sample_rate": log_sample_rate}
+        return Endpoint.model_validate(self._t.request("PATCH", _path(name), json=body).json())
 
     def list(self) -> list[Endpoint]:
         return [

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from cloche import audit
 from cloche.audit import AuditEntry
@@ -15,6 +18,8 @@ from cloche.auth.tokens import NewToken, TokenInfo
 from cloche.config import Settings
 from cloche.endpoints import service as endpoints
 from cloche.endpoints.entities import Endpoint
+from cloche.logs import service as logs
+from cloche.logs.service import LogStats
 from cloche.registry import service as registry
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.runtimes.base import LoadedModel
@@ -115,9 +120,24 @@ class LocalEndpoints:
     def __init__(self, transport: LocalTransport) -> None:
         self._t = transport
 
-    def create(self, name: str, *, description: str = "") -> Endpoint:
+    def create(self, name: str, *, description: str = "", log_sample_rate: float = 1.0) -> Endpoint:
         return endpoints.create_endpoint(
-            self._t.store, name=name, description=description, actor=self._t.actor
+            self._t.store,
+            name=name,
+            description=description,
+            log_sample_rate=log_sample_rate,
+            actor=self._t.actor,
+        )
+
+    def update(
+        self, name: str, *, description: str | None = None, log_sample_rate: float | None = None
+    ) -> Endpoint:
+        return endpoints.update_endpoint(
+            self._t.store,
+            name=name,
+            description=description,
+            log_sample_rate=log_sample_rate,
+            actor=self._t.actor,
         )
 
     def list(self) -> list[Endpoint]:
@@ -155,6 +175,26 @@ class LocalEndpoints:
 
     def undeploy(self, name: str, ref: str) -> Endpoint:
         return endpoints.undeploy(self._t.store, endpoint=name, ref=ref, actor=self._t.actor)
+
+
+class LocalLogs:
+    def __init__(self, transport: LocalTransport) -> None:
+        self._t = transport
+
+    def read(
+        self,
+        endpoint: str,
+        *,
+        since: str | datetime | None = "1h",
+        until: str | datetime | None = None,
+        limit: int = 1000,
+    ) -> pa.Table:
+        return logs.read_endpoint_log(
+            self._t.store, endpoint=endpoint, since=since, until=until, limit=limit
+        )
+
+    def stats(self) -> LogStats:
+        return logs.endpoint_log_stats(self._t.store)
 
 
 class LocalTokens:

@@ -26,6 +26,7 @@ class Deployment(BaseModel):
 class Endpoint(BaseModel):
     name: str
     description: str = ""
+    log_sample_rate: float = Field(default=1.0, description="share of requests logged (0-1)")
     deployments: list[Deployment] = []
     created_at: datetime
     updated_at: datetime

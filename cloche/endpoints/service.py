@@ -41,6 +41,7 @@ def _entity(row: EndpointRow) -> Endpoint:
     return Endpoint(
         name=row.name,
         description=row.description,
+        log_sample_rate=row.log_sample_rate,
         created_at=audit.as_utc(row.created_at),
         updated_at=audit.as_utc(row.updated_at),
         deployments=[
@@ -97,19 +98,68 @@ def _state(row: EndpointRow) -> dict:
 
 
 def create_endpoint(
-    store: Store, *, name: str, description: str = "", actor: str = "local"
+    store: Store,
+    *,
+    name: str,
+    description: str = "",
+    log_sample_rate: float = 1.0,
+    actor: str = "local",
 ) -> Endpoint:
     """A new endpoint with no deployments."""
     check_name(name)
+    _check_rate(log_sample_rate)
     with store.transaction() as session:
         if session.scalar(select(EndpointRow.id).where(EndpointRow.name == name)) is not None:
             raise Conflict(f"endpoint {name!r} already exists", hint="pick another name")
-        row = EndpointRow(name=name, description=description, created_by=actor)
+        row = EndpointRow(
+            name=name, description=description, log_sample_rate=log_sample_rate, created_by=actor
+        )
         session.add(row)
         session.flush()
         audit.record(
             session, actor=actor, action="endpoint.create", resource_type="endpoint", resource=name
         )
+        return _entity(row)
+
+
+def _check_rate(rate: float) -> None:
+    if not 0.0 <= rate <= 1.0:
+        raise InvalidInput(
+            f"log_sample_rate must be between 0 and 1, got {rate}",
+            hint="1 logs every request, 0.1 one in ten, 0 none",
+        )
+
+
+def update_endpoint(
+    store: Store,
+    *,
+    name: str,
+    description: str | None = None,
+    log_sample_rate: float | None = None,
+    actor: str = "local",
+) -> Endpoint:
+    """Change an endpoint's description or payload-log sampling rate."""
+    if log_sample_rate is not None:
+        _check_rate(log_sample_rate)
+    with store.transaction() as session:
+        row = _endpoint_row(session, name)
+        before = {"description": row.description, "log_sample_rate": row.log_sample_rate}
+        if description is not None:
+            row.description = description
+        if log_sample_rate is not None:
+            row.log_sample_rate = log_sample_rate
+        row.updated_at = utcnow()
+        bump_generation(session)
+        audit.record(
+            session,
+            actor=actor,
+            action="endpoint.update",
+            resource_type="endpoint",
+            resource=name,
+            before=before,
+            after={"description": row.description, "log_sample_rate": row.log_sample_rate},
+        )
+        session.flush()
         return _entity(row)
 
 

@@ -2,11 +2,13 @@
 
 No framework routing or dependency injection on the hot path: paths are split by hand, the
 body is read once with a size cap, and every error leaves as ``{"error": {...}}`` with its status.
-Each request's stages are timed here, in one place, and reported in ``Server-Timing``.
+Each request's stages are timed here, in one place, and reported in ``Server-Timing``; each
+answered or failed request is logged here or, for predictions, by its batch (deployment.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -14,21 +16,25 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 import orjson
 
 from cloche import __version__
 from cloche.errors import BadRequest, ClocheError, NotFound, PayloadTooLarge
 from cloche.serving.auth import TokenCache
-from cloche.serving.deployment import LiveDeployment
+from cloche.serving.deployment import LiveDeployment, RequestMeta, entry
+from cloche.serving.metadata import model_metadata
+from cloche.serving.payload_log import PayloadLog
 from cloche.serving.protocols.v1 import decode_v1, encode_v1
 from cloche.serving.protocols.v2_rest import decode_v2, encode_v2
-from cloche.serving.router import Router
+from cloche.serving.router import EndpointRoute, Router
 
 log = logging.getLogger("cloche.serving")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = b"application/json"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+MAX_LOGGED_BODY = 64 * 1024  # of a request that failed before it could be decoded
 
 
 class Response:
@@ -42,64 +48,87 @@ def _json(status: int, payload: Any) -> Response:
     return Response(status, orjson.dumps(payload))
 
 
+class Call:
+    """One request's state: its id, stage timings, and what the payload log needs."""
+
+    __slots__ = ("body", "deployment", "inputs", "meta", "rid", "started", "timing")
+
+    def __init__(self, rid: str) -> None:
+        self.rid = rid
+        self.started = time.perf_counter()
+        self.timing: dict[str, float] = {}
+        self.deployment: LiveDeployment | None = None
+        self.meta: RequestMeta | None = None
+        self.body = b""
+        self.inputs: np.ndarray | None = None
+
+    def route_to(self, deployment: LiveDeployment) -> RequestMeta:
+        self.deployment = deployment
+        logged = deployment.payload_sampled()
+        self.meta = RequestMeta(self.rid, self.started, time.time_ns() // 1_000_000, logged)
+        return self.meta
+
+
 class DataPlane:
     """Serves ``/v1/...`` and ``/v2/...``; everything else is the caller's to route."""
 
-    def __init__(self, router: Router, auth: TokenCache, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        router: Router,
+        auth: TokenCache,
+        *,
+        max_body_bytes: int,
+        payload_log: PayloadLog | None = None,
+    ) -> None:
         self.router = router
         self.auth = auth
         self.max_body_bytes = max_body_bytes
+        self.payload_log = payload_log
         self.draining = False
+        self._background: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
         headers = dict(scope["headers"])
         rid = headers.get(b"x-request-id", b"").decode("latin-1")
-        if not REQUEST_ID.match(rid):
-            rid = os.urandom(12).hex()
-        timing: dict[str, float] = {}
+        call = Call(rid if REQUEST_ID.match(rid) else os.urandom(12).hex())
         try:
-            response = await self._dispatch(scope, headers, receive, rid, timing)
+            response = await self._dispatch(scope, headers, receive, call)
         except ClocheError as exc:
             response = Response(int(exc.http_status), orjson.dumps(exc.to_dict()))
             if exc.code == "overloaded":
                 response.headers.append((b"retry-after", b"1"))
-        except Exception:
+            self._log_failure(call, response.status, exc.message)
+        except Exception as exc:
             log.exception("unexpected error serving %s", scope["path"])
             error = ClocheError("internal error while serving the request; see the server log")
             response = Response(500, orjson.dumps(error.to_dict()))
-        timing["total"] = time.perf_counter() - start
+            self._log_failure(call, 500, f"{type(exc).__name__}: {exc}")
+        call.timing["total"] = time.perf_counter() - call.started
         out = [
             (b"content-type", JSON),
-            (b"x-request-id", rid.encode()),
-            (b"server-timing", _server_timing(timing)),
+            (b"x-request-id", call.rid.encode()),
+            (b"server-timing", _server_timing(call.timing)),
             *response.headers,
         ]
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         await send({"type": "http.response.body", "body": response.body})
 
     async def _dispatch(
-        self,
-        scope: dict[str, Any],
-        headers: dict[bytes, bytes],
-        receive: Receive,
-        rid: str,
-        timing: dict[str, float],
+        self, scope: dict[str, Any], headers: dict[bytes, bytes], receive: Receive, call: Call
     ) -> Response:
         path, method = scope["path"], scope["method"]
         if path.startswith("/v2/health/"):
             return self._health(path[len("/v2/health/") :])
         if path == "/v2" or path == "/v2/":
-            return _json(
-                200,
-                {"name": "cloche", "version": __version__, "extensions": ["binary_tensor_data"]},
-            )
+            info = {"name": "cloche", "version": __version__, "extensions": ["binary_tensor_data"]}
+            return _json(200, info)
         await self.auth.principal(headers.get(b"authorization"))
         if path.startswith("/v1/models/"):
             rest = path[len("/v1/models/") :]
             if method == "POST" and rest.endswith(":predict"):
-                body = await self._body(headers, receive)
-                return await self._predict_v1(rest[: -len(":predict")], body, rid, timing)
+                route = self.router.endpoint(rest[: -len(":predict")])
+                call.body = await self._body(headers, receive)
+                return await self._predict_v1(route, call)
             if method == "GET" and "/" not in rest and ":" not in rest:
                 route = self.router.endpoint(rest)
                 return _json(200, {"name": rest, "ready": bool(route.live)})
@@ -110,11 +139,16 @@ class DataPlane:
                 version, parts = parts[2], [endpoint, *parts[3:]]
             action = parts[1] if len(parts) == 2 else None
             if method == "POST" and action == "infer":
-                body = await self._body(headers, receive)
-                header_len = headers.get(b"inference-header-content-length")
-                return await self._infer_v2(endpoint, version, body, header_len, rid, timing)
+                route = self.router.endpoint(endpoint)
+                call.body = await self._body(headers, receive)
+                length = _header_length(headers.get(b"inference-header-content-length"))
+                return await self._infer_v2(route, version, length, call)
             if method == "GET" and len(parts) <= 2 and action in (None, "ready"):
-                return self._model_metadata(endpoint, version, ready_only=action == "ready")
+                route = self.router.endpoint(endpoint)
+                if action == "ready":
+                    route.version(version) if version else route.choose()
+                    return _json(200, {"name": endpoint, "ready": True})
+                return _json(200, model_metadata(route, version))
         raise NotFound(
             f"no such route: {method} {path}",
             hint="predict with POST /v1/models/ENDPOINT:predict or /v2/models/ENDPOINT/infer",
@@ -126,14 +160,12 @@ class DataPlane:
         if what == "ready":
             ready = self.router.ready and not self.draining
             return _json(200 if ready else 503, {"ready": ready})
-        raise NotFound(
-            f"no such health check: {what}", hint="use /v2/health/live or /v2/health/ready"
-        )
+        raise NotFound(f"no such health check: {what}", hint="use /v2/health/live or /ready")
 
     async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         length = headers.get(b"content-length")
-        if length is not None and int(length) > self.max_body_bytes:
-            raise self._too_large()
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            raise self._too_large() if length.isdigit() else BadRequest("bad Content-Length")
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -153,104 +185,89 @@ class DataPlane:
             hint="send fewer rows per request, or raise CLOCHE_SERVING__MAX_REQUEST_MB",
         )
 
-    def _deployment(self, endpoint: str, version: str | None) -> LiveDeployment:
-        route = self.router.endpoint(endpoint)
-        return route.choose() if version is None else route.version(version)
-
-    async def _predict_v1(
-        self, endpoint: str, body: bytes, rid: str, timing: dict[str, float]
-    ) -> Response:
-        deployment = self._deployment(endpoint, None)
+    async def _predict_v1(self, route: EndpointRoute, call: Call) -> Response:
+        deployment = route.choose()
+        meta = call.route_to(deployment)
         t0 = time.perf_counter()
-        X, outputs = decode_v1(body, deployment.inputs)
+        X, outputs = decode_v1(call.body, deployment.inputs)
+        call.inputs = X
         outputs &= deployment.outputs
         t1 = time.perf_counter()
-        result = await deployment.predict(X, outputs)
+        self._shadow(route, X, outputs, call)
+        result = await deployment.predict(X, outputs, meta)
         t2 = time.perf_counter()
         spec = deployment.spec
-        meta = {"model": spec.model, "version": spec.version, "request_id": rid}
-        out = encode_v1(result, meta)
-        timing.update(decode=t1 - t0, predict=t2 - t1, encode=time.perf_counter() - t2)
-        return Response(200, out)
+        body = encode_v1(
+            result, {"model": spec.model, "version": spec.version, "request_id": call.rid}
+        )
+        call.timing.update(decode=t1 - t0, predict=t2 - t1, encode=time.perf_counter() - t2)
+        return Response(200, body)
 
     async def _infer_v2(
-        self,
-        endpoint: str,
-        version: str | None,
-        body: bytes,
-        header_len: bytes | None,
-        rid: str,
-        timing: dict[str, float],
+        self, route: EndpointRoute, version: str | None, header_length: int | None, call: Call
     ) -> Response:
-        deployment = self._deployment(endpoint, version)
+        deployment = route.choose() if version is None else route.version(version)
+        meta = call.route_to(deployment)
         t0 = time.perf_counter()
-        try:
-            length = int(header_len) if header_len is not None else None
-        except ValueError:
-            raise BadRequest("Inference-Header-Content-Length must be a number") from None
-        request = decode_v2(body, length, deployment.inputs, deployment.outputs)
+        request = decode_v2(call.body, header_length, deployment.inputs, deployment.outputs)
+        call.inputs = request.inputs
         t1 = time.perf_counter()
-        result = await deployment.predict(request.inputs, request.outputs)
+        if version is None:
+            self._shadow(route, request.inputs, request.outputs, call)
+        result = await deployment.predict(request.inputs, request.outputs, meta)
         t2 = time.perf_counter()
-        spec = deployment.spec
-        meta = {
-            "model_name": endpoint,
-            "model_version": str(spec.version),
-            "id": request.request_id or rid,
+        info = {
+            "model_name": route.name,
+            "model_version": str(deployment.spec.version),
+            "id": request.request_id or call.rid,
         }
-        out, binary_header = encode_v2(result, meta, request.binary_outputs)
-        timing.update(decode=t1 - t0, predict=t2 - t1, encode=time.perf_counter() - t2)
+        body, binary_header = encode_v2(result, info, request.binary_outputs)
+        call.timing.update(decode=t1 - t0, predict=t2 - t1, encode=time.perf_counter() - t2)
         if binary_header is None:
-            return Response(200, out)
+            return Response(200, body)
         return Response(
-            200, out, [(b"inference-header-content-length", str(binary_header).encode())]
+            200, body, [(b"inference-header-content-length", str(binary_header).encode())]
         )
 
-    def _model_metadata(self, endpoint: str, version: str | None, *, ready_only: bool) -> Response:
-        route = self.router.endpoint(endpoint)
-        deployment = (
-            route.version(version)
-            if version
-            else (route.live or tuple(route.by_version.values()))[0]
-        )
-        if ready_only:
-            return _json(200, {"name": endpoint, "ready": True})
-        sig = deployment.signature
-        return _json(
-            200,
-            {
-                "name": endpoint,
-                "versions": sorted({str(d.spec.version) for d in route.by_version.values()}),
-                "platform": deployment.spec.framework,
-                "inputs": [_tensor_meta(f.name, f.dtype, f.shape) for f in sig.inputs],
-                "outputs": [_tensor_meta(f.name, f.dtype, f.shape) for f in sig.outputs],
-                "parameters": {
-                    "model": deployment.spec.model,
-                    "task": sig.task,
-                    "classes": list(sig.classes) if sig.classes is not None else None,
-                },
-            },
-        )
+    def _shadow(
+        self, route: EndpointRoute, X: np.ndarray, outputs: frozenset[str], call: Call
+    ) -> None:
+        """Send a copy to each shadow deployment; its answer is only logged, never returned."""
+        for shadow in route.shadows:
+            meta = RequestMeta(call.rid, call.started, time.time_ns() // 1_000_000, True)
+            task = asyncio.get_running_loop().create_task(
+                _quietly(shadow.predict(X, outputs & shadow.outputs, meta))
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _log_failure(self, call: Call, status: int, error: str) -> None:
+        """A failed request routed to a deployment is logged with its error."""
+        if self.payload_log is None or call.deployment is None or call.meta is None:
+            return
+        if not call.meta.logged:
+            return
+        inputs: Any = call.inputs
+        if inputs is None:
+            inputs = call.body[:MAX_LOGGED_BODY].decode("utf-8", "replace")
+        now = time.perf_counter()
+        row = entry(call.deployment.spec, call.meta, status, now, inputs, None, error)
+        self.payload_log.write([row])
 
 
-V2_TYPES = {
-    "bool": "BOOL",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-}
+async def _quietly(work: Awaitable[Any]) -> None:
+    try:
+        await work
+    except Exception as exc:  # a shadow's failure is its own; it never reaches the client
+        log.debug("shadow deployment failed: %s", exc)
 
 
-def _tensor_meta(name: str, dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
-    return {"name": name, "datatype": V2_TYPES.get(dtype, "BYTES"), "shape": list(shape)}
+def _header_length(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise BadRequest("Inference-Header-Content-Length must be a whole number of bytes")
+    return int(value)
 
 
 def _server_timing(timing: dict[str, float]) -> bytes:

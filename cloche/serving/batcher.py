@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,15 +25,19 @@ from cloche.errors import ClocheError, Overloaded, PredictFailed, Timeout
 
 # (stacked inputs, which outputs) -> {output name: array with one entry per row}
 PredictFn = Callable[[np.ndarray, frozenset[str]], dict[str, np.ndarray]]
+Result = dict[str, np.ndarray] | BaseException
+# Called with each answered batch before its requests are answered (the payload log).
+BatchHook = Callable[[Sequence["Job"], Sequence[Result]], None]
 
 
 @dataclass(eq=False)
-class _Job:
+class Job:
     inputs: np.ndarray
     outputs: frozenset[str]
     future: asyncio.Future[dict[str, np.ndarray]]
     deadline: float
     timeout_s: float
+    meta: Any = None
     rows: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -49,19 +54,21 @@ class AdaptiveBatcher:
         max_batch_size: int,
         max_queue_rows: int,
         name: str,
+        on_batch: BatchHook | None = None,
     ) -> None:
         self._predict = predict
+        self._on_batch = on_batch
         self.max_batch_size = max_batch_size
         self.max_queue_rows = max_queue_rows
         self.name = name
-        self._queue: deque[_Job] = deque()
+        self._queue: deque[Job] = deque()
         self.queued_rows = 0
         self._scheduled = False
         self.batches = 0
         self.last_batch_rows = 0
 
     async def submit(
-        self, inputs: np.ndarray, outputs: frozenset[str], timeout_s: float
+        self, inputs: np.ndarray, outputs: frozenset[str], timeout_s: float, meta: Any = None
     ) -> dict[str, np.ndarray]:
         """Queue ``inputs`` and wait for their outputs, at most ``timeout_s`` seconds."""
         if self.queued_rows + len(inputs) > self.max_queue_rows:
@@ -70,7 +77,7 @@ class AdaptiveBatcher:
                 hint="retry after a moment, or deploy with a larger max_batch_size",
             )
         loop = asyncio.get_running_loop()
-        job = _Job(inputs, outputs, loop.create_future(), loop.time() + timeout_s, timeout_s)
+        job = Job(inputs, outputs, loop.create_future(), loop.time() + timeout_s, timeout_s, meta)
         self._queue.append(job)
         self.queued_rows += job.rows
         if not self._scheduled:
@@ -80,11 +87,11 @@ class AdaptiveBatcher:
             loop.call_soon(self._run_next_batch)
         return await job.future
 
-    def _take_batch(self) -> list[_Job]:
+    def _take_batch(self) -> list[Job]:
         # Deadlines are checked when a batch is formed: the loop runs nothing else while the
         # model predicts, so that is the first moment a waiting request can be answered.
         now = asyncio.get_running_loop().time()
-        batch: list[_Job] = []
+        batch: list[Job] = []
         rows = 0
         while self._queue:
             job = self._queue[0]
@@ -107,7 +114,10 @@ class AdaptiveBatcher:
     def _run_next_batch(self) -> None:
         batch = self._take_batch()
         if batch:
-            for job, result in zip(batch, self._run(batch), strict=True):
+            results = self._run(batch)
+            if self._on_batch is not None:
+                self._on_batch(batch, results)
+            for job, result in zip(batch, results, strict=True):
                 if job.future.done():
                     continue
                 if isinstance(result, BaseException):
@@ -121,7 +131,7 @@ class AdaptiveBatcher:
         else:
             self._scheduled = False
 
-    def _run(self, batch: list[_Job]) -> list[dict[str, np.ndarray] | BaseException]:
+    def _run(self, batch: list[Job]) -> list[Result]:
         wanted = frozenset().union(*(job.outputs for job in batch))
         stacked = batch[0].inputs if len(batch) == 1 else np.concatenate([j.inputs for j in batch])
         try:
@@ -134,7 +144,7 @@ class AdaptiveBatcher:
             return [self._run([job])[0] for job in batch]
         self.batches += 1
         self.last_batch_rows = len(stacked)
-        results: list[dict[str, np.ndarray] | BaseException] = []
+        results: list[Result] = []
         start = 0
         for job in batch:
             stop = start + job.rows

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from cloche.registry.signatures import Signature
 from cloche.runtimes.base import LoadedModel, has_predict_proba
-from cloche.serving.batcher import AdaptiveBatcher
+from cloche.serving.batcher import AdaptiveBatcher, Job, Result
 from cloche.serving.inputs import InputSpec
+from cloche.serving.payload_log import Entry, PayloadLog
 from cloche.serving.state import DeploymentSpec
 
 QUEUE_BATCHES = 16  # a queue holds this many full batches before it answers 503
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    """What the payload log needs of a request, taken when it arrives."""
+
+    request_id: str
+    started: float  # perf_counter()
+    time_ms: int  # wall clock, for the log's time column
+    logged: bool  # sampled into the payload log
 
 
 @dataclass
@@ -23,9 +36,17 @@ class LiveDeployment:
     inputs: InputSpec
     outputs: frozenset[str]
     batcher: AdaptiveBatcher
+    payload_log: PayloadLog | None = None
+
+    def payload_sampled(self) -> bool:
+        """Whether this request goes to the payload log (the endpoint's sampling rate)."""
+        log = self.payload_log
+        return log is not None and log.sampled(self.spec.log_sample_rate)
 
     @classmethod
-    def start(cls, spec: DeploymentSpec, model: LoadedModel) -> LiveDeployment:
+    def start(
+        cls, spec: DeploymentSpec, model: LoadedModel, payload_log: PayloadLog | None = None
+    ) -> LiveDeployment:
         signature = Signature.from_dict(spec.signature)
         if signature.is_empty:
             signature = model.signature()
@@ -39,22 +60,69 @@ class LiveDeployment:
                 result["probabilities"] = np.asarray(model.predict_proba(X))  # type: ignore[attr-defined]
             return result
 
+        def record(jobs: Sequence[Job], results: Sequence[Result]) -> None:
+            if payload_log is None:
+                return
+            now = time.perf_counter()
+            entries = [
+                entry(spec, job.meta, 200, now, job.inputs, result)
+                for job, result in zip(jobs, results, strict=True)
+                # Failures are logged where they are answered, in the data plane.
+                if job.meta is not None and job.meta.logged and isinstance(result, dict)
+            ]
+            payload_log.write(entries)
+
         batcher = AdaptiveBatcher(
             predict,
             max_batch_size=spec.max_batch_size,
             max_queue_rows=spec.max_batch_size * QUEUE_BATCHES,
             name=f"{spec.endpoint}/{spec.ref}",
+            on_batch=record,
         )
-        return cls(
-            spec, model, signature, InputSpec.from_signature(signature), frozenset(outputs), batcher
-        )
+        inputs = InputSpec.from_signature(signature)
+        return cls(spec, model, signature, inputs, frozenset(outputs), batcher, payload_log)
 
     def same_runtime(self, spec: DeploymentSpec) -> bool:
-        """True when ``spec`` can keep this live deployment (only traffic or shadow changed)."""
+        """True when ``spec`` can keep this live deployment (only traffic or sampling changed).
+
+        The batch hook captured the old spec, so a change that the payload log records
+        (shadow, version) needs a new live deployment.
+        """
+        old = self.spec
         return (
-            spec.deployment_id == self.spec.deployment_id
-            and spec.max_batch_size == self.spec.max_batch_size
+            spec.deployment_id == old.deployment_id
+            and spec.max_batch_size == old.max_batch_size
+            and spec.shadow == old.shadow
+            and spec.timeout_ms == old.timeout_ms
         )
 
-    async def predict(self, X: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
-        return await self.batcher.submit(X, outputs, self.spec.timeout_ms / 1000)
+    async def predict(
+        self, X: np.ndarray, outputs: frozenset[str], meta: RequestMeta | None = None
+    ) -> dict[str, np.ndarray]:
+        return await self.batcher.submit(X, outputs, self.spec.timeout_ms / 1000, meta)
+
+
+def entry(
+    spec: DeploymentSpec,
+    meta: RequestMeta,
+    status: int,
+    now: float,
+    inputs: np.ndarray | None,
+    outputs: dict[str, np.ndarray] | None,
+    error: str | None = None,
+) -> Entry:
+    """The payload-log row of one request answered by ``spec``'s deployment."""
+    return Entry(
+        time_ms=meta.time_ms,
+        request_id=meta.request_id,
+        endpoint=spec.endpoint,
+        model=spec.model,
+        version=spec.version,
+        deployment_id=spec.deployment_id,
+        shadow=spec.shadow,
+        status=status,
+        latency_ms=(now - meta.started) * 1000,
+        inputs=inputs,
+        outputs=outputs,
+        error=error,
+    )

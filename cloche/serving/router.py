@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from cloche.errors import DeploymentNotFound, EndpointNotFound, NotReady
 from cloche.serving.deployment import LiveDeployment
 from cloche.serving.model_cache import ModelCache
+from cloche.serving.payload_log import PayloadLog
 from cloche.serving.state import DeploymentSpec, Snapshot, read_generation, read_snapshot
 from cloche.store.store import Store
 
@@ -70,8 +71,11 @@ class EndpointRoute:
 class Router:
     """The routing table of one worker, kept in step with the metadata store."""
 
-    def __init__(self, store: Store, *, poll_seconds: float = 0.5) -> None:
+    def __init__(
+        self, store: Store, *, poll_seconds: float = 0.5, payload_log: PayloadLog | None = None
+    ) -> None:
         self.store = store
+        self.payload_log = payload_log
         self.cache = ModelCache(store)
         self.poll_seconds = poll_seconds
         self.generation = -1
@@ -135,7 +139,7 @@ class Router:
         model = self.cache.get(spec)
         if model is None:
             model = await asyncio.to_thread(self.cache.load, spec)
-        return LiveDeployment.start(spec, model)
+        return LiveDeployment.start(spec, model, self.payload_log)
 
     async def watch(self) -> None:
         """Poll the generation forever; a failed poll is logged and retried."""

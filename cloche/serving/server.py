@@ -14,13 +14,16 @@ from typing import Any
 from cloche.api.app import create_app
 from cloche.api.security import HostOriginGuard
 from cloche.config import Settings, is_loopback
+from cloche.logs import service as logs
 from cloche.serving.app import DataPlane, Receive, Send
 from cloche.serving.auth import TokenCache
+from cloche.serving.payload_log import PayloadLog
 from cloche.serving.router import Router
 from cloche.store.store import Store
 
 log = logging.getLogger("cloche.serving")
 DATA_PREFIXES = ("/v1/", "/v2")
+COMPACT_EVERY_S = 300.0
 
 
 class Server:
@@ -29,14 +32,19 @@ class Server:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.router = Router(store, poll_seconds=settings.serving.poll_ms / 1000)
+        self.log_root = logs.log_root(store.home)
+        self.payload_log = PayloadLog(self.log_root)
+        self.router = Router(
+            store, poll_seconds=settings.serving.poll_ms / 1000, payload_log=self.payload_log
+        )
         self.data_plane = DataPlane(
             self.router,
             TokenCache(store, required=settings.auth_required),
             max_body_bytes=settings.serving.max_request_mb * 2**20,
+            payload_log=self.payload_log,
         )
         self.api = create_app(settings, store)
-        self._watcher: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(DATA_PREFIXES):
@@ -55,17 +63,38 @@ class Server:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                self._watcher = asyncio.get_running_loop().create_task(self.router.watch())
+                loop = asyncio.get_running_loop()
+                self._tasks = [
+                    loop.create_task(self.router.watch()),
+                    loop.create_task(self._tidy()),
+                ]
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.data_plane.draining = True
-                if self._watcher is not None:
-                    self._watcher.cancel()
+                for task in self._tasks:
+                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await self._watcher
+                        await task
+                self.payload_log.close()
+                logs.write_stats(self.log_root, self.payload_log.stats())
                 self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _tidy(self) -> None:
+        """Off the hot path: publish log counters; compact closed and orphaned segments."""
+        last_compaction = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.to_thread(logs.write_stats, self.log_root, self.payload_log.stats())
+                loop = asyncio.get_running_loop()
+                if self.payload_log.rotated or loop.time() - last_compaction > COMPACT_EVERY_S:
+                    self.payload_log.rotated.clear()
+                    last_compaction = loop.time()
+                    await asyncio.to_thread(logs.compact, self.log_root)
+            except Exception as exc:  # housekeeping must never take serving down
+                log.warning("payload log housekeeping failed: %s", exc)
 
 
 def build_app(settings: Settings, store: Store | None = None) -> HostOriginGuard:

@@ -33,6 +33,7 @@ class DeploymentSpec:
     shadow: bool
     max_batch_size: int
     timeout_ms: int
+    log_sample_rate: float = 1.0
 
     @property
     def ref(self) -> str:
@@ -63,15 +64,15 @@ def read_snapshot(store: Store) -> Snapshot:
                 .selectinload(VersionRow.model)
             )
         ).all()
-        endpoints = {row.name: [_spec(row.name, d) for d in row.deployments] for row in rows}
+        endpoints = {row.name: [_spec(row, d) for d in row.deployments] for row in rows}
         return Snapshot(int(generation or 0), endpoints)
 
 
-def _spec(endpoint: str, d: DeploymentRow) -> DeploymentSpec:
+def _spec(endpoint: EndpointRow, d: DeploymentRow) -> DeploymentSpec:
     v = d.version
     return DeploymentSpec(
         deployment_id=d.id,
-        endpoint=endpoint,
+        endpoint=endpoint.name,
         model=v.model.name,
         version=v.version,
         framework=v.framework,
@@ -83,4 +84,5 @@ def _spec(endpoint: str, d: DeploymentRow) -> DeploymentSpec:
         shadow=d.shadow,
         max_batch_size=d.max_batch_size,
         timeout_ms=d.timeout_ms,
+        log_sample_rate=endpoint.log_sample_rate,
     )

@@ -20,6 +20,12 @@ Deployer = Annotated[Principal, Depends(require(Permission.DEPLOY))]
 class EndpointRequest(BaseModel):
     name: str = Field(description="endpoint name, used in /v1/models/{name}:predict")
     description: str = ""
+    log_sample_rate: float = Field(default=1.0, description="share of requests logged, 0-1")
+
+
+class EndpointUpdate(BaseModel):
+    description: str | None = None
+    log_sample_rate: float | None = None
 
 
 class DeployRequest(BaseModel):
@@ -42,7 +48,11 @@ class TrafficRequest(BaseModel):
 def create_endpoint(principal: Deployer, store: StoreDep, body: EndpointRequest) -> Endpoint:
     """Create an endpoint with no deployments."""
     return endpoints.create_endpoint(
-        store, name=body.name, description=body.description, actor=principal.actor
+        store,
+        name=body.name,
+        description=body.description,
+        log_sample_rate=body.log_sample_rate,
+        actor=principal.actor,
     )
 
 
@@ -56,6 +66,20 @@ def list_endpoints(_: Reader, store: StoreDep) -> list[Endpoint]:
 def get_endpoint(_: Reader, store: StoreDep, name: str) -> Endpoint:
     """Show one endpoint."""
     return endpoints.get_endpoint(store, name)
+
+
+@router.patch("/{name}")
+def update_endpoint(
+    principal: Deployer, store: StoreDep, name: str, body: EndpointUpdate
+) -> Endpoint:
+    """Change an endpoint's description or payload-log sampling rate."""
+    return endpoints.update_endpoint(
+        store,
+        name=name,
+        description=body.description,
+        log_sample_rate=body.log_sample_rate,
+        actor=principal.actor,
+    )
 
 
 @router.delete("/{name}", status_code=204)

@@ -1,0 +1,195 @@
+"""Reading and compacting the payload log (written by serving/payload_log.py).
+
+Closed segments become Parquet partitions ``endpoint=/date=/hour=``, named after their segment so
+that a compaction interrupted between writing and deleting simply rewrites the same files.
+Reads union the Parquet partitions with the segments not yet compacted (open ones included),
+so a prediction is readable as soon as it was answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from cloche.errors import InvalidInput
+from cloche.registry.refs import check_name
+from cloche.serving.payload_log import SCHEMA, SEGMENT_SUFFIX, is_closed, read_segment
+from cloche.store.store import Store
+
+DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class LogStats(BaseModel):
+    logged: int = 0
+    dropped: int = 0
+    workers: int = 0
+
+
+MAX_ROWS = 100_000
+
+
+def log_root(home: Path) -> Path:
+    return home / "logs"
+
+
+def read_endpoint_log(
+    store: Store,
+    *,
+    endpoint: str,
+    since: str | datetime | None = "1h",
+    until: str | datetime | None = None,
+    limit: int = 1000,
+) -> pa.Table:
+    """The newest ``limit`` logged requests of an endpoint since ``since`` (e.g. "1h")."""
+    check_name(endpoint)
+    if not 1 <= limit <= MAX_ROWS:
+        raise InvalidInput(f"limit must be 1-{MAX_ROWS}, got {limit}")
+    return read_log(
+        log_root(store.home),
+        endpoint,
+        since=parse_since(since),
+        until=parse_since(until),
+        limit=limit,
+    )
+
+
+def endpoint_log_stats(store: Store) -> LogStats:
+    """Rows logged and rows that could not be logged, over every worker that served."""
+    return read_stats(log_root(store.home))
+
+
+def parse_since(value: str | datetime | None, *, now: datetime | None = None) -> datetime | None:
+    """``"1h"``, ``"30m"``, ``"7d"`` or an ISO time, as an aware UTC datetime."""
+    if value is None or isinstance(value, datetime):
+        return value.astimezone(UTC) if isinstance(value, datetime) else None
+    match = DURATION.match(value.strip())
+    if match:
+        amount, unit = match.groups()
+        return (now or datetime.now(UTC)) - timedelta(**{UNITS[unit]: int(amount)})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"cannot read the time {value!r}",
+            hint="use a duration such as 30m, 1h, 7d or an ISO time",
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def compact(root: Path) -> int:
+    """Move every closed segment into Parquet partitions; return how many rows moved."""
+    moved = 0
+    for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
+        if not is_closed(segment):
+            continue
+        table = pa.Table.from_batches(list(read_segment(segment)), schema=SCHEMA)
+        if table.num_rows:
+            _write_partitions(root, table, segment.stem)
+        moved += table.num_rows
+        segment.unlink()
+        segment.with_suffix(".lock").unlink(missing_ok=True)
+    return moved
+
+
+def _write_partitions(root: Path, table: pa.Table, stem: str) -> None:
+    hours = pc.strftime(table["time"], format="%Y-%m-%d %H")
+    keys = pc.binary_join_element_wise(table["endpoint"], hours, "\x00")
+    for key in pc.unique(keys).to_pylist():
+        endpoint, stamp = key.split("\x00")
+        date, hour = stamp.split(" ")
+        part = table.filter(pc.equal(keys, key))
+        folder = root / f"endpoint={endpoint}" / f"date={date}" / f"hour={hour}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{stem}.parquet.tmp"
+        pq.write_table(part, tmp)
+        tmp.replace(folder / f"{stem}.parquet")
+
+
+def read_log(
+    root: Path,
+    endpoint: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> pa.Table:
+    """An endpoint's logged requests, oldest first, between ``since`` and ``until``."""
+    parts = [_read_partitions(root, endpoint, since)]
+    for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
+        batches = list(read_segment(segment))
+        if batches:
+            table = pa.Table.from_batches(batches, schema=SCHEMA)
+            parts.append(table.filter(pc.equal(table["endpoint"], endpoint)))
+    table = pa.concat_tables(parts)
+    if since is not None:
+        table = table.filter(
+            pc.greater_equal(table["time"], pa.scalar(since, SCHEMA.field("time").type))
+        )
+    if until is not None:
+        table = table.filter(pc.less(table["time"], pa.scalar(until, SCHEMA.field("time").type)))
+    table = table.sort_by([("time", "ascending")])
+    if limit is not None and table.num_rows > limit:
+        table = table.slice(table.num_rows - limit)
+    return table
+
+
+def _read_partitions(root: Path, endpoint: str, since: datetime | None) -> pa.Table:
+    folder = root / f"endpoint={endpoint}"
+    tables = []
+    for path in sorted(folder.glob("date=*/hour=*/*.parquet")):
+        if since is not None and _hour_of(path) < since.replace(minute=0, second=0, microsecond=0):
+            continue  # the whole hour is older than asked
+        tables.append(pq.read_table(path, schema=SCHEMA))
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def _hour_of(path: Path) -> datetime:
+    date = path.parent.parent.name.removeprefix("date=")
+    hour = path.parent.name.removeprefix("hour=")
+    return datetime.fromisoformat(f"{date}T{hour}:00:00+00:00")
+
+
+def write_stats(root: Path, stats: dict[str, Any]) -> None:
+    """A worker's counters, for `cloche logs` to add up (written off the hot path)."""
+    folder = root / "stats"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{stats['pid']}.json.tmp"
+    tmp.write_text(json.dumps(stats))
+    tmp.replace(folder / f"{stats['pid']}.json")
+
+
+def read_stats(root: Path) -> LogStats:
+    total = LogStats()
+    for path in (root / "stats").glob("*.json"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        total.logged += int(data.get("logged", 0))
+        total.dropped += int(data.get("dropped", 0))
+        total.workers += 1
+    return total
+
+
+def rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Log rows as JSON-ready dicts (inputs and outputs parsed back from their JSON)."""
+    out = []
+    for row in table.to_pylist():
+        row["time"] = row["time"].isoformat()
+        for key in ("inputs", "outputs"):
+            if isinstance(row[key], str):
+                # A failed request's raw body stays as text.
+                with contextlib.suppress(ValueError):
+                    row[key] = json.loads(row[key])
+        out.append(row)
+    return out

@@ -1,0 +1,68 @@
+"""Served predictions reach the payload log and read back through both SDK transports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+import cloche
+from tests.integration.conftest import LiveServer, ServerFactory
+
+ROW = [0.1, 0.2, 0.3, 0.4]
+
+
+@pytest.fixture
+def server(settings, sklearn_model_file: Path, start_server: ServerFactory) -> LiveServer:
+    sdk = cloche.Client(settings=settings)
+    sdk.models.upload(sklearn_model_file, name="churn")
+    sdk.models.upload(sklearn_model_file, name="churn")
+    sdk.endpoints.create("churn")
+    sdk.endpoints.deploy("churn", "churn:1")
+    sdk.endpoints.deploy("churn", "churn:2", shadow=True)
+    sdk.endpoints.create("quiet", log_sample_rate=0.0)
+    sdk.endpoints.deploy("quiet", "churn:1")
+    return start_server()
+
+
+def _predict(url: str, endpoint: str, rid: str, body: dict | bytes) -> httpx.Response:
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    return httpx.post(
+        f"{url}/v1/models/{endpoint}:predict", headers={"X-Request-Id": rid}, **kwargs
+    )
+
+
+@pytest.mark.parametrize("transport", ["local", "http"])
+def test_answers_failures_and_shadow_copies_are_logged(server, settings, transport) -> None:
+    for i in range(5):
+        assert _predict(server.url, "churn", f"ok-{i}", {"instances": [ROW]}).status_code == 200
+    assert _predict(server.url, "churn", "bad-1", b"{nope").status_code == 400
+    assert _predict(server.url, "quiet", "q-1", {"instances": [ROW]}).status_code == 200
+    sdk = cloche.Client(settings=settings) if transport == "local" else cloche.Client(server.url)
+    with sdk:
+        rows = sdk.logs.read("churn", since="10m").to_pylist()
+        quiet = sdk.logs.read("quiet", since="10m").num_rows
+    live = [r for r in rows if not r["shadow"]]
+    assert [r["request_id"] for r in live] == [f"ok-{i}" for i in range(5)] + ["bad-1"]
+    assert {r["status"] for r in live[:5]} == {200} and live[5]["status"] == 400
+    assert "not valid JSON" in live[5]["error"] and live[5]["inputs"] == "{nope"
+    assert all(r["version"] == 1 and r["latency_ms"] > 0 for r in live)
+    shadow = sorted(r["request_id"] for r in rows if r["shadow"])
+    assert shadow == [f"ok-{i}" for i in range(5)]
+    assert quiet == 0
+
+
+def test_cli_logs_shows_the_rows(server, settings) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cloche.cli.app import app
+
+    assert _predict(server.url, "churn", "cli-1", {"instances": [ROW]}).status_code == 200
+    result = CliRunner().invoke(app, ["logs", "churn", "--since", "1h", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert "cli-1" in [r["request_id"] for r in payload["rows"]]
+    assert payload["rows"][0]["inputs"] == [ROW]

@@ -1,0 +1,85 @@
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloche.errors import InvalidInput
+from cloche.logs import service as logs
+from cloche.serving.payload_log import SEGMENT_SUFFIX, Entry, PayloadLog, is_closed
+
+
+def _entry(i: int, endpoint: str = "churn", status: int = 200, **kw) -> Entry:
+    values = {
+        "time_ms": 1_764_000_000_000 + i,
+        "request_id": f"r{i}",
+        "endpoint": endpoint,
+        "model": "churn",
+        "version": 1,
+        "deployment_id": 7,
+        "shadow": False,
+        "status": status,
+        "latency_ms": 1.5,
+        "inputs": np.array([[float(i), 2.0]]),
+        "outputs": {"predict": np.array([i % 2])},
+    } | kw
+    return Entry(**values)
+
+
+def test_written_rows_are_readable_at_once_and_after_compaction(tmp_path: Path) -> None:
+    log = PayloadLog(tmp_path)
+    log.write([_entry(i) for i in range(3)])
+    log.write([_entry(3, endpoint="other")])
+    table = logs.read_log(tmp_path, "churn")
+    assert table["request_id"].to_pylist() == ["r0", "r1", "r2"]
+    assert logs.rows(table)[1]["inputs"] == [[1.0, 2.0]]
+    assert logs.rows(table)[1]["outputs"] == {"predict": [1]}
+    assert logs.compact(tmp_path) == 0  # the open segment is left alone
+    log.close()
+    assert logs.compact(tmp_path) == 4
+    assert not list((tmp_path / "segments").glob(f"*{SEGMENT_SUFFIX}"))
+    parts = sorted(p.relative_to(tmp_path).parts[:3] for p in tmp_path.rglob("*.parquet"))
+    assert parts[0][0] == "endpoint=churn" and parts[-1][0] == "endpoint=other"
+    assert logs.read_log(tmp_path, "churn")["request_id"].to_pylist() == ["r0", "r1", "r2"]
+
+
+def test_a_torn_tail_loses_only_the_unfinished_batch(tmp_path: Path) -> None:
+    log = PayloadLog(tmp_path)
+    log.write([_entry(0)])
+    log.write([_entry(1)])
+    segment = next((tmp_path / "segments").glob(f"*{SEGMENT_SUFFIX}"))
+    data = segment.read_bytes()
+    log.close()
+    segment.write_bytes(data[:-40])  # a writer killed in the middle of its last batch
+    assert logs.read_log(tmp_path, "churn")["request_id"].to_pylist() == ["r0"]
+
+
+def test_a_failing_sink_counts_what_it_drops(tmp_path: Path) -> None:
+    (tmp_path / "segments").write_text("not a folder")
+    log = PayloadLog(tmp_path)
+    log.write([_entry(0), _entry(1)])
+    assert (log.logged, log.dropped) == (0, 2)
+
+
+def test_segments_rotate_at_the_size_cap(tmp_path: Path) -> None:
+    log = PayloadLog(tmp_path, rotate_bytes=1)
+    log.write([_entry(0)])
+    log.write([_entry(1)])
+    assert len(log.rotated) == 2 and all(is_closed(p) for p in log.rotated)
+
+
+def test_failed_requests_keep_their_error_and_raw_body(tmp_path: Path) -> None:
+    log = PayloadLog(tmp_path)
+    log.write([_entry(0, status=422, inputs="{bad", outputs=None, error="not valid JSON")])
+    log.close()
+    (row,) = logs.rows(logs.read_log(tmp_path, "churn"))
+    assert (row["status"], row["inputs"], row["error"]) == (422, "{bad", "not valid JSON")
+
+
+def test_since_reads_durations_and_iso_times() -> None:
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert logs.parse_since("90m", now=now) == now - timedelta(minutes=90)
+    assert logs.parse_since("2026-11-25T10:00:00") == datetime(2026, 11, 25, 10, tzinfo=UTC)
+    with pytest.raises(InvalidInput, match="cannot read the time 'yesterday'") as info:
+        logs.parse_since("yesterday")
+    assert "30m, 1h, 7d" in (info.value.hint or "")
