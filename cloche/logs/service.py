@@ -22,7 +22,13 @@ from pydantic import BaseModel
 
 from cloche.errors import InvalidInput
 from cloche.registry.refs import check_name
-from cloche.serving.payload_log import SCHEMA, SEGMENT_SUFFIX, is_closed, read_segment
+from cloche.serving.payload_log import (
+    SCHEMA,
+    SEGMENT_SUFFIX,
+    is_closed,
+    read_segment,
+    rows_to_table,
+)
 from cloche.store.store import Store
 
 DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -92,7 +98,7 @@ def compact(root: Path) -> int:
     for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
         if not is_closed(segment):
             continue
-        table = pa.Table.from_batches(list(read_segment(segment)), schema=SCHEMA)
+        table = rows_to_table(list(read_segment(segment)))
         if table.num_rows:
             _write_partitions(root, table, segment.stem)
         moved += table.num_rows
@@ -126,10 +132,10 @@ def read_log(
     """An endpoint's logged requests, oldest first, between ``since`` and ``until``."""
     parts = [_read_partitions(root, endpoint, since)]
     for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
-        batches = list(read_segment(segment))
-        if batches:
-            table = pa.Table.from_batches(batches, schema=SCHEMA)
-            parts.append(table.filter(pc.equal(table["endpoint"], endpoint)))
+        # The endpoint is the third field of each line: skip other endpoints' rows unparsed.
+        found = [row for row in read_segment(segment) if row[2] == endpoint]
+        if found:
+            parts.append(rows_to_table(found))
     table = pa.concat_tables(parts)
     if since is not None:
         table = table.filter(

@@ -22,7 +22,7 @@ import orjson
 from cloche import __version__
 from cloche.errors import BadRequest, ClocheError, NotFound, PayloadTooLarge
 from cloche.serving.auth import TokenCache
-from cloche.serving.deployment import LiveDeployment, RequestMeta, entry
+from cloche.serving.deployment import LiveDeployment, RequestMeta, log_line
 from cloche.serving.metadata import model_metadata
 from cloche.serving.payload_log import PayloadLog
 from cloche.serving.protocols.v1 import decode_v1, encode_v1
@@ -251,8 +251,8 @@ class DataPlane:
         if inputs is None:
             inputs = call.body[:MAX_LOGGED_BODY].decode("utf-8", "replace")
         now = time.perf_counter()
-        row = entry(call.deployment.spec, call.meta, status, now, inputs, None, error)
-        self.payload_log.write([row])
+        line = log_line(call.deployment.spec, call.meta, status, now, inputs, None, error)
+        self.payload_log.write([line])
 
 
 async def _quietly(work: Awaitable[Any]) -> None:

@@ -12,7 +12,7 @@ from cloche.registry.signatures import Signature
 from cloche.runtimes.base import LoadedModel, has_predict_proba
 from cloche.serving.batcher import AdaptiveBatcher, Job, Result
 from cloche.serving.inputs import InputSpec
-from cloche.serving.payload_log import Entry, PayloadLog
+from cloche.serving.payload_log import PayloadLog, encode_row
 from cloche.serving.state import DeploymentSpec
 
 QUEUE_BATCHES = 16  # a queue holds this many full batches before it answers 503
@@ -64,13 +64,13 @@ class LiveDeployment:
             if payload_log is None:
                 return
             now = time.perf_counter()
-            entries = [
-                entry(spec, job.meta, 200, now, job.inputs, result)
+            lines = [
+                log_line(spec, job.meta, 200, now, job.inputs, result)
                 for job, result in zip(jobs, results, strict=True)
                 # Failures are logged where they are answered, in the data plane.
                 if job.meta is not None and job.meta.logged and isinstance(result, dict)
             ]
-            payload_log.write(entries)
+            payload_log.write(lines)
 
         batcher = AdaptiveBatcher(
             predict,
@@ -102,27 +102,30 @@ class LiveDeployment:
         return await self.batcher.submit(X, outputs, self.spec.timeout_ms / 1000, meta)
 
 
-def entry(
+def log_line(
     spec: DeploymentSpec,
     meta: RequestMeta,
     status: int,
     now: float,
-    inputs: np.ndarray | None,
+    inputs: np.ndarray | str | None,
     outputs: dict[str, np.ndarray] | None,
     error: str | None = None,
-) -> Entry:
-    """The payload-log row of one request answered by ``spec``'s deployment."""
-    return Entry(
-        time_ms=meta.time_ms,
-        request_id=meta.request_id,
-        endpoint=spec.endpoint,
-        model=spec.model,
-        version=spec.version,
-        deployment_id=spec.deployment_id,
-        shadow=spec.shadow,
-        status=status,
-        latency_ms=(now - meta.started) * 1000,
-        inputs=inputs,
-        outputs=outputs,
-        error=error,
+) -> bytes:
+    """The payload-log line of one request answered by ``spec``'s deployment (see COLUMNS)."""
+    latency_ms = (now - meta.started) * 1000
+    return encode_row(
+        (
+            meta.time_ms,
+            meta.request_id,
+            spec.endpoint,
+            spec.model,
+            spec.version,
+            spec.deployment_id,
+            spec.shadow,
+            status,
+            latency_ms,
+            inputs,
+            outputs,
+            error,
+        )
     )

@@ -1,22 +1,22 @@
 """The payload log: every served prediction (and every failed request), per worker, on disk.
 
-Each worker appends Arrow IPC record batches to its own segment file, one batch per model
-call, *before* it answers the requests in that batch: a worker killed afterwards has already
-handed what it answered to the OS. Segments rotate at a size cap; closed segments (and those
-of dead workers) are compacted into Parquet partitions ``endpoint=/date=/hour=``. A failing
-sink never fails serving: what could not be written is counted, never silently lost.
+Each worker appends to its own segment file, one ``write()`` per model call, *before* it answers
+the requests of that call: a worker killed afterwards has already handed what it answered to the
+OS. A segment is JSON lines (one request per line): measured on one core, a batch costs about
+1 µs per request this way, against 430 µs for a one-row Arrow IPC batch, and a torn last line
+(a writer killed mid-write) is simply skipped. Segments rotate at a size cap; closed segments
+(and those of dead workers) are compacted into Parquet partitions ``endpoint=/date=/hour=``
+(logs/service.py). A failing sink never fails serving: what could not be written is counted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +26,21 @@ import pyarrow as pa
 
 log = logging.getLogger("cloche.serving")
 
+# The columns of a log row, in the order each JSON line holds them.
+COLUMNS = (
+    "time",
+    "request_id",
+    "endpoint",
+    "model",
+    "version",
+    "deployment_id",
+    "shadow",
+    "status",
+    "latency_ms",
+    "inputs",  # the rows as the model received them (JSON); a failed request's raw body (text)
+    "outputs",  # {output name: values} (JSON)
+    "error",
+)
 SCHEMA = pa.schema(
     [
         ("time", pa.timestamp("ms", tz="UTC")),
@@ -37,64 +52,35 @@ SCHEMA = pa.schema(
         ("shadow", pa.bool_()),
         ("status", pa.int16()),
         ("latency_ms", pa.float32()),
-        ("inputs", pa.string()),  # JSON rows, as the model received them
-        ("outputs", pa.string()),  # JSON {output name: values}
+        ("inputs", pa.string()),
+        ("outputs", pa.string()),
         ("error", pa.string()),
     ]
 )
-SEGMENT_SUFFIX = ".arrows"
+SEGMENT_SUFFIX = ".jsonl"
 ROTATE_BYTES = 64 * 2**20
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One request's log row, before it is written."""
-
-    time_ms: int
-    request_id: str
-    endpoint: str
-    model: str
-    version: int
-    deployment_id: int
-    shadow: bool
-    status: int
-    latency_ms: float
-    inputs: np.ndarray | str | None  # str: the raw body of a request that failed to decode
-    outputs: dict[str, np.ndarray] | None
-    error: str | None = None
-
-
-def to_json(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
+def encode_row(row: Sequence[Any]) -> bytes:
+    """One log line; ``row`` follows COLUMNS."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        return orjson.dumps(row, option=_NUMPY)
     except TypeError:  # object arrays (strings beside numbers) go through lists
-        if isinstance(value, dict):
-            return orjson.dumps({k: np.asarray(v).tolist() for k, v in value.items()}).decode()
-        return orjson.dumps(np.asarray(value).tolist()).decode()
+        plain = [_plain(v) for v in row]
+        return orjson.dumps(plain, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def entries_to_batch(entries: Sequence[Entry]) -> pa.RecordBatch:
-    columns = {
-        "time": [e.time_ms for e in entries],
-        "request_id": [e.request_id for e in entries],
-        "endpoint": [e.endpoint for e in entries],
-        "model": [e.model for e in entries],
-        "version": [e.version for e in entries],
-        "deployment_id": [e.deployment_id for e in entries],
-        "shadow": [e.shadow for e in entries],
-        "status": [e.status for e in entries],
-        "latency_ms": [e.latency_ms for e in entries],
-        "inputs": [to_json(e.inputs) for e in entries],
-        "outputs": [to_json(e.outputs) for e in entries],
-        "error": [e.error for e in entries],
-    }
-    return pa.RecordBatch.from_pydict(columns, schema=SCHEMA)
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 class SegmentWriter:
-    """This worker's open segment: an IPC stream plus a lock file held while it is open."""
+    """This worker's open segment, plus a lock file held while it is open."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -103,21 +89,18 @@ class SegmentWriter:
         self._lock: IO[bytes] = (folder / f"{stem}.lock").open("wb")
         # Compaction takes this lock to know a segment is closed (its writer is gone).
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._sink = pa.OSFile(str(self.path), mode="w")
-        self._writer = pa.ipc.new_stream(self._sink, SCHEMA)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.size = 0
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
-
-    @property
-    def size(self) -> int:
-        return int(self._sink.tell())
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.size += len(data)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._writer.close()
-        with contextlib.suppress(Exception):
-            self._sink.close()
+        os.close(self._fd)
         fcntl.flock(self._lock, fcntl.LOCK_UN)
         self._lock.close()
 
@@ -136,18 +119,18 @@ class PayloadLog:
     def sampled(self, rate: float) -> bool:
         return rate >= 1.0 or random.random() < rate
 
-    def write(self, entries: Sequence[Entry]) -> None:
-        """Hand ``entries`` to the OS; on any failure count them as dropped and go on."""
-        if not entries:
+    def write(self, lines: Sequence[bytes]) -> None:
+        """Hand encoded rows to the OS in one write; on failure count them as dropped."""
+        if not lines:
             return
         try:
             if self._segment is None:
                 self._segment = SegmentWriter(self.folder)
-            self._segment.write(entries_to_batch(entries))
-            self.logged += len(entries)
+            self._segment.write(lines[0] if len(lines) == 1 else b"".join(lines))
+            self.logged += len(lines)
         except Exception as exc:  # a full disk or a broken sink must not fail serving
-            self.dropped += len(entries)
-            log.warning("payload log: could not write %d rows: %s", len(entries), exc)
+            self.dropped += len(lines)
+            log.warning("payload log: could not write %d rows: %s", len(lines), exc)
             self._close_segment()
             return
         if self._segment.size >= self.rotate_bytes:
@@ -156,8 +139,10 @@ class PayloadLog:
     def _close_segment(self) -> None:
         if self._segment is not None:
             segment, self._segment = self._segment, None
-            segment.close()
-            self.rotated.append(segment.path)
+            try:
+                segment.close()
+            finally:
+                self.rotated.append(segment.path)
 
     def stats(self) -> dict[str, int]:
         return {"pid": os.getpid(), "logged": self.logged, "dropped": self.dropped}
@@ -166,19 +151,32 @@ class PayloadLog:
         self._close_segment()
 
 
-def read_segment(path: Path) -> Iterator[pa.RecordBatch]:
-    """The complete batches of a segment; a torn tail (a killed writer) ends the read quietly."""
+def read_segment(path: Path) -> Iterator[list[Any]]:
+    """The complete rows of a segment; a torn line (a killed writer) is skipped."""
     try:
-        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
-    except (pa.ArrowInvalid, OSError):
+        data = path.read_bytes()
+    except OSError:
         return
-    while True:
+    for line in data.split(b"\n"):
+        if not line:
+            continue
         try:
-            yield reader.read_next_batch()
-        except StopIteration:
-            return
-        except (pa.ArrowInvalid, OSError):
-            return
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(row, list) and len(row) == len(COLUMNS):
+            yield row
+
+
+def rows_to_table(rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Segment rows as a table with SCHEMA (inputs and outputs as JSON text)."""
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    for row in rows:
+        for name, value in zip(COLUMNS, row, strict=True):
+            if name in ("inputs", "outputs") and value is not None and not isinstance(value, str):
+                value = orjson.dumps(value).decode()
+            columns[name].append(value)
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
 
 
 def is_closed(path: Path) -> bool:

@@ -6,12 +6,12 @@ import pytest
 
 from cloche.errors import InvalidInput
 from cloche.logs import service as logs
-from cloche.serving.payload_log import SEGMENT_SUFFIX, Entry, PayloadLog, is_closed
+from cloche.serving.payload_log import SEGMENT_SUFFIX, PayloadLog, encode_row, is_closed
 
 
-def _entry(i: int, endpoint: str = "churn", status: int = 200, **kw) -> Entry:
+def _entry(i: int, endpoint: str = "churn", status: int = 200, **kw) -> bytes:
     values = {
-        "time_ms": 1_764_000_000_000 + i,
+        "time": 1_764_000_000_000 + i,
         "request_id": f"r{i}",
         "endpoint": endpoint,
         "model": "churn",
@@ -22,8 +22,9 @@ def _entry(i: int, endpoint: str = "churn", status: int = 200, **kw) -> Entry:
         "latency_ms": 1.5,
         "inputs": np.array([[float(i), 2.0]]),
         "outputs": {"predict": np.array([i % 2])},
+        "error": None,
     } | kw
-    return Entry(**values)
+    return encode_row(tuple(values.values()))
 
 
 def test_written_rows_are_readable_at_once_and_after_compaction(tmp_path: Path) -> None:
@@ -50,7 +51,7 @@ def test_a_torn_tail_loses_only_the_unfinished_batch(tmp_path: Path) -> None:
     segment = next((tmp_path / "segments").glob(f"*{SEGMENT_SUFFIX}"))
     data = segment.read_bytes()
     log.close()
-    segment.write_bytes(data[:-40])  # a writer killed in the middle of its last batch
+    segment.write_bytes(data[:-10])  # a writer killed in the middle of its last line
     assert logs.read_log(tmp_path, "churn")["request_id"].to_pylist() == ["r0"]
 
 
@@ -66,6 +67,16 @@ def test_segments_rotate_at_the_size_cap(tmp_path: Path) -> None:
     log.write([_entry(0)])
     log.write([_entry(1)])
     assert len(log.rotated) == 2 and all(is_closed(p) for p in log.rotated)
+
+
+def test_mixed_type_rows_are_logged(tmp_path: Path) -> None:
+    log = PayloadLog(tmp_path)
+    rows = np.empty((1, 2), dtype=object)
+    rows[0] = ["gold", 2.5]
+    log.write([_entry(0, inputs=rows, outputs={"predict": np.array(["yes"], dtype=object)})])
+    log.close()
+    (row,) = logs.rows(logs.read_log(tmp_path, "churn"))
+    assert row["inputs"] == [["gold", 2.5]] and row["outputs"] == {"predict": ["yes"]}
 
 
 def test_failed_requests_keep_their_error_and_raw_body(tmp_path: Path) -> None:
