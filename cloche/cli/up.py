@@ -63,6 +63,8 @@ def up(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -
     settings = load_settings(server=overrides) if overrides else load_settings()
     count = workers if workers is not None else settings.serving.workers
     count = count or os.cpu_count() or 1
+    # Workers of this server share a metrics folder named after it.
+    os.environ["CLOCHE_SERVER_ID"] = str(os.getpid())
 
     with contextlib.ExitStack() as cleanup:
         sock = cleanup.enter_context(_bind(settings.server.host, settings.server.port))

@@ -1,9 +1,9 @@
 """The runtime protocol: one adapter per framework, all alike.
 
 ``load(artifact_dir) -> LoadedModel``; ``LoadedModel.predict(X)`` and, where the framework has
-it, ``predict_proba(X)``. ``X`` is a 2-D ``numpy.ndarray`` or a ``pandas.DataFrame`` whose columns
-follow the signature (tensor models take an ndarray). Runtimes know nothing of requests,
-protocols or settings.
+them, ``predict_proba(X)`` and ``explain(X)`` (per-feature contributions plus a bias column).
+``X`` is a 2-D ``numpy.ndarray`` or a ``pandas.DataFrame`` whose columns follow the signature
+(tensor models take an ndarray). Runtimes know nothing of requests, protocols or settings.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ class Runtime(Protocol):
 
 def has_predict_proba(model: LoadedModel) -> bool:
     return callable(getattr(model, "predict_proba", None))
+
+
+def has_explain(model: LoadedModel) -> bool:
+    """Whether the runtime computes attributions itself (TreeSHAP for XGBoost and LightGBM)."""
+    return callable(getattr(model, "explain", None))
 
 
 def require(module: str, *, extra: str, framework: str) -> Any:

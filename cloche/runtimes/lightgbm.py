@@ -31,7 +31,7 @@ class LightGBMModel:
         names = [str(n) for n in booster.feature_name()]
         self._names = None if all(_AUTO_NAME.fullmatch(n) for n in names) else names
 
-    def _raw(self, X: Any) -> np.ndarray:
+    def _input(self, X: Any) -> Any:
         if _common.is_frame(X):
             # LightGBM reads DataFrame columns by position, not by name.
             if self._names is not None and list(X.columns) != self._names:
@@ -40,10 +40,21 @@ class LightGBMModel:
             X = np.asarray(X)
             if X.dtype == object:  # rows decoded from JSON; None reads as a missing value
                 X = X.astype(np.float64)
-        return np.asarray(self.booster.predict(X))
+        return X
+
+    def _raw(self, X: Any) -> np.ndarray:
+        return np.asarray(self.booster.predict(self._input(X)))
 
     def predict(self, X: Any) -> np.ndarray:
         return self._raw(X)
+
+    def explain(self, X: Any) -> np.ndarray:
+        """TreeSHAP values of the raw score: (rows, features + 1), or (rows, classes,
+        features + 1) for multiclass; the last column is the bias (the expected raw score)."""
+        contribs = np.asarray(self.booster.predict(self._input(X), pred_contrib=True))
+        if self.n_classes > 2:  # LightGBM lays the classes side by side in one row
+            contribs = contribs.reshape(len(contribs), self.n_classes, -1)
+        return contribs
 
     def signature(self) -> Signature:
         inputs: tuple[FieldSpec, ...]

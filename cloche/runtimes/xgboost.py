@@ -32,7 +32,7 @@ class XGBoostModel:
         # The sklearn API predicts with the early-stopping best iteration; so must we.
         self._range = (0, int(best) + 1) if best is not None else (0, 0)
 
-    def _raw(self, X: Any) -> np.ndarray:
+    def _input(self, X: Any) -> Any:
         if _common.is_frame(X):
             if self._names is None:
                 X = X.to_numpy()
@@ -42,10 +42,24 @@ class XGBoostModel:
             X = np.asarray(X)
             if X.dtype == object:  # rows decoded from JSON; None reads as a missing value
                 X = X.astype(np.float64)
-        return np.asarray(self.booster.inplace_predict(X, iteration_range=self._range))
+        return X
+
+    def _raw(self, X: Any) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(self._input(X), iteration_range=self._range))
 
     def predict(self, X: Any) -> np.ndarray:
         return self._raw(X)
+
+    def explain(self, X: Any) -> np.ndarray:
+        """TreeSHAP values of the margin: (rows, features + 1), or (rows, classes, features + 1)
+        for multiclass; the last column is the bias (the expected margin)."""
+        xgb = require("xgboost", extra="xgboost", framework="XGBoost")
+        matrix = xgb.DMatrix(self._input(X), enable_categorical=True)
+        # _input already put the columns in the booster's order; an ndarray carries no names.
+        contribs = self.booster.predict(
+            matrix, pred_contribs=True, iteration_range=self._range, validate_features=False
+        )
+        return np.asarray(contribs)
 
     def signature(self) -> Signature:
         inputs: tuple[FieldSpec, ...]

@@ -20,12 +20,15 @@ import numpy as np
 import orjson
 
 from cloche import __version__
+from cloche.auth.roles import Permission
 from cloche.errors import BadRequest, ClocheError, NotFound, PayloadTooLarge
 from cloche.serving.auth import TokenCache
 from cloche.serving.deployment import LiveDeployment, RequestMeta, log_line
+from cloche.serving.explain import explain
 from cloche.serving.metadata import model_metadata
+from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog
-from cloche.serving.protocols.v1 import decode_v1, encode_v1
+from cloche.serving.protocols.v1 import decode_explain_v1, decode_v1, encode_v1
 from cloche.serving.protocols.v2_rest import decode_v2, encode_v2
 from cloche.serving.router import EndpointRoute, Router
 
@@ -33,15 +36,23 @@ log = logging.getLogger("cloche.serving")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = b"application/json"
+PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 MAX_LOGGED_BODY = 64 * 1024  # of a request that failed before it could be decoded
 
 
 class Response:
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "content_type", "headers", "status")
 
-    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        content_type: bytes = JSON,
+    ):
         self.status, self.body, self.headers = status, body, headers or []
+        self.content_type = content_type
 
 
 def _json(status: int, payload: Any) -> Response:
@@ -51,10 +62,11 @@ def _json(status: int, payload: Any) -> Response:
 class Call:
     """One request's state: its id, stage timings, and what the payload log needs."""
 
-    __slots__ = ("body", "deployment", "inputs", "meta", "rid", "started", "timing")
+    __slots__ = ("body", "deployment", "endpoint", "inputs", "meta", "rid", "started", "timing")
 
     def __init__(self, rid: str) -> None:
         self.rid = rid
+        self.endpoint: str | None = None  # set once a prediction names a known endpoint
         self.started = time.perf_counter()
         self.timing: dict[str, float] = {}
         self.deployment: LiveDeployment | None = None
@@ -79,13 +91,19 @@ class DataPlane:
         *,
         max_body_bytes: int,
         payload_log: PayloadLog | None = None,
+        metrics: WorkerMetrics | None = None,
+        render_metrics: Callable[[], str] | None = None,
     ) -> None:
         self.router = router
         self.auth = auth
         self.max_body_bytes = max_body_bytes
         self.payload_log = payload_log
+        self.metrics = metrics
+        self.render_metrics = render_metrics
         self.draining = False
         self._background: set[asyncio.Task[Any]] = set()
+        # One explanation at a time per worker: each is CPU-heavy and must not starve predicts.
+        self._explaining = asyncio.Semaphore(1)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -103,12 +121,15 @@ class DataPlane:
             error = ClocheError("internal error while serving the request; see the server log")
             response = Response(500, orjson.dumps(error.to_dict()))
             self._log_failure(call, 500, f"{type(exc).__name__}: {exc}")
-        call.timing["total"] = time.perf_counter() - call.started
+        call.timing["total"] = total = time.perf_counter() - call.started
+        if self.metrics is not None and call.endpoint is not None:
+            ref = call.deployment.spec.ref if call.deployment is not None else "-"
+            self.metrics.request(call.endpoint, ref, response.status, total)
         out = [
-            (b"content-type", JSON),
+            *response.headers,
+            (b"content-type", response.content_type),
             (b"x-request-id", call.rid.encode()),
             (b"server-timing", _server_timing(call.timing)),
-            *response.headers,
         ]
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         await send({"type": "http.response.body", "body": response.body})
@@ -117,6 +138,10 @@ class DataPlane:
         self, scope: dict[str, Any], headers: dict[bytes, bytes], receive: Receive, call: Call
     ) -> Response:
         path, method = scope["path"], scope["method"]
+        if path == "/metrics" and self.render_metrics is not None:
+            await self.auth.principal(headers.get(b"authorization"), Permission.READ)
+            text = await asyncio.to_thread(self.render_metrics)
+            return Response(200, text.encode(), content_type=PROMETHEUS)
         if path.startswith("/v2/health/"):
             return self._health(path[len("/v2/health/") :])
         if path == "/v2" or path == "/v2/":
@@ -127,8 +152,13 @@ class DataPlane:
             rest = path[len("/v1/models/") :]
             if method == "POST" and rest.endswith(":predict"):
                 route = self.router.endpoint(rest[: -len(":predict")])
+                call.endpoint = route.name
                 call.body = await self._body(headers, receive)
                 return await self._predict_v1(route, call)
+            if method == "POST" and rest.endswith(":explain"):
+                route = self.router.endpoint(rest[: -len(":explain")])
+                call.body = await self._body(headers, receive)
+                return await self._explain_v1(route, call)
             if method == "GET" and "/" not in rest and ":" not in rest:
                 route = self.router.endpoint(rest)
                 return _json(200, {"name": rest, "ready": bool(route.live)})
@@ -140,6 +170,7 @@ class DataPlane:
             action = parts[1] if len(parts) == 2 else None
             if method == "POST" and action == "infer":
                 route = self.router.endpoint(endpoint)
+                call.endpoint = route.name
                 call.body = await self._body(headers, receive)
                 length = _header_length(headers.get(b"inference-header-content-length"))
                 return await self._infer_v2(route, version, length, call)
@@ -201,6 +232,29 @@ class DataPlane:
             result, {"model": spec.model, "version": spec.version, "request_id": call.rid}
         )
         call.timing.update(decode=t1 - t0, predict=t2 - t1, encode=time.perf_counter() - t2)
+        return Response(200, body)
+
+    async def _explain_v1(self, route: EndpointRoute, call: Call) -> Response:
+        deployment = route.choose()
+        t0 = time.perf_counter()
+        request = decode_explain_v1(call.body, deployment.inputs)
+        t1 = time.perf_counter()
+        async with self._explaining:
+            result = await asyncio.to_thread(
+                explain,
+                deployment.model,
+                request.rows,
+                background=request.background,
+                feature_names=list(deployment.inputs.names),
+                samples=request.samples,
+                seed=request.seed,
+                classes=deployment.signature.classes,
+            )
+        t2 = time.perf_counter()
+        spec = deployment.spec
+        meta = {"model": spec.model, "version": spec.version, "request_id": call.rid}
+        body = orjson.dumps(result.to_dict() | meta, option=orjson.OPT_SERIALIZE_NUMPY)
+        call.timing.update(decode=t1 - t0, explain=t2 - t1, encode=time.perf_counter() - t2)
         return Response(200, body)
 
     async def _infer_v2(

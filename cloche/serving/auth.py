@@ -22,8 +22,10 @@ class TokenCache:
         self.ttl = ttl
         self._seen: dict[str, tuple[Principal | None, float]] = {}
 
-    async def principal(self, authorization: bytes | None) -> Principal:
-        """Who sends the request; raises Unauthorized or Forbidden (role without PREDICT)."""
+    async def principal(
+        self, authorization: bytes | None, permission: Permission = Permission.PREDICT
+    ) -> Principal:
+        """Who sends the request; raises Unauthorized, or Forbidden (role lacks ``permission``)."""
         if authorization is None:
             if self.required:
                 raise Unauthorized(
@@ -53,5 +55,5 @@ class TokenCache:
                 "the API token is invalid or revoked",
                 hint="create one with `cloche tokens create --role predictor`",
             )
-        authorize(cached[0], Permission.PREDICT)
+        authorize(cached[0], permission)
         return cached[0]

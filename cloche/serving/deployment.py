@@ -12,6 +12,7 @@ from cloche.registry.signatures import Signature
 from cloche.runtimes.base import LoadedModel, has_predict_proba
 from cloche.serving.batcher import AdaptiveBatcher, Job, Result
 from cloche.serving.inputs import InputSpec
+from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog, encode_row
 from cloche.serving.state import DeploymentSpec
 
@@ -45,7 +46,11 @@ class LiveDeployment:
 
     @classmethod
     def start(
-        cls, spec: DeploymentSpec, model: LoadedModel, payload_log: PayloadLog | None = None
+        cls,
+        spec: DeploymentSpec,
+        model: LoadedModel,
+        payload_log: PayloadLog | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> LiveDeployment:
         signature = Signature.from_dict(spec.signature)
         if signature.is_empty:
@@ -61,6 +66,8 @@ class LiveDeployment:
             return result
 
         def record(jobs: Sequence[Job], results: Sequence[Result]) -> None:
+            if metrics is not None:
+                metrics.batch(spec.ref, sum(job.rows for job in jobs))
             if payload_log is None:
                 return
             now = time.perf_counter()

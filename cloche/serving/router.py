@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 
 from cloche.errors import DeploymentNotFound, EndpointNotFound, NotReady
 from cloche.serving.deployment import LiveDeployment
+from cloche.serving.metrics import WorkerMetrics
+from cloche.serving.metrics import label as metrics_label
 from cloche.serving.model_cache import ModelCache
 from cloche.serving.payload_log import PayloadLog
 from cloche.serving.state import DeploymentSpec, Snapshot, read_generation, read_snapshot
@@ -72,10 +74,16 @@ class Router:
     """The routing table of one worker, kept in step with the metadata store."""
 
     def __init__(
-        self, store: Store, *, poll_seconds: float = 0.5, payload_log: PayloadLog | None = None
+        self,
+        store: Store,
+        *,
+        poll_seconds: float = 0.5,
+        payload_log: PayloadLog | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.store = store
         self.payload_log = payload_log
+        self.metrics = metrics
         self.cache = ModelCache(store)
         self.poll_seconds = poll_seconds
         self.generation = -1
@@ -139,7 +147,18 @@ class Router:
         model = self.cache.get(spec)
         if model is None:
             model = await asyncio.to_thread(self.cache.load, spec)
-        return LiveDeployment.start(spec, model, self.payload_log)
+        return LiveDeployment.start(spec, model, self.payload_log, self.metrics)
+
+    def gauges(self) -> dict[str, dict[str, float]]:
+        """Point-in-time values for /metrics: queue depth and model load time."""
+        queue = {}
+        load = {}
+        loaded = self.cache.load_seconds()
+        for d in self._live.values():
+            key = metrics_label(endpoint=d.spec.endpoint, deployment=d.spec.ref)
+            queue[key] = float(d.batcher.queued_rows)
+            load[key] = loaded.get(ModelCache.key(d.spec), 0.0)
+        return {"cloche_queue_rows": queue, "cloche_model_load_seconds": load}
 
     async def watch(self) -> None:
         """Poll the generation forever; a failed poll is logged and retried."""

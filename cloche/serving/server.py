@@ -9,20 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 from cloche.api.app import create_app
 from cloche.api.security import HostOriginGuard
 from cloche.config import Settings, is_loopback
 from cloche.logs import service as logs
+from cloche.serving import metrics
 from cloche.serving.app import DataPlane, Receive, Send
 from cloche.serving.auth import TokenCache
+from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog
 from cloche.serving.router import Router
 from cloche.store.store import Store
 
 log = logging.getLogger("cloche.serving")
-DATA_PREFIXES = ("/v1/", "/v2")
+DATA_PREFIXES = ("/v1/", "/v2", "/metrics")
 COMPACT_EVERY_S = 300.0
 
 
@@ -34,14 +37,22 @@ class Server:
         self.store = store
         self.log_root = logs.log_root(store.home)
         self.payload_log = PayloadLog(self.log_root)
+        self.metrics = WorkerMetrics()
+        server_id = os.environ.get("CLOCHE_SERVER_ID") or str(os.getpid())
+        self.metrics_dir = store.home / "run" / server_id / "metrics"
         self.router = Router(
-            store, poll_seconds=settings.serving.poll_ms / 1000, payload_log=self.payload_log
+            store,
+            poll_seconds=settings.serving.poll_ms / 1000,
+            payload_log=self.payload_log,
+            metrics=self.metrics,
         )
         self.data_plane = DataPlane(
             self.router,
             TokenCache(store, required=settings.auth_required),
             max_body_bytes=settings.serving.max_request_mb * 2**20,
             payload_log=self.payload_log,
+            metrics=self.metrics,
+            render_metrics=self.render_metrics,
         )
         self.api = create_app(settings, store)
         self._tasks: list[asyncio.Task[None]] = []
@@ -81,6 +92,18 @@ class Server:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def publish_metrics(self) -> None:
+        log_stats = self.payload_log.stats()
+        gauges = self.router.gauges()
+        gauges["cloche_payload_log_rows_total"] = {"": float(log_stats["logged"])}
+        gauges["cloche_payload_log_dropped_total"] = {"": float(log_stats["dropped"])}
+        metrics.publish(self.metrics_dir, self.metrics.snapshot(gauges))
+
+    def render_metrics(self) -> str:
+        """Every worker's metrics of this server; this worker's are published fresh first."""
+        self.publish_metrics()
+        return metrics.render(self.metrics_dir)
+
     async def _tidy(self) -> None:
         """Off the hot path: publish log counters; compact closed and orphaned segments."""
         last_compaction = 0.0
@@ -88,6 +111,7 @@ class Server:
             await asyncio.sleep(1.0)
             try:
                 await asyncio.to_thread(logs.write_stats, self.log_root, self.payload_log.stats())
+                await asyncio.to_thread(self.publish_metrics)
                 loop = asyncio.get_running_loop()
                 if self.payload_log.rotated or loop.time() - last_compaction > COMPACT_EVERY_S:
                     self.payload_log.rotated.clear()

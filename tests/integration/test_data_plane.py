@@ -186,3 +186,29 @@ def test_cross_origin_browser_requests_are_refused(http) -> None:
         headers={"Origin": "http://evil.example"},
     )
     assert r.status_code == 403
+
+
+def test_metrics_count_requests_batches_and_queues(http) -> None:
+    for _ in range(3):
+        http.post("/v1/models/churn:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]})
+    http.post("/v1/models/churn:predict", content=b"{bad")
+    r = http.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert 'cloche_requests_total{endpoint="churn",deployment="churn:1",status="200"} 3' in text
+    assert 'cloche_requests_total{endpoint="churn",deployment="churn:1",status="400"} 1' in text
+    assert 'cloche_request_seconds_count{endpoint="churn"} 4' in text
+    assert 'cloche_batch_rows_count{deployment="churn:1"} 3' in text
+    assert 'cloche_queue_rows{endpoint="churn",deployment="churn:1"} 0' in text
+    assert "cloche_model_load_seconds" in text and "cloche_payload_log_rows_total 4" in text
+
+
+def test_explain_gives_per_feature_attributions(http) -> None:
+    rows = [[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    r = http.post("/v1/models/churn:explain", json={"instances": rows})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["method"] == "sampled_shapley" and len(body["explanations"]) == 3
+    assert set(body["explanations"][0]) == set(FEATURES)
+    one = http.post("/v1/models/churn:explain", json={"instances": rows[:1]})
+    assert one.status_code == 422 and "background" in one.json()["error"]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from cloche.serving.inputs import InputSpec, rows_to_input
 
 PREDICT_ONLY = frozenset({"predict"})
 WITH_PROBABILITIES = frozenset({"predict", "probabilities"})
+MAX_EXPLAIN_ROWS = 100  # a sampled explanation costs thousands of predictions per row
+MAX_EXPLAIN_SAMPLES = 1024
 
 
 def parse_json(body: bytes) -> Any:
@@ -49,3 +52,45 @@ def _plain(array: np.ndarray) -> Any:
     if array.dtype.kind in "biuf" and array.flags.c_contiguous:
         return array
     return array.tolist()
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    rows: np.ndarray
+    background: np.ndarray | None  # reference rows sent with the request, if any
+    samples: int
+    seed: int
+
+
+def decode_explain_v1(body: bytes, spec: InputSpec) -> ExplainRequest:
+    """``{"instances": [...], "background": [...], "parameters": {"samples": n, "seed": s}}``;
+    only ``instances`` is required."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise InvalidInput(
+            'an explain request is an object with an "instances" list',
+            hint='send {"instances": [[...]], "background": [[...]]} (background optional)',
+        )
+    rows = rows_to_input(payload["instances"], spec)
+    if len(rows) > MAX_EXPLAIN_ROWS:
+        raise InvalidInput(
+            f"explain at most {MAX_EXPLAIN_ROWS} rows per request, got {len(rows)}",
+            hint="split the rows over several requests",
+        )
+    params = payload.get("parameters")
+    params = params if isinstance(params, dict) else {}
+    samples, seed = params.get("samples", 64), params.get("seed", 0)
+    # bool is an int in Python, but "samples": true is a client bug, not a number.
+    if type(samples) is not int or not 2 <= samples <= MAX_EXPLAIN_SAMPLES:
+        raise InvalidInput(f"parameters.samples must be an integer from 2 to {MAX_EXPLAIN_SAMPLES}")
+    if type(seed) is not int or seed < 0:
+        raise InvalidInput("parameters.seed must be a non-negative integer")
+    background = payload.get("background")
+    if background is None:
+        return ExplainRequest(rows, None, samples, seed)
+    try:
+        return ExplainRequest(rows, rows_to_input(background, spec), samples, seed)
+    except InvalidInput as exc:  # its messages name "instances"; these rows are the background
+        msg = exc.message.replace("instances", "background")
+        msg = msg if "background" in msg else f"background: {msg}"
+        raise InvalidInput(msg, hint=exc.hint) from None
