@@ -1,4 +1,4 @@
-"""cloche in two minutes: train a churn model, register two versions, promote one, serve it.
+"""cloche in two minutes: train a churn model, register two versions, promote one, serve both.
 
 Run with `make demo` (or `python examples/demo.py`); it also works pasted into a notebook cell.
 Everything lands in `.cloche-demo/` next to the repo, wiped at the start so re-runs are clean.
@@ -194,6 +194,7 @@ def predict_with_prod(client: cloche.Client, rows: pd.DataFrame) -> None:
         churn=model.predict(rows), p_churn=model.predict_proba(rows)[:, 1].round(3)
     )
     console.print(scored.to_string(index=False))
+    console.print("first prediction made (SDK, churn@prod)")
 
 
 def show_cli() -> None:
@@ -227,7 +228,7 @@ def show_cli() -> None:
     )
 
 
-def show_rest(lines: queue.Queue[str]) -> None:
+def show_rest(lines: queue.Queue[str]) -> tuple[str, str]:
     step("6. The same registry through REST (`cloche up`, started in the background)")
     url, token = wait_for_banner(lines)
     headers = {"Authorization": f"Bearer {token}"}
@@ -250,6 +251,70 @@ def show_rest(lines: queue.Queue[str]) -> None:
     console.print(
         f"  -> {body['name']}:{body['version']} {body['framework']}, aliases "
         f"{body['aliases']}, inputs {[f['name'] for f in body['signature']['inputs']]}",
+        soft_wrap=True,
+    )
+    return url, token
+
+
+def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> None:
+    step("7. Serve it: an endpoint with churn:2 at 90% and churn:1 at 10%")
+    client.endpoints.create("churn", description="churn risk for the retention team")
+    client.endpoints.deploy("churn", "churn:2")
+    endpoint = client.endpoints.deploy("churn", "churn:1", traffic=10)
+    console.print(f"traffic: {endpoint.traffic()}")
+    console.print(
+        "  (CLI: cloche endpoints create churn && cloche endpoints deploy churn churn:2 && "
+        "cloche endpoints deploy churn churn:1 --traffic 10)",
+        style="dim",
+        soft_wrap=True,
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    instances = rows.head(2).to_dict(orient="records")
+    predict = f"{url}/v1/models/churn:predict"
+    deadline = time.monotonic() + 10
+    seen: dict[int, int] = {}
+    with httpx.Client(headers=headers, timeout=10) as http:
+        while time.monotonic() < deadline and sum(seen.values()) < 200:
+            r = http.post(predict, json={"instances": instances})
+            if r.status_code != 200:  # the workers pick the deploy up within a second
+                time.sleep(0.2)
+                continue
+            seen[r.json()["version"]] = seen.get(r.json()["version"], 0) + 1
+        example = http.post(predict, json={"instances": instances}).json()
+        body = '{"instances": [{"plan": "pro", "tenure_months": 3, ...}]}'
+        console.print(f"[bold]$ curl -d '{body}' {predict}[/]", soft_wrap=True)
+        console.print(f"  -> {example}", soft_wrap=True)
+        console.print(f"200 requests answered by version: {dict(sorted(seen.items()))}")
+        # OIP v2: one tensor per feature, strings as BYTES.
+        tensors = [
+            {"name": "plan", "datatype": "BYTES", "shape": [1], "data": ["pro"]},
+            {"name": "tenure_months", "datatype": "INT64", "shape": [1], "data": [3]},
+            {"name": "monthly_spend", "datatype": "FP64", "shape": [1], "data": [70.5]},
+            {"name": "support_calls", "datatype": "INT64", "shape": [1], "data": [4]},
+        ]
+        v2 = http.post(f"{url}/v2/models/churn/versions/2/infer", json={"inputs": tensors})
+        console.print(f"[bold]$ curl {url}/v2/models/churn/versions/2/infer[/] (OIP v2)")
+        console.print(
+            f"  -> {v2.status_code} {v2.json().get('outputs', v2.json())}", soft_wrap=True
+        )
+        metrics = http.get(f"{url}/metrics").text.splitlines()
+    console.print(f"[bold]$ curl {url}/metrics[/] (excerpt)")
+    for line in metrics:
+        if line.startswith("cloche_requests_total"):
+            console.print(f"  {line}")
+    time.sleep(1.2)  # workers publish their payload-log counters once a second
+    logs = subprocess.run(
+        [*cloche_command(), "logs", "churn", "--limit", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    console.print("[bold]$ cloche logs churn --limit 5[/]")
+    sys.stdout.write(logs.stdout)
+    console.print(
+        "Look at: the 90/10 split in the versions above and in the metrics; every answered "
+        "request is in the payload log with its inputs, outputs and latency.",
+        style="yellow",
         soft_wrap=True,
     )
 
@@ -278,7 +343,8 @@ def main() -> None:
             rows = register_two_versions(client)
             predict_with_prod(client, rows.head(5))
             show_cli()
-            show_rest(lines)
+            url, token = show_rest(lines)
+            serve(client, url, token, rows)
         finally:
             stop(server)
 
@@ -287,6 +353,7 @@ def main() -> None:
     console.print(f"The demo registry stays in {home}/. Look around with:")
     console.print(f"  CLOCHE_HOME={home} cloche models show churn")
     console.print(f"  CLOCHE_HOME={home} cloche audit")
+    console.print(f"  CLOCHE_HOME={home} cloche logs churn --since 1h")
     console.print(f"  CLOCHE_HOME={home} cloche up        # then, in another shell:")
     base = "http://127.0.0.1:8080/api/v1"
     console.print(f"  curl {base}/models/churn/versions/@prod", soft_wrap=True)
