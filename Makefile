@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV_BOOT := .cache/uv-bootstrap
 UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOT)/bin/uv)
 BASE_EXTRAS := sklearn
-TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,dev
+TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,dev
 TORCH := torch==2.13.0
 
 .PHONY: demo test lint format services install-base install-test clean bench
@@ -32,7 +32,8 @@ services:
 	bash scripts/services.sh
 
 $(UV_BOOT)/bin/uv:
-	python3 -m pip install -q --disable-pip-version-check --target $(UV_BOOT) uv
+	PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --target $(UV_BOOT) uv 2>&1 | grep -v "^WARNING: Location" || true
+	@test -x $(UV_BOOT)/bin/uv || (echo "could not install uv into $(UV_BOOT)" && exit 1)
 
 $(PY): | $(UV)
 	$(UV) venv -q -p python3 $(VENV)

@@ -101,9 +101,21 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
 @app.command()
 def show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
-    """Show an endpoint's deployments."""
-    ep = get_client(ctx).endpoints.get(name)
-    print_json(ep) if json_ else print_endpoint(ep)
+    """Show an endpoint's deployments (and, for shadows, how often they agreed, last 24 h)."""
+    client = get_client(ctx)
+    ep = client.endpoints.get(name)
+    agreement = client.logs.shadow_agreement(name) if any(d.shadow for d in ep.deployments) else []
+    if json_:
+        print_json(
+            {**ep.model_dump(mode="json"), "shadow_agreement": [a.model_dump() for a in agreement]}
+        )
+        return
+    print_endpoint(ep)
+    for a in agreement:
+        rate = f"{a.rate:.1%}" if a.rate is not None else "n/a"
+        out.print(
+            f"Shadow {a.shadow}: agreed with live on {a.agreed} of {a.compared} requests ({rate})"
+        )
 
 
 @app.command()

@@ -12,7 +12,7 @@ import pyarrow as pa
 from cloche.audit import AuditEntry
 from cloche.auth.tokens import NewToken, TokenInfo
 from cloche.endpoints.entities import Endpoint
-from cloche.logs.service import LogStats
+from cloche.logs.service import LogStats, ShadowAgreement
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.runtimes.base import LoadedModel
 from cloche.store.artifacts import Progress
@@ -122,6 +122,12 @@ class LogsAPI(Protocol):
 
     def stats(self) -> LogStats:
         """Rows logged, and rows that could not be logged (a full disk), across workers."""
+        ...
+
+    def shadow_agreement(
+        self, endpoint: str, *, since: str | datetime | None = "24h"
+    ) -> list[ShadowAgreement]:
+        """Per shadow deployment: requests compared with the live answer, and how many agreed."""
         ...
 
 

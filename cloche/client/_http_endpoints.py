@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from cloche.client._http import API, HttpTransport
 from cloche.endpoints.entities import Endpoint
-from cloche.logs.service import LogStats
+from cloche.logs.service import LogStats, ShadowAgreement
 from cloche.registry.refs import check_name
 from cloche.serving.payload_log import SCHEMA
 
@@ -35,6 +35,13 @@ class HttpLogs:
                 params[key] = value.isoformat() if isinstance(value, datetime) else value
         page = self._t.request("GET", _path(endpoint, "logs"), params=params).json()
         return _table(page["rows"])
+
+    def shadow_agreement(
+        self, endpoint: str, *, since: str | datetime | None = "24h"
+    ) -> list[ShadowAgreement]:
+        params = {"since": since.isoformat() if isinstance(since, datetime) else since or "24h"}
+        found = self._t.request("GET", _path(endpoint, "shadow-agreement"), params=params).json()
+        return [ShadowAgreement.model_validate(a) for a in found]
 
     def stats(self) -> LogStats:
         return LogStats.model_validate(self._t.request("GET", f"{API}/logs/stats").json())

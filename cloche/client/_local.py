@@ -19,7 +19,7 @@ from cloche.config import Settings
 from cloche.endpoints import service as endpoints
 from cloche.endpoints.entities import Endpoint
 from cloche.logs import service as logs
-from cloche.logs.service import LogStats
+from cloche.logs.service import LogStats, ShadowAgreement
 from cloche.registry import service as registry
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.runtimes.base import LoadedModel
@@ -195,6 +195,11 @@ class LocalLogs:
 
     def stats(self) -> LogStats:
         return logs.endpoint_log_stats(self._t.store)
+
+    def shadow_agreement(
+        self, endpoint: str, *, since: str | datetime | None = "24h"
+    ) -> list[ShadowAgreement]:
+        return logs.shadow_agreement(self._t.store, endpoint=endpoint, since=since)
 
 
 class LocalTokens:

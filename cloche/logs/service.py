@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -199,3 +200,45 @@ def rows(table: pa.Table) -> list[dict[str, Any]]:
                     row[key] = json.loads(row[key])
         out.append(row)
     return out
+
+
+class ShadowAgreement(BaseModel):
+    """How often a shadow deployment's answers matched the live answers to the same requests."""
+
+    shadow: str
+    compared: int
+    agreed: int
+    rate: float | None
+
+
+def shadow_agreement(
+    store: Store, *, endpoint: str, since: str | datetime | None = "24h"
+) -> list[ShadowAgreement]:
+    """Per shadow deployment: answered requests also answered live, and the share that agreed."""
+    table = read_endpoint_log(store, endpoint=endpoint, since=since, limit=MAX_ROWS)
+    ok = table.filter(pc.equal(table["status"], 200))
+    live: dict[str, Any] = {}
+    shadows: dict[str, list[tuple[str, Any]]] = {}
+    for row in ok.select(["request_id", "model", "version", "shadow", "outputs"]).to_pylist():
+        predicted = json.loads(row["outputs"]).get("predict") if row["outputs"] else None
+        if row["shadow"]:
+            ref = f"{row['model']}:{row['version']}"
+            shadows.setdefault(ref, []).append((row["request_id"], predicted))
+        else:
+            live[row["request_id"]] = predicted
+    out = []
+    for ref, answers in sorted(shadows.items()):
+        pairs = [(mine, live[rid]) for rid, mine in answers if rid in live]
+        agreed = sum(1 for mine, theirs in pairs if _same(mine, theirs))
+        rate = agreed / len(pairs) if pairs else None
+        out.append(ShadowAgreement(shadow=ref, compared=len(pairs), agreed=agreed, rate=rate))
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    try:  # regressors: equal up to float noise
+        return bool(np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
+    except (TypeError, ValueError):
+        return False

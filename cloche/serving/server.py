@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import threading
 from typing import Any
 
 from cloche.api.app import create_app
@@ -74,6 +76,7 @@ class Server:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self._report_not_ready_on_stop()
                 loop = asyncio.get_running_loop()
                 self._tasks = [
                     loop.create_task(self.router.watch()),
@@ -91,6 +94,25 @@ class Server:
                 self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _report_not_ready_on_stop(self) -> None:
+        """On SIGTERM/SIGINT, answer not-ready at once, then let uvicorn drain as it does.
+
+        uvicorn installs its handlers before the app starts; we wrap them, so a load balancer
+        polling /v2/health/ready stops sending traffic while accepted requests finish.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return  # an embedded server (tests) has no signal handlers to wrap
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                self.data_plane.draining = True
+                previous(signum, frame)
+
+            signal.signal(sig, handler)
 
     def publish_metrics(self) -> None:
         log_stats = self.payload_log.stats()

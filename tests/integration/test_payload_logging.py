@@ -43,6 +43,7 @@ def test_answers_failures_and_shadow_copies_are_logged(server, settings, transpo
     with sdk:
         rows = sdk.logs.read("churn", since="10m").to_pylist()
         quiet = sdk.logs.read("quiet", since="10m").num_rows
+        agreement_seen = sdk.logs.shadow_agreement("churn")
     live = [r for r in rows if not r["shadow"]]
     assert [r["request_id"] for r in live] == [f"ok-{i}" for i in range(5)] + ["bad-1"]
     assert {r["status"] for r in live[:5]} == {200} and live[5]["status"] == 400
@@ -51,6 +52,9 @@ def test_answers_failures_and_shadow_copies_are_logged(server, settings, transpo
     shadow = sorted(r["request_id"] for r in rows if r["shadow"])
     assert shadow == [f"ok-{i}" for i in range(5)]
     assert quiet == 0
+    (agreement,) = agreement_seen
+    # Both versions are the same model file: the shadow agrees on every request.
+    assert (agreement.shadow, agreement.compared, agreement.agreed) == ("churn:2", 5, 5)
 
 
 def test_cli_logs_shows_the_rows(server, settings) -> None:

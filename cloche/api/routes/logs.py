@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from cloche.api.deps import Reader, StoreDep
 from cloche.api.routes import make_router
 from cloche.logs import service as logs
-from cloche.logs.service import LogStats
+from cloche.logs.service import LogStats, ShadowAgreement
 
 router = make_router("", "logs")
 
@@ -39,3 +39,14 @@ def read_logs(
     """The newest logged requests of an endpoint, oldest first."""
     table = logs.read_endpoint_log(store, endpoint=name, since=since, until=until, limit=limit)
     return LogPage(endpoint=name, rows=logs.rows(table), stats=logs.endpoint_log_stats(store))
+
+
+@router.get("/endpoints/{name}/shadow-agreement")
+def shadow_agreement(
+    _: Reader,
+    store: StoreDep,
+    name: str,
+    since: Annotated[str, Query(description="a duration (30m, 1h, 7d) or an ISO time")] = "24h",
+) -> list[ShadowAgreement]:
+    """How often each shadow deployment agreed with the live answers."""
+    return logs.shadow_agreement(store, endpoint=name, since=since)
