@@ -8,7 +8,6 @@ from rich.table import Table
 
 from cloche.cli._common import JsonOpt, get_client
 from cloche.cli._output import out
-from cloche.logs.service import rows
 
 
 def logs(
@@ -25,6 +24,8 @@ def logs(
     table = client.logs.read(endpoint, since=since, limit=limit)
     stats = client.logs.stats()
     if json_:
+        from cloche.logs.service import rows
+
         payload = {"endpoint": endpoint, "rows": rows(table), "stats": stats.model_dump()}
         typer.echo(json.dumps(payload, default=str))
         return

@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from cloche.auth.tokens import NewToken, bootstrap_admin_token
 from cloche.cli._common import load_settings
 from cloche.cli._output import err, out
 from cloche.config import Settings
 from cloche.errors import Unavailable
-from cloche.store.store import Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the server stack loads when `up` runs, not for every other command
     import uvicorn
+
+    from cloche.auth.tokens import NewToken
+    from cloche.store.store import Store
 
 HostOpt = Annotated[
     str | None,
@@ -66,6 +67,9 @@ def up(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -
     # Workers of this server share a metrics folder named after it.
     os.environ["CLOCHE_SERVER_ID"] = str(os.getpid())
 
+    from cloche.auth.tokens import bootstrap_admin_token
+    from cloche.store.store import Store
+
     with contextlib.ExitStack() as cleanup:
         sock = cleanup.enter_context(_bind(settings.server.host, settings.server.port))
         store = Store.open(settings)
@@ -92,7 +96,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _serve_in_process(settings: Settings, store: Store, sock: socket.socket) -> None:
+def _serve_in_process(settings: Settings, store: "Store", sock: socket.socket) -> None:
     # Imported here: every other command starts faster without the server stack.
     import uvicorn
 
@@ -141,7 +145,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _banner(settings: Settings, port: int, admin: NewToken | None, workers: int) -> None:
+def _banner(settings: Settings, port: int, admin: "NewToken | None", workers: int) -> None:
     host = settings.server.host
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cloche.client._base import AuditAPI, EndpointsAPI, LogsAPI, ModelsAPI, TokensAPI
 from cloche.config import Settings
+
+if TYPE_CHECKING:
+    from cloche.client._base import AuditAPI, EndpointsAPI, LogsAPI, ModelsAPI, TokensAPI
 
 
 class Client:

@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pyarrow as pa
+# Types only: importing cloche must not import the store, Arrow or the frameworks.
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-from cloche.audit import AuditEntry
-from cloche.auth.tokens import NewToken, TokenInfo
-from cloche.endpoints.entities import Endpoint
-from cloche.logs.service import LogStats, ShadowAgreement
-from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
-from cloche.runtimes.base import LoadedModel
-from cloche.store.artifacts import Progress
+    from cloche.audit import AuditEntry
+    from cloche.auth.tokens import NewToken, TokenInfo
+    from cloche.endpoints.entities import Endpoint
+    from cloche.logs.service import LogStats, ShadowAgreement
+    from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
+    from cloche.runtimes.base import LoadedModel
+    from cloche.store.artifacts import Progress
 
 
 class ModelsAPI(Protocol):

@@ -8,9 +8,10 @@ API and later the data plane share one definition. Runtimes fill in what the mod
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
+if TYPE_CHECKING:  # Arrow is imported where a table is read, not whenever a signature is
+    import pyarrow as pa
 
 Task = Literal["classification", "regression", "unknown"]
 InputKind = Literal["tabular", "tensor"]
@@ -147,6 +148,8 @@ def _jsonable(values: list[Any]) -> list[Any]:
 
 def dtype_of_arrow(arrow_type: pa.DataType) -> str:
     """The signature dtype for an Arrow column type."""
+    import pyarrow as pa
+
     if pa.types.is_dictionary(arrow_type):
         return "category"
     if pa.types.is_boolean(arrow_type):
@@ -167,6 +170,8 @@ MAX_CATEGORIES = 50
 
 def from_table(table: pa.Table, *, source: str = "sample") -> Signature:
     """A tabular input signature from a sample table (its column names and types)."""
+    import pyarrow as pa
+
     fields = []
     for name, column in zip(table.column_names, table.columns, strict=True):
         dtype = dtype_of_arrow(column.type)
