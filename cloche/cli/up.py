@@ -55,13 +55,32 @@ WorkersOpt = Annotated[
         show_default=False,
     ),
 ]
+GrpcPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--grpc-port",
+        min=0,
+        max=65535,
+        metavar="PORT",
+        help="Also serve the Open Inference Protocol over gRPC on this port, from every "
+        "worker (default: CLOCHE_SERVING__GRPC_PORT; off when unset). Needs cloche[grpc].",
+        show_default=False,
+    ),
+]
 
 
-def up(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
+def up(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    workers: WorkersOpt = None,
+    grpc_port: GrpcPortOpt = None,
+) -> None:
     """Start cloche (API, docs at /api/docs, and the endpoints) and serve until Ctrl-C."""
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    # A dict (not a ServerSettings) so unset fields still come from CLOCHE_SERVER__*.
-    settings = load_settings(server=overrides) if overrides else load_settings()
+    server = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    serving = {"grpc_port": grpc_port} if grpc_port is not None else {}
+    # Dicts (not section objects) so unset fields still come from CLOCHE_SERVER__* etc.
+    sections = {"server": server, "serving": serving}
+    settings = load_settings(**{k: v for k, v in sections.items() if v})
     count = workers if workers is not None else settings.serving.workers
     count = count or os.cpu_count() or 1
     # Workers of this server share a metrics folder named after it.
@@ -72,6 +91,8 @@ def up(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -
 
     with contextlib.ExitStack() as cleanup:
         sock = cleanup.enter_context(_bind(settings.server.host, settings.server.port))
+        if settings.serving.grpc_port is not None:
+            settings = _reserve_grpc(settings, settings.serving.grpc_port, cleanup)
         store = Store.open(settings)
         cleanup.callback(store.close)
         admin = bootstrap_admin_token(store)
@@ -82,6 +103,15 @@ def up(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -
         else:
             _serve_workers(settings, sock, count)
     err.print("cloche stopped.")
+
+
+def _reserve_grpc(settings: Settings, port: int, cleanup: contextlib.ExitStack) -> Settings:
+    """Hold the gRPC port for the workers (a busy port fails now; 0 becomes a real port)."""
+    from cloche.serving.grpc_server import reserve_grpc_port  # MissingDependency without grpc
+
+    held = cleanup.enter_context(reserve_grpc_port(settings.server.host, port))
+    serving = settings.serving.model_copy(update={"grpc_port": held.getsockname()[1]})
+    return settings.model_copy(update={"serving": serving})
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -118,6 +148,8 @@ def _serve_workers(settings: Settings, sock: socket.socket, count: int) -> None:
     os.environ["CLOCHE_HOME"] = str(settings.home.resolve())
     os.environ["CLOCHE_SERVER__HOST"] = settings.server.host
     os.environ["CLOCHE_SERVER__PORT"] = str(sock.getsockname()[1])
+    if settings.serving.grpc_port is not None:
+        os.environ["CLOCHE_SERVING__GRPC_PORT"] = str(settings.serving.grpc_port)
     config = uvicorn.Config(
         "cloche.serving.server:app_factory",
         factory=True,
@@ -153,6 +185,9 @@ def _banner(settings: Settings, port: int, admin: "NewToken | None", workers: in
     out.print(f"  API:   {base}/api/v1", markup=False)
     out.print(f"  Docs:  {base}/api/docs", markup=False)
     out.print(f"  Predict: {base}/v1/models/ENDPOINT:predict  ({workers} worker(s))", markup=False)
+    if settings.serving.grpc_port is not None:
+        grpc_at = f"[{shown}]" if ":" in shown else shown
+        out.print(f"  gRPC:  {grpc_at}:{settings.serving.grpc_port}  (OIP v2)", markup=False)
     out.print(f"  Home:  {settings.home.resolve()}", markup=False)
     if host in ("0.0.0.0", "::"):
         out.print(f"  Listening on all interfaces ({host}).", markup=False)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cloche.errors import ClocheError, Overloaded, PredictFailed, Timeout
+from cloche.errors import ClocheError, InvalidInput, Overloaded, PredictFailed, Timeout
 
 # (stacked inputs, which outputs) -> {output name: array with one entry per row}
 PredictFn = Callable[[np.ndarray, frozenset[str]], dict[str, np.ndarray]]
@@ -138,7 +138,7 @@ class AdaptiveBatcher:
             outputs = self._call(stacked, wanted)
         except ClocheError as exc:
             if len(batch) == 1:
-                return [exc]
+                return [_blame_input(exc, stacked, self.name)]
             # One request's rows may be what the model chokes on: run each alone so only
             # that request fails.
             return [self._run([job])[0] for job in batch]
@@ -159,3 +159,22 @@ class AdaptiveBatcher:
             raise
         except Exception as exc:
             raise PredictFailed(f"{self.name} failed to predict: {exc}") from exc
+
+
+def _blame_input(error: ClocheError, inputs: np.ndarray, name: str) -> ClocheError:
+    """A model that fails on missing or non-finite values was sent bad input: a 4xx, not a 500."""
+    if isinstance(error, PredictFailed) and _has_missing(inputs):
+        return InvalidInput(
+            f"{name} cannot take missing or non-finite values (null, NaN, inf): {error.message}",
+            hint="send a finite number for every feature, or deploy a model that handles "
+            "missing values (e.g. HistGradientBoosting)",
+        )
+    return error
+
+
+def _has_missing(inputs: np.ndarray) -> bool:
+    if inputs.dtype.kind in "fc":
+        return not bool(np.isfinite(inputs).all())
+    if inputs.dtype.kind == "O":
+        return any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in inputs.flat)
+    return False

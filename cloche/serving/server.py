@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloche.api.app import create_app
 from cloche.api.security import HostOriginGuard
@@ -25,6 +25,9 @@ from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog
 from cloche.serving.router import Router
 from cloche.store.store import Store
+
+if TYPE_CHECKING:
+    from cloche.serving.grpc_server import GrpcServer
 
 log = logging.getLogger("cloche.serving")
 DATA_PREFIXES = ("/v1/", "/v2", "/metrics")
@@ -58,6 +61,7 @@ class Server:
         )
         self.api = create_app(settings, store)
         self._tasks: list[asyncio.Task[None]] = []
+        self._grpc: GrpcServer | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(DATA_PREFIXES):
@@ -67,12 +71,28 @@ class Server:
         else:
             await self.api(scope, receive, send)  # type: ignore[arg-type]
 
+    async def _start_grpc(self, port: int) -> GrpcServer:
+        # Imported here: only a server with gRPC on needs the grpc extra. Every worker listens
+        # on the port `cloche up` reserved for them all (SO_REUSEPORT).
+        from cloche.serving.grpc_server import start_grpc_server
+
+        return await start_grpc_server(
+            self.router,
+            self.data_plane.auth,
+            host=self.settings.server.host,
+            port=port,
+            max_message_mb=self.settings.serving.grpc_max_message_mb,
+            reuse_port=True,
+        )
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
                     await self.router.refresh()  # serve only once every model is loaded
+                    if self.settings.serving.grpc_port is not None:
+                        self._grpc = await self._start_grpc(self.settings.serving.grpc_port)
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -85,6 +105,8 @@ class Server:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.data_plane.draining = True
+                if self._grpc is not None:  # first: its calls use the log and the store
+                    await self._grpc.stop(self.settings.serving.drain_seconds)
                 for task in self._tasks:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -110,6 +132,8 @@ class Server:
 
             def handler(signum: int, frame: Any, previous: Any = previous) -> None:
                 self.data_plane.draining = True
+                if self._grpc is not None:
+                    self._grpc.servicer.draining = True
                 previous(signum, frame)
 
             signal.signal(sig, handler)

@@ -69,7 +69,7 @@ def decode_v2(
     outputs, binary_outputs = _requested(payload, available)
     rid = payload.get("id")
     return V2Request(
-        _assemble(tensors, spec), outputs, binary_outputs, str(rid) if rid is not None else None
+        assemble(tensors, spec), outputs, binary_outputs, str(rid) if rid is not None else None
     )
 
 
@@ -80,7 +80,8 @@ def _tensor(item: Any, i: int, binary: memoryview, offset: int) -> tuple[str, np
     where = f"input {name!r}" if isinstance(name, str) else f"inputs[{i}]"
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"{where} needs a name")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    # type() rather than isinstance(): true and false are ints to Python, not dimensions.
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidInput(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
     if datatype not in DATATYPES:
         raise InvalidInput(
@@ -89,7 +90,7 @@ def _tensor(item: Any, i: int, binary: memoryview, offset: int) -> tuple[str, np
     count = math.prod(shape)
     if count > MAX_ELEMENTS:
         raise InvalidInput(f"{where}: {count} elements is over the limit of {MAX_ELEMENTS}")
-    params = item.get("parameters") or {}
+    params = _parameters(item, where)
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
         array, offset = _from_binary(where, datatype, shape, count, size, binary, offset)
@@ -102,8 +103,10 @@ def _from_json(where: str, datatype: str, shape: list[int], count: int, data: An
         raise InvalidInput(f"{where}: data must be a list (or use binary_data_size)")
     dtype = DATATYPES[datatype]
     try:
-        array = np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError):
+        # A number too large for the datatype (1e39 as FP32) is an error, not a silent inf.
+        with np.errstate(over="raise", invalid="raise"):
+            array = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError, FloatingPointError):
         raise InvalidInput(f"{where}: data does not hold {datatype} values") from None
     if array.size != count:
         raise InvalidInput(f"{where}: shape {shape} needs {count} values, data holds {array.size}")
@@ -124,15 +127,26 @@ def _from_binary(
     if not isinstance(size, int) or size < 0 or offset + size > len(binary):
         raise InvalidInput(f"{where}: binary_data_size {size!r} runs past the end of the body")
     chunk = binary[offset : offset + size]
+    return from_raw(where, datatype, shape, count, chunk, "binary_data_size"), offset + size
+
+
+def from_raw(
+    where: str, datatype: str, shape: list[int], count: int, chunk: memoryview, sized_by: str
+) -> np.ndarray:
+    """A tensor from raw little-endian bytes (BYTES: 4-byte length-prefixed elements).
+
+    The size is checked against the shape and datatype before the buffer is read;
+    ``sized_by`` names what carried the size, for the error message.
+    """
     if datatype == "BYTES":
-        return _bytes_elements(where, chunk, shape, count), offset + size
+        return _bytes_elements(where, chunk, shape, count)
     dtype = DATATYPES[datatype].newbyteorder("<")
-    if size != count * dtype.itemsize:
+    if len(chunk) != count * dtype.itemsize:
         raise InvalidInput(
             f"{where}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
-            f"binary_data_size says {size}"
+            f"{sized_by} says {len(chunk)}"
         )
-    return np.frombuffer(chunk, dtype=dtype).reshape(shape), offset + size
+    return np.frombuffer(chunk, dtype=dtype).reshape(shape)
 
 
 def _bytes_elements(where: str, chunk: memoryview, shape: list[int], count: int) -> np.ndarray:
@@ -155,25 +169,39 @@ def _requested(
     payload: dict[str, Any], available: frozenset[str]
 ) -> tuple[frozenset[str], frozenset[str]]:
     asked = payload.get("outputs")
-    binary_default = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    binary_default = bool(_parameters(payload, "the request").get("binary_data_output", False))
     if asked is None:
         return available, available if binary_default else frozenset()
     if not isinstance(asked, list) or not all(isinstance(o, dict) and "name" in o for o in asked):
         raise InvalidInput('"outputs" must be a list of objects with a "name"')
     names, binary = set(), set()
     for o in asked:
-        if o["name"] not in available:
-            raise InvalidInput(
-                f"unknown output {o['name']!r}",
-                hint=f"this model has: {', '.join(sorted(available))}",
-            )
-        names.add(o["name"])
-        if bool((o.get("parameters") or {}).get("binary_data", binary_default)):
-            binary.add(o["name"])
+        name = check_output(o["name"], available)
+        names.add(name)
+        if bool(_parameters(o, f"output {name!r}").get("binary_data", binary_default)):
+            binary.add(name)
     return frozenset(names), frozenset(binary)
 
 
-def _assemble(tensors: dict[str, np.ndarray], spec: InputSpec) -> np.ndarray:
+def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:
+    params = item.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidInput(f'{where}: "parameters" must be an object, got {type(params).__name__}')
+    return params
+
+
+def check_output(name: Any, available: frozenset[str]) -> str:
+    """``name`` if the model has such an output, else InvalidInput listing the ones it has."""
+    if not isinstance(name, str) or name not in available:
+        raise InvalidInput(
+            f"unknown output {name!r}", hint=f"this model has: {', '.join(sorted(available))}"
+        )
+    return str(name)
+
+
+def assemble(tensors: dict[str, np.ndarray], spec: InputSpec) -> np.ndarray:
     """One 2-D model input from either one [rows, features] tensor or one tensor per feature."""
     if not tensors:
         raise InvalidInput('"inputs" is empty', hint="send at least one input tensor")
@@ -199,11 +227,24 @@ def _assemble(tensors: dict[str, np.ndarray], spec: InputSpec) -> np.ndarray:
     if len(lengths) != 1:
         raise InvalidInput(f"feature tensors differ in length: {sorted(lengths)}")
     if spec.all_numeric:
-        return _checked(np.column_stack([c.astype(np.float64, copy=False) for c in columns]), spec)
+        return _checked(np.column_stack(_numeric(columns, spec.names)), spec)
     rows = np.empty((lengths.pop(), len(columns)), dtype=object)
     for j, column in enumerate(columns):
         rows[:, j] = column
     return rows_to_input(rows.tolist(), spec)
+
+
+def _numeric(columns: list[np.ndarray], names: tuple[str, ...]) -> list[np.ndarray]:
+    out = []
+    for name, column in zip(names, columns, strict=True):
+        try:
+            out.append(column.astype(np.float64, copy=False))
+        except (ValueError, TypeError):
+            raise InvalidInput(
+                f"input {name!r} must hold numbers, got {datatype_of(column)} values",
+                hint="send numeric features as FP32/FP64/INT tensors",
+            ) from None
+    return out
 
 
 def _checked(array: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -229,7 +270,7 @@ def encode_v2(
         datatype = datatype_of(array)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if name in binary:
-            blob = _to_bytes(array, datatype)
+            blob = to_bytes(array, datatype)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -241,7 +282,8 @@ def encode_v2(
     return header + b"".join(blobs), len(header)
 
 
-def _to_bytes(array: np.ndarray, datatype: str) -> bytes:
+def to_bytes(array: np.ndarray, datatype: str) -> bytes:
+    """Raw little-endian bytes of ``array``; BYTES as 4-byte length-prefixed elements."""
     if datatype != "BYTES":
         return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
     parts = []

@@ -1,0 +1,295 @@
+"""Open Inference Protocol v2 over gRPC, served from the same Router as the REST data plane.
+
+The servicer is an edge like ``app.py``: it authenticates, routes (traffic split, or the version
+a request pins; shadows get a copy), decodes with ``protocols.v2_grpc``, awaits the deployment's
+batcher and encodes. Predictions reach the payload log as REST ones do: answered ones from their
+batch, failed ones from here. Errors leave through one status table. The server runs on the
+worker's event loop beside uvicorn, so batching, models and routing are shared with REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import numpy as np
+
+from cloche import __version__, errors
+from cloche.errors import ClocheError, Unavailable
+from cloche.serving.app import REQUEST_ID
+from cloche.serving.auth import TokenCache
+from cloche.serving.deployment import LiveDeployment, RequestMeta, log_line
+from cloche.serving.metadata import model_metadata
+from cloche.serving.router import EndpointRoute, Router
+
+try:
+    import grpc
+
+    from cloche.serving.protocols.grpc_gen import grpc_predict_v2_pb2 as pb
+    from cloche.serving.protocols.grpc_gen import grpc_predict_v2_pb2_grpc as pb_grpc
+    from cloche.serving.protocols.v2_grpc import decode_grpc, encode_grpc
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise errors.MissingDependency(
+        f"serving gRPC needs the Python package '{exc.name}', which is not installed",
+        hint="pip install 'cloche[grpc]'",
+    ) from exc
+
+log = logging.getLogger("cloche.serving")
+INTERNAL_MESSAGE = "internal error while serving the request; see the server log"
+
+# The one mapping of cloche errors to gRPC status codes; a class maps as its nearest listed base.
+STATUS: dict[type[ClocheError], grpc.StatusCode] = {
+    errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
+    errors.Forbidden: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,  # Overloaded, NotReady
+    errors.Timeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def status_for(error: ClocheError) -> grpc.StatusCode:
+    """The gRPC status code of ``error``; INTERNAL for anything not in STATUS."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def details_of(error: ClocheError) -> str:
+    """The status details: the message, and the hint that says what to do."""
+    return f"{error.message} (hint: {error.hint})" if error.hint else error.message
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def _edge(method: Handler) -> Handler:
+    """Answer a ClocheError with its status; anything else is logged and answered INTERNAL."""
+
+    @functools.wraps(method)
+    async def handle(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except ClocheError as error:
+            code = (("cloche-error-code", error.code),)
+            await context.abort(status_for(error), details_of(error), code)
+        except Exception:
+            log.exception("unexpected error serving gRPC %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        raise AssertionError("unreachable: context.abort raises")
+
+    return cast(Handler, handle)
+
+
+@dataclass
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+    """``inference.GRPCInferenceService`` over one worker's Router."""
+
+    router: Router
+    auth: TokenCache
+    draining: bool = False
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @_edge
+    async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    @_edge
+    async def ServerReady(self, request: Any, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.router.ready and not self.draining)
+
+    @_edge
+    async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name="cloche", version=__version__)
+
+    @_edge
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelReadyResponse:
+        await self._authenticate(context)
+        route = self.router.endpoint(request.name)  # NotFound, as on REST
+        try:
+            route.version(request.version) if request.version else route.choose()
+        except Unavailable:  # REST answers 503; here the message has a field for it
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
+
+    @_edge
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        await self._authenticate(context)
+        meta = model_metadata(self.router.endpoint(request.name), request.version or None)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[tensor(**t) for t in meta["inputs"]],
+            outputs=[tensor(**t) for t in meta["outputs"]],
+        )
+
+    @_edge
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        started = time.perf_counter()
+        await self._authenticate(context)
+        route = self.router.endpoint(request.model_name)
+        version = request.model_version
+        deployment = route.version(version) if version else route.choose()
+        rid = _request_id(context)
+        meta = RequestMeta(rid, started, time.time_ns() // 1_000_000, deployment.payload_sampled())
+        inputs: np.ndarray | str = _describe(request)
+        try:
+            decoded = decode_grpc(request, deployment.inputs, deployment.outputs)
+            inputs = decoded.inputs
+            if not version:  # as on REST, a request pinned to a version is not shadowed
+                self._shadow(route, decoded.inputs, decoded.outputs, meta)
+            result = await deployment.predict(decoded.inputs, decoded.outputs, meta)
+        except Exception as exc:
+            _log_failure(deployment, meta, inputs, exc)
+            raise
+        return encode_grpc(
+            result,
+            route.name,
+            str(deployment.spec.version),
+            request.id or rid,
+            raw=bool(request.raw_input_contents),
+        )
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                token = value.encode("latin-1") if isinstance(value, str) else value
+        await self.auth.principal(token)
+
+    def _shadow(
+        self, route: EndpointRoute, X: np.ndarray, outputs: frozenset[str], meta: RequestMeta
+    ) -> None:
+        """Send a copy to each shadow deployment; its answer is only logged, never returned."""
+        for shadow in route.shadows:
+            copy = RequestMeta(meta.request_id, meta.started, meta.time_ms, True)
+            work = shadow.predict(X, outputs & shadow.outputs, copy)
+            task = asyncio.get_running_loop().create_task(_quietly(work))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and REQUEST_ID.match(value):
+            return value
+    return os.urandom(12).hex()
+
+
+def _describe(request: pb.ModelInferRequest) -> str:
+    """What the payload log keeps of a request that failed before it was decoded."""
+    tensors = [f"{t.name} {t.datatype} {list(t.shape)}" for t in request.inputs[:100]]
+    raw = " (raw)" if request.raw_input_contents else ""
+    return f"gRPC inputs{raw}: " + "; ".join(tensors)
+
+
+def _log_failure(
+    deployment: LiveDeployment, meta: RequestMeta, inputs: np.ndarray | str, exc: Exception
+) -> None:
+    if deployment.payload_log is None or not meta.logged:
+        return
+    if isinstance(exc, ClocheError):
+        status, error = int(exc.http_status), exc.message
+    else:
+        status, error = 500, f"{type(exc).__name__}: {exc}"
+    line = log_line(deployment.spec, meta, status, time.perf_counter(), inputs, None, error)
+    deployment.payload_log.write([line])
+
+
+async def _quietly(work: Awaitable[Any]) -> None:
+    try:
+        await work
+    except Exception as exc:  # a shadow's failure is its own; it never reaches the client
+        log.debug("shadow deployment failed: %s", exc)
+
+
+@dataclass
+class GrpcServer:
+    """A started gRPC server and the port it listens on (the real one when asked for 0)."""
+
+    server: grpc.aio.Server
+    servicer: InferenceServicer
+    port: int
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let those in flight finish for ``grace`` seconds, then close."""
+        self.servicer.draining = True
+        await self.server.stop(grace)
+
+
+async def start_grpc_server(
+    router: Router,
+    auth: TokenCache,
+    *,
+    host: str,
+    port: int,
+    max_message_mb: int,
+    reuse_port: bool = False,
+) -> GrpcServer:
+    """Serve OIP v2 gRPC on ``host:port`` from the running event loop.
+
+    ``reuse_port`` lets every worker process of ``cloche up`` listen on the same port (the
+    kernel spreads connections among them); off, a port in use is an error.
+    """
+    limit = max_message_mb * 2**20
+    server = grpc.aio.server(
+        options=[
+            # Over the limit, gRPC itself answers RESOURCE_EXHAUSTED before the servicer runs.
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", int(reuse_port)),
+        ]
+    )
+    servicer = InferenceServicer(router, auth)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # recent grpcio raises on a failed bind; older ones return 0
+        raise _cannot_serve(address, str(exc)) from None
+    if not bound:
+        raise _cannot_serve(address, "the port is not available")
+    await server.start()
+    return GrpcServer(server, servicer, bound)
+
+
+def reserve_grpc_port(host: str, port: int) -> socket.socket:
+    """Bind (without listening) ``host:port`` with SO_REUSEPORT; keep it while serving.
+
+    ``cloche up`` calls this before it starts its workers: a busy port fails here, with a clear
+    error, port 0 becomes a real number to hand down, and only processes of this user that also
+    set SO_REUSEPORT (the workers, ``reuse_port=True``) can listen beside it.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise _cannot_serve(f"{host}:{port}", exc.strerror or str(exc)) from None
+    return sock
+
+
+def _cannot_serve(address: str, why: str) -> Unavailable:
+    return Unavailable(
+        f"cannot serve gRPC on {address}: {why}",
+        hint="pick another port with --grpc-port (or stop what is using it)",
+    )
