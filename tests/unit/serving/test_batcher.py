@@ -2,8 +2,9 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
 
-from cloche.errors import Overloaded, PredictFailed, Timeout
+from cloche.errors import InvalidInput, Overloaded, PredictFailed, Timeout
 from cloche.serving.batcher import AdaptiveBatcher
 
 PREDICT = frozenset({"predict"})
@@ -116,20 +117,34 @@ def test_timeout_answers_504_without_disturbing_others() -> None:
 
 def test_a_request_the_model_chokes_on_fails_alone() -> None:
     def fn(X, wanted):
-        if np.isnan(X).any():
-            raise ValueError("Input contains NaN")
+        if (X == 13).any():
+            raise ValueError("unlucky row")
         return {"predict": X[:, 0]}
 
     async def main():
         b = _batcher(fn)
         good, bad, other = await asyncio.gather(
             b.submit(np.full((1, 1), 2.0), PREDICT, 5),
-            b.submit(np.full((1, 1), np.nan), PREDICT, 5),
+            b.submit(np.full((1, 1), 13.0), PREDICT, 5),
             b.submit(np.full((1, 1), 3.0), PREDICT, 5),
             return_exceptions=True,
         )
         assert good["predict"].tolist() == [2.0] and other["predict"].tolist() == [3.0]
-        assert isinstance(bad, PredictFailed) and "NaN" in str(bad)
+        assert isinstance(bad, PredictFailed) and "unlucky row" in str(bad)
+
+    asyncio.run(main())
+
+
+def test_missing_values_a_model_cannot_take_are_the_clients_mistake() -> None:
+    def fn(X, wanted):
+        if np.isnan(X).any():
+            raise ValueError("Input X contains NaN.")
+        return {"predict": X[:, 0]}
+
+    async def main():
+        b = _batcher(fn)
+        with pytest.raises(InvalidInput, match="cannot take missing or non-finite values"):
+            await b.submit(np.full((1, 1), np.nan), PREDICT, 5)
 
     asyncio.run(main())
 
