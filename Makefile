@@ -49,7 +49,8 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 	@touch $@ $(VENV)/.base-installed
 
 bench: $(VENV)/.test-installed
-	$(PY) bench/setup_time.py
+	$(PY) bench/serving.py
+	$(PY) bench/time_to_value.py
 
 clean:
 	rm -rf $(VENV) .cache .cloche .cloche-demo
