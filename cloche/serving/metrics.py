@@ -85,12 +85,17 @@ def render(folder: Path) -> str:
             snap = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        workers += 1
+        alive = _alive(int(snap.get("pid", 0)))
+        workers += alive
         for endpoint, deployment, status, count in snap["requests"]:
             requests[(endpoint, deployment, int(status))] += int(count)
         _add(latency, snap["latency"])
         _add(batches, snap["batch_rows"])
+        # A dead worker's counts stay in the totals (counters never go down); its gauges,
+        # which described a process that is gone, do not.
         for name, series in snap["gauges"].items():
+            if not alive and not name.endswith("_total"):
+                continue
             for label, value in series.items():
                 gauges[name][label] += value
     out = [
@@ -127,6 +132,18 @@ def render(folder: Path) -> str:
         for label, value in sorted(series.items()):
             out.append(f"{name}{{{label}}} {value:g}" if label else f"{name} {value:g}")
     return "\n".join(out) + "\n"
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _add(into: dict[str, dict[str, Any]], hists: dict[str, dict[str, Any]]) -> None:

@@ -1,0 +1,34 @@
+import os
+from pathlib import Path
+
+from cloche.serving.metrics import WorkerMetrics, publish, render
+
+
+def _worker(pid: int, requests: int, queue: float) -> dict:
+    m = WorkerMetrics()
+    for _ in range(requests):
+        m.request("churn", "churn:1", 200, 0.003)
+    m.batch("churn:1", requests)
+    snap = m.snapshot({"cloche_queue_rows": {'deployment="churn:1"': queue}})
+    snap["pid"] = pid
+    return snap
+
+
+def test_workers_add_up_and_a_dead_workers_gauges_drop_out(tmp_path: Path) -> None:
+    publish(tmp_path, _worker(os.getpid(), 3, 2.0))
+    publish(tmp_path, _worker(2**22 + 12345, 4, 5.0))  # no such process
+    text = render(tmp_path)
+    assert "cloche_workers 1" in text
+    assert 'cloche_requests_total{endpoint="churn",deployment="churn:1",status="200"} 7' in text
+    assert 'cloche_request_seconds_bucket{endpoint="churn",le="0.005"} 7' in text
+    assert 'cloche_request_seconds_count{endpoint="churn"} 7' in text
+    assert 'cloche_queue_rows{deployment="churn:1"} 2' in text
+
+
+def test_label_values_are_escaped(tmp_path: Path) -> None:
+    m = WorkerMetrics()
+    m.request('we"ird\\', "x:1", 404, 0.1)
+    snap = m.snapshot({})
+    snap["pid"] = os.getpid()
+    publish(tmp_path, snap)
+    assert 'endpoint="we\\"ird\\\\"' in render(tmp_path)
