@@ -115,7 +115,7 @@ class Signature:
     def merged_with(self, other: Signature) -> Signature:
         """Fill what this signature lacks from ``other``; what the model knows wins."""
         sig = self
-        if not sig.inputs and other.inputs:
+        if (not sig.inputs and other.inputs) or _names_for_unnamed(sig, other):
             sig = replace(sig, inputs=other.inputs, input_kind=other.input_kind)
         elif sig.inputs and other.inputs and sig.input_kind == "tabular":
             # The model may know names but not dtypes (e.g. "float64" everywhere); a sample
@@ -132,6 +132,14 @@ class Signature:
         if sig.classes is None and other.classes is not None:
             sig = replace(sig, classes=other.classes)
         return replace(sig, source=tuple(dict.fromkeys(sig.source + other.source)))
+
+
+def _names_for_unnamed(model: Signature, sample: Signature) -> bool:
+    """A model fitted on a bare array knows only its width; a sample of that width names it."""
+    if model.input_kind != "tensor" or len(model.inputs) != 1 or sample.input_kind != "tabular":
+        return False
+    shape = model.inputs[0].shape
+    return len(shape) == 2 and shape[1] == len(sample.inputs)
 
 
 def _prefer_sample(from_model: FieldSpec, from_sample: FieldSpec) -> FieldSpec:

@@ -42,3 +42,13 @@ def test_model_knowledge_wins_and_sample_fills_dtypes() -> None:
 def test_empty_signature_takes_the_sample() -> None:
     merged = Signature().merged_with(from_table(pa.table({"a": [1.0]})))
     assert merged.feature_names == ["a"]
+
+
+def test_a_sample_names_the_columns_of_a_model_fitted_on_an_array() -> None:
+    from_model = Signature(
+        inputs=(FieldSpec("input", "float64", (-1, 2)),), input_kind="tensor", source=("model",)
+    )
+    named = from_model.merged_with(from_table(pa.table({"age": [1.0], "spend": [2.0]})))
+    assert named.feature_names == ["age", "spend"] and named.input_kind == "tabular"
+    wrong_width = from_model.merged_with(from_table(pa.table({"age": [1.0]})))
+    assert wrong_width.input_kind == "tensor"
