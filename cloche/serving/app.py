@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,7 +21,8 @@ from cloche import __version__
 from cloche.auth.roles import Permission
 from cloche.errors import BadRequest, ClocheError, NotFound, PayloadTooLarge
 from cloche.serving.auth import TokenCache
-from cloche.serving.deployment import LiveDeployment, RequestMeta, log_line
+from cloche.serving.calls import log_failure, mirror_to_shadows, request_id
+from cloche.serving.deployment import LiveDeployment, RequestMeta
 from cloche.serving.explain import explain
 from cloche.serving.metadata import model_metadata
 from cloche.serving.metrics import WorkerMetrics
@@ -37,7 +36,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = b"application/json"
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 MAX_LOGGED_BODY = 64 * 1024  # of a request that failed before it could be decoded
 
 
@@ -107,8 +105,7 @@ class DataPlane:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")
-        call = Call(rid if REQUEST_ID.match(rid) else os.urandom(12).hex())
+        call = Call(request_id(headers.get(b"x-request-id", b"").decode("latin-1")))
         try:
             response = await self._dispatch(scope, headers, receive, call)
         except ClocheError as exc:
@@ -224,7 +221,7 @@ class DataPlane:
         call.inputs = X
         outputs &= deployment.outputs
         t1 = time.perf_counter()
-        self._shadow(route, X, outputs, call)
+        mirror_to_shadows(route, X, outputs, meta, self._background)
         result = await deployment.predict(X, outputs, meta)
         t2 = time.perf_counter()
         spec = deployment.spec
@@ -267,7 +264,7 @@ class DataPlane:
         call.inputs = request.inputs
         t1 = time.perf_counter()
         if version is None:
-            self._shadow(route, request.inputs, request.outputs, call)
+            mirror_to_shadows(route, request.inputs, request.outputs, meta, self._background)
         result = await deployment.predict(request.inputs, request.outputs, meta)
         t2 = time.perf_counter()
         info = {
@@ -283,37 +280,14 @@ class DataPlane:
             200, body, [(b"inference-header-content-length", str(binary_header).encode())]
         )
 
-    def _shadow(
-        self, route: EndpointRoute, X: np.ndarray, outputs: frozenset[str], call: Call
-    ) -> None:
-        """Send a copy to each shadow deployment; its answer is only logged, never returned."""
-        for shadow in route.shadows:
-            meta = RequestMeta(call.rid, call.started, time.time_ns() // 1_000_000, True)
-            task = asyncio.get_running_loop().create_task(
-                _quietly(shadow.predict(X, outputs & shadow.outputs, meta))
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
     def _log_failure(self, call: Call, status: int, error: str) -> None:
         """A failed request routed to a deployment is logged with its error."""
-        if self.payload_log is None or call.deployment is None or call.meta is None:
-            return
-        if not call.meta.logged:
+        if call.deployment is None or call.meta is None:
             return
         inputs: Any = call.inputs
         if inputs is None:
             inputs = call.body[:MAX_LOGGED_BODY].decode("utf-8", "replace")
-        now = time.perf_counter()
-        line = log_line(call.deployment.spec, call.meta, status, now, inputs, None, error)
-        self.payload_log.write([line])
-
-
-async def _quietly(work: Awaitable[Any]) -> None:
-    try:
-        await work
-    except Exception as exc:  # a shadow's failure is its own; it never reaches the client
-        log.debug("shadow deployment failed: %s", exc)
+        log_failure(call.deployment, call.meta, inputs, status, error)
 
 
 def _header_length(value: bytes | None) -> int | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -23,11 +22,11 @@ import numpy as np
 
 from cloche import __version__, errors
 from cloche.errors import ClocheError, Unavailable
-from cloche.serving.app import REQUEST_ID
 from cloche.serving.auth import TokenCache
-from cloche.serving.deployment import LiveDeployment, RequestMeta, log_line
+from cloche.serving.calls import log_failure, mirror_to_shadows, request_id
+from cloche.serving.deployment import RequestMeta
 from cloche.serving.metadata import model_metadata
-from cloche.serving.router import EndpointRoute, Router
+from cloche.serving.router import Router
 
 try:
     import grpc
@@ -154,10 +153,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
             decoded = decode_grpc(request, deployment.inputs, deployment.outputs)
             inputs = decoded.inputs
             if not version:  # as on REST, a request pinned to a version is not shadowed
-                self._shadow(route, decoded.inputs, decoded.outputs, meta)
+                mirror_to_shadows(route, decoded.inputs, decoded.outputs, meta, self._background)
             result = await deployment.predict(decoded.inputs, decoded.outputs, meta)
+        except ClocheError as exc:
+            log_failure(deployment, meta, inputs, int(exc.http_status), exc.message)
+            raise
         except Exception as exc:
-            _log_failure(deployment, meta, inputs, exc)
+            log_failure(deployment, meta, inputs, 500, f"{type(exc).__name__}: {exc}")
             raise
         return encode_grpc(
             result,
@@ -174,23 +176,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
                 token = value.encode("latin-1") if isinstance(value, str) else value
         await self.auth.principal(token)
 
-    def _shadow(
-        self, route: EndpointRoute, X: np.ndarray, outputs: frozenset[str], meta: RequestMeta
-    ) -> None:
-        """Send a copy to each shadow deployment; its answer is only logged, never returned."""
-        for shadow in route.shadows:
-            copy = RequestMeta(meta.request_id, meta.started, meta.time_ms, True)
-            work = shadow.predict(X, outputs & shadow.outputs, copy)
-            task = asyncio.get_running_loop().create_task(_quietly(work))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
+    given = None
     for key, value in context.invocation_metadata() or ():
-        if key == "x-request-id" and isinstance(value, str) and REQUEST_ID.match(value):
-            return value
-    return os.urandom(12).hex()
+        if key == "x-request-id" and isinstance(value, str):
+            given = value
+    return request_id(given)
 
 
 def _describe(request: pb.ModelInferRequest) -> str:
@@ -198,26 +190,6 @@ def _describe(request: pb.ModelInferRequest) -> str:
     tensors = [f"{t.name} {t.datatype} {list(t.shape)}" for t in request.inputs[:100]]
     raw = " (raw)" if request.raw_input_contents else ""
     return f"gRPC inputs{raw}: " + "; ".join(tensors)
-
-
-def _log_failure(
-    deployment: LiveDeployment, meta: RequestMeta, inputs: np.ndarray | str, exc: Exception
-) -> None:
-    if deployment.payload_log is None or not meta.logged:
-        return
-    if isinstance(exc, ClocheError):
-        status, error = int(exc.http_status), exc.message
-    else:
-        status, error = 500, f"{type(exc).__name__}: {exc}"
-    line = log_line(deployment.spec, meta, status, time.perf_counter(), inputs, None, error)
-    deployment.payload_log.write([line])
-
-
-async def _quietly(work: Awaitable[Any]) -> None:
-    try:
-        await work
-    except Exception as exc:  # a shadow's failure is its own; it never reaches the client
-        log.debug("shadow deployment failed: %s", exc)
 
 
 @dataclass
