@@ -72,6 +72,11 @@ class PayloadTooLarge(InvalidInput):
     http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
+class UnsupportedEncoding(InvalidInput):
+    code = "unsupported_encoding"
+    http_status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
 class MissingDependency(InvalidInput):
     """A framework's optional extra is not installed."""
 

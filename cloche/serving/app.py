@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +20,13 @@ import orjson
 
 from cloche import __version__
 from cloche.auth.roles import Permission
-from cloche.errors import BadRequest, ClocheError, NotFound, PayloadTooLarge
+from cloche.errors import (
+    BadRequest,
+    ClocheError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedEncoding,
+)
 from cloche.serving.auth import TokenCache
 from cloche.serving.calls import log_failure, mirror_to_shadows, request_id
 from cloche.serving.deployment import LiveDeployment, RequestMeta
@@ -36,7 +43,14 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = b"application/json"
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
-MAX_LOGGED_BODY = 64 * 1024  # of a request that failed before it could be decoded
+MAX_LOGGED_BODY = 64 * 1024
+# Content-Encoding -> zlib wbits (0: already plain); deflate per RFC 9110 is zlib-wrapped.
+DECODERS = {
+    b"gzip": 16 + zlib.MAX_WBITS,
+    b"x-gzip": 16 + zlib.MAX_WBITS,
+    b"deflate": zlib.MAX_WBITS,
+    b"identity": 0,
+}  # of a request that failed before it could be decoded
 
 
 class Response:
@@ -109,7 +123,7 @@ class DataPlane:
         try:
             response = await self._dispatch(scope, headers, receive, call)
         except ClocheError as exc:
-            response = Response(int(exc.http_status), orjson.dumps(exc.to_dict()))
+            response = Response(int(exc.http_status), _error_body(exc, scope["path"]))
             if exc.code == "overloaded":
                 response.headers.append((b"retry-after", b"1"))
             self._log_failure(call, response.status, exc.message)
@@ -205,7 +219,28 @@ class DataPlane:
                 raise self._too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                encoding = headers.get(b"content-encoding")
+                return body if encoding is None else self._decompress(body, encoding)
+
+    def _decompress(self, body: bytes, encoding: bytes) -> bytes:
+        """A gzip or deflate body, capped by its decompressed size (a small bomb stays small)."""
+        wbits = DECODERS.get(encoding.strip().lower())
+        if wbits is None:
+            raise UnsupportedEncoding(
+                f"unsupported Content-Encoding {encoding.decode('latin-1')!r}",
+                hint="send the body plain, gzip or deflate",
+            )
+        if wbits == 0:
+            return body
+        decoder = zlib.decompressobj(wbits)
+        try:
+            plain = decoder.decompress(body, self.max_body_bytes + 1)
+        except zlib.error as exc:
+            raise BadRequest(f"the {encoding.decode()} body is corrupt: {exc}") from None
+        if len(plain) > self.max_body_bytes or decoder.unconsumed_tail:
+            raise self._too_large()
+        return plain
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -288,6 +323,20 @@ class DataPlane:
         if inputs is None:
             inputs = call.body[:MAX_LOGGED_BODY].decode("utf-8", "replace")
         log_failure(call.deployment, call.meta, inputs, status, error)
+
+
+def _error_body(error: ClocheError, path: str) -> bytes:
+    """cloche's error shape; on OIP v2 routes the protocol's, whose "error" is the message.
+
+    Standard OIP clients (tritonclient, KServe) print ``error`` as a string; the code and hint
+    ride along beside it.
+    """
+    if not path.startswith("/v2/"):
+        return orjson.dumps(error.to_dict())
+    body = {"error": error.message, "code": error.code}
+    if error.hint:
+        body["hint"] = error.hint
+    return orjson.dumps(body)
 
 
 def _header_length(value: bytes | None) -> int | None:

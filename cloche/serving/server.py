@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloche.serving")
 DATA_PREFIXES = ("/v1/", "/v2", "/metrics")
 COMPACT_EVERY_S = 300.0
+STOP_GRACE_S = 1.0
 
 
 class Server:
@@ -118,23 +119,30 @@ class Server:
                 return
 
     def _report_not_ready_on_stop(self) -> None:
-        """On SIGTERM/SIGINT, answer not-ready at once, then let uvicorn drain as it does.
+        """On SIGTERM/SIGINT: answer not-ready at once, read what clients already sent, then drain.
 
-        uvicorn installs its handlers before the app starts; we wrap them, so a load balancer
-        polling /v2/health/ready stops sending traffic while accepted requests finish.
+        uvicorn installs its handlers before the app starts; we wrap them. For a short grace
+        the server keeps reading, so a request that was sent while the model held the event
+        loop becomes an accepted one (uvicorn would close its connection as idle), and a load
+        balancer polling /v2/health/ready sees 503 before the listener closes.
         """
         if threading.current_thread() is not threading.main_thread():
             return  # an embedded server (tests) has no signal handlers to wrap
+        loop = asyncio.get_running_loop()
+        grace = min(STOP_GRACE_S, self.settings.serving.drain_seconds)
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous = signal.getsignal(sig)
             if not callable(previous):
                 continue
 
             def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                if self.data_plane.draining:  # a second signal: stop now
+                    previous(signum, frame)
+                    return
                 self.data_plane.draining = True
                 if self._grpc is not None:
                     self._grpc.servicer.draining = True
-                previous(signum, frame)
+                loop.call_soon_threadsafe(loop.call_later, grace, previous, signum, frame)
 
             signal.signal(sig, handler)
 

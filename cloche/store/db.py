@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,7 @@ from cloche.errors import Unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _migrate_lock = threading.Lock()
+MIGRATION_LOCK_KEY = 0x636C6F636865  # "cloche"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -58,6 +59,10 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     head = ScriptDirectory.from_config(cfg).get_current_head()
     with _migrate_lock, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas starting together on one database take turns; the lock ends with the
+            # transaction, and a replica that waited then finds the schema already current.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         if MigrationContext.configure(conn).get_current_revision() == head:
             return
         cfg.attributes["connection"] = conn

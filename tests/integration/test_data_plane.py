@@ -212,3 +212,24 @@ def test_explain_gives_per_feature_attributions(http) -> None:
     assert set(body["explanations"][0]) == set(FEATURES)
     one = http.post("/v1/models/churn:explain", json={"instances": rows[:1]})
     assert one.status_code == 422 and "background" in one.json()["error"]["message"]
+
+
+def test_compressed_bodies_are_decoded_and_capped_by_their_plain_size(
+    deployed, start_server: ServerFactory
+) -> None:
+    import gzip
+    import zlib
+
+    server = start_server(serving={"max_request_mb": 1})
+    url = f"{server.url}/v1/models/churn:predict"
+    body = b'{"instances": [[0.1, 0.2, 0.3, 0.4]]}'
+    for encoding, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        r = httpx.post(url, content=packed, headers={"Content-Encoding": encoding})
+        assert r.status_code == 200, r.text
+    bomb = gzip.compress(b" " * (8 * 2**20))  # 8 MiB of spaces in a few KiB
+    r = httpx.post(url, content=bomb, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    r = httpx.post(url, content=b"not gzip", headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 400 and "corrupt" in r.json()["error"]["message"]
+    r = httpx.post(url, content=body, headers={"Content-Encoding": "br"})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_encoding"
