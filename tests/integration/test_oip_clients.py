@@ -2,8 +2,8 @@
 
 NVIDIA's ``tritonclient[http]`` speaks OIP v2 with the binary tensor extension: inputs as JSON or
 binary, outputs asked for as either. Whatever the encoding, the answers must equal the model's
-own predictions. (KServe's ``kserve`` client is not used: it pulls in the Kubernetes client and
-downgrades pandas and psutil, see the test report.)
+own predictions. (KServe's ``kserve`` package is not used: installing it pulls in the Kubernetes
+client, cryptography and grpcio-tools, and downgrades pandas to 2.x and psutil to 5.9.)
 """
 
 from __future__ import annotations
