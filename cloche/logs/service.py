@@ -9,6 +9,7 @@ so a prediction is readable as soon as it was answered.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 from cloche.errors import InvalidInput
 from cloche.registry.refs import check_name
 from cloche.serving.payload_log import (
+    META_COLUMNS,
     SCHEMA,
     SEGMENT_SUFFIX,
     is_closed,
@@ -32,6 +34,7 @@ from cloche.serving.payload_log import (
 )
 from cloche.store.store import Store
 
+ENDPOINT_AT = META_COLUMNS.index("endpoint")
 DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -94,7 +97,21 @@ def parse_since(value: str | datetime | None, *, now: datetime | None = None) ->
 
 
 def compact(root: Path) -> int:
-    """Move every closed segment into Parquet partitions; return how many rows moved."""
+    """Move every closed segment into Parquet partitions; return how many rows moved.
+
+    One compaction at a time per log root (workers of several servers may ask at once); a
+    compaction already running makes this one return 0.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "compact.lock").open("ab") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return 0
+        return _compact_segments(root)
+
+
+def _compact_segments(root: Path) -> int:
     moved = 0
     for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
         if not is_closed(segment):
@@ -133,8 +150,7 @@ def read_log(
     """An endpoint's logged requests, oldest first, between ``since`` and ``until``."""
     parts = [_read_partitions(root, endpoint, since)]
     for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
-        # The endpoint is the third field of each line: skip other endpoints' rows unparsed.
-        found = [row for row in read_segment(segment) if row[2] == endpoint]
+        found = [line for line in read_segment(segment) if line[0][ENDPOINT_AT] == endpoint]
         if found:
             parts.append(rows_to_table(found))
     table = pa.concat_tables(parts)

@@ -59,16 +59,29 @@ SCHEMA = pa.schema(
 )
 SEGMENT_SUFFIX = ".jsonl"
 ROTATE_BYTES = 64 * 2**20
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+
+
+IO_COLUMNS = ("inputs", "outputs")
+META_COLUMNS = tuple(c for c in COLUMNS if c not in IO_COLUMNS)
+_META_AT = tuple(COLUMNS.index(c) for c in META_COLUMNS)
+_INPUTS_AT, _OUTPUTS_AT = COLUMNS.index("inputs"), COLUMNS.index("outputs")
 
 
 def encode_row(row: Sequence[Any]) -> bytes:
-    """One log line; ``row`` follows COLUMNS."""
+    """One log line, ``row`` following COLUMNS: ``meta TAB inputs TAB outputs NEWLINE``.
+
+    Each part is JSON, which never holds a raw tab or newline, so readers split lines without
+    parsing the (large) inputs and outputs, and compaction copies their text unchanged.
+    """
+    meta = orjson.dumps([row[i] for i in _META_AT])
+    return b"%s\t%s\t%s\n" % (meta, _json(row[_INPUTS_AT]), _json(row[_OUTPUTS_AT]))
+
+
+def _json(value: Any) -> bytes:
     try:
-        return orjson.dumps(row, option=_NUMPY)
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:  # object arrays (strings beside numbers) go through lists
-        plain = [_plain(v) for v in row]
-        return orjson.dumps(plain, option=orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps(_plain(value))
 
 
 def _plain(value: Any) -> Any:
@@ -151,32 +164,46 @@ class PayloadLog:
         self._close_segment()
 
 
-def read_segment(path: Path) -> Iterator[list[Any]]:
-    """The complete rows of a segment; a torn line (a killed writer) is skipped."""
+Line = tuple[list[Any], bytes, bytes]  # (meta fields, inputs JSON, outputs JSON)
+
+
+def read_segment(path: Path) -> Iterator[Line]:
+    """The complete lines of a segment; a torn last line (a killed writer) is skipped."""
     try:
         data = path.read_bytes()
     except OSError:
         return
-    for line in data.split(b"\n"):
-        if not line:
+    complete = data[: data.rfind(b"\n") + 1]
+    for line in complete.split(b"\n"):
+        parts = line.split(b"\t")
+        if len(parts) != 3:
             continue
         try:
-            row = orjson.loads(line)
+            meta = orjson.loads(parts[0])
         except orjson.JSONDecodeError:
             continue
-        if isinstance(row, list) and len(row) == len(COLUMNS):
-            yield row
+        if isinstance(meta, list) and len(meta) == len(META_COLUMNS):
+            yield meta, parts[1], parts[2]
 
 
-def rows_to_table(rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """Segment rows as a table with SCHEMA (inputs and outputs as JSON text)."""
+def rows_to_table(lines: Sequence[Line]) -> pa.Table:
+    """Segment lines as a table with SCHEMA (inputs and outputs as JSON text)."""
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-    for row in rows:
-        for name, value in zip(COLUMNS, row, strict=True):
-            if name in ("inputs", "outputs") and value is not None and not isinstance(value, str):
-                value = orjson.dumps(value).decode()
+    for meta, inputs, outputs in lines:
+        for name, value in zip(META_COLUMNS, meta, strict=True):
             columns[name].append(value)
+        columns["inputs"].append(_text(inputs))
+        columns["outputs"].append(_text(outputs))
     return pa.Table.from_pydict(columns, schema=SCHEMA)
+
+
+def _text(raw: bytes) -> str | None:
+    if raw == b"null":
+        return None
+    if raw.startswith(b'"'):  # a failed request's raw body, kept as the text it was
+        text: str = orjson.loads(raw)
+        return text
+    return raw.decode()
 
 
 def is_closed(path: Path) -> bool:

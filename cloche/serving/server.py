@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,23 @@ class Server:
 
             signal.signal(sig, handler)
 
+    async def _compact_in_child(self) -> None:
+        """Compaction runs as its own niced process: never on this worker's GIL."""
+        proc = await asyncio.create_subprocess_exec(
+            "nice",
+            "-n",
+            "10",
+            sys.executable,
+            "-m",
+            "cloche.logs.compact",
+            str(self.log_root),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            log.warning("payload log compaction failed: %s", err.decode(errors="replace")[-500:])
+
     def publish_metrics(self) -> None:
         log_stats = self.payload_log.stats()
         gauges = self.router.gauges()
@@ -170,7 +188,7 @@ class Server:
                 if self.payload_log.rotated or loop.time() - last_compaction > COMPACT_EVERY_S:
                     self.payload_log.rotated.clear()
                     last_compaction = loop.time()
-                    await asyncio.to_thread(logs.compact, self.log_root)
+                    await self._compact_in_child()
             except Exception as exc:  # housekeeping must never take serving down
                 log.warning("payload log housekeeping failed: %s", exc)
 

@@ -94,3 +94,22 @@ def test_since_reads_durations_and_iso_times() -> None:
     with pytest.raises(InvalidInput, match="cannot read the time 'yesterday'") as info:
         logs.parse_since("yesterday")
     assert "30m, 1h, 7d" in (info.value.hint or "")
+
+
+def test_compaction_runs_as_a_command_and_one_at_a_time(tmp_path: Path) -> None:
+    import fcntl
+    import subprocess
+    import sys
+
+    log = PayloadLog(tmp_path)
+    log.write([_entry(0), _entry(1)])
+    log.close()
+    with (tmp_path / "compact.lock").open("ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert logs.compact(tmp_path) == 0  # another compaction holds the root
+    done = subprocess.run(
+        [sys.executable, "-m", "cloche.logs.compact", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "2"
+    assert logs.read_log(tmp_path, "churn")["request_id"].to_pylist() == ["r0", "r1"]
