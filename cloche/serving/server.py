@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cloche.serving")
 DATA_PREFIXES = ("/v1/", "/v2", "/metrics")
-COMPACT_EVERY_S = 300.0
+COMPACT_EVERY_S = 60.0
 STOP_GRACE_S = 1.0
 
 
@@ -178,15 +178,16 @@ class Server:
 
     async def _tidy(self) -> None:
         """Off the hot path: publish log counters; compact closed and orphaned segments."""
-        last_compaction = 0.0
+        last_compaction = -COMPACT_EVERY_S  # at start: segments a dead worker left behind
         while True:
             await asyncio.sleep(1.0)
             try:
                 await asyncio.to_thread(logs.write_stats, self.log_root, self.payload_log.stats())
                 await asyncio.to_thread(self.publish_metrics)
                 loop = asyncio.get_running_loop()
-                if self.payload_log.rotated or loop.time() - last_compaction > COMPACT_EVERY_S:
-                    self.payload_log.rotated.clear()
+                # Not at each rotation: under heavy logging that is every few seconds, and the
+                # child competes for the same cores. Reads see uncompacted segments anyway.
+                if loop.time() - last_compaction > COMPACT_EVERY_S:
                     last_compaction = loop.time()
                     await self._compact_in_child()
             except Exception as exc:  # housekeeping must never take serving down
