@@ -42,6 +42,12 @@ class ServingSettings(BaseModel):
     max_request_mb: int = Field(default=64, gt=0, description="largest prediction request body")
     poll_ms: int = Field(default=500, ge=50, description="how often workers check for deploys")
     drain_seconds: float = Field(default=30.0, ge=0, description="SIGTERM grace for requests")
+    threads_per_worker: int = Field(
+        default=1,
+        ge=0,
+        description="BLAS/OpenMP threads per worker (workers already use every core); 0 = "
+        "leave the libraries' defaults",
+    )
     grpc_port: int | None = Field(
         default=None, ge=0, le=65535, description="also serve OIP v2 over gRPC on this port"
     )
