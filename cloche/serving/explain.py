@@ -79,7 +79,7 @@ def explain(
     if samples < 2:
         raise InvalidInput(f"samples must be at least 2, got {samples}")
     if background is None and len(X) < 2:
-        hint = "send at least two rows, or reference rows (e.g. training data) as \"background\""
+        hint = 'send at least two rows, or reference rows (e.g. training data) as "background"'
         raise InvalidInput("explaining one row needs background rows to compare it with", hint=hint)
     rng = np.random.default_rng(seed)
     bg = _background(X, background, rng)
