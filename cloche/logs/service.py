@@ -111,6 +111,11 @@ def compact(root: Path) -> int:
         return _compact_segments(root)
 
 
+def has_closed_segments(root: Path) -> bool:
+    """Whether compaction would find anything to do (a cheap check before starting it)."""
+    return any(is_closed(p) for p in (root / "segments").glob(f"*{SEGMENT_SUFFIX}"))
+
+
 def _compact_segments(root: Path) -> int:
     moved = 0
     for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):

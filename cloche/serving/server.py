@@ -151,6 +151,8 @@ class Server:
 
     async def _compact_in_child(self) -> None:
         """Compaction runs as its own niced process: never on this worker's GIL."""
+        if not await asyncio.to_thread(logs.has_closed_segments, self.log_root):
+            return  # nothing to do: spare the process start
         proc = await asyncio.create_subprocess_exec(
             "nice",
             "-n",
@@ -162,7 +164,13 @@ class Server:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        _, err = await proc.communicate()
+        try:
+            _, err = await proc.communicate()
+        except asyncio.CancelledError:
+            # Shutting down: stop the child (compaction is idempotent) and reap it.
+            proc.kill()
+            await asyncio.shield(proc.wait())
+            raise
         if proc.returncode != 0:
             log.warning("payload log compaction failed: %s", err.decode(errors="replace")[-500:])
 

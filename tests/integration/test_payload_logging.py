@@ -70,3 +70,28 @@ def test_cli_logs_shows_the_rows(server, settings) -> None:
     payload = json.loads(result.stdout)
     assert "cli-1" in [r["request_id"] for r in payload["rows"]]
     assert payload["rows"][0]["inputs"] == [ROW]
+
+
+def test_a_server_compacts_segments_left_by_dead_workers(
+    settings, sklearn_model_file: Path, start_server: ServerFactory
+) -> None:
+    import time
+
+    import numpy as np
+
+    from cloche.serving.payload_log import PayloadLog, encode_row
+
+    root = settings.home / "logs"
+    left = PayloadLog(root)  # a worker that wrote and then died
+    row = (1_764_000_000_000, "old-1", "churn", "churn", 1, 1, False, 200, 1.0,
+           np.array([ROW]), {"predict": np.array([0])}, None)  # fmt: skip
+    left.write([encode_row(row)])
+    left.close()
+    start_server()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and list((root / "segments").glob("*.jsonl")):
+        time.sleep(0.2)
+    assert not list((root / "segments").glob("*.jsonl"))
+    assert list(root.glob("endpoint=churn/date=*/hour=*/*.parquet"))
+    with cloche.Client(settings=settings) as sdk:
+        assert sdk.logs.read("churn", since="2025-01-01")["request_id"].to_pylist() == ["old-1"]
