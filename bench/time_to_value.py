@@ -48,8 +48,8 @@ PEER_SCRIPT = textwrap.dedent(
 
 def _uv() -> str:
     found = shutil.which("uv") or str(REPO / ".cache/uv-bootstrap/bin/uv")
-    if not Path(found).exists():
-        sys.exit("uv not found: run `make test` once (it bootstraps uv) or `pip install uv`")
+    if not Path(found).exists():  # bootstrap it the way `make` does
+        subprocess.run(["make", "-C", str(REPO), ".cache/uv-bootstrap/bin/uv"], check=True)
     return found
 
 
