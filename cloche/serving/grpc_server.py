@@ -157,10 +157,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
             result = await deployment.predict(decoded.inputs, decoded.outputs, meta)
         except ClocheError as exc:
             log_failure(deployment, meta, inputs, int(exc.http_status), exc.message)
+            self._count(route.name, deployment, int(exc.http_status), started)
             raise
         except Exception as exc:
             log_failure(deployment, meta, inputs, 500, f"{type(exc).__name__}: {exc}")
+            self._count(route.name, deployment, 500, started)
             raise
+        self._count(route.name, deployment, 200, started)
         return encode_grpc(
             result,
             route.name,
@@ -168,6 +171,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
             request.id or rid,
             raw=bool(request.raw_input_contents),
         )
+
+    def _count(self, endpoint: str, deployment: Any, status: int, started: float) -> None:
+        """The same request metrics as REST, statuses in HTTP terms."""
+        if self.router.metrics is not None:
+            seconds = time.perf_counter() - started
+            self.router.metrics.request(endpoint, deployment.spec.ref, status, seconds)
 
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
         token = None

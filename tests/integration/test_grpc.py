@@ -26,6 +26,7 @@ from cloche.logs import service as logs
 from cloche.registry import service as registry
 from cloche.serving.auth import TokenCache
 from cloche.serving.grpc_server import GrpcServer, reserve_grpc_port, start_grpc_server
+from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog
 from cloche.serving.protocols.grpc_gen import grpc_predict_v2_pb2 as pb
 from cloche.serving.protocols.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
@@ -73,9 +74,14 @@ def deployed(store: Store, sklearn_model_file: Path) -> Store:
 
 @contextmanager
 def serving(
-    loop: Loop, store: Store, *, required: bool = False, log: PayloadLog | None = None
+    loop: Loop,
+    store: Store,
+    *,
+    required: bool = False,
+    log: PayloadLog | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> Iterator[GrpcServer]:
-    router = Router(store, payload_log=log)
+    router = Router(store, payload_log=log, metrics=metrics)
     loop.run(router.refresh())
     server = loop.run(
         start_grpc_server(
@@ -248,8 +254,9 @@ def test_answered_and_failed_calls_reach_the_payload_log(
     loop: Loop, deployed: Store, tmp_path: Path, expected
 ) -> None:
     log = PayloadLog(tmp_path / "logs")
+    metrics = WorkerMetrics()
     with (
-        serving(loop, deployed, log=log) as running,
+        serving(loop, deployed, log=log, metrics=metrics) as running,
         grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
     ):
         stub = GRPCInferenceServiceStub(channel)
@@ -262,6 +269,8 @@ def test_answered_and_failed_calls_reach_the_payload_log(
         }
         assert by_id["ok-1"]["status"] == 200 and by_id["ok-1"]["outputs"] is not None
         assert by_id["bad"]["status"] == 422 and "4 values, got 3" in by_id["bad"]["error"]
+        assert metrics.requests[("churn", "churn:1", 200)] == 1
+        assert metrics.requests[("churn", "churn:1", 422)] == 1
     finally:
         log.close()
 
