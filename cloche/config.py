@@ -42,6 +42,9 @@ class ServingSettings(BaseModel):
     max_request_mb: int = Field(default=64, gt=0, description="largest prediction request body")
     poll_ms: int = Field(default=500, ge=50, description="how often workers check for deploys")
     drain_seconds: float = Field(default=30.0, ge=0, description="SIGTERM grace for requests")
+    server_timing: bool = Field(
+        default=False, description="send each request's stage timings in a Server-Timing header"
+    )
     threads_per_worker: int = Field(
         default=1,
         ge=0,

@@ -120,6 +120,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_level": "warning",
         "access_log": False,
         "proxy_headers": False,  # X-Forwarded-* are trusted only behind a configured proxy
+        "server_header": False,  # no "server: uvicorn": one header less per answer, and no banner
         "http": "httptools",
         "loop": "uvloop",
         "timeout_graceful_shutdown": int(settings.serving.drain_seconds),

@@ -105,7 +105,9 @@ class DataPlane:
         payload_log: PayloadLog | None = None,
         metrics: WorkerMetrics | None = None,
         render_metrics: Callable[[], str] | None = None,
+        server_timing: bool = False,
     ) -> None:
+        self.server_timing = server_timing
         self.router = router
         self.auth = auth
         self.max_body_bytes = max_body_bytes
@@ -139,9 +141,12 @@ class DataPlane:
         out = [
             *response.headers,
             (b"content-type", response.content_type),
+            # A length rather than uvicorn's chunked framing: fewer bytes, simpler clients.
+            (b"content-length", str(len(response.body)).encode()),
             (b"x-request-id", call.rid.encode()),
-            (b"server-timing", _server_timing(call.timing)),
         ]
+        if self.server_timing:
+            out.append((b"server-timing", _server_timing(call.timing)))
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         await send({"type": "http.response.body", "body": response.body})
 

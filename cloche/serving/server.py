@@ -61,6 +61,7 @@ class Server:
             payload_log=self.payload_log,
             metrics=self.metrics,
             render_metrics=self.render_metrics,
+            server_timing=settings.serving.server_timing,
         )
         self.api = create_app(settings, store)
         self._tasks: list[asyncio.Task[None]] = []

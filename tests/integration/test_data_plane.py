@@ -30,7 +30,7 @@ def deployed(settings, sklearn_model_file: Path) -> cloche.Client:
 
 @pytest.fixture
 def server(deployed: cloche.Client, start_server: ServerFactory) -> LiveServer:
-    return start_server(serving={"poll_ms": 100})
+    return start_server(serving={"poll_ms": 100, "server_timing": True})
 
 
 @pytest.fixture
