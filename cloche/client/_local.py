@@ -21,6 +21,7 @@ from cloche.endpoints.entities import Endpoint
 from cloche.logs import service as logs
 from cloche.logs.service import LogStats, ShadowAgreement
 from cloche.registry import service as registry
+from cloche.registry import upload
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.runtimes.base import LoadedModel
 from cloche.store.artifacts import Progress
@@ -72,7 +73,7 @@ class LocalModels:
         description: str = "",
         progress: Progress | None = None,
     ) -> ModelVersion:
-        return registry.upload_model(
+        return upload.upload_model(
             self._t.store,
             source=Path(path),
             name=name,

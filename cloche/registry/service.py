@@ -1,4 +1,4 @@
-"""The model registry: upload, list, show, alias, load and delete model versions.
+"""The model registry: list, show, alias, load and delete model versions (upload: upload.py).
 
 Every registry behaviour lives here once; REST handlers, both SDK transports and the CLI call
 these functions.
@@ -6,34 +6,27 @@ these functions.
 
 from __future__ import annotations
 
-import math
 import re
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from cloche import audit
 from cloche.errors import (
     AliasNotFound,
     ArtifactNotFound,
-    Conflict,
     InvalidInput,
     ModelInUse,
     ModelNotFound,
-    PayloadTooLarge,
     VersionNotFound,
 )
 from cloche.registry import baselines
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref
-from cloche.registry.signatures import Signature
 from cloche.runtimes.base import LoadedModel
-from cloche.store.artifacts import Progress, combined_digest, list_source_files
 from cloche.store.store import Store
 from cloche.store.tables import (
     AliasRow,
@@ -47,143 +40,6 @@ from cloche.store.tables import (
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-def upload_model(
-    store: Store,
-    *,
-    source: Path,
-    name: str,
-    framework: str | None = None,
-    sample: Path | None = None,
-    baseline: Path | None = None,
-    aliases: Sequence[str] = (),
-    labels: Mapping[str, str] | None = None,
-    metrics: Mapping[str, float] | None = None,
-    description: str = "",
-    actor: str = "local",
-    progress: Progress | None = None,
-) -> ModelVersion:
-    """Register a model file or folder as the next version of ``name``."""
-    from cloche.registry.detect import detect_framework
-    from cloche.runtimes import get_runtime
-
-    check_name(name)
-    aliases = [check_alias(a) for a in aliases]
-    labels, metrics = check_labels(labels or {}), check_metrics(metrics or {})
-    source = Path(source)
-    _check_size(store, source)
-    framework = framework or detect_framework(source)
-    runtime = get_runtime(framework)
-    key = f"models/{name}/{uuid.uuid4().hex}"
-    files = store.artifacts.put(key, source, progress=progress)
-    baseline_meta = None
-    try:
-        loaded = runtime.load(store.artifacts.local_dir(key, files))
-        signature = _infer_signature(loaded, sample=sample, baseline=baseline)
-        if baseline is not None:
-            baseline_meta = baselines.store_baseline(store, name=name, path=baseline)
-        row = VersionRow(
-            framework=framework,
-            artifact_key=key,
-            files=files,
-            sha256=combined_digest(files),
-            size_bytes=sum(f["size"] for f in files.values()),
-            signature=signature.to_dict(),
-            metrics=metrics,
-            labels=labels,
-            description=description,
-            baseline=baseline_meta,
-            created_by=actor,
-        )
-        return _insert_version(store, name=name, row=row, aliases=aliases, actor=actor)
-    except BaseException:
-        store.artifacts.delete(key)
-        if baseline_meta:
-            store.artifacts.delete(baseline_meta["key"])
-        raise
-
-
-def _check_size(store: Store, source: Path) -> None:
-    total = sum(p.stat().st_size for p in list_source_files(source).values())
-    if total > store.max_upload_bytes:
-        raise PayloadTooLarge(
-            f"{source.name} is {human_size(total)}, over the upload limit of "
-            f"{human_size(store.max_upload_bytes)}",
-            hint="raise CLOCHE_STORE__MAX_UPLOAD_MB if this model is expected to be this large",
-        )
-
-
-def human_size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def _infer_signature(
-    loaded: LoadedModel, *, sample: Path | None, baseline: Path | None
-) -> Signature:
-    from cloche.registry.datasets import read_table
-    from cloche.registry.signatures import from_table
-
-    signature = loaded.signature()
-    data = sample or baseline
-    if data is not None:
-        source = "sample" if sample is not None else "baseline"
-        signature = signature.merged_with(
-            from_table(read_table(data, max_rows=10_000), source=source)
-        )
-    return signature
-
-
-def _insert_version(
-    store: Store, *, name: str, row: VersionRow, aliases: Sequence[str], actor: str
-) -> ModelVersion:
-    # Two uploads of one name may race for the next number; the unique key decides, we retry.
-    for attempt in range(5):
-        try:
-            with store.transaction() as session:
-                model = session.scalar(select(ModelRow).where(ModelRow.name == name))
-                if model is None:
-                    model = ModelRow(name=name, description=row.description, created_by=actor)
-                    session.add(model)
-                    session.flush()
-                latest = session.scalar(
-                    select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id)
-                )
-                version = VersionRow(
-                    **_row_values(row), model_id=model.id, version=(latest or 0) + 1
-                )
-                session.add(version)
-                model.updated_at = utcnow()
-                session.flush()
-                audit.record(
-                    session,
-                    actor=actor,
-                    action="model.upload",
-                    resource_type="model",
-                    resource=f"{name}:{version.version}",
-                    after={"framework": row.framework, "sha256": row.sha256},
-                )
-                for alias in aliases:
-                    _point_alias(session, model, alias, version, actor=actor)
-                session.flush()
-                session.refresh(model)
-                return _version_entity(model, version)
-        except IntegrityError as exc:
-            if attempt == 4:
-                raise Conflict(
-                    f"could not allocate a version number for {name}; try again"
-                ) from exc
-    raise AssertionError("unreachable")
-
-
-def _row_values(row: VersionRow) -> dict[str, Any]:
-    columns: tuple[str, ...] = ("framework", "artifact_key", "files", "sha256", "size_bytes")
-    columns += ("signature", "metrics", "labels", "description", "baseline", "created_by")
-    return {c: getattr(row, c) for c in columns}
-
-
 def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
     """Labels are short keys with string values; say which one is not."""
     out = {}
@@ -195,19 +51,6 @@ def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
         if len(str(value)) > 256:
             raise InvalidInput(f"label {key!r} is longer than 256 characters")
         out[str(key)] = str(value)
-    return out
-
-
-def check_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"metric {key!r} must be a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise InvalidInput(f"metric {key!r} must be finite, got {value!r}")
-        out[str(key)] = number
     return out
 
 
@@ -255,7 +98,7 @@ def resolve_version_row(session: Session, ref: ModelRef) -> VersionRow:
     return _resolve(session, ref)[1]
 
 
-def _version_entity(model: ModelRow, row: VersionRow) -> ModelVersion:
+def version_entity(model: ModelRow, row: VersionRow) -> ModelVersion:
     return ModelVersion(
         name=model.name,
         version=row.version,
@@ -299,7 +142,7 @@ def get_version(store: Store, ref: str) -> ModelVersion:
     """The version a reference names (``name`` means the newest)."""
     with store.transaction() as session:
         model, version = _resolve(session, parse_ref(ref))
-        return _version_entity(model, version)
+        return version_entity(model, version)
 
 
 def get_model(store: Store, name: str) -> ModelDetail:
@@ -311,7 +154,7 @@ def get_model(store: Store, name: str) -> ModelDetail:
             raise VersionNotFound(f"model {parsed.name!r} has no versions")
         return ModelDetail(
             **_summary_values(model),
-            versions=[_version_entity(model, v) for v in model.versions],
+            versions=[version_entity(model, v) for v in model.versions],
         )
 
 
@@ -345,13 +188,13 @@ def set_alias(store: Store, *, ref: str, alias: str, actor: str = "local") -> Mo
     check_alias(alias)
     with store.transaction() as session:
         model, version = _resolve(session, parse_ref(ref))
-        _point_alias(session, model, alias, version, actor=actor)
+        point_alias(session, model, alias, version, actor=actor)
         session.flush()
         session.refresh(model)
-        return _version_entity(model, version)
+        return version_entity(model, version)
 
 
-def _point_alias(
+def point_alias(
     session: Session, model: ModelRow, alias: str, version: VersionRow, *, actor: str
 ) -> None:
     row = next((a for a in model.aliases if a.alias == alias), None)
@@ -475,7 +318,7 @@ def artifact_location(store: Store, ref: str) -> tuple[ModelVersion, str]:
     """A version and the artifact key its files live under (for serving them to clients)."""
     with store.transaction() as session:
         model, version = _resolve(session, parse_ref(ref))
-        return _version_entity(model, version), version.artifact_key
+        return version_entity(model, version), version.artifact_key
 
 
 def open_artifact_file(store: Store, ref: str, rel: str) -> tuple[IO[bytes], dict[str, Any]]:

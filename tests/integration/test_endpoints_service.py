@@ -16,13 +16,14 @@ from cloche.errors import (
     ModelInUse,
 )
 from cloche.registry import service as registry
+from cloche.registry import upload
 from cloche.store.store import Store
 
 
 @pytest.fixture
 def two_versions(any_store: Store, sklearn_model_file: Path) -> Store:
     for _ in range(2):
-        registry.upload_model(any_store, source=sklearn_model_file, name="churn")
+        upload.upload_model(any_store, source=sklearn_model_file, name="churn")
     endpoints.create_endpoint(any_store, name="churn")
     return any_store
 

@@ -19,11 +19,12 @@ from cloche.errors import (
     VersionNotFound,
 )
 from cloche.registry import service as registry
+from cloche.registry import upload
 from cloche.store.store import Store
 
 
 def _upload(store: Store, path: Path, **kw: object) -> registry.ModelVersion:
-    return registry.upload_model(store, source=path, name=kw.pop("name", "churn"), **kw)  # type: ignore[arg-type]
+    return upload.upload_model(store, source=path, name=kw.pop("name", "churn"), **kw)  # type: ignore[arg-type]
 
 
 def test_versions_number_themselves_per_model(any_store: Store, sklearn_model_file: Path) -> None:

@@ -13,6 +13,7 @@ from cloche.api.routes import make_router
 from cloche.api.schemas import AliasTarget
 from cloche.api.uploads import UploadForm, stage_file, stage_model
 from cloche.registry import service as registry
+from cloche.registry import upload
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.refs import check_name
 
@@ -54,7 +55,7 @@ def upload_model(
 ) -> ModelVersion:
     """Upload a model file or folder as the next version of a model."""
     with stage_model(store, form) as staged:
-        return registry.upload_model(
+        return upload.upload_model(
             store,
             source=staged.source,
             name=form.name,
