@@ -23,11 +23,13 @@ from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, utc
 MAX_BATCH_LIMIT = 4096
 
 
+# Endpoints with their deployments and versions, loaded in one round of queries.
+WITH_DEPLOYMENTS = selectinload(EndpointRow.deployments).selectinload(DeploymentRow.version)
+
+
 def _endpoint_row(session: Session, name: str) -> EndpointRow:
     row = session.scalar(
-        select(EndpointRow)
-        .where(EndpointRow.name == name)
-        .options(selectinload(EndpointRow.deployments).selectinload(DeploymentRow.version))
+        select(EndpointRow).where(EndpointRow.name == name).options(WITH_DEPLOYMENTS)
     )
     if row is None:
         raise EndpointNotFound(
@@ -84,17 +86,21 @@ def _changed(
         resource_type="endpoint",
         resource=row.name,
         before=before or None,
-        after={
-            "traffic": after.traffic(),
-            "shadow": [d.ref for d in after.deployments if d.shadow],
-        },
+        after=_routing(after),
     )
     return after
 
 
+def _routing(endpoint: Endpoint) -> dict:
+    """What an audit row records of an endpoint's routing: live shares and shadows."""
+    return {
+        "traffic": endpoint.traffic(),
+        "shadow": [d.ref for d in endpoint.deployments if d.shadow],
+    }
+
+
 def _state(row: EndpointRow) -> dict:
-    entity = _entity(row)
-    return {"traffic": entity.traffic(), "shadow": [d.ref for d in entity.deployments if d.shadow]}
+    return _routing(_entity(row))
 
 
 def create_endpoint(
@@ -166,9 +172,7 @@ def update_endpoint(
 def list_endpoints(store: Store) -> list[Endpoint]:
     with store.transaction() as session:
         rows = session.scalars(
-            select(EndpointRow)
-            .order_by(EndpointRow.name)
-            .options(selectinload(EndpointRow.deployments).selectinload(DeploymentRow.version))
+            select(EndpointRow).order_by(EndpointRow.name).options(WITH_DEPLOYMENTS)
         ).all()
         return [_entity(r) for r in rows]
 
@@ -315,21 +319,3 @@ def undeploy(store: Store, *, endpoint: str, ref: str, actor: str = "local") -> 
         for d in live:
             d.traffic = shares[d.id]
         return _changed(session, row, actor=actor, action="endpoint.undeploy", before=before)
-
-
-def deployed_endpoints(session: Session, version_ids: list[int]) -> list[str]:
-    """Names of endpoints serving any of these versions (the registry refuses to delete them)."""
-    rows = session.scalars(
-        select(EndpointRow.name)
-        .join(DeploymentRow, DeploymentRow.endpoint_id == EndpointRow.id)
-        .where(DeploymentRow.version_id.in_(version_ids))
-        .distinct()
-    ).all()
-    return sorted(rows)
-
-
-def current_generation(store: Store) -> int:
-    with store.transaction() as session:
-        return int(
-            session.scalar(select(ServingStateRow.generation).where(ServingStateRow.id == 1)) or 0
-        )

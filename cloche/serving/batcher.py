@@ -64,8 +64,6 @@ class AdaptiveBatcher:
         self._queue: deque[Job] = deque()
         self.queued_rows = 0
         self._scheduled = False
-        self.batches = 0
-        self.last_batch_rows = 0
 
     async def submit(
         self, inputs: np.ndarray, outputs: frozenset[str], timeout_s: float, meta: Any = None
@@ -142,8 +140,6 @@ class AdaptiveBatcher:
             # One request's rows may be what the model chokes on: run each alone so only
             # that request fails.
             return [self._run([job])[0] for job in batch]
-        self.batches += 1
-        self.last_batch_rows = len(stacked)
         results: list[Result] = []
         start = 0
         for job in batch:

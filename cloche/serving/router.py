@@ -140,10 +140,8 @@ class Router:
     async def _live_for(self, spec: DeploymentSpec) -> LiveDeployment:
         current = self._live.get(spec.deployment_id)
         if current is not None and current.same_runtime(spec):
-            if current.spec != spec:
-                current = replace(current, spec=spec)
-                current.batcher.name = f"{spec.endpoint}/{spec.ref}"
-            return current
+            # Same deployment id: same endpoint and version; only its share or sampling moved.
+            return current if current.spec == spec else replace(current, spec=spec)
         model = self.cache.get(spec)
         if model is None:
             model = await asyncio.to_thread(self.cache.load, spec)

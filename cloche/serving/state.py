@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from cloche.store.store import Store
 from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, VersionRow
@@ -47,16 +47,19 @@ class Snapshot:
 
 
 def read_generation(store: Store) -> int:
+    """The serving generation: every endpoint change bumps it (endpoints/service.py)."""
     with store.transaction() as session:
-        value = session.scalar(select(ServingStateRow.generation).where(ServingStateRow.id == 1))
-        return int(value or 0)
+        return _generation(session)
+
+
+def _generation(session: Session) -> int:
+    value = session.scalar(select(ServingStateRow.generation).where(ServingStateRow.id == 1))
+    return int(value or 0)
 
 
 def read_snapshot(store: Store) -> Snapshot:
     with store.transaction() as session:
-        generation = session.scalar(
-            select(ServingStateRow.generation).where(ServingStateRow.id == 1)
-        )
+        generation = _generation(session)
         rows = session.scalars(
             select(EndpointRow).options(
                 selectinload(EndpointRow.deployments)
@@ -65,7 +68,7 @@ def read_snapshot(store: Store) -> Snapshot:
             )
         ).all()
         endpoints = {row.name: [_spec(row, d) for d in row.deployments] for row in rows}
-        return Snapshot(int(generation or 0), endpoints)
+        return Snapshot(generation, endpoints)
 
 
 def _spec(endpoint: EndpointRow, d: DeploymentRow) -> DeploymentSpec:

@@ -17,6 +17,7 @@ from cloche.errors import (
 )
 from cloche.registry import service as registry
 from cloche.registry import upload
+from cloche.serving.state import read_generation
 from cloche.store.store import Store
 
 
@@ -65,10 +66,10 @@ def test_shadow_takes_no_live_traffic(two_versions: Store) -> None:
 
 
 def test_every_change_bumps_the_generation_and_is_audited(two_versions: Store) -> None:
-    start = endpoints.current_generation(two_versions)
+    start = read_generation(two_versions)
     endpoints.deploy(two_versions, endpoint="churn", ref="churn:1", actor="alice")
     endpoints.deploy(two_versions, endpoint="churn", ref="churn:2", traffic=50)
-    assert endpoints.current_generation(two_versions) == start + 2
+    assert read_generation(two_versions) == start + 2
     rows = audit.list_audit(two_versions, resource_type="endpoint")
     assert rows[0].after == {"traffic": {"churn:1": 50, "churn:2": 50}, "shadow": []}
     assert rows[0].before == {"traffic": {"churn:1": 100}, "shadow": []}
