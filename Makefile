@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV_BOOT := .cache/uv-bootstrap
 UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOT)/bin/uv)
 BASE_EXTRAS := sklearn
-TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,dev
+TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,ray,dev
 TORCH := torch==2.13.0
 
 .PHONY: demo test lint format services install-base install-test clean bench

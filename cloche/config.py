@@ -64,6 +64,20 @@ class AuthSettings(BaseModel):
     )
 
 
+class BatchSettings(BaseModel):
+    allowed_dirs: list[Path] = Field(
+        default=[],
+        description="folders that jobs sent over the API may read and write; "
+        "default: the server's home and working directory",
+    )
+    max_concurrent_jobs: int = Field(default=1, ge=1, description="jobs `cloche up` runs at once")
+
+
+class SchedulerSettings(BaseModel):
+    enabled: bool = Field(default=True, description="run schedules and queued jobs in `cloche up`")
+    tick_seconds: float = Field(default=2.0, gt=0, description="how often the scheduler looks")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CLOCHE_", env_nested_delimiter="__", extra="ignore"
@@ -75,6 +89,8 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     serving: ServingSettings = ServingSettings()
     auth: AuthSettings = AuthSettings()
+    batch: BatchSettings = BatchSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     @model_validator(mode="after")
     def _refuse_open_public_bind(self) -> Settings:
@@ -100,6 +116,10 @@ class Settings(BaseSettings):
     @property
     def artifacts_url(self) -> str:
         return self.store.artifacts_url or str((self.home / "artifacts").resolve())
+
+    @property
+    def batch_allowed_dirs(self) -> list[Path]:
+        return self.batch.allowed_dirs or [self.home.resolve(), Path.cwd()]
 
     @property
     def max_upload_bytes(self) -> int:

@@ -67,6 +67,12 @@ class InvalidDataset(InvalidInput):
     code = "invalid_dataset"
 
 
+class BatchSchemaMismatch(InvalidDataset):
+    """A batch input lacks the model's feature columns or holds them in the wrong types."""
+
+    code = "batch_schema_mismatch"
+
+
 class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
     http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
@@ -129,6 +135,14 @@ class DeploymentNotFound(NotFound):
     code = "deployment_not_found"
 
 
+class BatchJobNotFound(NotFound):
+    code = "batch_job_not_found"
+
+
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
 class Conflict(ClocheError):
     code = "conflict"
     http_status = HTTPStatus.CONFLICT
@@ -137,6 +151,24 @@ class Conflict(ClocheError):
 
 class ModelInUse(Conflict):
     code = "model_in_use"
+
+
+class BatchOutputExists(Conflict):
+    """A batch job's output folder already holds files it may not replace."""
+
+    code = "batch_output_exists"
+
+
+class BatchResumeMismatch(Conflict):
+    """A batch job cannot resume: its input or model changed since it was planned."""
+
+    code = "batch_resume_mismatch"
+
+
+class JobStateConflict(Conflict):
+    """A batch job asked to do what its state forbids (resume a finished one, cancel twice)."""
+
+    code = "job_state_conflict"
 
 
 class HashMismatch(ClocheError):

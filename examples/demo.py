@@ -319,6 +319,27 @@ def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> No
     )
 
 
+def batch_score() -> None:
+    step("Batch prediction: score a file of customers with churn@prod, no endpoint needed")
+    customers, _ = make_customers(20_000, seed=7)
+    customers.insert(0, "customer_id", [f"c{i:05d}" for i in range(len(customers))])
+    source = WORK / "customers.parquet"
+    customers.to_parquet(source, index=False)
+    out = WORK / "scores"
+    args = ["batch", "run", "churn@prod", "--input", str(source), "--output", str(out)]
+    args += ["--id-column", "customer_id", "--chunk-rows", "5000", "--workers", "1"]
+    console.print(f"[bold]$ cloche {' '.join(args)}[/]", soft_wrap=True)
+    subprocess.run([*cloche_command(), *args], check=True, timeout=120)
+    first = pd.read_parquet(sorted(out.glob("predictions-*.parquet"))[0])
+    console.print(first.head(3).to_string(index=False))
+    console.print(
+        f"Look at: {out.relative_to(ROOT)}/ holds one predictions file per chunk and "
+        "manifest.json (model hash, input files, row counts); `cloche batch list` shows the job.",
+        style="yellow",
+        soft_wrap=True,
+    )
+
+
 def stop(server: subprocess.Popen[str]) -> None:
     server.send_signal(signal.SIGTERM)
     try:
@@ -347,6 +368,7 @@ def main() -> None:
             serve(client, url, token, rows)
         finally:
             stop(server)
+    batch_score()
 
     step("Done")
     home = HOME.relative_to(ROOT)

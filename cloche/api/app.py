@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloche import __version__
-from cloche.api.routes import audit, endpoints, health, logs, models, tokens
+from cloche.api.routes import audit, batch, endpoints, health, logs, models, tokens
 from cloche.api.security import MULTIPART_OVERHEAD, BodySizeLimit, HostOriginGuard
 from cloche.config import Settings, is_loopback
 from cloche.errors import (
@@ -33,6 +33,7 @@ ROUTERS = (
     health.router,
     models.router,
     endpoints.router,
+    batch.router,
     logs.router,
     tokens.router,
     audit.router,

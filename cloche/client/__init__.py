@@ -13,14 +13,23 @@ from typing import TYPE_CHECKING, Any
 from cloche.config import Settings
 
 if TYPE_CHECKING:
-    from cloche.client._base import AuditAPI, EndpointsAPI, LogsAPI, ModelsAPI, TokensAPI
+    from cloche.client._base import (
+        AuditAPI,
+        BatchAPI,
+        EndpointsAPI,
+        LogsAPI,
+        ModelsAPI,
+        TokensAPI,
+    )
 
 
 class Client:
-    """Entry point of the SDK: ``client.models``, ``.endpoints``, ``.tokens``, ``.audit``."""
+    """Entry point of the SDK: ``client.models``, ``.endpoints``, ``.batch``, ``.logs``,
+    ``.tokens``, ``.audit``."""
 
     models: ModelsAPI
     endpoints: EndpointsAPI
+    batch: BatchAPI
     logs: LogsAPI
     tokens: TokensAPI
     audit: AuditAPI
@@ -36,7 +45,7 @@ class Client:
     ) -> None:
         url = url or os.environ.get("CLOCHE_URL") or None
         if url:
-            from cloche.client import _http, _http_endpoints
+            from cloche.client import _batch, _http, _http_endpoints
 
             self._transport: Any = _http.HttpTransport(
                 url, token=token or os.environ.get("CLOCHE_TOKEN"), timeout=timeout
@@ -44,10 +53,11 @@ class Client:
             self.models = _http.HttpModels(self._transport)
             self.endpoints = _http_endpoints.HttpEndpoints(self._transport)
             self.logs = _http_endpoints.HttpLogs(self._transport)
+            self.batch = _batch.HttpBatch(self._transport)
             self.tokens = _http.HttpTokens(self._transport)
             self.audit = _http.HttpAudit(self._transport)
         else:
-            from cloche.client import _local
+            from cloche.client import _batch, _local
 
             if settings is None:
                 settings = Settings(home=Path(home)) if home is not None else Settings()
@@ -55,6 +65,7 @@ class Client:
             self.models = _local.LocalModels(self._transport)
             self.endpoints = _local.LocalEndpoints(self._transport)
             self.logs = _local.LocalLogs(self._transport)
+            self.batch = _batch.LocalBatch(self._transport)
             self.tokens = _local.LocalTokens(self._transport)
             self.audit = _local.LocalAudit(self._transport)
         self.url = url

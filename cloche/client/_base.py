@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import builtins
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -13,11 +14,14 @@ if TYPE_CHECKING:
 
     from cloche.audit import AuditEntry
     from cloche.auth.tokens import NewToken, TokenInfo
+    from cloche.batch.entities import BatchJob, BatchSchedule
     from cloche.endpoints.entities import Endpoint
     from cloche.logs.service import LogStats, ShadowAgreement
     from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
     from cloche.runtimes.base import LoadedModel
     from cloche.store.artifacts import Progress
+
+    OnProgress = Callable[[BatchJob], None] | None
 
 
 class ModelsAPI(Protocol):
@@ -71,6 +75,75 @@ class ModelsAPI(Protocol):
     def load(self, ref: str) -> LoadedModel:
         """Load a version into this process (hashes verified) and return its runtime model."""
         ...
+
+
+class BatchAPI(Protocol):
+    """Batch prediction. ``spec`` keywords are those of `cloche batch run`: input, output,
+    input_format, output_format, id_column, passthrough, workers, chunk_rows, max_error_rate,
+    overwrite, engine, ray_address."""
+
+    def run(
+        self,
+        model: str,
+        *,
+        input: str,
+        output: str,
+        on_progress: OnProgress = None,
+        **spec: Any,
+    ) -> BatchJob:
+        """Run a job to its end and return it, whatever state it ended in.
+
+        In-process the job runs here; over HTTP the server runs it and this polls it.
+        """
+        ...
+
+    def submit(self, model: str, *, input: str, output: str, **spec: Any) -> BatchJob:
+        """Queue a job for `cloche up` to run; returns at once."""
+        ...
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        on_progress: OnProgress = None,
+        timeout: float | None = None,
+    ) -> BatchJob:
+        """Poll a job until it ends."""
+        ...
+
+    def list(
+        self, *, state: str | None = None, schedule_id: str | None = None, limit: int = 50
+    ) -> list[BatchJob]: ...
+
+    def get(self, job_id: str) -> BatchJob: ...
+
+    def cancel(self, job_id: str) -> BatchJob: ...
+
+    def resume(
+        self,
+        job_id: str,
+        *,
+        wait: bool = True,
+        on_progress: OnProgress = None,
+    ) -> BatchJob:
+        """Continue a stopped job from its last finished chunk."""
+        ...
+
+    def schedule(
+        self, model: str, *, cron: str, input: str, output: str, **spec: Any
+    ) -> BatchSchedule:
+        """Run the job on a cron schedule (UTC) in `cloche up`, each run in a dated folder."""
+        ...
+
+    def schedules(self) -> builtins.list[BatchSchedule]: ...
+
+    def get_schedule(self, schedule_id: str) -> BatchSchedule: ...
+
+    def pause_schedule(self, schedule_id: str) -> BatchSchedule: ...
+
+    def resume_schedule(self, schedule_id: str) -> BatchSchedule: ...
+
+    def delete_schedule(self, schedule_id: str) -> None: ...
 
 
 class EndpointsAPI(Protocol):

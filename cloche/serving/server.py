@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from cloche import scheduler
 from cloche.api.app import create_app
 from cloche.api.security import HostOriginGuard
 from cloche.config import Settings, is_loopback
@@ -107,6 +108,10 @@ class Server:
                     loop.create_task(self.router.watch()),
                     loop.create_task(self._tidy()),
                 ]
+                if self.settings.scheduler.enabled:
+                    self._tasks.append(
+                        loop.create_task(scheduler.for_server(self.store, self.settings).run())
+                    )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.data_plane.draining = True

@@ -153,3 +153,54 @@ class ServingStateRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BatchScheduleRow(Base):
+    """A recurring batch job: each run scores into its own dated folder under the output."""
+
+    __tablename__ = "batch_schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_ref: Mapped[str] = mapped_column(String(200))  # resolved at each run: name@prod follows
+    cron: Mapped[str] = mapped_column(String(100))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    next_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+
+
+class BatchJobRow(Base):
+    __tablename__ = "batch_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_ref: Mapped[str] = mapped_column(String(200))  # as the user gave it
+    model_version: Mapped[str] = mapped_column(String(200))  # name:version it resolved to
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    message: Mapped[str] = mapped_column(Text, default="")
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    schedule_id: Mapped[str | None] = mapped_column(
+        ForeignKey("batch_schedules.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    runner: Mapped[str | None] = mapped_column(String(200), nullable=True)  # host:pid
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+
+
+class SchedulerLeaseRow(Base):
+    """Who runs the scheduler: one holder at a time across workers and replicas."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,217 @@
+"""Batch jobs in the SDK, both transports (the REST twin mirrors the service calls one to one)."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from cloche.batch.entities import BatchJob, BatchSchedule
+from cloche.batch.spec import JobSpec
+from cloche.errors import ClocheError, Timeout
+
+if TYPE_CHECKING:
+    from cloche.client._http import HttpTransport
+    from cloche.client._local import LocalTransport
+
+OnProgress = Callable[[BatchJob], None] | None
+POLL_S = 0.5
+
+
+def job_spec(input: str, output: str, spec: dict[str, Any]) -> JobSpec:
+    unknown = set(spec) - set(JobSpec.__dataclass_fields__)
+    if unknown:
+        known = ", ".join(sorted(set(JobSpec.__dataclass_fields__) - {"input", "output"}))
+        raise TypeError(f"unknown batch option(s) {', '.join(sorted(unknown))}; known: {known}")
+    return JobSpec.from_dict({"input": str(input), "output": str(output), **spec})
+
+
+class _Polling:
+    """``wait`` and ``run`` built on ``get``, for whichever transport runs the job elsewhere."""
+
+    def get(self, job_id: str) -> BatchJob:
+        raise NotImplementedError
+
+    def wait(
+        self, job_id: str, *, on_progress: OnProgress = None, timeout: float | None = None
+    ) -> BatchJob:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job.done:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise Timeout(
+                    f"batch job {job_id} is still {job.state} after {timeout:g} s",
+                    hint=f"`cloche batch show {job_id}` follows it",
+                )
+            time.sleep(POLL_S)
+
+
+class LocalBatch(_Polling):
+    def __init__(self, transport: LocalTransport) -> None:
+        self._t = transport
+
+    def run(
+        self, model: str, *, input: str, output: str, on_progress: OnProgress = None, **spec: Any
+    ) -> BatchJob:
+        from cloche.batch import service
+
+        job = service.submit(
+            self._t.store, model_ref=model, spec=job_spec(input, output, spec), actor=self._t.actor
+        )
+        return self._execute(job.id, on_progress)
+
+    def _execute(self, job_id: str, on_progress: OnProgress) -> BatchJob:
+        from cloche.batch import service
+
+        try:
+            return service.execute(self._t.store, job_id, on_progress=on_progress)
+        except ClocheError:  # recorded on the job, as the server's runner records it
+            return service.get_job(self._t.store, job_id)
+
+    def submit(self, model: str, *, input: str, output: str, **spec: Any) -> BatchJob:
+        from cloche.batch import service
+
+        return service.submit(
+            self._t.store, model_ref=model, spec=job_spec(input, output, spec), actor=self._t.actor
+        )
+
+    def list(
+        self, *, state: str | None = None, schedule_id: str | None = None, limit: int = 50
+    ) -> list[BatchJob]:
+        from cloche.batch import service
+
+        return service.list_jobs(self._t.store, state=state, schedule_id=schedule_id, limit=limit)
+
+    def get(self, job_id: str) -> BatchJob:
+        from cloche.batch import service
+
+        return service.get_job(self._t.store, job_id)
+
+    def cancel(self, job_id: str) -> BatchJob:
+        from cloche.batch import service
+
+        return service.cancel(self._t.store, job_id, actor=self._t.actor)
+
+    def resume(self, job_id: str, *, wait: bool = True, on_progress: OnProgress = None) -> BatchJob:
+        from cloche.batch import service
+
+        job = service.request_resume(self._t.store, job_id, actor=self._t.actor)
+        return self._execute(job.id, on_progress) if wait else job
+
+    def schedule(
+        self, model: str, *, cron: str, input: str, output: str, **spec: Any
+    ) -> BatchSchedule:
+        from cloche.batch import schedules
+
+        return schedules.create_schedule(
+            self._t.store,
+            model_ref=model,
+            spec=job_spec(input, output, spec),
+            cron=cron,
+            actor=self._t.actor,
+        )
+
+    def schedules(self) -> builtins.list[BatchSchedule]:
+        from cloche.batch import schedules
+
+        return schedules.list_schedules(self._t.store)
+
+    def get_schedule(self, schedule_id: str) -> BatchSchedule:
+        from cloche.batch import schedules
+
+        return schedules.get_schedule(self._t.store, schedule_id)
+
+    def pause_schedule(self, schedule_id: str) -> BatchSchedule:
+        from cloche.batch import schedules
+
+        return schedules.set_enabled(self._t.store, schedule_id, False, actor=self._t.actor)
+
+    def resume_schedule(self, schedule_id: str) -> BatchSchedule:
+        from cloche.batch import schedules
+
+        return schedules.set_enabled(self._t.store, schedule_id, True, actor=self._t.actor)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        from cloche.batch import schedules
+
+        schedules.delete_schedule(self._t.store, schedule_id, actor=self._t.actor)
+
+
+def _job_path(job_id: str, *rest: str) -> str:
+    from cloche.client._http import API
+
+    return f"{API}/batch-jobs/" + "/".join(quote(p, safe="") for p in (job_id, *rest))
+
+
+def _schedule_path(schedule_id: str = "", *rest: str) -> str:
+    from cloche.client._http import API
+
+    parts = [quote(p, safe="") for p in (schedule_id, *rest) if p]
+    return f"{API}/batch-schedules" + "".join("/" + p for p in parts)
+
+
+class HttpBatch(_Polling):
+    def __init__(self, transport: HttpTransport) -> None:
+        self._t = transport
+
+    def _job(self, method: str, path: str, **kwargs: Any) -> BatchJob:
+        return BatchJob.model_validate(self._t.request(method, path, **kwargs).json())
+
+    def _schedule(self, method: str, path: str, **kwargs: Any) -> BatchSchedule:
+        return BatchSchedule.model_validate(self._t.request(method, path, **kwargs).json())
+
+    def submit(self, model: str, *, input: str, output: str, **spec: Any) -> BatchJob:
+        body = {"model": model, **job_spec(input, output, spec).to_dict()}
+        return self._job("POST", _job_path("").rstrip("/"), json=body)
+
+    def run(
+        self, model: str, *, input: str, output: str, on_progress: OnProgress = None, **spec: Any
+    ) -> BatchJob:
+        job = self.submit(model, input=input, output=output, **spec)
+        return self.wait(job.id, on_progress=on_progress)
+
+    def list(
+        self, *, state: str | None = None, schedule_id: str | None = None, limit: int = 50
+    ) -> list[BatchJob]:
+        params: dict[str, Any] = {"limit": limit}
+        params |= {k: v for k, v in (("state", state), ("schedule_id", schedule_id)) if v}
+        found = self._t.request("GET", _job_path("").rstrip("/"), params=params).json()
+        return [BatchJob.model_validate(j) for j in found]
+
+    def get(self, job_id: str) -> BatchJob:
+        return self._job("GET", _job_path(job_id))
+
+    def cancel(self, job_id: str) -> BatchJob:
+        return self._job("POST", _job_path(job_id, "cancel"))
+
+    def resume(self, job_id: str, *, wait: bool = True, on_progress: OnProgress = None) -> BatchJob:
+        job = self._job("POST", _job_path(job_id, "resume"))
+        return self.wait(job.id, on_progress=on_progress) if wait else job
+
+    def schedule(
+        self, model: str, *, cron: str, input: str, output: str, **spec: Any
+    ) -> BatchSchedule:
+        body = {"model": model, "cron": cron, **job_spec(input, output, spec).to_dict()}
+        return self._schedule("POST", _schedule_path(), json=body)
+
+    def schedules(self) -> builtins.list[BatchSchedule]:
+        found = self._t.request("GET", _schedule_path()).json()
+        return [BatchSchedule.model_validate(s) for s in found]
+
+    def get_schedule(self, schedule_id: str) -> BatchSchedule:
+        return self._schedule("GET", _schedule_path(schedule_id))
+
+    def pause_schedule(self, schedule_id: str) -> BatchSchedule:
+        return self._schedule("POST", _schedule_path(schedule_id, "pause"))
+
+    def resume_schedule(self, schedule_id: str) -> BatchSchedule:
+        return self._schedule("POST", _schedule_path(schedule_id, "resume"))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._t.request("DELETE", _schedule_path(schedule_id))
