@@ -96,7 +96,11 @@ def train(folder: Path) -> Path:
 
 def _tree_memory(proc: psutil.Process) -> tuple[int, int]:
     rss = pss = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:  # the process ended between two samples
+        return 0, 0
+    for p in tree:
         try:
             info = p.memory_full_info()
         except (psutil.NoSuchProcess, psutil.AccessDenied):

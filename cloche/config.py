@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cloche.alerts.channels import DeliverySettings
+
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -90,6 +92,8 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     auth: AuthSettings = AuthSettings()
     batch: BatchSettings = BatchSettings()
+    # SMTP and retries for alert channels; the credentials stay in the environment.
+    alerts: DeliverySettings = DeliverySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
 
     @model_validator(mode="after")

@@ -143,6 +143,14 @@ class ScheduleNotFound(NotFound):
     code = "schedule_not_found"
 
 
+class MonitorNotFound(NotFound):
+    code = "monitor_not_found"
+
+
+class AlertNotFound(NotFound):
+    code = "alert_not_found"
+
+
 class Conflict(ClocheError):
     code = "conflict"
     http_status = HTTPStatus.CONFLICT

@@ -108,18 +108,22 @@ class Scheduler:
 
 
 def for_server(store: Store, settings: Settings) -> Scheduler:
-    """The scheduler `cloche up` runs: scheduled batch runs, then queued jobs."""
+    """The scheduler `cloche up` runs: scheduled batch runs, queued jobs, then due monitors."""
     from cloche.batch import schedules
     from cloche.batch.runner import JobRunner
+    from cloche.monitoring import runs
 
     runner = JobRunner(store, settings, max_jobs=settings.batch.max_concurrent_jobs)
 
     def queue_scheduled_runs() -> None:
         schedules.queue_due(store)
 
+    def run_due_monitors() -> None:
+        runs.run_due(store, settings)
+
     return Scheduler(
         store,
-        [queue_scheduled_runs, runner.tick],
+        [queue_scheduled_runs, runner.tick, run_due_monitors],
         every_s=settings.scheduler.tick_seconds,
         on_stop=[runner.stop],
     )

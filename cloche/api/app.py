@@ -12,7 +12,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloche import __version__
-from cloche.api.routes import audit, batch, endpoints, health, logs, models, tokens
+from cloche.api.routes import (
+    audit,
+    batch,
+    endpoints,
+    health,
+    logs,
+    models,
+    monitors,
+    tokens,
+)
 from cloche.api.security import MULTIPART_OVERHEAD, BodySizeLimit, HostOriginGuard
 from cloche.config import Settings, is_loopback
 from cloche.errors import (
@@ -34,6 +43,7 @@ ROUTERS = (
     models.router,
     endpoints.router,
     batch.router,
+    monitors.router,
     logs.router,
     tokens.router,
     audit.router,

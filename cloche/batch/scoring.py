@@ -124,10 +124,7 @@ class Scorer:
             lo, hi = todo.pop()
             rows = X[lo:hi] if isinstance(X, np.ndarray) else X.iloc[lo:hi]
             try:
-                prediction = np.asarray(self.model.predict(rows))
-                proba = None
-                if self.with_probabilities:
-                    proba = np.asarray(self.model.predict_proba(rows))  # type: ignore[attr-defined]
+                prediction, proba = self._predict(rows)
             except Exception as exc:  # the model's own error, whatever its type, is the reason
                 if hi - lo == 1:
                     failed[lo] = f"the model failed on this row: {type(exc).__name__}: {exc}"[:500]
@@ -137,6 +134,17 @@ class Scorer:
                 continue
             parts.append(_Part(lo, hi, self._check(prediction, hi - lo), proba))
         return sorted(parts, key=lambda p: p.lo), failed
+
+    def _predict(self, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels and probabilities. A classifier's label is its likeliest class, so it comes
+        from the probabilities: calling predict as well would run the model twice (it costs
+        as much as predict_proba for tree ensembles)."""
+        if not self.with_probabilities:
+            return np.asarray(self.model.predict(rows)), None
+        proba = np.asarray(self.model.predict_proba(rows))  # type: ignore[attr-defined]
+        if self.classes is not None and proba.ndim == 2 and proba.shape[1] == len(self.classes):
+            return np.asarray(self.classes)[proba.argmax(axis=1)], proba
+        return np.asarray(self.model.predict(rows)), proba
 
     def _check(self, prediction: np.ndarray, rows: int) -> np.ndarray:
         if prediction.ndim == 2 and prediction.shape[1] == 1:

@@ -281,6 +281,11 @@ def execute(store: Store, job_id: str, *, on_progress: ProgressCallback | None =
         text = exc.message + (f"; {exc.hint}" if exc.hint else "")
         _finish(store, job.id, "failed", text, tracker.last)
         raise
+    except KeyboardInterrupt:  # Ctrl-C in the CLI: finished chunks stay, resume continues
+        _finish(
+            store, job.id, "cancelled", f"interrupted; `cloche batch resume {job.id}`", tracker.last
+        )
+        raise
     except Exception as exc:
         _finish(store, job.id, "failed", f"internal error: {exc!r}", tracker.last)
         raise

@@ -14,7 +14,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from cloche import __version__
-from cloche.cli import audit, batch, endpoints, logs, models, tokens, up
+from cloche.cli import audit, batch, endpoints, logs, models, monitors, tokens, up
 from cloche.cli._common import Globals
 from cloche.cli._output import err
 from cloche.errors import ClocheError
@@ -64,6 +64,8 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(batch.app, name="batch")
+app.add_typer(monitors.app, name="monitors")
+app.add_typer(monitors.alerts_app, name="alerts")
 app.add_typer(tokens.app, name="tokens")
 app.command("audit")(audit.audit)
 app.command("logs")(logs.logs)

@@ -14,22 +14,26 @@ from cloche.config import Settings
 
 if TYPE_CHECKING:
     from cloche.client._base import (
+        AlertsAPI,
         AuditAPI,
         BatchAPI,
         EndpointsAPI,
         LogsAPI,
         ModelsAPI,
+        MonitorsAPI,
         TokensAPI,
     )
 
 
 class Client:
-    """Entry point of the SDK: ``client.models``, ``.endpoints``, ``.batch``, ``.logs``,
-    ``.tokens``, ``.audit``."""
+    """Entry point of the SDK: ``client.models``, ``.endpoints``, ``.batch``, ``.monitors``,
+    ``.alerts``, ``.logs``, ``.tokens``, ``.audit``."""
 
     models: ModelsAPI
     endpoints: EndpointsAPI
     batch: BatchAPI
+    monitors: MonitorsAPI
+    alerts: AlertsAPI
     logs: LogsAPI
     tokens: TokensAPI
     audit: AuditAPI
@@ -45,7 +49,7 @@ class Client:
     ) -> None:
         url = url or os.environ.get("CLOCHE_URL") or None
         if url:
-            from cloche.client import _batch, _http, _http_endpoints
+            from cloche.client import _batch, _http, _http_endpoints, _monitoring
 
             self._transport: Any = _http.HttpTransport(
                 url, token=token or os.environ.get("CLOCHE_TOKEN"), timeout=timeout
@@ -54,10 +58,12 @@ class Client:
             self.endpoints = _http_endpoints.HttpEndpoints(self._transport)
             self.logs = _http_endpoints.HttpLogs(self._transport)
             self.batch = _batch.HttpBatch(self._transport)
+            self.monitors = _monitoring.HttpMonitors(self._transport)
+            self.alerts = _monitoring.HttpAlerts(self._transport)
             self.tokens = _http.HttpTokens(self._transport)
             self.audit = _http.HttpAudit(self._transport)
         else:
-            from cloche.client import _batch, _local
+            from cloche.client import _batch, _local, _monitoring
 
             if settings is None:
                 settings = Settings(home=Path(home)) if home is not None else Settings()
@@ -66,6 +72,8 @@ class Client:
             self.endpoints = _local.LocalEndpoints(self._transport)
             self.logs = _local.LocalLogs(self._transport)
             self.batch = _batch.LocalBatch(self._transport)
+            self.monitors = _monitoring.LocalMonitors(self._transport)
+            self.alerts = _monitoring.LocalAlerts(self._transport)
             self.tokens = _local.LocalTokens(self._transport)
             self.audit = _local.LocalAudit(self._transport)
         self.url = url

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from cloche.batch.entities import BatchJob, BatchSchedule
     from cloche.endpoints.entities import Endpoint
     from cloche.logs.service import LogStats, ShadowAgreement
+    from cloche.monitoring.entities import Alert, Monitor, MonitorConfig, MonitorRun
     from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
     from cloche.runtimes.base import LoadedModel
     from cloche.store.artifacts import Progress
@@ -144,6 +145,50 @@ class BatchAPI(Protocol):
     def resume_schedule(self, schedule_id: str) -> BatchSchedule: ...
 
     def delete_schedule(self, schedule_id: str) -> None: ...
+
+
+class MonitorsAPI(Protocol):
+    def create(
+        self,
+        endpoint: str,
+        *,
+        name: str | None = None,
+        config: MonitorConfig | dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Monitor:
+        """Watch ``endpoint``; ``options`` are MonitorConfig fields (every_s, window_s,
+        skew_threshold, drift_threshold, feature_thresholds, metric, alerts, cooldown_s, ...)."""
+        ...
+
+    def list(self, *, endpoint: str | None = None) -> builtins.list[Monitor]: ...
+
+    def get(self, name: str) -> Monitor: ...
+
+    def runs(self, name: str, *, limit: int = 20) -> builtins.list[MonitorRun]:
+        """The monitor's runs, newest first, with each feature's value, threshold, verdict."""
+        ...
+
+    def run(self, name: str) -> MonitorRun:
+        """Run it now over the window that ends now; alerts included."""
+        ...
+
+    def pause(self, name: str) -> Monitor: ...
+
+    def resume(self, name: str) -> Monitor: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+class AlertsAPI(Protocol):
+    def list(
+        self, *, state: str | None = None, monitor: str | None = None, limit: int = 100
+    ) -> builtins.list[Alert]: ...
+
+    def get(self, alert_id: int) -> Alert: ...
+
+    def ack(self, alert_id: int) -> Alert:
+        """Acknowledge: the alert stays open while breached but is not notified again."""
+        ...
 
 
 class EndpointsAPI(Protocol):

@@ -44,14 +44,14 @@ CUSTOM_MODEL = """
     class Model:
         def predict_proba(self, X):
             time.sleep(SLEEP_S)
-            p = 1 / (1 + np.exp(-np.asarray(X, dtype=float).sum(axis=1)))
-            return np.column_stack([1 - p, p])
-
-        def predict(self, X):
             X = np.asarray(X, dtype=float)
             if DIE_ON is not None and (X == DIE_ON).any():
                 os.kill(os.getpid(), 9)
-            return (X.sum(axis=1) > 0).astype(np.int64)
+            p = 1 / (1 + np.exp(-X.sum(axis=1)))
+            return np.column_stack([1 - p, p])
+
+        def predict(self, X):
+            return (np.asarray(X, dtype=float).sum(axis=1) > 0).astype(np.int64)
 
 
     def load(path):

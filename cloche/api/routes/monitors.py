@@ -1,0 +1,102 @@
+"""Monitors of endpoints, their runs, and the alerts they raise."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Response
+from pydantic import BaseModel, Field
+
+from cloche.api.deps import Reader, SettingsDep, StoreDep, require
+from cloche.api.routes import make_router
+from cloche.auth.roles import Permission, Principal
+from cloche.monitoring import runs, service
+from cloche.monitoring.entities import Alert, Monitor, MonitorConfig, MonitorRun
+
+router = make_router("", "monitoring")
+Deployer = Annotated[Principal, Depends(require(Permission.DEPLOY))]
+
+
+class MonitorRequest(BaseModel):
+    endpoint: str = Field(description="the endpoint whose traffic is watched")
+    name: str | None = Field(default=None, description="default: the endpoint's name")
+    config: MonitorConfig = MonitorConfig()
+
+
+@router.post("/monitors", status_code=201)
+def create_monitor(principal: Deployer, store: StoreDep, body: MonitorRequest) -> Monitor:
+    """Watch an endpoint for skew, drift, data quality and health on a schedule."""
+    return service.create_monitor(
+        store, endpoint=body.endpoint, name=body.name, config=body.config, actor=principal.actor
+    )
+
+
+@router.get("/monitors")
+def list_monitors(_: Reader, store: StoreDep, endpoint: str | None = None) -> list[Monitor]:
+    """List monitors."""
+    return service.list_monitors(store, endpoint=endpoint)
+
+
+@router.get("/monitors/{name}")
+def get_monitor(_: Reader, store: StoreDep, name: str) -> Monitor:
+    """Show a monitor's configuration and schedule."""
+    return service.get_monitor(store, name)
+
+
+@router.get("/monitors/{name}/runs")
+def list_runs(
+    _: Reader, store: StoreDep, name: str, limit: Annotated[int, Query(ge=1, le=500)] = 20
+) -> list[MonitorRun]:
+    """A monitor's runs, newest first, each with every feature's value, threshold and verdict."""
+    return service.list_runs(store, name, limit=limit)
+
+
+@router.post("/monitors/{name}/run")
+def run_monitor(
+    principal: Deployer, store: StoreDep, settings: SettingsDep, name: str
+) -> MonitorRun:
+    """Run a monitor now over the window that ends now (alerts included)."""
+    return runs.run_monitor(store, name, settings=settings)
+
+
+@router.post("/monitors/{name}/pause")
+def pause_monitor(principal: Deployer, store: StoreDep, name: str) -> Monitor:
+    """Stop running on schedule."""
+    return service.set_enabled(store, name, False, actor=principal.actor)
+
+
+@router.post("/monitors/{name}/resume")
+def resume_monitor(principal: Deployer, store: StoreDep, name: str) -> Monitor:
+    """Run on schedule again, from one interval from now."""
+    return service.set_enabled(store, name, True, actor=principal.actor)
+
+
+@router.delete("/monitors/{name}", status_code=204)
+def delete_monitor(principal: Deployer, store: StoreDep, name: str) -> Response:
+    """Delete a monitor with its runs and alerts."""
+    service.delete_monitor(store, name, actor=principal.actor)
+    return Response(status_code=204)
+
+
+@router.get("/alerts")
+def list_alerts(
+    _: Reader,
+    store: StoreDep,
+    state: str | None = None,
+    monitor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[Alert]:
+    """Alerts, newest first (`?state=open`)."""
+    return service.list_alerts(store, state=state, monitor=monitor, limit=limit)
+
+
+@router.get("/alerts/{alert_id}")
+def get_alert(_: Reader, store: StoreDep, alert_id: int) -> Alert:
+    """One alert with its deliveries."""
+    return service.get_alert(store, alert_id)
+
+
+@router.post("/alerts/{alert_id}/ack")
+def ack_alert(principal: Deployer, store: StoreDep, alert_id: int) -> Alert:
+    """Acknowledge: stays open while breached, but is not notified again."""
+    return service.ack_alert(store, alert_id, actor=principal.actor)

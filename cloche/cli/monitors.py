@@ -1,0 +1,267 @@
+"""``cloche monitors`` and ``cloche alerts``: watch endpoints, see runs, acknowledge alerts."""
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cloche.cli._common import JsonOpt, YesOpt, get_client, parse_pairs
+from cloche.cli._output import out, print_json, success, when
+from cloche.errors import InvalidInput
+from cloche.logs.service import DURATION, UNITS
+from cloche.monitoring.entities import Alert, Monitor, MonitorRun
+
+app = typer.Typer(help="Monitors: skew, drift, data quality and health.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts raised by monitors.", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(metavar="MONITOR", help="A monitor's name (or id).")]
+
+
+def seconds(value: str, option: str) -> int:
+    """``"1h"``, ``"30m"``, ``"6h"``, ``"1d"`` as seconds."""
+    match = DURATION.match(value.strip())
+    if not match:
+        raise InvalidInput(f"{option} {value!r} is not a duration", hint="e.g. 30m, 1h, 6h, 1d")
+    amount, unit = match.groups()
+    return int(timedelta(**{UNITS[unit]: int(amount)}).total_seconds())
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    endpoint: Annotated[str, typer.Argument(metavar="ENDPOINT", help="The endpoint to watch.")],
+    name: Annotated[
+        str | None, typer.Option(help="Monitor name (default: the endpoint's).")
+    ] = None,
+    every: Annotated[str, typer.Option(help="How often it runs, e.g. 1h.")] = "1h",
+    window: Annotated[str, typer.Option(help="The traffic each run looks at, e.g. 1h.")] = "1h",
+    skew_threshold: Annotated[float, typer.Option(min=0.0)] = 0.3,
+    drift_threshold: Annotated[float, typer.Option(min=0.0)] = 0.3,
+    feature: Annotated[
+        list[str] | None, typer.Option(help="NAME=THRESHOLD for one feature (repeatable).")
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Numeric features: js, psi, ks or wasserstein.")
+    ] = "js",
+    alert: Annotated[
+        list[str] | None, typer.Option(help="webhook:URL, email:ADDR or log (repeatable).")
+    ] = None,
+    cooldown: Annotated[str, typer.Option(help="Re-notify an open alert after this.")] = "6h",
+    min_breaches: Annotated[int, typer.Option(min=1, help="Breaches needed in --of-runs.")] = 1,
+    of_runs: Annotated[int, typer.Option(min=1, help="The runs --min-breaches counts.")] = 1,
+    min_rows: Annotated[int, typer.Option(min=1, help="Fewer rows: no verdict.")] = 50,
+    json_: JsonOpt = False,
+) -> None:
+    """Watch an endpoint's traffic against its model's baseline and its own past."""
+    thresholds = parse_pairs(feature, option="--feature", example="tenure=0.2")
+    try:
+        per_feature = {k: float(v) for k, v in thresholds.items()}
+    except ValueError:
+        raise InvalidInput(
+            "--feature needs NAME=NUMBER", hint="e.g. --feature tenure=0.2"
+        ) from None
+    made = get_client(ctx).monitors.create(
+        endpoint,
+        name=name,
+        every_s=seconds(every, "--every"),
+        window_s=seconds(window, "--window"),
+        skew_threshold=skew_threshold,
+        drift_threshold=drift_threshold,
+        feature_thresholds=per_feature,
+        metric=metric,
+        alerts=alert or [],
+        cooldown_s=seconds(cooldown, "--cooldown"),
+        min_breaches=min_breaches,
+        of_runs=of_runs,
+        min_rows=min_rows,
+    )
+    if json_:
+        print_json(made)
+    else:
+        success(f"monitor {made.name} watches {made.endpoint}; first run {when(made.next_run_at)}")
+        out.print(f"Run it now: cloche monitors run {made.name}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """List monitors."""
+    found = get_client(ctx).monitors.list()
+    if json_:
+        print_json(found)
+        return
+    table = Table(title="Monitors", title_justify="left")
+    for column in ("monitor", "endpoint", "every", "window", "alerts", "state", "next run"):
+        table.add_column(column)
+    for m in found:
+        table.add_row(
+            m.name,
+            m.endpoint,
+            f"{m.config.every_s}s",
+            f"{m.config.window_s}s",
+            ", ".join(m.config.alerts) or "-",
+            "on" if m.enabled else "paused",
+            when(m.next_run_at),
+        )
+    out.print(table if found else "No monitors. Create one: cloche monitors create ENDPOINT")
+
+
+def features_table(run: MonitorRun) -> Table:
+    table = Table(title=f"Run {run.id} of {run.monitor}: {run.status}", title_justify="left")
+    for column in ("feature", "check", "value", "threshold", "verdict", "definition"):
+        table.add_column(column)
+    for name, entry in run.results.get("features", {}).items():
+        for check in ("skew", "drift"):
+            if check in entry:
+                _distance_row(table, name, check, entry[check])
+        for rule, v in entry.get("quality", {}).items():
+            table.add_row(name, rule, _num(v["value"]), _num(v["threshold"]), _verdict(v), "")
+    for metric, v in run.results.get("health", {}).items():
+        table.add_row("(health)", metric, _num(v["value"]), _num(v["threshold"]), _verdict(v), "")
+    return table
+
+
+def _distance_row(table: Table, name: str, check: str, v: dict[str, Any]) -> None:
+    table.add_row(name, check, _num(v["value"]), _num(v["threshold"]), _verdict(v), _definition(v))
+
+
+def _definition(v: dict[str, Any]) -> str:
+    text = str(v.get("metric", ""))
+    if v.get("log_base"):
+        text += f", log base {v['log_base']}"
+    if v.get("source") == "sketch":
+        text += f", from sketches (±{v.get('error_bound', 0):.3g})"
+    return text
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _verdict(v: dict[str, Any]) -> str:
+    return "[red]BREACH[/]" if v.get("breached") else "ok"
+
+
+def print_run(run: MonitorRun) -> None:
+    out.print(features_table(run))
+    window = f"{when(run.window_start)} - {when(run.window_end)}"
+    out.print(f"{run.rows} rows in {window}; {run.message}")
+    if note := run.results.get("note"):
+        out.print(f"[yellow]{note}[/]")
+    for line in run.results.get("alerts", {}).get("summary", []):
+        out.print(line)
+
+
+@app.command()
+def show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
+    """A monitor's configuration and its latest run."""
+    client = get_client(ctx)
+    monitor, runs = client.monitors.get(name), client.monitors.runs(name, limit=10)
+    if json_:
+        print_json(
+            {
+                "monitor": monitor.model_dump(mode="json"),
+                "runs": [r.model_dump(mode="json") for r in runs],
+            }
+        )
+        return
+    _print_monitor(monitor)
+    if runs:
+        print_run(runs[0])
+        out.print("Earlier: " + ", ".join(f"{when(r.started_at)} {r.status}" for r in runs[1:]))
+    else:
+        out.print(f"No runs yet. Run it now: cloche monitors run {monitor.name}")
+
+
+def _print_monitor(m: Monitor) -> None:
+    c = m.config
+    out.print(
+        f"[bold]{m.name}[/] watches {m.endpoint} every {c.every_s}s over {c.window_s}s windows; "
+        f"skew > {c.skew_threshold}, drift > {c.drift_threshold} ({c.metric} for numbers, "
+        f"{c.categorical_metric} for categories); alerts: {', '.join(c.alerts) or 'none'}"
+    )
+
+
+@app.command()
+def run(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
+    """Run a monitor now over the window that ends now."""
+    found = get_client(ctx).monitors.run(name)
+    print_json(found) if json_ else print_run(found)
+    if found.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def pause(ctx: typer.Context, name: NameArg) -> None:
+    """Stop running on schedule."""
+    get_client(ctx).monitors.pause(name)
+    success(f"paused {name}")
+
+
+@app.command()
+def resume(ctx: typer.Context, name: NameArg) -> None:
+    """Run on schedule again."""
+    found = get_client(ctx).monitors.resume(name)
+    success(f"resumed {name}; next run {when(found.next_run_at)}")
+
+
+@app.command()
+def delete(ctx: typer.Context, name: NameArg, yes: YesOpt = False) -> None:
+    """Delete a monitor with its runs and alerts."""
+    if not yes:
+        typer.confirm(f"Delete monitor {name} with its runs and alerts?", abort=True)
+    get_client(ctx).monitors.delete(name)
+    success(f"deleted {name}")
+
+
+def alerts_table(found: list[Alert]) -> Table:
+    table = Table(title="Alerts", title_justify="left")
+    for column in ("id", "monitor", "key", "state", "value", "threshold", "opened", "acked"):
+        table.add_column(column)
+    for a in found:
+        table.add_row(
+            str(a.id),
+            a.monitor,
+            a.key,
+            a.state,
+            _num(a.value),
+            _num(a.threshold),
+            when(a.opened_at),
+            a.acked_by or "",
+        )
+    return table
+
+
+@alerts_app.command("list")
+def alerts_list(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(help="open or resolved.")] = None,
+    monitor: Annotated[str | None, typer.Option(help="Only this monitor's.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Alerts, newest first."""
+    found = get_client(ctx).alerts.list(state=state, monitor=monitor)
+    if json_:
+        print_json(found)
+    else:
+        out.print(alerts_table(found) if found else "No alerts.")
+
+
+@alerts_app.command("show")
+def alerts_show(ctx: typer.Context, alert_id: int, json_: JsonOpt = False) -> None:
+    """One alert with its deliveries."""
+    found = get_client(ctx).alerts.get(alert_id)
+    if json_:
+        print_json(found)
+        return
+    out.print(alerts_table([found]))
+    for d in found.deliveries:
+        state = "delivered" if d.get("ok") else f"FAILED: {d.get('last_error')}"
+        out.print(f"  {d.get('channel')}: {state} after {d.get('attempts')} attempt(s)")
+
+
+@alerts_app.command("ack")
+def alerts_ack(ctx: typer.Context, alert_id: int) -> None:
+    """Acknowledge an alert: not notified again while it stays open."""
+    found = get_client(ctx).alerts.ack(alert_id)
+    success(f"acknowledged alert {found.id} ({found.key})")

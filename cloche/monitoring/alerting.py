@@ -1,0 +1,172 @@
+"""After a monitor run: open, re-notify or resolve its alerts and send one digest per run.
+
+The rules are in ``alerts/lifecycle.py`` and the message in ``alerts/digest.py``; this module
+reads and writes the alert rows around them, and records every delivery on the alerts it was
+about (a channel that stays down is recorded there and never stops the monitor).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloche.alerts.channels import deliver_all, parse_channel
+from cloche.alerts.digest import AlertMessage, Breach, breach_from_results, build_message
+from cloche.alerts.lifecycle import AlertPolicy, Decision, OpenAlert, decide, previous_from_runs
+from cloche.config import Settings
+from cloche.monitoring.entities import MonitorConfig, MonitorRun
+from cloche.monitoring.service import monitor_row
+from cloche.store.store import Store
+from cloche.store.tables import AlertRow, MonitorRow, MonitorRunRow
+
+
+def apply(
+    store: Store, run: MonitorRun, config: MonitorConfig, settings: Settings, *, now: datetime
+) -> MonitorRun:
+    """Update the monitor's alerts from ``run``, notify, and return the run with a summary."""
+    policy = AlertPolicy(config.min_breaches, config.of_runs, config.cooldown_s)
+    details = {key: breach_from_results(key, run.results) for key in run.breaches}
+    with store.transaction() as session:
+        monitor = monitor_row(session, run.monitor)
+        open_rows = _open_alerts(session, monitor.id)
+        decision = decide(
+            policy,
+            breached=run.breaches,
+            previous=_previous(session, monitor.id, run, open_rows, config.of_runs),
+            open_alerts=[_as_open(r) for r in open_rows.values()],
+            now=now,
+        )
+        affected = _write_alerts(session, monitor, open_rows, decision, details, now)
+        endpoint = monitor.endpoint
+    message = build_message(
+        decision,
+        details,
+        monitor=run.monitor,
+        endpoint=endpoint,
+        run_at=now,
+        window_start=run.window_start,
+        window_end=run.window_end,
+    )
+    deliveries = _send(message, config, settings)
+    return _record(store, run, decision, message, deliveries, affected, now)
+
+
+def _open_alerts(session: Session, monitor_id: str) -> dict[str, AlertRow]:
+    rows = session.scalars(
+        select(AlertRow).where(AlertRow.monitor_id == monitor_id, AlertRow.state == "open")
+    )
+    return {row.key: row for row in rows}
+
+
+def _as_open(row: AlertRow) -> OpenAlert:
+    return OpenAlert(
+        key=row.key,
+        opened_at=row.opened_at,
+        last_notified_at=row.last_notified_at,
+        acked=row.acked_at is not None,
+    )
+
+
+def _previous(
+    session: Session,
+    monitor_id: str,
+    run: MonitorRun,
+    open_rows: dict[str, AlertRow],
+    of_runs: int,
+) -> dict[str, list[bool]]:
+    earlier = session.scalars(
+        select(MonitorRunRow.breaches)
+        .where(
+            MonitorRunRow.monitor_id == monitor_id,
+            MonitorRunRow.id < run.id,
+            MonitorRunRow.status.in_(("ok", "breached")),
+        )
+        .order_by(MonitorRunRow.id.desc())
+        .limit(max(of_runs - 1, 0))
+    ).all()
+    history = [set(b or []) for b in reversed(earlier)]
+    return previous_from_runs(history, set(run.breaches) | open_rows.keys(), of_runs=of_runs)
+
+
+def _write_alerts(
+    session: Session,
+    monitor: MonitorRow,
+    open_rows: dict[str, AlertRow],
+    decision: Decision,
+    details: dict[str, Breach],
+    now: datetime,
+) -> dict[str, int]:
+    """Open, update and resolve rows; the ids of those the digest is about, by key."""
+    for key in decision.open:
+        breach = details.get(key) or Breach(key)
+        open_rows[key] = AlertRow(
+            monitor_id=monitor.id,
+            key=key,
+            state="open",
+            opened_at=now,
+            value=breach.value,
+            threshold=breach.threshold,
+            details=breach.to_dict(),
+            deliveries=[],
+        )
+        session.add(open_rows[key])
+    for key in (*decision.renotify, *decision.quiet):
+        if key in details:
+            open_rows[key].value = details[key].value
+    for key in decision.resolve:
+        open_rows[key].state, open_rows[key].resolved_at = "resolved", now
+    session.flush()
+    about = (*decision.open, *decision.renotify, *decision.resolve)
+    return {key: open_rows[key].id for key in about}
+
+
+def _send(message: AlertMessage | None, config: MonitorConfig, settings: Settings) -> list[Any]:
+    if message is None or not config.alerts:
+        return []
+    channels = [parse_channel(spec) for spec in config.alerts]
+    return deliver_all(channels, message, settings=settings.alerts)
+
+
+def _record(
+    store: Store,
+    run: MonitorRun,
+    decision: Decision,
+    message: AlertMessage | None,
+    deliveries: list[Any],
+    affected: dict[str, int],
+    now: datetime,
+) -> MonitorRun:
+    """Deliveries onto the alerts they were about; the summary onto the run."""
+    sent = [d.to_dict() for d in deliveries]
+    reached = not deliveries or any(d.ok for d in deliveries)
+    summary = {
+        "opened": list(decision.open),
+        "renotified": list(decision.renotify),
+        "resolved": list(decision.resolve),
+        "pending": list(decision.pending),
+        "deliveries": sent,
+        "summary": _lines(message, sent),
+    }
+    with store.transaction() as session:
+        for row in session.scalars(select(AlertRow).where(AlertRow.id.in_(affected.values()))):
+            row.deliveries = [*(row.deliveries or []), *sent]
+            if reached and row.key in decision.notified:
+                row.last_notified_at = now
+        stored = session.get(MonitorRunRow, run.id)
+        assert stored is not None
+        stored.results = {**(stored.results or {}), "alerts": summary}
+    return run.model_copy(update={"results": {**run.results, "alerts": summary}})
+
+
+def _lines(message: AlertMessage | None, sent: list[dict[str, Any]]) -> list[str]:
+    if message is None:
+        return []
+    lines = [message.headline]
+    lines += [
+        f"  {d['channel']}: " + ("delivered" if d["ok"] else f"NOT delivered ({d['last_error']})")
+        for d in sent
+    ]
+    return lines
