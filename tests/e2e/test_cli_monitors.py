@@ -1,0 +1,131 @@
+"""`cloche monitors` and `cloche alerts` through the real CLI, in-process on CLOCHE_HOME."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner, Result
+
+from cloche.cli.app import app
+from cloche.config import Settings
+from cloche.logs.service import log_root
+from cloche.serving.payload_log import PayloadLog, encode_row
+
+runner = CliRunner()
+FEATURES = ["tenure", "spend", "visits", "age"]
+
+
+def cloche(*args: str | Path) -> Result:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def ok_json(*args: str | Path) -> Any:
+    result = cloche(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def served(sklearn_model_file: Path, tmp_path: Path, settings: Settings) -> Path:
+    """churn:1 with a baseline, deployed, and an hour of traffic drifted on `spend`."""
+    rng = np.random.default_rng(1)
+    baseline = tmp_path / "baseline.parquet"
+    pq.write_table(pa.table({f: rng.normal(size=3_000) for f in FEATURES}), baseline)
+    upload = cloche("models", "upload", sklearn_model_file, "--name", "churn")
+    assert upload.exit_code == 0, upload.output
+    assert cloche("models", "baseline", "churn:1", baseline).exit_code == 0
+    assert cloche("endpoints", "create", "churn").exit_code == 0
+    assert cloche("endpoints", "deploy", "churn", "churn:1").exit_code == 0
+    X = rng.normal(size=(400, 4))
+    X[:, 1] += 3.0
+    start = int((datetime.now(UTC) - timedelta(minutes=30)).timestamp() * 1000)
+    log = PayloadLog(log_root(settings.home))
+    log.write(
+        [
+            encode_row(
+                (
+                    start + i,
+                    f"r{i}",
+                    "churn",
+                    "churn",
+                    1,
+                    1,
+                    False,
+                    200,
+                    1.0,
+                    [X[i].tolist()],
+                    {"predict": [0]},
+                    None,
+                    "predict",
+                )
+            )
+            for i in range(400)
+        ]
+    )
+    log.close()
+    return settings.home
+
+
+def test_create_run_show_and_alert_lifecycle(served: Path) -> None:
+    made = ok_json(
+        "monitors",
+        "create",
+        "churn",
+        "--every",
+        "30m",
+        "--feature",
+        "tenure=0.25",
+        "--alert",
+        "log",
+        "--cooldown",
+        "2h",
+    )
+    assert made["config"]["every_s"] == 1800 and made["config"]["cooldown_s"] == 7200
+    assert made["config"]["feature_thresholds"] == {"tenure": 0.25}
+
+    run = cloche("monitors", "run", "churn")
+    assert run.exit_code == 0, run.output
+    assert "BREACH" in run.stdout and "breached: skew:spend" in run.stdout
+    assert "log: delivered" in run.stdout
+    again = ok_json("monitors", "run", "churn")  # the same window: quiet, inside the cooldown
+    skew = again["results"]["features"]["spend"]["skew"]
+    assert (skew["metric"], skew["log_base"], skew["breached"]) == ("js", 2, True)
+    assert again["results"]["alerts"]["deliveries"] == []
+
+    alerts = ok_json("alerts", "list", "--state", "open")
+    assert [a["key"] for a in alerts] == ["skew:spend"]
+    assert alerts[0]["deliveries"][0]["channel"] == "log"
+    acked = cloche("alerts", "ack", str(alerts[0]["id"]))
+    assert acked.exit_code == 0 and "acknowledged" in acked.stdout
+    assert ok_json("alerts", "show", str(alerts[0]["id"]))["acked_by"]
+
+    shown = cloche("monitors", "show", "churn")
+    assert shown.exit_code == 0 and "skew > 0.3" in shown.stdout
+    assert cloche("monitors", "pause", "churn").exit_code == 0
+    assert ok_json("monitors", "list")[0]["enabled"] is False
+    assert cloche("monitors", "delete", "churn", "--yes").exit_code == 0
+    assert ok_json("monitors", "list") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["monitors", "create", "ghost"], "ghost"),
+        (["monitors", "create", "churn", "--every", "weekly"], "not a duration"),
+        (["monitors", "create", "churn", "--alert", "pager:1"], "webhook:"),
+        (["monitors", "create", "churn", "--feature", "tenure"], "--feature"),
+        (["monitors", "run", "nope"], "cloche monitors list"),
+        (["alerts", "ack", "999"], "cloche alerts list"),
+    ],
+)
+def test_bad_monitor_commands_say_what_to_do(served: Path, args: list[str], words: str) -> None:
+    result = cloche(*args)
+    assert result.exit_code != 0
+    assert words in result.output
