@@ -30,7 +30,7 @@ from cloche.errors import ClocheError, InvalidDataset
 if TYPE_CHECKING:  # the scorer imports the framework's runtime, which the parent never needs
     from cloche.batch.scoring import Scorer
 
-MAX_BATCH_ROWS = 65_536  # rows per model call: memory follows this, not the chunk or the file
+MAX_BATCH_ROWS = 16_384  # rows per model call: memory follows this, not the chunk or the file
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -250,10 +250,15 @@ class WorkerPool:
 @contextlib.contextmanager
 def _thread_limits(single: bool) -> Iterator[None]:
     """One thread per worker for BLAS/OpenMP: set before the children start, as those libraries
-    read the variables when they load. Variables the user set are kept."""
-    added = [v for v in THREAD_VARIABLES if single and v not in os.environ]
+    read the variables when they load. Variables the user set are kept.
+
+    Also two malloc arenas per worker: glibc's default (eight per core) keeps freed batch memory
+    in reserve per arena; with it and 16k-row batches, peak RSS fell by a tenth (bench/batch.py).
+    """
+    wanted = {v: "1" for v in THREAD_VARIABLES if single} | {"MALLOC_ARENA_MAX": "2"}
+    added = [name for name in wanted if name not in os.environ]
     for name in added:
-        os.environ[name] = "1"
+        os.environ[name] = wanted[name]
     try:
         yield
     finally:

@@ -14,7 +14,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from cloche import __version__
-from cloche.cli import audit, batch, endpoints, logs, models, monitors, tokens, up
+from cloche.cli import audit, batch, endpoints, feedback, logs, models, monitors, tokens, up
 from cloche.cli._common import Globals
 from cloche.cli._output import err
 from cloche.errors import ClocheError
@@ -69,6 +69,7 @@ app.add_typer(monitors.alerts_app, name="alerts")
 app.add_typer(tokens.app, name="tokens")
 app.command("audit")(audit.audit)
 app.command("logs")(logs.logs)
+app.command("feedback")(feedback.feedback)
 app.command("up")(up.up)
 
 

@@ -118,6 +118,17 @@ def features_table(run: MonitorRun) -> Table:
             table.add_row(name, rule, _num(v["value"]), _num(v["threshold"]), _verdict(v), "")
     for metric, v in run.results.get("health", {}).items():
         table.add_row("(health)", metric, _num(v["value"]), _num(v["threshold"]), _verdict(v), "")
+    for metric, v in run.results.get("performance", {}).items():
+        if isinstance(v, dict):
+            recorded = "" if v.get("recorded") is None else f"recorded {_num(v['recorded'])}"
+            table.add_row(
+                "(performance)",
+                metric,
+                _num(v["value"]),
+                _num(v["threshold"]),
+                _verdict(v),
+                recorded,
+            )
     return table
 
 

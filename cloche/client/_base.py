@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from cloche.batch.entities import BatchJob, BatchSchedule
     from cloche.endpoints.entities import Endpoint
     from cloche.logs.service import LogStats, ShadowAgreement
-    from cloche.monitoring.entities import Alert, Monitor, MonitorConfig, MonitorRun
+    from cloche.monitoring.entities import (
+        Alert,
+        FeedbackResult,
+        Monitor,
+        MonitorConfig,
+        MonitorRun,
+    )
     from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
     from cloche.runtimes.base import LoadedModel
     from cloche.store.artifacts import Progress
@@ -177,6 +183,13 @@ class MonitorsAPI(Protocol):
     def resume(self, name: str) -> Monitor: ...
 
     def delete(self, name: str) -> None: ...
+
+    def feedback(self, endpoint: str, labels: Sequence[Mapping[str, Any]]) -> FeedbackResult:
+        """Ground-truth labels, ``[{"request_id": ..., "label": ...}]`` (at most 10,000), for
+        requests ``endpoint`` answered; monitors grade the model with them. Ids not in the
+        payload log of the last 30 days are returned in ``unknown_request_ids``, not stored;
+        a second label for a request replaces the first."""
+        ...
 
 
 class AlertsAPI(Protocol):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from cloche.monitoring.entities import Alert, Monitor, MonitorConfig, MonitorRun
+from cloche.monitoring.entities import Alert, FeedbackResult, Monitor, MonitorConfig, MonitorRun
 
 if TYPE_CHECKING:
     from cloche.client._http import HttpTransport
@@ -77,6 +78,13 @@ class LocalMonitors:
         from cloche.monitoring import service
 
         service.delete_monitor(self._t.store, name, actor=self._t.actor)
+
+    def feedback(self, endpoint: str, labels: Sequence[Mapping[str, Any]]) -> FeedbackResult:
+        from cloche.monitoring.feedback import record_feedback
+
+        return record_feedback(
+            self._t.store, endpoint, [dict(item) for item in labels], actor=self._t.actor
+        )
 
 
 class LocalAlerts:
@@ -154,6 +162,13 @@ class HttpMonitors:
 
     def delete(self, name: str) -> None:
         self._t.request("DELETE", _monitor_path(name))
+
+    def feedback(self, endpoint: str, labels: Sequence[Mapping[str, Any]]) -> FeedbackResult:
+        from cloche.client._http import API
+
+        body = {"labels": [dict(item) for item in labels]}
+        path = f"{API}/endpoints/{quote(endpoint, safe='')}/feedback"
+        return FeedbackResult.model_validate(self._t.request("POST", path, json=body).json())
 
 
 class HttpAlerts:

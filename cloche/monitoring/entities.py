@@ -30,6 +30,28 @@ class HealthThresholds(BaseModel):
     min_rows_per_s: float | None = Field(default=None, ge=0)
 
 
+class PerformanceThresholds(BaseModel):
+    """Model performance per window, from ground-truth labels sent as feedback (None: off).
+
+    ``max_drop`` is how far a metric may fall below (or, for losses and errors, rise above)
+    the value recorded on the model version, in the metric's own units; it applies to every
+    metric the version recorded. With fewer than ``min_labelled_rows`` labelled predictions in
+    a window, performance is reported but gives no verdict.
+    """
+
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    min_precision: float | None = Field(default=None, ge=0, le=1)
+    min_recall: float | None = Field(default=None, ge=0, le=1)
+    min_f1: float | None = Field(default=None, ge=0, le=1)
+    min_roc_auc: float | None = Field(default=None, ge=0, le=1)
+    max_log_loss: float | None = Field(default=None, ge=0)
+    max_mae: float | None = Field(default=None, ge=0)
+    max_rmse: float | None = Field(default=None, ge=0)
+    min_r2: float | None = None
+    max_drop: float | None = Field(default=0.05, ge=0)
+    min_labelled_rows: int = Field(default=30, ge=1)
+
+
 class MonitorConfig(BaseModel):
     every_s: int = Field(default=3600, ge=10, description="how often the monitor runs")
     window_s: int = Field(default=3600, ge=10, description="the traffic each run looks at")
@@ -42,6 +64,7 @@ class MonitorConfig(BaseModel):
     )
     quality: QualityThresholds = QualityThresholds()
     health: HealthThresholds = HealthThresholds()
+    performance: PerformanceThresholds = PerformanceThresholds()
     min_rows: int = Field(default=50, ge=1, description="fewer rows in a window: no verdict")
     alerts: list[str] = Field(default=[], description="webhook:URL, email:ADDR or log")
     cooldown_s: int = Field(default=6 * 3600, ge=0)
@@ -101,3 +124,13 @@ class Alert(BaseModel):
     threshold: float | None = None
     details: dict[str, Any] = {}
     deliveries: list[dict[str, Any]] = []
+
+
+class FeedbackResult(BaseModel):
+    """What became of a batch of ground-truth labels."""
+
+    accepted: int = Field(description="labels stored (new or replacing an earlier one)")
+    replaced: int = Field(description="of those, labels that replaced an earlier label")
+    unknown_request_ids: list[str] = Field(
+        default=[], description="request ids not in the endpoint's payload log: not stored"
+    )

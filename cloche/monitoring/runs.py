@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import select
 
 from cloche.config import Settings
-from cloche.monitoring import window
+from cloche.monitoring import performance, window
 from cloche.monitoring.entities import MonitorConfig, MonitorRun
 from cloche.monitoring.profiles import Profile
 from cloche.monitoring.service import monitor_row, run_entity
@@ -69,6 +69,9 @@ def _evaluate(
     breaches = [key for f in features.values() for key in f["breaches"]]
     breaches += [f"health:{k}" for k, v in health.items() if v.get("breached")]
     results = {"model": version.ref, "features": features, "health": health}
+    perf = performance.evaluate(store, endpoint, version, config.performance, start, end)
+    results["performance"] = perf
+    breaches += performance.breaches(perf)
     if baseline is None:
         results["note"] = f"{version.ref} has no baseline: skew and quality were not computed"
     status = "breached" if breaches else "ok"

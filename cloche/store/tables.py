@@ -272,3 +272,17 @@ class ProfileRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     rows: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FeedbackRow(Base):
+    """A ground-truth label for one logged request. One per (endpoint, request id): a second
+    label for the same request replaces the first."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("endpoint", "request_id", name="uq_feedback_request"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(64), index=True)
+    request_id: Mapped[str] = mapped_column(String(200))
+    label: Mapped[Any] = mapped_column(JSON)  # a class label (str, int, bool) or a number
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Response
 from pydantic import BaseModel, Field
@@ -10,11 +10,12 @@ from pydantic import BaseModel, Field
 from cloche.api.deps import Reader, SettingsDep, StoreDep, require
 from cloche.api.routes import make_router
 from cloche.auth.roles import Permission, Principal
-from cloche.monitoring import runs, service
-from cloche.monitoring.entities import Alert, Monitor, MonitorConfig, MonitorRun
+from cloche.monitoring import feedback, runs, service
+from cloche.monitoring.entities import Alert, FeedbackResult, Monitor, MonitorConfig, MonitorRun
 
 router = make_router("", "monitoring")
 Deployer = Annotated[Principal, Depends(require(Permission.DEPLOY))]
+Predictor = Annotated[Principal, Depends(require(Permission.PREDICT))]
 
 
 class MonitorRequest(BaseModel):
@@ -100,3 +101,21 @@ def get_alert(_: Reader, store: StoreDep, alert_id: int) -> Alert:
 def ack_alert(principal: Deployer, store: StoreDep, alert_id: int) -> Alert:
     """Acknowledge: stays open while breached, but is not notified again."""
     return service.ack_alert(store, alert_id, actor=principal.actor)
+
+
+class FeedbackRequest(BaseModel):
+    labels: list[Any] = Field(
+        description='ground truth, e.g. [{"request_id": "...", "label": 1}]; at most 10,000'
+    )
+
+
+@router.post("/endpoints/{name}/feedback")
+def send_feedback(
+    principal: Predictor, store: StoreDep, name: str, body: FeedbackRequest
+) -> FeedbackResult:
+    """Ground-truth labels for requests the endpoint answered (by request id), any time later.
+
+    Ids not in the endpoint's payload log of the last 30 days are reported, not stored; a second
+    label for a request replaces the first. Monitors grade the model with them.
+    """
+    return feedback.record_feedback(store, name, body.labels, actor=principal.actor)
