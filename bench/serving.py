@@ -6,6 +6,7 @@ Debian if missing) runs on CPU 1. For a LogisticRegression and a HistGradientBoo
 connections, it prints requests/s, p50 and p99 of each and the cloche/baseline ratio.
 
     .venv/bin/python bench/serving.py [--seconds 5] [--quick]
+    .venv/bin/python bench/serving.py --models hgb --rows 1 --conns 1,64   # a subset
 
 Compare ratios from one run; absolute numbers move with the machine's other load.
 """
@@ -159,15 +160,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="64 connections, 1-row only")
+    parser.add_argument("--models", default="logreg,hgb", help="comma-separated: logreg,hgb")
+    parser.add_argument("--rows", default="1,64", help="rows per request, comma-separated")
+    parser.add_argument("--conns", default="1,16,64", help="connections, comma-separated")
     args = parser.parse_args()
     wrk = ensure_wrk()
-    conns = [64] if args.quick else [1, 16, 64]
-    rows_list = [1] if args.quick else [1, 64]
+    conns = [64] if args.quick else _ints(args.conns)
+    rows_list = [1] if args.quick else _ints(args.rows)
+    kinds = [k for k in args.models.split(",") if k]
+    if not set(kinds) <= {"logreg", "hgb"}:
+        parser.error("--models takes logreg and/or hgb")
     print(
         f"{'model':8} {'rows':>4} {'conns':>5} | {'baseline rps':>12} {'p50':>6} {'p99':>6} | "
         f"{'cloche rps':>10} {'p50':>6} {'p99':>6} | {'ratio':>5}"
     )
-    for kind in ("logreg", "hgb"):
+    for kind in kinds:
         with tempfile.TemporaryDirectory(prefix="cloche-bench-") as tmp:
             work = Path(tmp)
             model = work / f"{kind}.joblib"
@@ -205,6 +212,10 @@ def main() -> None:
                         f"{kind:8} {r:>4} {c:>5} | {_cells(b, 12)} | {_cells(x, 10)} | "
                         f"{x['rps'] / b['rps']:>5.2f}"
                     )
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
 
 
 def _cells(m: dict[str, float], width: int) -> str:

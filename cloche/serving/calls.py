@@ -6,6 +6,7 @@ Request ids, the copy each shadow deployment gets, and the payload-log row of a 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -23,10 +24,28 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def request_id(given: str | None) -> str:
-    """The client's request id when it is a sane one, else a new random id."""
+    """The client's request id when it is a sane one, else a new one.
+
+    New ids are this worker's random prefix and a counter, 24 hex digits like the random ids
+    they replace: unique across workers and restarts (48 random bits each), at a fraction of the
+    cost of reading the OS's random source per request.
+    """
     if given and REQUEST_ID.match(given):
         return given
-    return os.urandom(12).hex()
+    return f"{_ids.prefix}{next(_ids.counter):012x}"
+
+
+class _Ids:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(6).hex()
+        self.counter = itertools.count()
+
+
+_ids = _Ids()
+os.register_at_fork(after_in_child=_ids.reset)  # a forked worker must not repeat its parent's
 
 
 def mirror_to_shadows(
@@ -58,9 +77,11 @@ def log_failure(
     inputs: np.ndarray | str | None,
     status: int,
     error: str,
+    kind: str = "predict",
 ) -> None:
     """Write a failed call's row (status and error) if the call was sampled into the log."""
     if deployment.payload_log is None or not meta.logged:
         return
-    line = log_line(deployment.spec, meta, status, time.perf_counter(), inputs, None, error)
+    now = time.perf_counter()
+    line = log_line(deployment.spec, meta, status, now, inputs, None, error, kind)
     deployment.payload_log.write([line])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from cloche.runtimes.base import LoadedModel, has_predict_proba
 from cloche.serving.batcher import AdaptiveBatcher, Job, Result
 from cloche.serving.inputs import InputSpec
 from cloche.serving.metrics import WorkerMetrics
-from cloche.serving.payload_log import PayloadLog, encode_row
+from cloche.serving.payload_log import LineEncoder, PayloadLog, encode_row
 from cloche.serving.state import DeploymentSpec
 
 QUEUE_BATCHES = 16  # a queue holds this many full batches before it answers 503
@@ -44,6 +45,13 @@ class LiveDeployment:
     outputs: frozenset[str]
     batcher: AdaptiveBatcher
     payload_log: PayloadLog | None = None
+    # Read on every request: computed once (``dataclasses.replace`` recomputes them).
+    ref: str = field(init=False)
+    timeout_s: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ref = self.spec.ref
+        self.timeout_s = self.spec.timeout_ms / 1000
 
     def payload_sampled(self) -> bool:
         """Whether this request goes to the payload log (the endpoint's sampling rate)."""
@@ -71,14 +79,19 @@ class LiveDeployment:
                 result["probabilities"] = np.asarray(model.predict_proba(X))  # type: ignore[attr-defined]
             return result
 
+        encoder = LineEncoder(
+            spec.endpoint, spec.model, spec.version, spec.deployment_id, spec.shadow
+        )
+        ref = spec.ref
+
         def record(jobs: Sequence[Job], results: Sequence[Result]) -> None:
             if metrics is not None:
-                metrics.batch(spec.ref, sum(job.rows for job in jobs))
+                metrics.batch(ref, sum(job.rows for job in jobs))
             if payload_log is None:
                 return
             now = time.perf_counter()
             lines = [
-                log_line(spec, job.meta, 200, now, job.inputs, result)
+                encoder.answered(job.meta, job.inputs, result, now)
                 for job, result in zip(jobs, results, strict=True)
                 # Failures are logged where they are answered, in the data plane.
                 if job.meta is not None and job.meta.logged and isinstance(result, dict)
@@ -112,7 +125,7 @@ class LiveDeployment:
     async def predict(
         self, X: np.ndarray, outputs: frozenset[str], meta: RequestMeta | None = None
     ) -> dict[str, np.ndarray]:
-        return await self.batcher.submit(X, outputs, self.spec.timeout_ms / 1000, meta)
+        return await self.batcher.submit(X, outputs, self.timeout_s, meta)
 
 
 def log_line(
@@ -121,8 +134,9 @@ def log_line(
     status: int,
     now: float,
     inputs: np.ndarray | str | None,
-    outputs: dict[str, np.ndarray] | None,
+    outputs: dict[str, Any] | None,
     error: str | None = None,
+    kind: str = "predict",
 ) -> bytes:
     """The payload-log line of one request answered by ``spec``'s deployment (see COLUMNS)."""
     latency_ms = (now - meta.started) * 1000
@@ -140,5 +154,6 @@ def log_line(
             inputs,
             outputs,
             error,
+            kind,
         )
     )

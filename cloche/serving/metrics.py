@@ -36,18 +36,31 @@ class Histogram:
 
 
 class WorkerMetrics:
-    """One worker's counters. All calls come from its event loop."""
+    """One worker's counters. All calls come from its event loop.
+
+    Explanations are counted apart from predictions (``cloche_explain_*``): one takes up to
+    seconds, and mixed in it would swamp the prediction latency histogram.
+    """
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
         self.latency: dict[str, Histogram] = {}
         self.batch_rows: dict[str, Histogram] = {}
+        self.explain_requests: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.explain_latency: dict[str, Histogram] = {}
 
     def request(self, endpoint: str, deployment: str, status: int, seconds: float) -> None:
         self.requests[(endpoint, deployment, status)] += 1
         hist = self.latency.get(endpoint)
         if hist is None:
             hist = self.latency[endpoint] = Histogram(LATENCY_BUCKETS_S)
+        hist.observe(seconds)
+
+    def explain(self, endpoint: str, deployment: str, status: int, seconds: float) -> None:
+        self.explain_requests[(endpoint, deployment, status)] += 1
+        hist = self.explain_latency.get(endpoint)
+        if hist is None:
+            hist = self.explain_latency[endpoint] = Histogram(LATENCY_BUCKETS_S)
         hist.observe(seconds)
 
     def batch(self, deployment: str, rows: int) -> None:
@@ -62,6 +75,8 @@ class WorkerMetrics:
             "requests": [[*k, v] for k, v in self.requests.items()],
             "latency": {k: h.to_dict() for k, h in self.latency.items()},
             "batch_rows": {k: h.to_dict() for k, h in self.batch_rows.items()},
+            "explain_requests": [[*k, v] for k, v in self.explain_requests.items()],
+            "explain_latency": {k: h.to_dict() for k, h in self.explain_latency.items()},
             "gauges": gauges,
         }
 
@@ -78,6 +93,8 @@ def render(folder: Path) -> str:
     requests: dict[tuple[str, str, int], int] = defaultdict(int)
     latency: dict[str, dict[str, Any]] = {}
     batches: dict[str, dict[str, Any]] = {}
+    explains: dict[tuple[str, str, int], int] = defaultdict(int)
+    explain_latency: dict[str, dict[str, Any]] = {}
     gauges: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     workers = 0
     for path in sorted(folder.glob("*.json")):
@@ -91,6 +108,10 @@ def render(folder: Path) -> str:
             requests[(endpoint, deployment, int(status))] += int(count)
         _add(latency, snap["latency"])
         _add(batches, snap["batch_rows"])
+        # .get: a worker of an older release publishes no explain figures.
+        for endpoint, deployment, status, count in snap.get("explain_requests", []):
+            explains[(endpoint, deployment, int(status))] += int(count)
+        _add(explain_latency, snap.get("explain_latency", {}))
         # A dead worker's counts stay in the totals (counters never go down); its gauges,
         # which described a process that is gone, do not.
         for name, series in snap["gauges"].items():
@@ -103,13 +124,9 @@ def render(folder: Path) -> str:
         "# TYPE cloche_workers gauge",
         f"cloche_workers {workers}",
     ]
-    out += [
-        "# HELP cloche_requests_total Data-plane requests by endpoint, deployment, status.",
-        "# TYPE cloche_requests_total counter",
-    ]
-    for (endpoint, deployment, status), count in sorted(requests.items()):
-        labels = f'endpoint="{_esc(endpoint)}",deployment="{_esc(deployment)}",status="{status}"'
-        out.append(f"cloche_requests_total{{{labels}}} {count}")
+    out += _counter(
+        "cloche_requests_total", "Data-plane requests by endpoint, deployment, status.", requests
+    )
     out += _histogram(
         "cloche_request_seconds",
         "Request latency in seconds.",
@@ -119,6 +136,18 @@ def render(folder: Path) -> str:
     )
     out += _histogram(
         "cloche_batch_rows", "Rows per model call.", "deployment", batches, BATCH_BUCKETS
+    )
+    out += _counter(
+        "cloche_explain_requests_total",
+        "Explain requests by endpoint, deployment, status.",
+        explains,
+    )
+    out += _histogram(
+        "cloche_explain_seconds",
+        "Explain latency in seconds.",
+        "endpoint",
+        explain_latency,
+        LATENCY_BUCKETS_S,
     )
     help_text = {
         "cloche_queue_rows": "Rows waiting for the model, by deployment.",
@@ -155,6 +184,14 @@ def _add(into: dict[str, dict[str, Any]], hists: dict[str, dict[str, Any]]) -> N
                 a + b for a, b in zip(into[key]["counts"], hist["counts"], strict=True)
             ]
             into[key]["sum"] += hist["sum"]
+
+
+def _counter(name: str, help_text: str, counts: dict[tuple[str, str, int], int]) -> list[str]:
+    out = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+    for (endpoint, deployment, status), count in sorted(counts.items()):
+        labels = f'endpoint="{_esc(endpoint)}",deployment="{_esc(deployment)}",status="{status}"'
+        out.append(f"{name}{{{labels}}} {count}")
+    return out
 
 
 def _histogram(

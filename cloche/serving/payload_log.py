@@ -1,4 +1,5 @@
-"""The payload log: every served prediction (and every failed request), per worker, on disk.
+"""The payload log: every served prediction and explanation (and every failed request), per
+worker, on disk; the ``kind`` column tells predictions from explanations.
 
 Each worker appends to its own segment file, one ``write()`` per model call, *before* it answers
 the requests of that call: a worker killed afterwards has already handed what it answered to the
@@ -38,8 +39,9 @@ COLUMNS = (
     "status",
     "latency_ms",
     "inputs",  # the rows as the model received them (JSON); a failed request's raw body (text)
-    "outputs",  # {output name: values} (JSON)
+    "outputs",  # {output name: values} (JSON); an explanation's attributions
     "error",
+    "kind",  # "predict" or "explain"; null in rows written before it was recorded
 )
 SCHEMA = pa.schema(
     [
@@ -55,6 +57,7 @@ SCHEMA = pa.schema(
         ("inputs", pa.string()),
         ("outputs", pa.string()),
         ("error", pa.string()),
+        ("kind", pa.string()),
     ]
 )
 SEGMENT_SUFFIX = ".jsonl"
@@ -75,6 +78,37 @@ def encode_row(row: Sequence[Any]) -> bytes:
     """
     meta = orjson.dumps([row[i] for i in _META_AT])
     return b"%s\t%s\t%s\n" % (meta, _json(row[_INPUTS_AT]), _json(row[_OUTPUTS_AT]))
+
+
+class LineEncoder:
+    """The log lines of one deployment's answered predictions, as ``encode_row`` makes them.
+
+    The deployment's own meta fields are encoded once, not per line, and a line is put together
+    with one bytes format: about 1.5 µs for a one-row request against 2 µs for ``encode_row``.
+    (Encoding a whole batch's inputs in one call and cutting it into rows measured no faster:
+    nearly all of the cost is writing the numbers, whatever the batching.)
+    """
+
+    __slots__ = ("_fixed",)
+
+    def __init__(
+        self, endpoint: str, model: str, version: int, deployment_id: int, shadow: bool
+    ) -> None:
+        # The meta fields between request_id and status, which every line of a deployment shares.
+        self._fixed = orjson.dumps([endpoint, model, version, deployment_id, shadow])[1:-1]
+
+    def answered(
+        self, meta: Any, inputs: np.ndarray, outputs: dict[str, np.ndarray], now: float
+    ) -> bytes:
+        """The line of a prediction answered with status 200; ``meta`` is its RequestMeta."""
+        return b'[%d,%s,%s,200,%s,null,"predict"]\t%s\t%s\n' % (
+            meta.time_ms,
+            orjson.dumps(meta.request_id),
+            self._fixed,
+            orjson.dumps((now - meta.started) * 1000),
+            _json(inputs),
+            _json(outputs),
+        )
 
 
 def _json(value: Any) -> bytes:
@@ -184,6 +218,8 @@ def read_segment(path: Path) -> Iterator[Line]:
             continue
         if isinstance(meta, list) and len(meta) == len(META_COLUMNS):
             yield meta, parts[1], parts[2]
+        elif isinstance(meta, list) and len(meta) == len(META_COLUMNS) - 1:
+            yield [*meta, None], parts[1], parts[2]  # a line from before "kind"
 
 
 def rows_to_table(lines: Sequence[Line]) -> pa.Table:

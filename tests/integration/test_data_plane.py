@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -63,6 +64,26 @@ def test_request_id_is_echoed_or_generated(http) -> None:
     assert "predict;dur=" in r.headers["server-timing"]
 
 
+def test_answers_leave_in_one_write_under_uvicorn(http, monkeypatch) -> None:
+    from cloche.serving.respond import Responder
+
+    written: list[bool] = []
+    real = Responder._write
+
+    def counting(self, *args):
+        written.append(real(self, *args))
+        return written[-1]
+
+    monkeypatch.setattr(Responder, "_write", counting)
+    body = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
+    for _ in range(3):  # one keep-alive connection: each answer completes its request cycle
+        r = http.post("/v1/models/churn:predict", json=body)
+        assert r.status_code == 200 and r.json()["predictions"]
+        assert r.headers["content-length"] == str(len(r.content)) and "date" in r.headers
+    assert http.post("/v1/models/nope:predict", json=body).status_code == 404
+    assert written == [True] * 4
+
+
 def test_v2_infer_metadata_and_health(http, sklearn_model_file, iris_like) -> None:
     import pandas as pd
 
@@ -84,6 +105,23 @@ def test_v2_infer_metadata_and_health(http, sklearn_model_file, iris_like) -> No
     assert http.get("/v2/health/live").json() == {"live": True}
     assert http.get("/v2/health/ready").json() == {"ready": True}
     assert http.get("/v2").json()["name"] == "cloche"
+
+
+def test_v2_binary_answers_say_so_in_their_content_type(http) -> None:
+    tensor = {"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [0.1] * 8}
+    binary = {
+        "inputs": [tensor],
+        "outputs": [{"name": "predict", "parameters": {"binary_data": True}}],
+    }
+    r = http.post("/v2/models/churn/infer", json=binary)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/octet-stream"
+    length = int(r.headers["inference-header-content-length"])
+    (output,) = json.loads(r.content[:length])["outputs"]
+    assert output["parameters"]["binary_data_size"] == len(r.content) - length == 16
+    plain = http.post("/v2/models/churn/infer", json={"inputs": [tensor]})
+    assert plain.headers["content-type"] == "application/json"
+    assert "inference-header-content-length" not in plain.headers
 
 
 def test_traffic_split_reaches_the_workers_and_routes_by_weight(http, deployed) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -57,9 +58,37 @@ def test_answers_failures_and_shadow_copies_are_logged(server, settings, transpo
     assert (agreement.shadow, agreement.compared, agreement.agreed) == ("churn:2", 5, 5)
 
 
-def test_cli_logs_shows_the_rows(server, settings) -> None:
-    import json
+def test_explanations_are_logged_marked_and_metered(server, settings) -> None:
+    rows = [ROW, [1.0, -1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    url = f"{server.url}/v1/models/churn:explain"
+    r = httpx.post(url, json={"instances": rows}, headers={"X-Request-Id": "ex-1"})
+    assert r.status_code == 200, r.text
+    bad = httpx.post(url, json={"instances": rows[:1]}, headers={"X-Request-Id": "ex-2"})
+    assert bad.status_code == 422  # one row and no background to compare it with
+    assert _predict(server.url, "churn", "p-1", {"instances": [ROW]}).status_code == 200
+    with cloche.Client(settings=settings) as sdk:
+        logged = {r["request_id"]: r for r in sdk.logs.read("churn", since="10m").to_pylist()}
+        (agreement,) = sdk.logs.shadow_agreement("churn")
+    assert logged["ex-1"]["kind"] == "explain" and logged["ex-1"]["status"] == 200
+    assert json.loads(logged["ex-1"]["inputs"]) == rows
+    assert len(json.loads(logged["ex-1"]["outputs"])["explanations"]) == 3
+    assert logged["ex-2"]["kind"] == "explain" and logged["ex-2"]["status"] == 422
+    assert logged["p-1"]["kind"] == "predict"
+    assert (agreement.compared, agreement.agreed) == (1, 1)  # explanations are no answers
+    text = httpx.get(f"{server.url}/metrics").text
+    assert (
+        'cloche_explain_requests_total{endpoint="churn",deployment="churn:1",status="200"} 1'
+        in text
+    )
+    assert (
+        'cloche_explain_requests_total{endpoint="churn",deployment="churn:1",status="422"} 1'
+        in text
+    )
+    assert 'cloche_explain_seconds_count{endpoint="churn"} 2' in text
+    assert 'cloche_request_seconds_count{endpoint="churn"} 1' in text
 
+
+def test_cli_logs_shows_the_rows(server, settings) -> None:
     from typer.testing import CliRunner
 
     from cloche.cli.app import app
@@ -84,7 +113,7 @@ def test_a_server_compacts_segments_left_by_dead_workers(
     root = settings.home / "logs"
     left = PayloadLog(root)  # a worker that wrote and then died
     row = (1_764_000_000_000, "old-1", "churn", "churn", 1, 1, False, 200, 1.0,
-           np.array([ROW]), {"predict": np.array([0])}, None)  # fmt: skip
+           np.array([ROW]), {"predict": np.array([0])}, None, "predict")  # fmt: skip
     left.write([encode_row(row)])
     left.close()
     start_server()

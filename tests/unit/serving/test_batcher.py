@@ -165,3 +165,87 @@ def test_only_requested_outputs_are_returned() -> None:
         assert set(a) == {"predict"} and c["probabilities"].tolist() == [[0.0, 1.0]]
 
     asyncio.run(main())
+
+
+def _burst(b: AdaptiveBatcher, per_turn: list[int]) -> asyncio.Future:
+    """Requests arriving over successive loop turns, ``per_turn[i]`` of them in turn i, as
+    clients answering the last batch's replies do; resolves to their answers."""
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Future] = []
+    done = loop.create_future()
+
+    def arrive(turn: int) -> None:
+        for _ in range(per_turn[turn]):
+            tasks.append(asyncio.ensure_future(b.submit(np.ones((1, 1)), PREDICT, 5)))
+        if turn + 1 < len(per_turn):
+            loop.call_soon(arrive, turn + 1)
+        else:
+            asyncio.gather(*tasks).add_done_callback(lambda f: done.set_result(f.result()))
+
+    arrive(0)
+    return done
+
+
+def test_a_burst_read_over_several_loop_turns_forms_one_batch() -> None:
+    sizes: list[int] = []
+
+    def fn(X, wanted):
+        sizes.append(len(X))
+        time.sleep(0.002)  # the batch may wait up to one model call's time for the burst
+        return {"predict": X[:, 0]}
+
+    async def main():
+        b = _batcher(fn, max_batch_size=64)
+        await b.submit(np.ones((1, 1)), PREDICT, 5)  # a first call: the model's cost is known
+        answers = await _burst(b, [2, 3, 3, 2])
+        assert len(answers) == 10
+
+    asyncio.run(main())
+    assert sizes == [1, 10]
+
+
+def test_a_batch_fills_no_further_than_max_batch_size_while_requests_keep_coming() -> None:
+    sizes: list[int] = []
+
+    def fn(X, wanted):
+        sizes.append(len(X))
+        time.sleep(0.002)
+        return {"predict": X[:, 0]}
+
+    async def main():
+        b = _batcher(fn, max_batch_size=4)
+        await b.submit(np.ones((1, 1)), PREDICT, 5)
+        await _burst(b, [2] * 8)
+
+    asyncio.run(main())
+    assert sizes[0] == 1 and sum(sizes) == 17 and max(sizes) <= 4 and sizes.count(4) >= 3
+
+
+def test_a_lone_request_does_not_wait_for_a_batch_to_fill() -> None:
+    turns: list[int] = []
+
+    def fn(X, wanted):
+        turns.append(ticks)
+        time.sleep(0.002)
+        return {"predict": X[:, 0]}
+
+    ticks = 0
+
+    async def main():
+        nonlocal ticks
+        loop = asyncio.get_running_loop()
+        b = _batcher(fn)
+        await b.submit(np.ones((1, 1)), PREDICT, 5)
+
+        def tick() -> None:
+            nonlocal ticks
+            ticks += 1
+            if ticks < 50:
+                loop.call_soon(tick)
+
+        ticks = 0
+        loop.call_soon(tick)
+        await b.submit(np.ones((1, 1)), PREDICT, 5)
+
+    asyncio.run(main())
+    assert turns[1] <= 1  # run on the first loop turn after it queued

@@ -32,3 +32,31 @@ def test_label_values_are_escaped(tmp_path: Path) -> None:
     snap["pid"] = os.getpid()
     publish(tmp_path, snap)
     assert 'endpoint="we\\"ird\\\\"' in render(tmp_path)
+
+
+def test_explanations_are_counted_apart_from_predictions(tmp_path: Path) -> None:
+    m = WorkerMetrics()
+    m.request("churn", "churn:1", 200, 0.003)
+    m.explain("churn", "churn:1", 200, 1.5)
+    m.explain("churn", "churn:1", 422, 0.001)
+    snap = m.snapshot({})
+    snap["pid"] = os.getpid()
+    publish(tmp_path, snap)
+    old = m.snapshot({})  # a worker of a release without explain figures
+    for key in ("explain_requests", "explain_latency"):
+        del old[key]
+    old["pid"] = 2**22 + 12345
+    publish(tmp_path, old)
+    text = render(tmp_path)
+    assert 'cloche_requests_total{endpoint="churn",deployment="churn:1",status="200"} 2' in text
+    assert 'cloche_request_seconds_count{endpoint="churn"} 2' in text
+    assert (
+        'cloche_explain_requests_total{endpoint="churn",deployment="churn:1",status="200"} 1'
+        in text
+    )
+    assert (
+        'cloche_explain_requests_total{endpoint="churn",deployment="churn:1",status="422"} 1'
+        in text
+    )
+    assert 'cloche_explain_seconds_bucket{endpoint="churn",le="2.5"} 2' in text
+    assert 'cloche_explain_seconds_count{endpoint="churn"} 2' in text

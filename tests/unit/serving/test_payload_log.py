@@ -23,6 +23,7 @@ def _entry(i: int, endpoint: str = "churn", status: int = 200, **kw) -> bytes:
         "inputs": np.array([[float(i), 2.0]]),
         "outputs": {"predict": np.array([i % 2])},
         "error": None,
+        "kind": "predict",
     } | kw
     return encode_row(tuple(values.values()))
 
@@ -113,3 +114,40 @@ def test_compaction_runs_as_a_command_and_one_at_a_time(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.stdout.strip() == "2"
     assert logs.read_log(tmp_path, "churn")["request_id"].to_pylist() == ["r0", "r1"]
+
+
+class _Meta:
+    request_id, started, time_ms = 'r"1', 10.0, 1_764_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("X", "out"),
+    [
+        (np.arange(6.0).reshape(3, 2) / 7, {"predict": np.array([0, 1, 1])}),
+        (
+            np.arange(3, dtype=np.float32).reshape(3, 1),
+            {"predict": np.arange(3) % 2, "probabilities": np.linspace(0, 1, 6).reshape(3, 2)},
+        ),
+        (np.array([[np.nan, 1.0]]), {"predict": np.array(["yes"], dtype=object)}),
+        (np.array([["a", 1.5]], dtype=object), {"predict": np.array([True])}),
+    ],
+    ids=["numeric", "two-outputs", "string-labels", "object-inputs"],
+)
+def test_a_deployments_lines_are_those_of_encode_row(X, out) -> None:
+    from cloche.serving.payload_log import LineEncoder
+
+    encoder = LineEncoder("churn", "churn", 1, 7, False)
+    row = (_Meta.time_ms, _Meta.request_id, "churn", "churn", 1, 7, False, 200, 10_000.0,
+           X, out, None, "predict")  # fmt: skip
+    assert encoder.answered(_Meta, X, out, now=20.0) == encode_row(row)
+
+
+def test_lines_from_before_the_kind_column_still_read(tmp_path: Path) -> None:
+    log = PayloadLog(tmp_path)
+    log.write([_entry(0)])
+    old = _entry(1).replace(b',"predict"]\t', b"]\t")  # a line as the previous release wrote it
+    log.write([old])
+    log.close()
+    table = logs.read_log(tmp_path, "churn")
+    assert table["request_id"].to_pylist() == ["r0", "r1"]
+    assert table["kind"].to_pylist() == ["predict", None]
