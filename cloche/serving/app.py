@@ -19,10 +19,11 @@ import numpy as np
 import orjson
 
 from cloche import __version__
-from cloche.auth.roles import Permission
+from cloche.auth.roles import LOCAL_USER, Permission
 from cloche.errors import (
     BadRequest,
     ClocheError,
+    InvalidInput,
     NotFound,
     PayloadTooLarge,
     UnsupportedEncoding,
@@ -39,6 +40,7 @@ from cloche.serving.protocols.v2_rest import decode_v2, encode_v2
 from cloche.serving.respond import Responder
 from cloche.serving.router import EndpointRoute, Router
 
+FEEDBACK_SHAPE = 'send {"labels": [{"request_id": "...", "label": 1}, ...]}'
 log = logging.getLogger("cloche.serving")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -211,10 +213,14 @@ class DataPlane:
             info = {"name": "cloche", "version": __version__, "extensions": ["binary_tensor_data"]}
             return _json(200, info)
         authorization = headers.get(b"authorization")
+        principal = LOCAL_USER
         if authorization is not None or self.auth.required:  # else: the local user, allowed
-            await self.auth.principal(authorization)
+            principal = await self.auth.principal(authorization)
         if path.startswith("/v1/models/"):  # (":predict" is served in __call__)
             rest = path[len("/v1/models/") :]
+            if method == "POST" and rest.endswith(":feedback"):
+                body = await self._body(headers, receive)
+                return await self._feedback(rest[: -len(":feedback")], body, principal.actor)
             if method == "POST" and rest.endswith(":explain"):
                 route = self.router.endpoint(rest[: -len(":explain")])
                 call.endpoint, call.kind = route.name, "explain"
@@ -242,6 +248,21 @@ class DataPlane:
                     return _json(200, {"name": endpoint, "ready": True})
                 return _json(200, model_metadata(route, version))
         raise NotFound(f"no such route: {method} {path}", hint=ROUTES_HINT)
+
+    async def _feedback(self, endpoint: str, body: bytes, actor: str) -> Response:
+        """Ground-truth labels by request id; the same service as the control plane's route."""
+        from cloche.monitoring.feedback import record_feedback  # off the predict path
+
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"the body is not JSON: {exc}", hint=FEEDBACK_SHAPE) from None
+        if not isinstance(data, dict) or "labels" not in data:
+            raise InvalidInput('the body needs a "labels" list', hint=FEEDBACK_SHAPE)
+        result = await asyncio.to_thread(
+            record_feedback, self.router.store, endpoint, data["labels"], actor=actor
+        )
+        return _json(200, result.model_dump())
 
     def _health(self, what: str) -> Response:
         if what == "live":

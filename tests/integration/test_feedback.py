@@ -343,3 +343,26 @@ def test_regression_metrics_against_max_mae(churn: Store) -> None:
     assert perf["rmse"]["threshold"] == pytest.approx(0.15)
     assert perf["r2"]["value"] == pytest.approx(0.0)  # no better than the mean
     assert performance.breaches(perf) == ["performance:mae", "performance:rmse"]
+
+
+def test_data_plane_feedback_route_takes_labels_for_a_real_prediction(
+    served: Store, live_server: LiveServer
+) -> None:
+    """POST /v1/models/{endpoint}:feedback, joined by the request id the server returned."""
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        for _ in range(100):  # the server loads the deployment in the background
+            answer = http.post(
+                "/v1/models/churn:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]}
+            )
+            if answer.status_code == 200:
+                break
+        assert answer.status_code == 200, answer.text
+        rid = answer.headers["x-request-id"]
+        labels = {"labels": [{"request_id": rid, "label": 1}, {"request_id": "nope", "label": 0}]}
+        reply = http.post("/v1/models/churn:feedback", json=labels)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"accepted": 1, "replaced": 0, "unknown_request_ids": ["nope"]}
+        bad = http.post("/v1/models/churn:feedback", content=b"{not json")
+        assert bad.status_code == 422 and "labels" in bad.json()["error"]["hint"]
+        missing = http.post("/v1/models/ghost:feedback", json=labels)
+        assert missing.status_code == 404
