@@ -32,11 +32,21 @@ def _endpoint_row(session: Session, name: str) -> EndpointRow:
         select(EndpointRow).where(EndpointRow.name == name).options(WITH_DEPLOYMENTS)
     )
     if row is None:
-        raise EndpointNotFound(
-            f"endpoint {name!r} does not exist",
-            hint=f"create it with `cloche endpoints create {name}`",
-        )
+        raise _not_found(name)
     return row
+
+
+def _not_found(name: str) -> EndpointNotFound:
+    return EndpointNotFound(
+        f"endpoint {name!r} does not exist",
+        hint=f"create it with `cloche endpoints create {name}`",
+    )
+
+
+def require_endpoint(session: Session, name: str) -> None:
+    """EndpointNotFound unless an endpoint called ``name`` exists (one cheap query)."""
+    if session.scalar(select(EndpointRow.id).where(EndpointRow.name == name)) is None:
+        raise _not_found(name)
 
 
 def _entity(row: EndpointRow) -> Endpoint:

@@ -17,11 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from cloche import audit
-from cloche.errors import EndpointNotFound, InvalidInput
+from cloche.endpoints.service import require_endpoint
+from cloche.errors import InvalidInput
 from cloche.logs.service import log_root, read_log
 from cloche.monitoring.entities import FeedbackResult
 from cloche.store.store import Store
-from cloche.store.tables import EndpointRow, FeedbackRow, utcnow
+from cloche.store.tables import FeedbackRow, utcnow
 
 MAX_LABELS = 10_000
 MAX_REQUEST_ID = 200
@@ -51,11 +52,7 @@ def record_feedback(
     items = _validate(labels)
     now = now or utcnow()
     with store.transaction() as session:
-        if session.scalar(select(EndpointRow.id).where(EndpointRow.name == endpoint)) is None:
-            raise EndpointNotFound(
-                f"endpoint {endpoint!r} does not exist",
-                hint="`cloche endpoints list` shows the endpoints",
-            )
+        require_endpoint(session, endpoint)
     logged = _logged_request_ids(store, endpoint, now)
     known = [(rid, label) for rid, label in items if rid in logged]
     unknown = list(dict.fromkeys(rid for rid, _ in items if rid not in logged))

@@ -9,17 +9,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloche import audit
+from cloche.endpoints.service import require_endpoint
 from cloche.errors import (
     AlertNotFound,
     Conflict,
-    EndpointNotFound,
     InvalidInput,
     MonitorNotFound,
 )
 from cloche.monitoring.entities import Alert, Monitor, MonitorConfig, MonitorRun
 from cloche.registry.refs import check_name
 from cloche.store.store import Store
-from cloche.store.tables import AlertRow, EndpointRow, MonitorRow, MonitorRunRow, utcnow
+from cloche.store.tables import AlertRow, MonitorRow, MonitorRunRow, utcnow
 
 
 def _check_channels(config: MonitorConfig) -> MonitorConfig:
@@ -40,11 +40,7 @@ def create_monitor(
     name = check_name(name or endpoint)
     config = _check_channels(config)
     with store.transaction() as session:
-        if session.scalar(select(EndpointRow.id).where(EndpointRow.name == endpoint)) is None:
-            raise EndpointNotFound(
-                f"endpoint {endpoint!r} does not exist",
-                hint="`cloche endpoints list` shows the endpoints",
-            )
+        require_endpoint(session, endpoint)
         if session.scalar(select(MonitorRow.id).where(MonitorRow.name == name)) is not None:
             raise Conflict(
                 f"a monitor named {name!r} already exists",
