@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-
-from pydantic import BaseModel
 
 from cloche.errors import Forbidden, InvalidInput
 
@@ -28,7 +27,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
 ROLES = tuple(ROLE_PERMISSIONS)
 
 
-class Principal(BaseModel):
+@dataclass(frozen=True)
+class Principal:
     """Who is acting: a token's id and role, or the local user of a loopback server."""
 
     actor: str

@@ -13,8 +13,8 @@ import pyarrow as pa
 from cloche.client._http import API, HttpTransport
 from cloche.endpoints.entities import Endpoint
 from cloche.logs.service import LogStats, ShadowAgreement
+from cloche.logs.table import SCHEMA
 from cloche.registry.refs import check_name
-from cloche.serving.payload_log import SCHEMA
 
 
 class HttpLogs:

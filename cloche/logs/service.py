@@ -23,15 +23,9 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from cloche.errors import InvalidInput
+from cloche.logs.table import SCHEMA, rows_to_table
 from cloche.registry.refs import check_name
-from cloche.serving.payload_log import (
-    META_COLUMNS,
-    SCHEMA,
-    SEGMENT_SUFFIX,
-    is_closed,
-    read_segment,
-    rows_to_table,
-)
+from cloche.serving.payload_log import META_COLUMNS, SEGMENT_SUFFIX, is_closed, read_segment
 from cloche.store.store import Store
 
 ENDPOINT_AT = META_COLUMNS.index("endpoint")

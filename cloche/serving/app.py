@@ -44,6 +44,8 @@ FEEDBACK_SHAPE = 'send {"labels": [{"request_id": "...", "label": 1}, ...]}'
 log = logging.getLogger("cloche.serving")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# (endpoint, labels, actor) -> the JSON answer; blocking, so it runs on a thread.
+Feedback = Callable[[str, Any, str], dict[str, Any]]
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"  # an OIP v2 answer with binary tensor data
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
@@ -123,8 +125,10 @@ class DataPlane:
         metrics: WorkerMetrics | None = None,
         render_metrics: Callable[[], str] | None = None,
         server_timing: bool = False,
+        feedback: Feedback | None = None,
     ) -> None:
         self.server_timing = server_timing
+        self.feedback = feedback
         self.router = router
         self.auth = auth
         self.max_body_bytes = max_body_bytes
@@ -251,18 +255,19 @@ class DataPlane:
 
     async def _feedback(self, endpoint: str, body: bytes, actor: str) -> Response:
         """Ground-truth labels by request id; the same service as the control plane's route."""
-        from cloche.monitoring.feedback import record_feedback  # off the predict path
-
+        if self.feedback is None:
+            raise NotFound(
+                "this server keeps no labels (an edge server has no store)",
+                hint="send feedback to the central server's /v1/models/ENDPOINT:feedback",
+            )
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"the body is not JSON: {exc}", hint=FEEDBACK_SHAPE) from None
         if not isinstance(data, dict) or "labels" not in data:
             raise InvalidInput('the body needs a "labels" list', hint=FEEDBACK_SHAPE)
-        result = await asyncio.to_thread(
-            record_feedback, self.router.store, endpoint, data["labels"], actor=actor
-        )
-        return _json(200, result.model_dump())
+        answer = await asyncio.to_thread(self.feedback, endpoint, data["labels"], actor)
+        return _json(200, answer)
 
     def _health(self, what: str) -> Response:
         if what == "live":

@@ -1,6 +1,7 @@
 """Data-plane authentication: bearer tokens checked against the store, cached for a few seconds.
 
 The cache keeps the store off the hot path; a revoked token stops working within ``ttl``.
+An edge server checks its one token the same way, against a hash held in memory.
 """
 
 from __future__ import annotations
@@ -8,19 +9,32 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from cloche.auth import tokens
 from cloche.auth.roles import LOCAL_USER, Permission, Principal, authorize
 from cloche.errors import Unauthorized
-from cloche.store.store import Store
+
+if TYPE_CHECKING:
+    from cloche.store.store import Store
 
 
 class TokenCache:
-    def __init__(self, store: Store, *, required: bool, ttl: float = 5.0) -> None:
-        self.store = store
+    def __init__(
+        self, authenticate: Callable[[str], Principal], *, required: bool, ttl: float = 5.0
+    ) -> None:
+        # ``authenticate`` may block (a store query): it runs on a thread, its answers cached.
+        self.authenticate = authenticate
         self.required = required
         self.ttl = ttl
         self._seen: dict[str, tuple[Principal | None, float]] = {}
+
+    @classmethod
+    def for_store(cls, store: Store, *, required: bool, ttl: float = 5.0) -> TokenCache:
+        """Tokens as `cloche tokens create` made them, checked against the metadata store."""
+        from cloche.auth import tokens  # imported here: an edge runtime has no store
+
+        return cls(lambda token: tokens.authenticate(store, token), required=required, ttl=ttl)
 
     async def principal(
         self, authorization: bytes | None, permission: Permission = Permission.PREDICT
@@ -42,9 +56,7 @@ class TokenCache:
         cached = self._seen.get(key)
         if cached is None or cached[1] < now:
             try:
-                found: Principal | None = await asyncio.to_thread(
-                    tokens.authenticate, self.store, token
-                )
+                found: Principal | None = await asyncio.to_thread(self.authenticate, token)
             except Unauthorized:
                 found = None
             if len(self._seen) > 10_000:

@@ -15,7 +15,7 @@ from cloche.serving.batcher import AdaptiveBatcher, Job, Result
 from cloche.serving.inputs import InputSpec
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import LineEncoder, PayloadLog, encode_row
-from cloche.serving.state import DeploymentSpec
+from cloche.serving.spec import DeploymentSpec
 
 QUEUE_BATCHES = 16  # a queue holds this many full batches before it answers 503
 

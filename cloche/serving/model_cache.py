@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from cloche.runtimes import get_runtime
 from cloche.runtimes.base import LoadedModel
-from cloche.serving.state import DeploymentSpec
-from cloche.store.store import Store
+from cloche.serving.spec import DeploymentSpec
 
 
 @dataclass
@@ -26,8 +27,10 @@ class CachedModel:
 class ModelCache:
     """Loaded models keyed by version content (sha256 + framework), shared across endpoints."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, locate: Callable[[DeploymentSpec], Path]) -> None:
+        # ``locate`` gives the folder of a deployment's model files on this machine, verified:
+        # the artifact store's cache for `cloche up`, the bundle's model/ for an edge server.
+        self._locate = locate
         self._models: dict[str, CachedModel] = {}
         self._lock = threading.Lock()
 
@@ -46,7 +49,7 @@ class ModelCache:
             if key in self._models:
                 return self._models[key].model
             start = time.perf_counter()
-            folder = self._store.artifacts.local_dir(spec.artifact_key, spec.files)
+            folder = self._locate(spec)
             model = get_runtime(spec.framework).load(folder)
             size = sum(int(f.get("size", 0)) for f in spec.files.values())
             self._models[key] = CachedModel(model, size, time.perf_counter() - start)

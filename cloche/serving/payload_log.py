@@ -7,7 +7,8 @@ OS. A segment is JSON lines (one request per line): measured on one core, a batc
 1 µs per request this way, against 430 µs for a one-row Arrow IPC batch, and a torn last line
 (a writer killed mid-write) is simply skipped. Segments rotate at a size cap; closed segments
 (and those of dead workers) are compacted into Parquet partitions ``endpoint=/date=/hour=``
-(logs/service.py). A failing sink never fails serving: what could not be written is counted.
+(logs/service.py; their Arrow schema is in logs/table.py). A failing sink never fails
+serving: what could not be written is counted.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import IO, Any
 
 import numpy as np
 import orjson
-import pyarrow as pa
 
 log = logging.getLogger("cloche.serving")
 
@@ -42,23 +42,6 @@ COLUMNS = (
     "outputs",  # {output name: values} (JSON); an explanation's attributions
     "error",
     "kind",  # "predict" or "explain"; null in rows written before it was recorded
-)
-SCHEMA = pa.schema(
-    [
-        ("time", pa.timestamp("ms", tz="UTC")),
-        ("request_id", pa.string()),
-        ("endpoint", pa.string()),
-        ("model", pa.string()),
-        ("version", pa.int32()),
-        ("deployment_id", pa.int64()),
-        ("shadow", pa.bool_()),
-        ("status", pa.int16()),
-        ("latency_ms", pa.float32()),
-        ("inputs", pa.string()),
-        ("outputs", pa.string()),
-        ("error", pa.string()),
-        ("kind", pa.string()),
-    ]
 )
 SEGMENT_SUFFIX = ".jsonl"
 ROTATE_BYTES = 64 * 2**20
@@ -220,26 +203,6 @@ def read_segment(path: Path) -> Iterator[Line]:
             yield meta, parts[1], parts[2]
         elif isinstance(meta, list) and len(meta) == len(META_COLUMNS) - 1:
             yield [*meta, None], parts[1], parts[2]  # a line from before "kind"
-
-
-def rows_to_table(lines: Sequence[Line]) -> pa.Table:
-    """Segment lines as a table with SCHEMA (inputs and outputs as JSON text)."""
-    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-    for meta, inputs, outputs in lines:
-        for name, value in zip(META_COLUMNS, meta, strict=True):
-            columns[name].append(value)
-        columns["inputs"].append(_text(inputs))
-        columns["outputs"].append(_text(outputs))
-    return pa.Table.from_pydict(columns, schema=SCHEMA)
-
-
-def _text(raw: bytes) -> str | None:
-    if raw == b"null":
-        return None
-    if raw.startswith(b'"'):  # a failed request's raw body, kept as the text it was
-        text: str = orjson.loads(raw)
-        return text
-    return raw.decode()
 
 
 def is_closed(path: Path) -> bool:

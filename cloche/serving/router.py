@@ -14,6 +14,7 @@ import gc
 import logging
 import random
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cloche.errors import DeploymentNotFound, EndpointNotFound, NotReady
 from cloche.serving.deployment import LiveDeployment
@@ -21,8 +22,10 @@ from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.metrics import label as metrics_label
 from cloche.serving.model_cache import ModelCache
 from cloche.serving.payload_log import PayloadLog
-from cloche.serving.state import DeploymentSpec, Snapshot, read_generation, read_snapshot
-from cloche.store.store import Store
+from cloche.serving.spec import DeploymentSpec, Snapshot
+
+if TYPE_CHECKING:
+    from cloche.store.store import Store
 
 log = logging.getLogger("cloche.serving")
 
@@ -70,27 +73,44 @@ class EndpointRoute:
         return found
 
 
+class SnapshotSource(Protocol):
+    """Where a router learns what to serve: the metadata store, or an edge bundle."""
+
+    def generation(self) -> int: ...
+
+    def snapshot(self) -> Snapshot: ...
+
+
 class Router:
-    """The routing table of one worker, kept in step with the metadata store."""
+    """The routing table of one worker, kept in step with its source."""
 
     def __init__(
         self,
-        store: Store,
+        source: SnapshotSource,
+        cache: ModelCache,
         *,
         poll_seconds: float = 0.5,
         payload_log: PayloadLog | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        self.store = store
+        self.source = source
         self.payload_log = payload_log
         self.metrics = metrics
-        self.cache = ModelCache(store)
+        self.cache = cache
         self.poll_seconds = poll_seconds
         self.generation = -1
         self.routes: dict[str, EndpointRoute] = {}
         self._live: dict[int, LiveDeployment] = {}
         self.ready = False
         self.load_errors: dict[str, str] = {}
+
+    @classmethod
+    def for_store(cls, store: Store, **options: Any) -> Router:
+        """The router of a `cloche up` worker, following the metadata store."""
+        # Imported here: an edge server's runtime has no SQLAlchemy (cloche/edge/).
+        from cloche.serving.state import StoreSource, artifact_locator
+
+        return cls(StoreSource(store), ModelCache(artifact_locator(store)), **options)
 
     def endpoint(self, name: str) -> EndpointRoute:
         route = self.routes.get(name)
@@ -105,10 +125,10 @@ class Router:
 
     async def refresh(self) -> bool:
         """Apply the store's state if its generation moved; True when the table changed."""
-        generation = await asyncio.to_thread(read_generation, self.store)
+        generation = await asyncio.to_thread(self.source.generation)
         if generation == self.generation:
             return False
-        snapshot = await asyncio.to_thread(read_snapshot, self.store)
+        snapshot = await asyncio.to_thread(self.source.snapshot)
         await self.apply(snapshot)
         return True
 

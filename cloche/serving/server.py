@@ -49,7 +49,7 @@ class Server:
         self.metrics = WorkerMetrics()
         server_id = os.environ.get("CLOCHE_SERVER_ID") or str(os.getpid())
         self.metrics_dir = store.home / "run" / server_id / "metrics"
-        self.router = Router(
+        self.router = Router.for_store(
             store,
             poll_seconds=settings.serving.poll_ms / 1000,
             payload_log=self.payload_log,
@@ -57,16 +57,22 @@ class Server:
         )
         self.data_plane = DataPlane(
             self.router,
-            TokenCache(store, required=settings.auth_required),
+            TokenCache.for_store(store, required=settings.auth_required),
             max_body_bytes=settings.serving.max_request_mb * 2**20,
             payload_log=self.payload_log,
             metrics=self.metrics,
             render_metrics=self.render_metrics,
             server_timing=settings.serving.server_timing,
+            feedback=self._feedback,
         )
         self.api = create_app(settings, store)
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: GrpcServer | None = None
+
+    def _feedback(self, endpoint: str, labels: Any, actor: str) -> dict[str, Any]:
+        from cloche.monitoring.feedback import record_feedback  # off the predict path
+
+        return record_feedback(self.store, endpoint, labels, actor=actor).model_dump()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(DATA_PREFIXES):

@@ -6,44 +6,33 @@ hold and, when it moved, read this snapshot and apply it (see router.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from cloche.serving.spec import DeploymentSpec, Snapshot
 from cloche.store.store import Store
 from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, VersionRow
 
 
-@dataclass(frozen=True)
-class DeploymentSpec:
-    """Everything a worker needs to load and serve one deployment."""
+class StoreSource:
+    """The serving state of a `cloche up` worker: what the metadata store says."""
 
-    deployment_id: int
-    endpoint: str
-    model: str
-    version: int
-    framework: str
-    artifact_key: str
-    files: dict[str, Any]
-    sha256: str
-    signature: dict[str, Any]
-    traffic: int
-    shadow: bool
-    max_batch_size: int
-    timeout_ms: int
-    log_sample_rate: float = 1.0
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
-    @property
-    def ref(self) -> str:
-        return f"{self.model}:{self.version}"
+    def generation(self) -> int:
+        return read_generation(self.store)
+
+    def snapshot(self) -> Snapshot:
+        return read_snapshot(self.store)
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    generation: int
-    endpoints: dict[str, list[DeploymentSpec]]
+def artifact_locator(store: Store) -> Callable[[DeploymentSpec], Path]:
+    """Where a deployment's model files are on this machine (fetched and hash-checked)."""
+    return lambda spec: store.artifacts.local_dir(spec.artifact_key, spec.files)
 
 
 def read_generation(store: Store) -> int:

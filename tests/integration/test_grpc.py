@@ -81,12 +81,12 @@ def serving(
     log: PayloadLog | None = None,
     metrics: WorkerMetrics | None = None,
 ) -> Iterator[GrpcServer]:
-    router = Router(store, payload_log=log, metrics=metrics)
+    router = Router.for_store(store, payload_log=log, metrics=metrics)
     loop.run(router.refresh())
     server = loop.run(
         start_grpc_server(
             router,
-            TokenCache(store, required=required),
+            TokenCache.for_store(store, required=required),
             host="127.0.0.1",
             port=0,
             max_message_mb=1,
@@ -278,9 +278,9 @@ def test_answered_and_failed_calls_reach_the_payload_log(
 def test_workers_share_a_reserved_port(loop: Loop, deployed: Store) -> None:
     held = reserve_grpc_port("127.0.0.1", 0)
     port = held.getsockname()[1]
-    router = Router(deployed)
+    router = Router.for_store(deployed)
     loop.run(router.refresh())
-    auth = TokenCache(deployed, required=False)
+    auth = TokenCache.for_store(deployed, required=False)
     servers = [
         loop.run(
             start_grpc_server(
