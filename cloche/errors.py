@@ -89,6 +89,18 @@ class MissingDependency(InvalidInput):
     code = "missing_dependency"
 
 
+class ConversionFailed(InvalidInput):
+    """A model that cannot be converted (to ONNX, for an edge bundle)."""
+
+    code = "conversion_failed"
+
+
+class ParityFailed(InvalidInput):
+    """A converted model whose outputs differ from the original's beyond the tolerance."""
+
+    code = "parity_failed"
+
+
 class Unauthorized(ClocheError):
     code = "unauthorized"
     http_status = HTTPStatus.UNAUTHORIZED
@@ -179,6 +191,12 @@ class JobStateConflict(Conflict):
     code = "job_state_conflict"
 
 
+class ExportOutputExists(Conflict):
+    """An export's output folder already holds files it may not replace."""
+
+    code = "export_output_exists"
+
+
 class HashMismatch(ClocheError):
     """A stored artifact no longer matches the hash recorded at upload."""
 
@@ -209,10 +227,34 @@ class NotReady(Unavailable):
     code = "not_ready"
 
 
+class DownloadFailed(Unavailable):
+    """Packages could not be fetched from their index (no network, or no such build)."""
+
+    code = "download_failed"
+
+
 class Timeout(ClocheError):
     code = "timeout"
     http_status = HTTPStatus.GATEWAY_TIMEOUT
     exit_code = 6
+
+
+class BundleInvalid(InvalidInput):
+    """A folder that is not a readable edge bundle (no manifest, or one that makes no sense)."""
+
+    code = "bundle_invalid"
+
+
+class BundleIncompatible(InvalidInput):
+    """An edge bundle written in a format this cloche does not read."""
+
+    code = "bundle_incompatible"
+
+
+class BundleTampered(HashMismatch):
+    """A file of an edge bundle differs from what its manifest recorded, or was added to it."""
+
+    code = "bundle_tampered"
 
 
 def all_error_classes() -> list[type[ClocheError]]:

@@ -15,6 +15,7 @@ from cloche import __version__
 from cloche.api.routes import (
     audit,
     batch,
+    edge,
     endpoints,
     health,
     logs,
@@ -23,7 +24,7 @@ from cloche.api.routes import (
     tokens,
 )
 from cloche.api.security import MULTIPART_OVERHEAD, BodySizeLimit, HostOriginGuard
-from cloche.config import Settings, is_loopback
+from cloche.config import Settings
 from cloche.errors import (
     BadRequest,
     ClocheError,
@@ -34,6 +35,7 @@ from cloche.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from cloche.hosts import is_loopback
 from cloche.store.store import Store
 
 API_PREFIX = "/api/v1"
@@ -44,6 +46,7 @@ ROUTERS = (
     endpoints.router,
     batch.router,
     monitors.router,
+    edge.router,
     logs.router,
     tokens.router,
     audit.router,

@@ -7,12 +7,14 @@ dependency work, and so that the data plane can reuse them unchanged.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from cloche.config import LOOPBACK_HOSTS
 from cloche.errors import ClocheError, Forbidden, PayloadTooLarge
+from cloche.hosts import LOOPBACK_HOSTS
+
+if TYPE_CHECKING:  # an edge server guards its data plane with these, without Starlette
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Multipart framing (boundaries, part headers, the small form fields) on top of the files.
 MULTIPART_OVERHEAD = 256 * 1024

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from cloche import scheduler
 from cloche.api.app import create_app
 from cloche.api.security import HostOriginGuard
-from cloche.config import Settings, is_loopback
+from cloche.config import Settings
+from cloche.hosts import is_loopback
+from cloche.logs import ingest
 from cloche.logs import service as logs
 from cloche.serving import metrics
 from cloche.serving.app import DataPlane, Receive, Send
@@ -211,6 +213,7 @@ class Server:
                 # child competes for the same cores. Reads see uncompacted segments anyway.
                 if loop.time() - last_compaction > COMPACT_EVERY_S:
                     last_compaction = loop.time()
+                    await asyncio.to_thread(ingest.recover, self.store)  # edge uploads cut short
                     await self._compact_in_child()
             except Exception as exc:  # housekeeping must never take serving down
                 log.warning("payload log housekeeping failed: %s", exc)

@@ -286,3 +286,22 @@ class FeedbackRow(Base):
     request_id: Mapped[str] = mapped_column(String(200))
     label: Mapped[Any] = mapped_column(JSON)  # a class label (str, int, bool) or a number
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EdgeUploadRow(Base):
+    """A chunk of an edge server's payload log the central server took (logs/ingest.py).
+
+    Named by (site, segment, start offset), so a chunk sent again is recognised and answered
+    with where it ended; ``staging`` names its file until it joins the log's segments.
+    """
+
+    __tablename__ = "edge_uploads"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    start_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    end_offset: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer)
+    endpoint: Mapped[str] = mapped_column(String(64), index=True)
+    staging: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

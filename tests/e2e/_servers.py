@@ -127,7 +127,7 @@ def cloche_command(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("cloche")
     if script.exists():
         return [str(script), *args]
-    return [sys.executable, "-c", "from cloche.cli.app import main; main()", *args]
+    return [sys.executable, "-c", "from cloche.cli.launch import main; main()", *args]
 
 
 def server_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cloche.config import Settings, is_loopback
+from cloche.config import Settings
+from cloche.hosts import is_loopback
 
 
 def test_defaults_keep_everything_under_home(tmp_path: Path) -> None:

@@ -1,0 +1,141 @@
+"""`cloche serve DIR` as a real process: predictions on both protocols, the spool, refusals."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cloche.edge.spool import segment_files
+from tests.e2e._servers import cloche_command, server_env
+from tests.unit.edge._bundles import native_bundle
+
+URL_LINE = re.compile(r"at (http://\S+)")
+START_SECONDS = 60.0
+ROW = [0.5, -1.0, 2.0, 0.1]
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return native_bundle(tmp_path / "churn-edge")
+
+
+@contextmanager
+def edge_server(
+    bundle: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`cloche serve BUNDLE --port 0 ARGS`, ready; its output goes to a file beside the bundle."""
+    log_path = bundle.parent / f"serve-{time.monotonic_ns()}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cloche_command("serve", str(bundle), "--port", "0", *args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env(bundle.parent / "home", env),
+        )
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        url = ""
+        while True:
+            found = URL_LINE.search(log_path.read_text())
+            url = url or (found.group(1) if found else "")
+            if url and _ready(url):
+                break
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"not ready in time: {log_path.read_text()}"
+            time.sleep(0.05)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def logged_rows(bundle: Path) -> int:
+    return sum(p.read_bytes().count(b"\n") for p in segment_files(bundle / "spool"))
+
+
+def test_a_bundle_serves_v1_and_v2_validates_and_spools_every_answer(bundle: Path) -> None:
+    with edge_server(bundle) as (url, proc):
+        v1 = httpx.post(f"{url}/v1/models/churn:predict", json={"instances": [ROW, ROW]})
+        assert v1.status_code == 200, v1.text
+        assert v1.json()["predictions"] in ([0, 0], [1, 1])
+        named = [
+            {"name": n, "shape": [1], "datatype": "FP64", "data": [v]}
+            for n, v in zip(["tenure", "spend", "visits", "age"], ROW, strict=True)
+        ]
+        v2 = httpx.post(f"{url}/v2/models/churn/infer", json={"inputs": named})
+        assert v2.status_code == 200, v2.text
+        assert v2.json()["model_name"] == "churn"
+        bad = httpx.post(f"{url}/v1/models/churn:predict", json={"instances": [[1, 2]]})
+        assert bad.status_code == 422
+        assert "4" in bad.json()["error"]["message"]
+        feedback = httpx.post(f"{url}/v1/models/churn:feedback", json={"labels": []})
+        assert feedback.status_code == 404
+        assert "central server" in feedback.json()["error"]["hint"]
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "cloche_spool_refused_rows_total 0" in metrics
+        assert proc.poll() is None
+    # A graceful stop: uvicorn drains, then re-raises the SIGTERM it caught.
+    assert proc.returncode in (0, -15)
+    assert logged_rows(bundle) == 3  # two answers and the refused request, as `cloche up` logs
+
+
+def test_a_tampered_bundle_is_refused_naming_the_file(bundle: Path) -> None:
+    (bundle / "model" / "model.joblib").write_bytes(b"not the model")
+    done = subprocess.run(
+        cloche_command("serve", str(bundle)), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "model/model.joblib has changed since export" in done.stderr
+    assert "hint:" in done.stderr
+
+
+def test_serving_beyond_loopback_needs_a_token_and_then_requires_it(bundle: Path) -> None:
+    done = subprocess.run(
+        cloche_command("serve", str(bundle), "--host", "0.0.0.0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=server_env(bundle.parent / "home"),
+    )
+    assert done.returncode == 2
+    assert "CLOCHE_EDGE_TOKEN" in done.stderr
+    with edge_server(bundle, env={"CLOCHE_EDGE_TOKEN": "s3cret"}) as (url, _):
+        body = {"instances": [ROW]}
+        assert httpx.post(f"{url}/v1/models/churn:predict", json=body).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert (
+            httpx.post(f"{url}/v1/models/churn:predict", json=body, headers=wrong).status_code
+            == 401
+        )
+        right = {"Authorization": "Bearer s3cret"}
+        assert (
+            httpx.post(f"{url}/v1/models/churn:predict", json=body, headers=right).status_code
+            == 200
+        )
+
+
+def test_at_the_spool_cap_rows_are_refused_and_counted(bundle: Path) -> None:
+    with edge_server(bundle, "--spool-max-mb", "0.001") as (url, _):  # about 1 KB: a few rows
+        for _ in range(20):
+            assert (
+                httpx.post(f"{url}/v1/models/churn:predict", json={"instances": [ROW]}).status_code
+                == 200
+            )
+        metrics = httpx.get(f"{url}/metrics").text
+    refused = int(re.search(r"cloche_spool_refused_rows_total (\d+)", metrics).group(1))  # type: ignore[union-attr]
+    assert refused > 0
+    assert logged_rows(bundle) + refused == 20
