@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Make sure the PostgreSQL server the tests use is up on 127.0.0.1:5432 (trust auth).
-# Installs it from Debian's packages where none is installed; idempotent.
+# What the tests need beyond Python packages, from Debian's packages where missing; idempotent:
+# - podman, runc and debootstrap: an exported bundle's Dockerfile is built and run in a test
+#   (tests/e2e/test_bundle_image.py), on a base image made with debootstrap;
+# - the PostgreSQL server on 127.0.0.1:5432 (trust auth).
 set -euo pipefail
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null \
+        || ! command -v runc >/dev/null; then
+    echo "services: installing podman, runc and debootstrap from Debian's packages" >&2
+    as_root apt-get update -q
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q podman runc debootstrap
+fi
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 
 if command -v pg_isready >/dev/null && pg_up; then
     exit 0
 fi
-
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     echo "services: installing PostgreSQL from Debian's packages" >&2

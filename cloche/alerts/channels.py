@@ -4,7 +4,8 @@ or the server log.
 A channel is written and stored as a spec string (``webhook:https://...``, ``email:a@b,c@d``,
 ``log``); nothing secret belongs in it, so URLs carrying credentials are refused. SMTP
 credentials are read from environment variables at delivery time; the settings hold only the
-variables' names.
+variables' names. So can a webhook's URL, whose path is often its only secret:
+``webhook:env:VAR`` stores the variable's name and reads the URL from it at each delivery.
 
 :func:`deliver` is synchronous and never raises for a channel that is down: it retries with
 exponential backoff and jitter, bounds each attempt with a timeout, and returns a
@@ -43,7 +44,7 @@ log = logging.getLogger("cloche.alerts")
 ChannelKind = Literal["webhook", "email", "log"]
 SmtpSecurity = Literal["starttls", "ssl", "none"]
 
-CHANNEL_FORMS = "webhook:https://HOST/PATH, email:ADDRESS[,ADDRESS...] or log"
+CHANNEL_FORMS = "webhook:https://HOST/PATH, webhook:env:VARIABLE, email:ADDRESS[,ADDRESS...] or log"
 MAX_URL = 2048
 MAX_ERROR_BODY = 200  # characters of a failing webhook's answer kept in the error
 DEFAULT_SMTP_PORTS: dict[str, int] = {"starttls": 587, "ssl": 465, "none": 25}
@@ -63,9 +64,12 @@ class Channel:
 
     kind: ChannelKind
     url: str | None = None  # webhook
+    url_env: str | None = None  # webhook: the environment variable holding its URL instead
     to: tuple[str, ...] = ()  # email recipients
 
     def __str__(self) -> str:
+        if self.kind == "webhook" and self.url_env:
+            return f"webhook:env:{self.url_env}"
         if self.kind == "webhook":
             return f"webhook:{self.url}"
         if self.kind == "email":
@@ -74,7 +78,9 @@ class Channel:
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"kind": self.kind, "spec": str(self)}
-        if self.kind == "webhook":
+        if self.kind == "webhook" and self.url_env:
+            body["url_env"] = self.url_env
+        elif self.kind == "webhook":
             body["url"] = self.url
         elif self.kind == "email":
             body["to"] = list(self.to)
@@ -86,6 +92,8 @@ class Channel:
         if "spec" in data:
             return parse_channel(str(data["spec"]))
         kind = data.get("kind")
+        if kind == "webhook" and data.get("url_env"):
+            return parse_channel(f"webhook:env:{data['url_env']}")
         if kind == "webhook":
             return parse_channel(f"webhook:{data.get('url', '')}")
         if kind == "email":
@@ -102,12 +110,14 @@ class Channel:
 
 
 def parse_channel(spec: str) -> Channel:
-    """Read ``webhook:URL``, ``email:ADDR[,ADDR...]`` or ``log``."""
+    """Read ``webhook:URL``, ``webhook:env:VARIABLE``, ``email:ADDR[,ADDR...]`` or ``log``."""
     text = spec.strip()
     kind, sep, target = text.partition(":")
     kind = kind.strip().lower()
     if kind == "log" and not sep:
         return Channel("log")
+    if kind == "webhook" and sep and target.strip().lower().startswith("env:"):
+        return Channel("webhook", url_env=_check_env_name(target.strip()[4:].strip()))
     if kind == "webhook" and sep:
         return Channel("webhook", url=_check_url(target.strip()))
     if kind == "email" and sep:
@@ -138,6 +148,13 @@ def _check_url(url: str) -> str:
     if not parts.hostname:
         raise _bad(f"webhook URL {_shown(url)!r} has no host")
     return url
+
+
+def _check_env_name(name: str) -> str:
+    if not _ENV_NAME.fullmatch(name):
+        # Not echoed: it may be the URL itself, pasted where the variable's name belongs.
+        raise _bad("webhook:env: needs the name of an environment variable, like SLACK_HOOK")
+    return name
 
 
 def _check_addresses(target: str) -> tuple[str, ...]:
@@ -327,10 +344,27 @@ def backoff_delay(
 
 def _webhook_sender(channel: Channel) -> Callable[[AlertMessage, DeliverySettings], None]:
     def send(message: AlertMessage, settings: DeliverySettings) -> None:
-        assert channel.url is not None
-        _post(channel.url, {"text": message.text, "alert": message.to_dict()}, settings)
+        url = _webhook_url(channel)
+        _post(url, {"text": message.text, "alert": message.to_dict()}, settings)
 
     return send
+
+
+def _webhook_url(channel: Channel) -> str:
+    """The channel's URL; for ``webhook:env:VAR``, read from the environment now, so a rotated
+    URL takes effect at once. A missing or bad value fails the delivery without a retry, and
+    is never echoed (it is the secret)."""
+    if channel.url_env is None:
+        assert channel.url is not None
+        return channel.url
+    url = os.environ.get(channel.url_env, "").strip()
+    if not url:
+        raise _Failed(f"environment variable {channel.url_env} is not set", retry=False)
+    try:
+        return _check_url(url)
+    except InvalidInput:
+        reason = f"environment variable {channel.url_env} does not hold an http(s) URL"
+        raise _Failed(reason, retry=False) from None
 
 
 def _post(url: str, body: dict[str, Any], settings: DeliverySettings) -> None:

@@ -14,9 +14,21 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from cloche import __version__
-from cloche.cli import audit, batch, endpoints, feedback, logs, models, monitors, tokens, up
+from cloche.cli import (
+    audit,
+    baselines,
+    batch,
+    endpoints,
+    feedback,
+    logs,
+    models,
+    monitors,
+    tokens,
+    up,
+)
 from cloche.cli._common import Globals
 from cloche.cli._output import err
+from cloche.cli.export import export
 from cloche.errors import ClocheError
 
 # Typer's own exceptions (usage errors, Exit, Abort) carry their exit codes already.
@@ -66,11 +78,13 @@ app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(batch.app, name="batch")
 app.add_typer(monitors.app, name="monitors")
 app.add_typer(monitors.alerts_app, name="alerts")
+app.add_typer(baselines.app, name="baselines")
 app.add_typer(tokens.app, name="tokens")
 app.command("audit")(audit.audit)
 app.command("logs")(logs.logs)
 app.command("feedback")(feedback.feedback)
 app.command("up")(up.up)
+app.command("export")(export)
 
 
 def _show_version(value: bool) -> None:

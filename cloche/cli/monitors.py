@@ -45,7 +45,11 @@ def create(
         str, typer.Option(help="Numeric features: js, psi, ks or wasserstein.")
     ] = "js",
     alert: Annotated[
-        list[str] | None, typer.Option(help="webhook:URL, email:ADDR or log (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="webhook:URL, webhook:env:VAR (the URL read from $VAR when sent), email:ADDR "
+            "or log (repeatable)."
+        ),
     ] = None,
     cooldown: Annotated[str, typer.Option(help="Re-notify an open alert after this.")] = "6h",
     min_breaches: Annotated[int, typer.Option(min=1, help="Breaches needed in --of-runs.")] = 1,

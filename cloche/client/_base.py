@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cloche.auth.tokens import NewToken, TokenInfo
     from cloche.batch.entities import BatchJob, BatchSchedule
     from cloche.endpoints.entities import Endpoint
+    from cloche.export.entities import ExportResult
     from cloche.logs.service import LogStats, ShadowAgreement
     from cloche.monitoring.entities import (
         Alert,
@@ -81,6 +82,25 @@ class ModelsAPI(Protocol):
 
     def load(self, ref: str) -> LoadedModel:
         """Load a version into this process (hashes verified) and return its runtime model."""
+        ...
+
+    def export(
+        self,
+        ref: str,
+        out: str | Path,
+        *,
+        format: str = "bundle",
+        native: bool = False,
+        with_wheels: bool = False,
+        platform: str | None = None,
+        overwrite: bool = False,
+    ) -> ExportResult:
+        """Write the version as an edge bundle (or, with ``format="onnx"``, one ONNX file) to
+        the local folder ``out``: converted to ONNX and parity checked unless ``native``.
+
+        In-process only: it reads the registry's files and baseline where the store is. Over
+        HTTP it raises InvalidInput; run it on the server's machine, without a URL.
+        """
         ...
 
 

@@ -20,6 +20,7 @@ from cloche.audit import AuditEntry
 from cloche.auth.tokens import NewToken, TokenInfo
 from cloche.client import _files
 from cloche.config import Settings
+from cloche.export.entities import ExportResult
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref
 from cloche.runtimes.base import LoadedModel
@@ -224,6 +225,27 @@ class HttpModels:
             open_stream=lambda rel: self._t.stream("GET", files_path + quote(rel)),
         )
         return get_runtime(version.framework).load(folder)
+
+    def export(
+        self,
+        ref: str,
+        out: str | Path,
+        *,
+        format: str = "bundle",
+        native: bool = False,
+        with_wheels: bool = False,
+        platform: str | None = None,
+        overwrite: bool = False,
+    ) -> ExportResult:
+        # An export reads the version's files and its baseline (for the parity check), and the
+        # API serves no baselines: a bundle made here would be checked on weaker, generated rows.
+        parse_ref(ref)
+        raise errors.InvalidInput(
+            f"cloche export does not run through a server ({self._t.url}): it reads the "
+            "registry's files and baseline where the store is",
+            hint="run it on the server's machine without --url/CLOCHE_URL, with CLOCHE_HOME "
+            "(or CLOCHE_DB_URL) naming the server's store",
+        )
 
 
 class HttpTokens:

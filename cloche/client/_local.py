@@ -18,6 +18,7 @@ from cloche.auth.tokens import NewToken, TokenInfo
 from cloche.config import Settings
 from cloche.endpoints import service as endpoints
 from cloche.endpoints.entities import Endpoint
+from cloche.export.entities import ExportResult
 from cloche.logs import service as logs
 from cloche.logs.service import LogStats, ShadowAgreement
 from cloche.registry import service as registry
@@ -115,6 +116,31 @@ class LocalModels:
 
     def load(self, ref: str) -> LoadedModel:
         return registry.load_model(self._t.store, ref)
+
+    def export(
+        self,
+        ref: str,
+        out: str | Path,
+        *,
+        format: str = "bundle",
+        native: bool = False,
+        with_wheels: bool = False,
+        platform: str | None = None,
+        overwrite: bool = False,
+    ) -> ExportResult:
+        # Imported here: the converters and pip are only needed by an export.
+        from cloche.export.service import export_model
+
+        return export_model(
+            self._t.store,
+            ref,
+            Path(out),
+            fmt=format,
+            native=native,
+            with_wheels=with_wheels,
+            platform=platform,
+            overwrite=overwrite,
+        )
 
 
 class LocalEndpoints:

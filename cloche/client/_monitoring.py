@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from cloche.monitoring.entities import Alert, FeedbackResult, Monitor, MonitorConfig, MonitorRun
+from cloche.monitoring.entities import (
+    Alert,
+    Baseline,
+    FeedbackResult,
+    Monitor,
+    MonitorConfig,
+    MonitorRun,
+)
 
 if TYPE_CHECKING:
     from cloche.client._http import HttpTransport
@@ -85,6 +93,14 @@ class LocalMonitors:
         return record_feedback(
             self._t.store, endpoint, [dict(item) for item in labels], actor=self._t.actor
         )
+
+    def create_baseline(self, ref: str, data: str | Path) -> Baseline:
+        """Attach (or replace) the baseline dataset of the version ``ref`` names (Parquet,
+        CSV or JSON lines) and profile it now, as its monitors compare with it."""
+        from cloche.monitoring.baselines import create_baseline
+
+        found = create_baseline(self._t.store, ref=ref, path=Path(data), actor=self._t.actor)
+        return Baseline.model_validate(found)
 
 
 class LocalAlerts:
@@ -169,6 +185,21 @@ class HttpMonitors:
         body = {"labels": [dict(item) for item in labels]}
         path = f"{API}/endpoints/{quote(endpoint, safe='')}/feedback"
         return FeedbackResult.model_validate(self._t.request("POST", path, json=body).json())
+
+    def create_baseline(self, ref: str, data: str | Path) -> Baseline:
+        from cloche.client import _files
+        from cloche.client._http import API
+        from cloche.registry.refs import parse_ref
+
+        model = str(parse_ref(ref))  # a bad reference fails here, before the upload
+        with _files.open_dataset(data) as fh:
+            reply = self._t.request(
+                "POST",
+                f"{API}/baselines",
+                data={"model": model},
+                files={"file": (Path(data).name, fh)},
+            )
+        return Baseline.model_validate(reply.json())
 
 
 class HttpAlerts:

@@ -168,6 +168,9 @@ def _no_tokens(token: str) -> Principal:
 def build_edge_app(root: Path, options: EdgeOptions) -> HostOriginGuard:
     """The app for ``root``: the bundle verified first, and a token required off loopback."""
     token = os.environ.get(TOKEN_ENV) or None
+    # A custom model's model.py is imported from the bundle: no __pycache__ may appear beside
+    # it, or the next start would refuse the bundle (an unlisted file in model/).
+    sys.dont_write_bytecode = True
     loopback = is_loopback(options.host)
     if not loopback and token is None:
         raise InvalidInput(

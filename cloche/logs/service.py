@@ -147,12 +147,9 @@ def read_log(
     limit: int | None = None,
 ) -> pa.Table:
     """An endpoint's logged requests, oldest first, between ``since`` and ``until``."""
-    parts = [_read_partitions(root, endpoint, since)]
-    for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
-        found = [line for line in read_segment(segment) if line[0][ENDPOINT_AT] == endpoint]
-        if found:
-            parts.append(rows_to_table(found))
-    table = pa.concat_tables(parts)
+    table = pa.concat_tables(
+        [_read_partitions(root, endpoint, since), read_segments(root, endpoint)]
+    )
     if since is not None:
         table = table.filter(
             pc.greater_equal(table["time"], pa.scalar(since, SCHEMA.field("time").type))
@@ -165,13 +162,32 @@ def read_log(
     return table
 
 
+def read_segments(root: Path, endpoint: str) -> pa.Table:
+    """An endpoint's rows in the segments not compacted yet (open ones included)."""
+    parts = [SCHEMA.empty_table()]
+    for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
+        found = [line for line in read_segment(segment) if line[0][ENDPOINT_AT] == endpoint]
+        if found:
+            parts.append(rows_to_table(found))
+    return pa.concat_tables(parts)
+
+
+def partition_files(
+    root: Path, endpoint: str, since: datetime | None = None, until: datetime | None = None
+) -> list[Path]:
+    """An endpoint's compacted Parquet files whose hour overlaps [since, until)."""
+    first = since.replace(minute=0, second=0, microsecond=0) if since is not None else None
+    found = []
+    for path in sorted((root / f"endpoint={endpoint}").glob("date=*/hour=*/*.parquet")):
+        hour = _hour_of(path)
+        if (first is not None and hour < first) or (until is not None and hour >= until):
+            continue  # the whole hour is outside what was asked
+        found.append(path)
+    return found
+
+
 def _read_partitions(root: Path, endpoint: str, since: datetime | None) -> pa.Table:
-    folder = root / f"endpoint={endpoint}"
-    tables = []
-    for path in sorted(folder.glob("date=*/hour=*/*.parquet")):
-        if since is not None and _hour_of(path) < since.replace(minute=0, second=0, microsecond=0):
-            continue  # the whole hour is older than asked
-        tables.append(pq.read_table(path, schema=SCHEMA))
+    tables = [pq.read_table(path, schema=SCHEMA) for path in partition_files(root, endpoint, since)]
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 

@@ -66,7 +66,10 @@ class MonitorConfig(BaseModel):
     health: HealthThresholds = HealthThresholds()
     performance: PerformanceThresholds = PerformanceThresholds()
     min_rows: int = Field(default=50, ge=1, description="fewer rows in a window: no verdict")
-    alerts: list[str] = Field(default=[], description="webhook:URL, email:ADDR or log")
+    alerts: list[str] = Field(
+        default=[],
+        description="webhook:URL, webhook:env:VAR (the URL read from $VAR), email:ADDR or log",
+    )
     cooldown_s: int = Field(default=6 * 3600, ge=0)
     min_breaches: int = Field(default=1, ge=1, description="breaches needed in the last of_runs")
     of_runs: int = Field(default=1, ge=1)
@@ -133,4 +136,19 @@ class FeedbackResult(BaseModel):
     replaced: int = Field(description="of those, labels that replaced an earlier label")
     unknown_request_ids: list[str] = Field(
         default=[], description="request ids not in the endpoint's payload log: not stored"
+    )
+
+
+class Baseline(BaseModel):
+    """A version's baseline dataset as stored and profiled (``cloche baselines create``)."""
+
+    model: str = Field(description="the version it is the baseline of, e.g. churn:3")
+    file: str
+    format: str
+    rows: int
+    columns: list[str]
+    sha256: str
+    size: int
+    profile: dict[str, Any] | None = Field(
+        default=None, description="per feature the signature names: counts and distribution"
     )

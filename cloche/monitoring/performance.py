@@ -11,18 +11,20 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import orjson
 import pyarrow.compute as pc
+from sqlalchemy import select
 
 from cloche.logs.service import log_root, read_log
 from cloche.monitoring.entities import PerformanceThresholds
 from cloche.monitoring.feedback import labels_for
 from cloche.registry.entities import ModelVersion
 from cloche.store.store import Store
+from cloche.store.tables import FeedbackRow
 
 # metric -> (direction, threshold field, definition); "min": higher is better.
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -36,6 +38,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "rmse": ("max", "max_rmse", "root mean squared error"),
     "r2": ("min", "min_r2", "coefficient of determination R²"),
 }
+# Labels received this long before a window began still count (servers' clocks may differ).
+LABEL_CLOCK_SLACK = timedelta(days=1)
 # Names under which a version may have recorded a metric.
 ALIASES = {"auc": "roc_auc", "f1_score": "f1", "r2_score": "r2", "logloss": "log_loss"}
 
@@ -45,7 +49,7 @@ class Joined:
     predictions: list[Any]
     probabilities: list[list[float]] | None  # one row per prediction, or None if any lacks one
     labels: list[Any]
-    logged: int  # one-row live predictions of the version in the window
+    logged: int | None  # one-row live predictions of the version in the window (None: unread)
     multi_row: int  # requests left out: more than one prediction
 
 
@@ -70,6 +74,8 @@ def evaluate(
         "task": "classification" if classifier else "regression",
     }
     notes = []
+    if joined.logged is None:
+        notes.append("no labels arrived since the window began: the log was not read")
     if joined.multi_row:
         notes.append(f"{joined.multi_row} requests with several rows were left out")
     values: dict[str, float | None] = {}
@@ -147,6 +153,9 @@ def _recorded(metrics: dict[str, Any]) -> dict[str, float]:
 def _join(
     store: Store, endpoint: str, version: ModelVersion, start: datetime, end: datetime
 ) -> Joined:
+    if not _labels_since(store, endpoint, start - LABEL_CLOCK_SLACK):
+        # No label can grade this window: spare the read of its whole log (traffic-sized).
+        return Joined(predictions=[], probabilities=None, labels=[], logged=None, multi_row=0)
     table = read_log(log_root(store.home), endpoint, since=start, until=end)
     keep = pc.invert(pc.fill_null(table["shadow"], False))
     if "kind" in table.column_names:
@@ -182,6 +191,18 @@ def _join(
         logged=len(answers),
         multi_row=multi,
     )
+
+
+def _labels_since(store: Store, endpoint: str, since: datetime) -> bool:
+    """Whether any label for the endpoint arrived since ``since``: a label for a request in
+    the window cannot have arrived before the window began."""
+    with store.transaction() as session:
+        found = session.scalar(
+            select(FeedbackRow.id)
+            .where(FeedbackRow.endpoint == endpoint, FeedbackRow.received_at >= since)
+            .limit(1)
+        )
+    return found is not None
 
 
 def _key(value: Any) -> str:

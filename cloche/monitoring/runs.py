@@ -9,16 +9,16 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 
 from cloche.config import Settings
 from cloche.monitoring import performance, window
+from cloche.monitoring.baselines import baseline_profile
 from cloche.monitoring.entities import MonitorConfig, MonitorRun
-from cloche.monitoring.profiles import Profile
+from cloche.monitoring.profiles import CategoricalProfile, NumericProfile, Profile
 from cloche.monitoring.service import monitor_row, run_entity
 from cloche.store.store import Store
-from cloche.store.tables import MonitorRow, MonitorRunRow, ProfileRow, utcnow
+from cloche.store.tables import MonitorRow, MonitorRunRow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +53,24 @@ def _evaluate(
     if version is None:
         return "no_data", 0, [], {}, f"endpoint {endpoint} has no live deployment"
     kinds = window.feature_kinds(version)
-    names = list(kinds)
-    current = window.read_traffic(store, endpoint, start, end, names)
+    current = window.read_traffic(store, endpoint, start, end, kinds)
     health = _health(current, config)
     if current.rows < config.min_rows:
         message = f"{current.rows} rows in the window, fewer than min_rows {config.min_rows}"
         return "no_data", current.rows, [], {"health": health, "model": version.ref}, message
-    previous = window.read_traffic(store, endpoint, start - (end - start), start, names)
-    baseline = _baseline_profile(store, version, kinds)
-    here = Profile.from_table(current.features, kinds)
-    before = (
-        Profile.from_table(previous.features, kinds) if previous.rows >= config.min_rows else None
-    )
+    previous = window.read_traffic(store, endpoint, start - (end - start), start, kinds)
+    baseline = baseline_profile(store, version)
+    here = current.features
+    before = previous.features if previous.rows >= config.min_rows else None
     features = _features(baseline, before, here, kinds, config)
     breaches = [key for f in features.values() for key in f["breaches"]]
     breaches += [f"health:{k}" for k, v in health.items() if v.get("breached")]
-    results = {"model": version.ref, "features": features, "health": health}
+    results = {
+        "model": version.ref,
+        "features": features,
+        "health": health,
+        "sources": {"window": current.sources, "previous_window": previous.sources},
+    }
     perf = performance.evaluate(store, endpoint, version, config.performance, start, end)
     results["performance"] = perf
     breaches += performance.breaches(perf)
@@ -76,26 +78,6 @@ def _evaluate(
         results["note"] = f"{version.ref} has no baseline: skew and quality were not computed"
     status = "breached" if breaches else "ok"
     return status, current.rows, breaches, results, _summary(breaches, current.rows)
-
-
-def _baseline_profile(store: Store, version: Any, kinds: dict[str, str]) -> Profile | None:
-    meta = version.baseline or {}
-    if "sha256" not in meta:
-        return None
-    key = f"baseline:{meta['sha256']}"
-    with store.transaction() as session:
-        cached = session.get(ProfileRow, key)
-        if cached is not None:
-            return Profile.from_bytes(cached.data)
-    table = window.baseline_table(store, version)
-    if table is None:
-        return None
-    present = [n for n in kinds if n in table.column_names]
-    profile = Profile.from_table(table.select(present), {n: kinds[n] for n in present})
-    with store.transaction() as session:
-        if session.get(ProfileRow, key) is None:
-            session.add(ProfileRow(key=key, data=profile.to_bytes(), rows=profile.rows))
-    return profile
 
 
 def _threshold(config: MonitorConfig, feature: str, default: float) -> float:
@@ -165,23 +147,36 @@ def _quality_verdicts(values: dict[str, Any], config: MonitorConfig) -> dict[str
 
 
 def _health(traffic: window.Traffic, config: MonitorConfig) -> dict[str, dict[str, Any]]:
-    """Latency percentiles, error rate and throughput, each against its threshold if set."""
+    """Latency percentiles, error rate and throughput, each against its threshold if set.
+
+    Percentiles come from the window's latency sketch (KLL): the value at that rank, numpy's
+    "inverted_cdf", to within the sketch's rank error (exact while it holds every value)."""
     limits = config.health
-    latency = traffic.latencies_ms
     values: dict[str, tuple[float | None, float | None, bool]] = {}
-    if len(latency):
-        for q, limit in ((50, limits.p50_ms), (95, limits.p95_ms), (99, limits.p99_ms)):
-            value = float(np.percentile(latency, q))
-            values[f"p{q}_ms"] = (value, limit, limit is not None and value > limit)
+    latency = traffic.traffic.features["latency_ms"]
+    if isinstance(latency, NumericProfile) and latency.valid:
+        found = latency.quantiles([0.5, 0.95, 0.99])
+        for q, limit, value in zip(
+            (50, 95, 99), (limits.p50_ms, limits.p95_ms, limits.p99_ms), found, strict=True
+        ):
+            values[f"p{q}_ms"] = (float(value), limit, limit is not None and value > limit)
     if traffic.requests:
-        errors = float(np.mean(traffic.statuses >= 500))
+        counts = _status_counts(traffic.traffic)
+        errors = sum(n for s, n in counts.items() if s >= 500) / traffic.requests
         values["error_rate"] = (errors, limits.error_rate, _over(errors, limits.error_rate))
-        clients = float(np.mean((traffic.statuses >= 400) & (traffic.statuses < 500)))
+        clients = sum(n for s, n in counts.items() if 400 <= s < 500) / traffic.requests
         values["client_error_rate"] = (clients, None, False)
     rate = traffic.requests / traffic.seconds if traffic.seconds else 0.0
     low = limits.min_rows_per_s is not None and rate < limits.min_rows_per_s
     values["requests_per_s"] = (rate, limits.min_rows_per_s, low)
     return {k: {"value": v, "threshold": t, "breached": b} for k, (v, t, b) in values.items()}
+
+
+def _status_counts(traffic: Profile) -> dict[int, int]:
+    status = traffic.features["status"]
+    if not isinstance(status, CategoricalProfile):
+        return {}
+    return {int(code): n for code, n in status.counts().items() if code.lstrip("-").isdigit()}
 
 
 def _over(value: float, limit: float | None) -> bool:

@@ -65,7 +65,18 @@ def create_monitor(
             resource=name,
             after={"endpoint": endpoint, **row.config},
         )
-        return entity(row)
+        made = entity(row)
+    _record_spec(store, endpoint)
+    return made
+
+
+def _record_spec(store: Store, endpoint: str) -> None:
+    """From now on, compaction profiles the endpoint's log for its monitors."""
+    from cloche.monitoring import window
+
+    version = window.primary_version(store, endpoint)
+    if version is not None:
+        window.record_spec(store, endpoint, window.feature_kinds(version))
 
 
 def entity(row: MonitorRow) -> Monitor:

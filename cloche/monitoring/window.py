@@ -1,24 +1,39 @@
-"""What a monitor looks at: an endpoint's logged traffic in a time window, and its baseline.
+"""What a monitor looks at: an endpoint's live traffic in a time window, profiled, and its
+baseline.
 
-The payload log holds each request's inputs as the model received them (rows by position, or
-objects by name); here they become one column per feature, so profiles can be built. Shadow
-answers and `:explain` calls are left out: they are copies of live requests.
+A window's profile is merged from the profiles compaction wrote beside the payload log's
+Parquet files (``log_profiles.py``); only the rows those do not cover are read and profiled
+here: the slices a window edge cuts through, files without a profile for the current spec
+(profiled now, and the profile saved for the next run), and segments not compacted yet.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import Path
 
-import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from cloche.endpoints import service as endpoints
-from cloche.logs.service import log_root, read_log
-from cloche.monitoring.profiles import kind_of_dtype
+from cloche.logs.service import log_root, partition_files, read_segments
+from cloche.logs.table import SCHEMA
+from cloche.monitoring.log_profiles import (
+    READ_COLUMNS,
+    TRAFFIC_KINDS,
+    FileProfile,
+    Piece,
+    Spec,
+    load_profile,
+    profile_file,
+    profile_rows,
+    write_profile,
+    write_spec,
+)
+from cloche.monitoring.profiles import Profile, kind_of_dtype
 from cloche.registry import service as registry
 from cloche.registry.datasets import read_table
 from cloche.registry.entities import ModelVersion
@@ -26,20 +41,26 @@ from cloche.registry.refs import parse_ref
 from cloche.registry.service import resolve_version_row
 from cloche.store.store import Store
 
+log = logging.getLogger(__name__)
+_TIME = SCHEMA.field("time").type
+
 
 @dataclass(frozen=True)
 class Traffic:
-    """One window of an endpoint's live traffic."""
+    """One window of an endpoint's live traffic, profiled."""
 
-    features: pa.Table  # one column per feature, one row per predicted row
-    requests: int
-    latencies_ms: np.ndarray
-    statuses: np.ndarray
+    features: Profile  # the answered rows' features
+    traffic: Profile  # every live request: latency_ms and status
     seconds: float
+    sources: dict[str, int] = field(default_factory=dict)  # how the window was assembled
 
     @property
     def rows(self) -> int:
-        return self.features.num_rows
+        return self.features.rows
+
+    @property
+    def requests(self) -> int:
+        return self.traffic.rows
 
 
 def primary_version(store: Store, endpoint: str) -> ModelVersion | None:
@@ -67,44 +88,86 @@ def baseline_table(store: Store, version: ModelVersion) -> pa.Table | None:
     return read_table(folder / meta["file"])
 
 
-def read_traffic(
-    store: Store, endpoint: str, start: datetime, end: datetime, names: list[str]
-) -> Traffic:
-    table = read_log(log_root(store.home), endpoint, since=start, until=end)
-    live = pc.invert(pc.fill_null(table["shadow"], False))
-    if "kind" in table.column_names:
-        live = pc.and_(live, pc.not_equal(pc.fill_null(table["kind"], "predict"), "explain"))
-    table = table.filter(live)
-    statuses = table["status"].to_numpy(zero_copy_only=False)
-    answered = table.filter(pc.equal(table["status"], 200))
-    return Traffic(
-        features=_feature_columns(answered["inputs"].to_pylist(), names),
-        requests=table.num_rows,
-        latencies_ms=table["latency_ms"].to_numpy(zero_copy_only=False),
-        statuses=statuses,
-        seconds=(end - start).total_seconds(),
-    )
-
-
-def _feature_columns(inputs: list[str | None], names: list[str]) -> pa.Table:
-    columns: list[list[Any]] = [[] for _ in names]
-    width = len(names)
-    for text in inputs:
-        if not text:
-            continue
-        rows = orjson.loads(text)
-        for row in rows if isinstance(rows, list) else []:
-            if isinstance(row, dict):
-                for i, name in enumerate(names):
-                    columns[i].append(row.get(name))
-            elif isinstance(row, list) and len(row) == width:
-                for i in range(width):
-                    columns[i].append(row[i])
-    return pa.table({name: _array(values) for name, values in zip(names, columns, strict=True)})
-
-
-def _array(values: list[Any]) -> pa.Array:
+def record_spec(store: Store, endpoint: str, kinds: dict[str, str]) -> Spec:
+    """Tell compaction what to profile for ``endpoint`` (failing only costs speed)."""
+    spec = Spec(dict(kinds))
     try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: profiles count the mismatches
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+        write_spec(log_root(store.home), endpoint, spec)
+    except OSError as exc:
+        log.warning("cannot record the profile spec of %s: %s", endpoint, exc)
+    return spec
+
+
+def read_traffic(
+    store: Store, endpoint: str, start: datetime, end: datetime, kinds: dict[str, str]
+) -> Traffic:
+    """The window [start, end) of the endpoint's live traffic, profiled with ``kinds``."""
+    root = log_root(store.home)
+    spec = record_spec(store, endpoint, kinds)
+    start_ms, end_ms = _ms(start), _ms(end)
+    pieces: list[Piece] = []
+    raw = [read_segments(root, endpoint).select(READ_COLUMNS)]
+    sources = {"profiled_pieces": 0, "files_profiled_now": 0, "partial_slices": 0}
+    for path in partition_files(root, endpoint, start, end):
+        found, fresh = _file_profile(path, spec)
+        sources["files_profiled_now"] += fresh
+        inside, partial = found.cover(start_ms, end_ms)
+        pieces += inside
+        sources["profiled_pieces"] += len(inside)
+        sources["partial_slices"] += len(partial)
+        if partial:
+            raw.append(_rows_in(path, partial))
+    rows = pa.concat_tables(raw)
+    rows = rows.filter(
+        pc.and_(
+            pc.greater_equal(rows["time"], pa.scalar(start, _TIME)),
+            pc.less(rows["time"], pa.scalar(end, _TIME)),
+        )
+    )
+    sources["rows_read"] = rows.num_rows
+    from_rows = profile_rows(rows, spec)
+    if from_rows is not None:
+        pieces.append(from_rows)
+    features, traffic = _merge(pieces, spec)
+    return Traffic(features, traffic, (end - start).total_seconds(), sources)
+
+
+def _ms(moment: datetime) -> int:
+    return int(pa.scalar(moment, _TIME).value)
+
+
+def _file_profile(path: Path, spec: Spec) -> tuple[FileProfile, bool]:
+    """The file's profile, built now (and saved for the next run) when compaction has not
+    profiled it for this spec: the file predates the spec, or the signature changed."""
+    found = load_profile(path, spec)
+    if found is not None:
+        return found, False
+    data = profile_file(path, spec)
+    try:
+        write_profile(path, data)
+    except OSError as exc:
+        log.warning("cannot save the profile of %s: %s", path, exc)
+    return FileProfile.decode(data), True
+
+
+def _rows_in(path: Path, ranges: list[tuple[int, int]]) -> pa.Table:
+    """The file's rows whose time lies in one of the [first_ms, last_ms] ranges."""
+    table = pq.read_table(path, columns=READ_COLUMNS)
+    ms = table["time"].cast(pa.int64())
+    keep = None
+    for first, last in ranges:
+        one = pc.and_(pc.greater_equal(ms, first), pc.less_equal(ms, last))
+        keep = one if keep is None else pc.or_(keep, one)
+    return table.filter(keep)
+
+
+def _merge(pieces: list[Piece], spec: Spec) -> tuple[Profile, Profile]:
+    """Every piece merged, over empty profiles so a quiet window still has every feature."""
+    empty = {name: pa.array([], pa.null()) for name in spec.kinds}
+    features = Profile.from_table(pa.table(empty), dict(spec.kinds))
+    traffic = Profile.from_table(
+        pa.table({n: pa.array([], pa.null()) for n in TRAFFIC_KINDS}), TRAFFIC_KINDS
+    )
+    for piece in pieces:
+        features, traffic = features.merge(piece.features), traffic.merge(piece.traffic)
+    return features, traffic

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cloche.errors import InvalidInput
+from cloche.errors import InvalidInput, MissingDependency
 from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
 from cloche.runtimes import _common, _guards
 from cloche.runtimes.base import require
@@ -15,6 +17,8 @@ from cloche.runtimes.base import require
 SUFFIXES = (".onnx",)
 EXPECTED = "an ONNX model"
 ELEMENT_DTYPES = {"float": "float32", "double": "float64", "string": "string"}
+# Where `cloche export` records class labels, for runtimes without the onnx package.
+CLASSES_METADATA = "cloche.classes"
 _CLASS_LABEL_ATTRS = ("classlabels_ints", "classlabels_int64s", "classlabels_strings")
 
 
@@ -126,16 +130,11 @@ class OnnxRuntime:
     extra = "onnx"
 
     def load(self, artifact_dir: Path) -> OnnxModel:
-        onnx = require("onnx", extra=self.extra, framework="ONNX")
         ort = require("onnxruntime", extra=self.extra, framework="ONNX")
         path = _common.model_file(artifact_dir, SUFFIXES)
-        try:
-            proto = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:
-            raise _common.corrupt(path, EXPECTED, exc) from exc
-        _guards.check_onnx_external_data(proto, path)
-        classes = _class_labels(proto)
-        del proto  # the session holds its own copy of the graph
+        classes: tuple[Any, ...] | None = None
+        if _has_onnx():
+            classes = _read_proto(path)
         try:
             options = ort.SessionOptions()
             options.log_severity_level = 3  # errors only: warnings would flood the server log
@@ -144,5 +143,43 @@ class OnnxRuntime:
             )
         except Exception as exc:
             raise _common.corrupt(path, EXPECTED, exc) from exc
+        if not _has_onnx():
+            classes = _classes_from_metadata(session, path)
         has_proba = _output_roles(session.get_outputs(), classes)[1] is not None
         return (OnnxClassifier if has_proba else OnnxModel)(session, classes)
+
+
+def _has_onnx() -> bool:
+    return importlib.util.find_spec("onnx") is not None
+
+
+def _read_proto(path: Path) -> tuple[Any, ...] | None:
+    """The class labels, after refusing external data that points outside the model's folder."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise _common.corrupt(path, EXPECTED, exc) from exc
+    _guards.check_onnx_external_data(proto, path)
+    return _class_labels(proto)
+
+
+def _classes_from_metadata(session: Any, path: Path) -> tuple[Any, ...] | None:
+    """Without the ``onnx`` package (an edge bundle's lean runtime), the class labels that
+    `cloche export` wrote into the model's metadata. Such a model's bytes were checked against
+    the bundle's manifest before this loads it, which stands in for the external-data check."""
+    found = session.get_modelmeta().custom_metadata_map.get(CLASSES_METADATA)
+    if found is None:
+        if len(session.get_outputs()) > 1:  # labels and probabilities: classes are needed
+            raise MissingDependency(
+                f"{path.name} records no class labels, and reading them needs the 'onnx' "
+                "package, which is not installed",
+                hint="pip install onnx, or export the model again with this cloche",
+            )
+        return None
+    try:
+        classes = json.loads(found)
+    except ValueError as exc:
+        raise _common.corrupt(path, EXPECTED, exc) from exc
+    return tuple(classes) if isinstance(classes, list) else None

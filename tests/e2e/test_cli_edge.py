@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -13,7 +15,7 @@ import httpx
 import pytest
 
 from cloche.edge.spool import segment_files
-from tests.e2e._servers import cloche_command, server_env
+from tests.e2e._servers import cloche_command, cloche_up, server_env
 from tests.unit.edge._bundles import native_bundle
 
 URL_LINE = re.compile(r"at (http://\S+)")
@@ -139,3 +141,59 @@ def test_at_the_spool_cap_rows_are_refused_and_counted(bundle: Path) -> None:
     refused = int(re.search(r"cloche_spool_refused_rows_total (\d+)", metrics).group(1))  # type: ignore[union-attr]
     assert refused > 0
     assert logged_rows(bundle) + refused == 20
+
+
+def run_cli(home: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cloche_command(*(str(a) for a in args)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=server_env(home),
+    )
+
+
+def test_export_serve_offline_then_sync_and_the_central_monitor_counts_the_edge_rows(
+    tmp_path: Path, sklearn_model_file: Path, sample_parquet: Path
+) -> None:
+    central = tmp_path / "central"
+    for args in (
+        ("models", "upload", sklearn_model_file, "--name", "churn"),
+        ("models", "baseline", "churn:1", sample_parquet),
+        ("endpoints", "create", "plant-7"),
+        ("endpoints", "deploy", "plant-7", "churn:1"),
+        ("export", "churn:1", "--out", tmp_path / "churn-edge"),
+    ):
+        done = run_cli(central, *args)
+        assert done.returncode == 0, f"{args}: {done.stderr}"
+    bundle = tmp_path / "churn-edge"
+    with edge_server(bundle) as (url, _):
+        for i in range(30):
+            row = [i / 10, -1.0, 2.0, 0.1]
+            answer = httpx.post(f"{url}/v1/models/churn:predict", json={"instances": [row]})
+            assert answer.status_code == 200, answer.text
+    assert logged_rows(bundle) == 30
+    with cloche_up(central) as server:
+        sync = run_cli(central, "edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7")
+        assert sync.returncode == 0, sync.stderr
+        assert "uploaded 30 rows" in sync.stdout
+        again = run_cli(
+            central, "edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7"
+        )
+        assert again.returncode == 0 and "uploaded 0 rows" in again.stdout
+    assert run_cli(central, "monitors", "create", "plant-7", "--window", "1h").returncode == 0
+    run = run_cli(central, "monitors", "run", "plant-7", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["rows"] == 30
+
+
+def test_sync_to_an_unreachable_server_exits_6_and_keeps_the_spool(bundle: Path) -> None:
+    with edge_server(bundle) as (url, _):
+        httpx.post(f"{url}/v1/models/churn:predict", json={"instances": [ROW]})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = run_cli(bundle.parent, "edge", "sync", bundle, "--to", f"http://127.0.0.1:{port}")
+    assert done.returncode == 6
+    assert "cannot reach the central server" in done.stderr and "nothing was lost" in done.stderr
+    assert logged_rows(bundle) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -214,3 +215,53 @@ def test_monitors_through_the_sdk(client: cloche.Client, sklearn_model_file: Pat
     assert client.alerts.list() == []
     client.monitors.delete("churn")
     assert client.monitors.list() == []
+
+
+def test_a_webhook_url_from_the_environment_is_never_stored(
+    churn: Store, alert_settings: Settings, hook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import select
+
+    from cloche.store.tables import AuditRow, MonitorRow
+
+    log_traffic(churn, NOW - timedelta(hours=1), 300, {"spend": 3.0})
+    made = service.create_monitor(
+        churn, endpoint="churn", config=MonitorConfig(alerts=["webhook:env:CHURN_HOOK"])
+    )
+    assert made.config.alerts == ["webhook:env:CHURN_HOOK"]
+    monkeypatch.delenv("CHURN_HOOK", raising=False)
+    unset = runs.run_monitor(churn, "churn", settings=alert_settings, now=NOW)
+    delivery = unset.results["alerts"]["deliveries"][0]
+    assert delivery["channel"] == "webhook:env:CHURN_HOOK" and delivery["ok"] is False
+    assert delivery["attempts"] == 1 and "CHURN_HOOK is not set" in delivery["last_error"]
+
+    monkeypatch.setenv("CHURN_HOOK", hook.url)  # read at send time: no restart, no update
+    service.delete_monitor(churn, "churn")
+    service.create_monitor(
+        churn, endpoint="churn", config=MonitorConfig(alerts=["webhook:env:CHURN_HOOK"])
+    )
+    run = runs.run_monitor(churn, "churn", settings=alert_settings, now=NOW)
+    assert len(hook.bodies) == 1 and "skew:spend" in hook.bodies[0]["text"]
+    assert run.results["alerts"]["deliveries"][0]["ok"] is True
+    with churn.transaction() as session:  # the URL is nowhere in the store
+        stored = [repr(row.config) for row in session.scalars(select(MonitorRow))]
+        stored += [repr(a.details) for a in service_alert_rows(session)]
+        stored += [repr((r.before, r.after)) for r in session.scalars(select(AuditRow))]
+    assert stored and not any(hook.url in text for text in stored)
+    assert not any("127.0.0.1" in str(a.deliveries) for a in service.list_alerts(churn))
+
+
+def service_alert_rows(session: Any) -> list[Any]:
+    from sqlalchemy import select
+
+    from cloche.store.tables import AlertRow
+
+    return list(session.scalars(select(AlertRow)))
+
+
+def test_a_bad_environment_webhook_is_refused_without_echoing_it(churn: Store) -> None:
+    with pytest.raises(InvalidInput, match="name of an environment variable") as caught:
+        service.create_monitor(
+            churn, endpoint="churn", config=MonitorConfig(alerts=["webhook:env:https://x/T0"])
+        )
+    assert "T0" not in caught.value.message

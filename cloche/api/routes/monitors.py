@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Response
+from fastapi import Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from cloche.api.deps import Reader, SettingsDep, StoreDep, require
+from cloche.api.deps import Reader, SettingsDep, StoreDep, Writer, require
 from cloche.api.routes import make_router
+from cloche.api.uploads import stage_file
 from cloche.auth.roles import Permission, Principal
-from cloche.monitoring import feedback, runs, service
-from cloche.monitoring.entities import Alert, FeedbackResult, Monitor, MonitorConfig, MonitorRun
+from cloche.monitoring import baselines, feedback, runs, service
+from cloche.monitoring.entities import (
+    Alert,
+    Baseline,
+    FeedbackResult,
+    Monitor,
+    MonitorConfig,
+    MonitorRun,
+)
 
 router = make_router("", "monitoring")
 Deployer = Annotated[Principal, Depends(require(Permission.DEPLOY))]
@@ -119,3 +127,16 @@ def send_feedback(
     label for a request replaces the first. Monitors grade the model with them.
     """
     return feedback.record_feedback(store, name, body.labels, actor=principal.actor)
+
+
+@router.post("/baselines", status_code=201)
+def create_baseline(
+    principal: Writer,
+    store: StoreDep,
+    model: Annotated[str, Form(description="the version, e.g. churn:3 or churn@prod")],
+    file: Annotated[UploadFile, File(description="a .parquet, .csv or .jsonl dataset")],
+) -> Baseline:
+    """Attach (or replace) the baseline dataset of a version and profile it now."""
+    with stage_file(store, file) as path:
+        found = baselines.create_baseline(store, ref=model, path=path, actor=principal.actor)
+    return Baseline.model_validate(found)

@@ -48,6 +48,8 @@ MESSAGE = AlertMessage(
             Channel("email", to=("ops@example.com", "on-call+ml@team.example.org")),
         ),
         ("email:root@localhost", Channel("email", to=("root@localhost",))),
+        ("webhook:env:SLACK_HOOK", Channel("webhook", url_env="SLACK_HOOK")),
+        ("webhook: ENV: _hook_2 ", Channel("webhook", url_env="_hook_2")),
     ],
 )
 def test_valid_specs(spec: str, expected: Channel) -> None:
@@ -109,7 +111,12 @@ def test_credentials_in_a_url_are_refused_and_never_echoed(spec: str) -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["log", "webhook:https://hooks.example/services/T0/B0/x?a=1", "email:a@example.com,b@ex.org"],
+    [
+        "log",
+        "webhook:https://hooks.example/services/T0/B0/x?a=1",
+        "webhook:env:SLACK_HOOK",
+        "email:a@example.com,b@ex.org",
+    ],
 )
 def test_specs_round_trip(spec: str) -> None:
     channel = parse_channel(spec)

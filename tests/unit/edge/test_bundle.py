@@ -49,12 +49,12 @@ def test_a_file_added_to_the_model_folder_is_refused(bundle_dir: Path) -> None:
 
 def test_a_missing_file_is_refused(bundle_dir: Path) -> None:
     (bundle_dir / "requirements.txt").unlink()
-    with pytest.raises(BundleTampered, match="requirements.txt is missing"):
+    with pytest.raises(BundleTampered, match=r"requirements\.txt is missing"):
         open_bundle(bundle_dir)
 
 
 def test_a_folder_without_a_manifest_is_not_a_bundle(tmp_path: Path) -> None:
-    with pytest.raises(BundleInvalid, match="no manifest.json") as info:
+    with pytest.raises(BundleInvalid, match=r"no manifest\.json") as info:
         open_bundle(tmp_path)
     assert "cloche export" in (info.value.hint or "")
 
