@@ -340,6 +340,9 @@ def _write_bundle_files(
         docs.dockerfile(python_version=requirements["python"], pip_wheel=pip_wheel),
         encoding="utf-8",
     )
+    # The README's install puts .venv in the bundle folder, and serving fills spool/: an image
+    # built from that folder later must not copy either.
+    (root / ".dockerignore").write_text(".venv\nspool\n", encoding="utf-8")
     commands = docs.install_commands(with_wheels=with_wheels)
     # The README shows the parity figures and file hashes of the manifest written after it.
     text = docs.readme(manifest, commands, with_wheels=with_wheels)

@@ -260,7 +260,7 @@ def test_a_bundle_holds_what_its_manifest_lists_and_says_how_to_serve(
         p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != MANIFEST
     }
     assert set(result.files) == on_disk == {
-        "model/model.onnx", "requirements.txt", "Dockerfile", "README.md",
+        "model/model.onnx", "requirements.txt", "Dockerfile", ".dockerignore", "README.md",
     }  # fmt: skip
     for rel, entry in result.files.items():
         assert entry == file_entry(out / rel)
