@@ -122,6 +122,9 @@ def features_table(run: MonitorRun) -> Table:
             table.add_row(name, rule, _num(v["value"]), _num(v["threshold"]), _verdict(v), "")
     for metric, v in run.results.get("health", {}).items():
         table.add_row("(health)", metric, _num(v["value"]), _num(v["threshold"]), _verdict(v), "")
+    predictions = run.results.get("predictions")
+    if predictions:
+        _predictions_row(table, predictions)
     for metric, v in run.results.get("performance", {}).items():
         if isinstance(v, dict):
             recorded = "" if v.get("recorded") is None else f"recorded {_num(v['recorded'])}"
@@ -134,6 +137,20 @@ def features_table(run: MonitorRun) -> Table:
                 recorded,
             )
     return table
+
+
+def _predictions_row(table: Table, entry: dict[str, Any]) -> None:
+    """A batch job's predictions: skew from the baseline's, or the distribution alone."""
+    if "skew" in entry:
+        _distance_row(table, "(prediction)", "skew", entry["skew"])
+        return
+    if entry.get("kind") == "categorical":
+        shape = ", ".join(f"{t['value']}: {t['share']:.1%}" for t in entry.get("top", [])[:5])
+    else:
+        q = entry.get("quantiles", {})
+        shape = f"min {_num(entry.get('min'))}, median {_num(q.get('p50'))}, "
+        shape += f"max {_num(entry.get('max'))}"
+    table.add_row("(prediction)", "distribution", "-", "-", "no verdict", shape)
 
 
 def _distance_row(table: Table, name: str, check: str, v: dict[str, Any]) -> None:
@@ -159,10 +176,18 @@ def _verdict(v: dict[str, Any]) -> str:
 
 def print_run(run: MonitorRun) -> None:
     out.print(features_table(run))
-    window = f"{when(run.window_start)} - {when(run.window_end)}"
-    out.print(f"{run.rows} rows in {window}; {run.message}")
+    if job := run.results.get("batch_job"):
+        model = run.results.get("model", "")
+        out.print(f"{run.rows} input rows of batch job {job} ({model}); {run.message}")
+    else:
+        window = f"{when(run.window_start)} - {when(run.window_end)}"
+        out.print(f"{run.rows} rows in {window}; {run.message}")
     if note := run.results.get("note"):
         out.print(f"[yellow]{note}[/]")
+    if note := run.results.get("predictions", {}).get("note"):
+        out.print(f"[yellow]{note}[/]")
+    for check, why in run.results.get("not_applicable", {}).items():
+        out.print(f"{check}: not applicable ({why})")
     for line in run.results.get("alerts", {}).get("summary", []):
         out.print(line)
 
@@ -198,9 +223,23 @@ def _print_monitor(m: Monitor) -> None:
 
 
 @app.command()
-def run(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
-    """Run a monitor now over the window that ends now."""
-    found = get_client(ctx).monitors.run(name)
+def run(
+    ctx: typer.Context,
+    name: NameArg,
+    batch_job: Annotated[
+        str | None,
+        typer.Option(
+            "--batch-job",
+            metavar="JOB",
+            help="Compare this finished batch job (id or unique prefix) with its model "
+            "version's baseline instead of the endpoint's traffic, under MONITOR's thresholds, "
+            "metric and alerts (MONITOR is required: it holds them).",
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a monitor now over the window that ends now, or over a batch job's data."""
+    found = get_client(ctx).monitors.run(name, batch_job=batch_job)
     print_json(found) if json_ else print_run(found)
     if found.status == "failed":
         raise typer.Exit(1)

@@ -194,8 +194,10 @@ class MonitorsAPI(Protocol):
         """The monitor's runs, newest first, with each feature's value, threshold, verdict."""
         ...
 
-    def run(self, name: str) -> MonitorRun:
-        """Run it now over the window that ends now; alerts included."""
+    def run(self, name: str, *, batch_job: str | None = None) -> MonitorRun:
+        """Run it now over the window that ends now; alerts included. With ``batch_job`` (an
+        id or unique prefix), compare that finished batch job's inputs and predictions with
+        its model version's baseline instead, under this monitor's thresholds and alerts."""
         ...
 
     def pause(self, name: str) -> Monitor: ...

@@ -67,10 +67,10 @@ class LocalMonitors:
 
         return service.list_runs(self._t.store, name, limit=limit)
 
-    def run(self, name: str) -> MonitorRun:
+    def run(self, name: str, *, batch_job: str | None = None) -> MonitorRun:
         from cloche.monitoring import runs
 
-        return runs.run_monitor(self._t.store, name, settings=self._t.settings)
+        return runs.run_monitor(self._t.store, name, settings=self._t.settings, batch_job=batch_job)
 
     def pause(self, name: str) -> Monitor:
         from cloche.monitoring import service
@@ -166,8 +166,9 @@ class HttpMonitors:
         found = self._t.request("GET", _monitor_path(name, "runs"), params={"limit": limit})
         return [MonitorRun.model_validate(r) for r in found.json()]
 
-    def run(self, name: str) -> MonitorRun:
-        reply = self._t.request("POST", _monitor_path(name, "run"))
+    def run(self, name: str, *, batch_job: str | None = None) -> MonitorRun:
+        params = {"batch_job": batch_job} if batch_job is not None else {}
+        reply = self._t.request("POST", _monitor_path(name, "run"), params=params)
         return MonitorRun.model_validate(reply.json())
 
     def pause(self, name: str) -> Monitor:

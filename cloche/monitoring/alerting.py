@@ -3,10 +3,16 @@
 The rules are in ``alerts/lifecycle.py`` and the message in ``alerts/digest.py``; this module
 reads and writes the alert rows around them, and records every delivery on the alerts it was
 about (a channel that stays down is recorded there and never stops the monitor).
+
+A monitor has two alert streams: its endpoint's traffic, and the batch jobs run through it
+(``batch_runs.py``), whose keys start with ``batch:``. Each run opens, dedupes and resolves
+only its own stream's alerts and counts only its own kind of runs for M-of-N, so a clean batch
+job never resolves a live skew alert, nor the next hourly run a batch job's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -22,16 +28,19 @@ from cloche.monitoring.service import monitor_row
 from cloche.store.store import Store
 from cloche.store.tables import AlertRow, MonitorRow, MonitorRunRow
 
+BATCH_PREFIX = "batch:"  # the keys of a batch job's run, e.g. batch:skew:spend
+
 
 def apply(
     store: Store, run: MonitorRun, config: MonitorConfig, settings: Settings, *, now: datetime
 ) -> MonitorRun:
     """Update the monitor's alerts from ``run``, notify, and return the run with a summary."""
     policy = AlertPolicy(config.min_breaches, config.of_runs, config.cooldown_s)
-    details = {key: breach_from_results(key, run.results) for key in run.breaches}
+    details = {key: _breach(key, run.results) for key in run.breaches}
+    batch_job = run.results.get("batch_job")
     with store.transaction() as session:
         monitor = monitor_row(session, run.monitor)
-        open_rows = _open_alerts(session, monitor.id)
+        open_rows = _open_alerts(session, monitor.id, batch=batch_job is not None)
         decision = decide(
             policy,
             breached=run.breaches,
@@ -45,7 +54,7 @@ def apply(
         decision,
         details,
         monitor=run.monitor,
-        endpoint=endpoint,
+        endpoint=endpoint if batch_job is None else f"{endpoint}, batch job {batch_job}",
         run_at=now,
         window_start=run.window_start,
         window_end=run.window_end,
@@ -54,9 +63,22 @@ def apply(
     return _record(store, run, decision, message, deliveries, affected, now)
 
 
-def _open_alerts(session: Session, monitor_id: str) -> dict[str, AlertRow]:
+def _breach(key: str, results: dict[str, Any]) -> Breach:
+    """The breach's value and threshold; a batch key is looked up without its prefix."""
+    inner = key.removeprefix(BATCH_PREFIX)
+    found = breach_from_results(inner, results)
+    return found if inner == key else dataclasses.replace(found, key=key)
+
+
+def _open_alerts(session: Session, monitor_id: str, *, batch: bool) -> dict[str, AlertRow]:
+    """The open alerts of one stream: the batch jobs' or the endpoint's."""
+    of_batch = AlertRow.key.startswith(BATCH_PREFIX, autoescape=True)
     rows = session.scalars(
-        select(AlertRow).where(AlertRow.monitor_id == monitor_id, AlertRow.state == "open")
+        select(AlertRow).where(
+            AlertRow.monitor_id == monitor_id,
+            AlertRow.state == "open",
+            of_batch if batch else ~of_batch,
+        )
     )
     return {row.key: row for row in rows}
 
@@ -77,12 +99,15 @@ def _previous(
     open_rows: dict[str, AlertRow],
     of_runs: int,
 ) -> dict[str, list[bool]]:
+    # Runs of the same kind only: a batch run's results name its job, an endpoint run's none.
+    job = MonitorRunRow.results["batch_job"].as_string()
     earlier = session.scalars(
         select(MonitorRunRow.breaches)
         .where(
             MonitorRunRow.monitor_id == monitor_id,
             MonitorRunRow.id < run.id,
             MonitorRunRow.status.in_(("ok", "breached")),
+            job.is_not(None) if "batch_job" in run.results else job.is_(None),
         )
         .order_by(MonitorRunRow.id.desc())
         .limit(max(of_runs - 1, 0))

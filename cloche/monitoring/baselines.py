@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cloche.monitoring import window
-from cloche.monitoring.profiles import Profile
+from cloche.monitoring.profiles import FeatureProfile, Kind, Profile
 from cloche.registry import service as registry
 from cloche.registry.entities import ModelVersion
 from cloche.store.store import Store
@@ -51,3 +51,31 @@ def baseline_profile(store: Store, version: ModelVersion) -> Profile | None:
         if session.get(ProfileRow, key) is None:
             session.add(ProfileRow(key=key, data=profile.to_bytes(), rows=profile.rows))
     return profile
+
+
+def baseline_predictions(
+    store: Store, version: ModelVersion, column: str, kind: Kind
+) -> FeatureProfile | None:
+    """The profile of the baseline's ``column`` (its recorded predictions, e.g. the training
+    set scored by the model) as ``kind``; None when the version has no baseline or the
+    dataset has no such column. Built once per dataset, like the features' profile."""
+    meta = version.baseline or {}
+    if "sha256" not in meta:
+        return None
+    key = f"baseline-predictions:{meta['sha256']}:{column}:{kind}"
+    with store.transaction() as session:
+        cached = session.get(ProfileRow, key)
+    if cached is not None:
+        found = Profile.from_bytes(cached.data)
+    else:
+        table = window.baseline_table(store, version)
+        # A dataset without the column is remembered as an empty profile: no re-read per run.
+        found = (
+            Profile.from_table(table.select([column]), {column: kind})
+            if table is not None and column in table.column_names
+            else Profile(rows=0, features={})
+        )
+        with store.transaction() as session:
+            if session.get(ProfileRow, key) is None:
+                session.add(ProfileRow(key=key, data=found.to_bytes(), rows=found.rows))
+    return found.features.get(column)

@@ -104,11 +104,14 @@ class MonitorRun(BaseModel):
     window_end: datetime
     status: Literal["ok", "breached", "no_data", "failed"]
     rows: int
-    breaches: list[str] = Field(default=[], description="keys such as skew:tenure")
+    breaches: list[str] = Field(
+        default=[], description="keys such as skew:tenure (batch:skew:tenure for a batch job)"
+    )
     results: dict[str, Any] = Field(
         default={},
         description="features (skew, drift, quality: value, threshold, breached, definition), "
-        "health, alerts (opened, renotified, resolved, deliveries)",
+        "health, alerts (opened, renotified, resolved, deliveries); a batch job's run: "
+        "batch_job, source, predictions and not_applicable (drift, health, performance)",
     )
     message: str = ""
 

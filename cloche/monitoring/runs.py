@@ -24,9 +24,19 @@ log = logging.getLogger(__name__)
 
 
 def run_monitor(
-    store: Store, name: str, *, settings: Settings | None = None, now: datetime | None = None
+    store: Store,
+    name: str,
+    *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+    batch_job: str | None = None,
 ) -> MonitorRun:
-    """Run a monitor once over the window ending ``now``; store and return the run."""
+    """Run a monitor once over the window ending ``now``, or with ``batch_job`` over that
+    finished batch job's inputs and predictions (``batch_runs.py``); store and return the run."""
+    if batch_job is not None:
+        from cloche.monitoring.batch_runs import run_batch_job
+
+        return run_batch_job(store, name, batch_job, settings=settings, now=now)
     now = now or utcnow()
     with store.transaction() as session:
         row = monitor_row(session, name)
@@ -38,7 +48,7 @@ def run_monitor(
     except Exception as exc:  # a run that fails is recorded; the scheduler goes on
         log.exception("monitor %s failed", name)
         status, rows, breaches, results, message = "failed", 0, [], {}, f"{exc!r}"
-    run = _save_run(store, monitor_id, start, now, status, rows, breaches, results, message)
+    run = save_run(store, monitor_id, start, now, status, rows, breaches, results, message)
     if status in ("ok", "breached"):
         from cloche.monitoring import alerting
 
@@ -62,7 +72,7 @@ def _evaluate(
     baseline = baseline_profile(store, version)
     here = current.features
     before = previous.features if previous.rows >= config.min_rows else None
-    features = _features(baseline, before, here, kinds, config)
+    features = compare_features(baseline, before, here, kinds, config)
     breaches = [key for f in features.values() for key in f["breaches"]]
     breaches += [f"health:{k}" for k, v in health.items() if v.get("breached")]
     results = {
@@ -77,20 +87,22 @@ def _evaluate(
     if baseline is None:
         results["note"] = f"{version.ref} has no baseline: skew and quality were not computed"
     status = "breached" if breaches else "ok"
-    return status, current.rows, breaches, results, _summary(breaches, current.rows)
+    return status, current.rows, breaches, results, summary(breaches, current.rows)
 
 
 def _threshold(config: MonitorConfig, feature: str, default: float) -> float:
     return config.feature_thresholds.get(feature, default)
 
 
-def _features(
+def compare_features(
     baseline: Profile | None,
     before: Profile | None,
     here: Profile,
     kinds: dict[str, str],
     config: MonitorConfig,
 ) -> dict[str, dict[str, Any]]:
+    """Per feature: skew against ``baseline``, drift against ``before`` (each skipped when
+    None), data quality, and the breached keys (``skew:f``, ``drift:f``, ``quality:rule:f``)."""
     from cloche.monitoring.quality import quality
 
     checks = quality(baseline, here) if baseline is not None else {}
@@ -103,7 +115,7 @@ def _features(
         ):
             if reference is None or name not in reference.features:
                 continue
-            verdict = _distance(reference, here, name, kind, config)
+            verdict = distance(reference, here, name, kind, config)
             verdict["threshold"] = _threshold(config, name, default)
             # No valid value on one side (all missing): no distance; quality reports it.
             value = verdict.get("value")
@@ -120,7 +132,7 @@ def _features(
     return out
 
 
-def _distance(
+def distance(
     reference: Profile, here: Profile, name: str, kind: str, config: MonitorConfig
 ) -> dict[str, Any]:
     from cloche.monitoring.distances import compare_categorical, compare_numeric
@@ -183,13 +195,13 @@ def _over(value: float, limit: float | None) -> bool:
     return limit is not None and value > limit
 
 
-def _summary(breaches: list[str], rows: int) -> str:
+def summary(breaches: list[str], rows: int) -> str:
     if not breaches:
         return f"{rows} rows; nothing breached"
     return f"{rows} rows; breached: {', '.join(breaches)}"
 
 
-def _save_run(
+def save_run(
     store: Store,
     monitor_id: str,
     start: datetime,
@@ -199,13 +211,17 @@ def _save_run(
     breaches: list[str],
     results: dict[str, Any],
     message: str,
+    *,
+    started_at: datetime | None = None,
 ) -> MonitorRun:
+    """Store a run over [start, end) (a batch job's run: its job's), begun at ``started_at``
+    (default: ``end``, a window ends when its run begins)."""
     with store.transaction() as session:
         monitor = session.get(MonitorRow, monitor_id)
         assert monitor is not None
         row = MonitorRunRow(
             monitor_id=monitor_id,
-            started_at=end,
+            started_at=started_at or end,
             finished_at=utcnow(),
             window_start=start,
             window_end=end,

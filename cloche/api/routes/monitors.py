@@ -11,6 +11,8 @@ from cloche.api.deps import Reader, SettingsDep, StoreDep, Writer, require
 from cloche.api.routes import make_router
 from cloche.api.uploads import stage_file
 from cloche.auth.roles import Permission, Principal
+from cloche.batch import service as batch_service
+from cloche.batch.spec import JobSpec
 from cloche.monitoring import baselines, feedback, runs, service
 from cloche.monitoring.entities import (
     Alert,
@@ -62,10 +64,23 @@ def list_runs(
 
 @router.post("/monitors/{name}/run")
 def run_monitor(
-    principal: Deployer, store: StoreDep, settings: SettingsDep, name: str
+    principal: Deployer,
+    store: StoreDep,
+    settings: SettingsDep,
+    name: str,
+    batch_job: Annotated[
+        str | None,
+        Query(description="compare this finished batch job with its version's baseline instead"),
+    ] = None,
 ) -> MonitorRun:
-    """Run a monitor now over the window that ends now (alerts included)."""
-    return runs.run_monitor(store, name, settings=settings)
+    """Run a monitor now over the window that ends now (alerts included), or over a finished
+    batch job's inputs and predictions (`?batch_job=bj_...`)."""
+    if batch_job is not None:
+        # The server reads the job's files for the caller: only inside the allowed folders,
+        # as for jobs sent over the API.
+        job = batch_service.get_job(store, batch_job)
+        batch_service.confine_paths(JobSpec.from_dict(job.spec), settings.batch_allowed_dirs)
+    return runs.run_monitor(store, name, settings=settings, batch_job=batch_job)
 
 
 @router.post("/monitors/{name}/pause")
