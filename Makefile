@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV_BOOT := .cache/uv-bootstrap
 UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOT)/bin/uv)
-BASE_EXTRAS := sklearn
+# onnx: so that `cloche export` of the demo model works in the demo's install
+BASE_EXTRAS := sklearn,onnx
 TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,ray,dev
 TORCH := torch==2.13.0
 

@@ -376,6 +376,11 @@ def main() -> None:
     console.print(f"  CLOCHE_HOME={home} cloche models show churn")
     console.print(f"  CLOCHE_HOME={home} cloche audit")
     console.print(f"  CLOCHE_HOME={home} cloche logs churn --since 1h")
+    console.print(
+        f"  CLOCHE_HOME={home} cloche export churn@prod --out churn-edge --with-wheels"
+        "   # an offline bundle: see churn-edge/README.md",
+        soft_wrap=True,
+    )
     console.print(f"  CLOCHE_HOME={home} cloche up        # then, in another shell:")
     base = "http://127.0.0.1:8080/api/v1"
     console.print(f"  curl {base}/models/churn/versions/@prod", soft_wrap=True)
