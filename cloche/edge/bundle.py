@@ -8,7 +8,6 @@ file in ``model/`` that the manifest does not list is refused too: a loader may 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +15,11 @@ from typing import Any
 
 from cloche import __version__
 from cloche.errors import BundleIncompatible, BundleInvalid, BundleTampered
-from cloche.export.manifest import BUNDLE_FORMAT, MANIFEST
+from cloche.export.manifest import BUNDLE_FORMAT, MANIFEST, MODEL_DIR, file_entry
 from cloche.registry.signatures import Signature
 from cloche.serving.spec import DeploymentSpec, Snapshot
 
-MODEL_DIR = "model"
 UNCHECKED_PREFIX = "wheels/"  # pip checks these against requirements.txt's --hash lines
-READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -113,7 +110,7 @@ def verify_files(bundle: Bundle) -> None:
                 f"bundle file {name} is missing",
                 hint="copy the whole bundle folder again, or export the model again",
             )
-        digest = file_sha256(path)
+        digest = file_entry(path)["sha256"]
         if digest != entry.get("sha256"):
             raise BundleTampered(
                 f"bundle file {name} has changed since export (sha256 {digest[:12]}…, "
@@ -135,11 +132,3 @@ def _inside(root: Path, name: str) -> Path:
     if not path.is_relative_to(root.resolve()):
         raise BundleInvalid(f"the manifest lists {name!r}, which is outside the bundle")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(READ_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
