@@ -7,6 +7,12 @@ connections, it prints requests/s, p50 and p99 of each and the cloche/baseline r
 
     .venv/bin/python bench/serving.py [--seconds 5] [--quick]
     .venv/bin/python bench/serving.py --models hgb --rows 1 --conns 1,64   # a subset
+    .venv/bin/python bench/serving.py --monitor --seconds 20 --rows 1 --conns 1,64
+
+``--monitor`` watches cloche's endpoint with a monitor that runs every minute, as in production:
+the scheduler runs it in the worker, and log compaction (a niced child, every minute) profiles
+the partitions it compacts. Run long enough (``--seconds 20`` with two configurations) that
+both happen while wrk measures.
 
 Compare ratios from one run; absolute numbers move with the machine's other load.
 """
@@ -108,15 +114,20 @@ def start_baseline(model: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, env=env)
 
 
-def start_cloche(model: Path, home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_cloche(
+    model: Path, home: Path, port: int, *, monitor: bool = False
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOCHE_")}
     env["CLOCHE_HOME"] = str(home)
     cloche = str(Path(PY).parent / "cloche")
-    for cmd in (
+    setup = [
         [cloche, "models", "upload", str(model), "--name", "m", "--json"],
         [cloche, "endpoints", "create", "m", "--json"],
         [cloche, "endpoints", "deploy", "m", "m:1", "--max-batch-size", "256", "--json"],
-    ):
+    ]
+    if monitor:
+        setup.append([cloche, "monitors", "create", "m", "--every", "1m", "--window", "1h"])
+    for cmd in setup:
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     cmd = ["taskset", "-c", "0", cloche, "up", "--port", str(port), "--workers", "1"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
@@ -163,6 +174,7 @@ def main() -> None:
     parser.add_argument("--models", default="logreg,hgb", help="comma-separated: logreg,hgb")
     parser.add_argument("--rows", default="1,64", help="rows per request, comma-separated")
     parser.add_argument("--conns", default="1,16,64", help="connections, comma-separated")
+    parser.add_argument("--monitor", action="store_true", help="a monitor on cloche's endpoint")
     args = parser.parse_args()
     wrk = ensure_wrk()
     conns = [64] if args.quick else _ints(args.conns)
@@ -191,7 +203,7 @@ def main() -> None:
                 proc = (
                     start_baseline(model, port)
                     if side == "baseline"
-                    else start_cloche(model, work / "home", port)
+                    else start_cloche(model, work / "home", port, monitor=args.monitor)
                 )
                 url = f"http://127.0.0.1:{port}/v1/models/m:predict"
                 try:

@@ -111,7 +111,8 @@ def for_server(store: Store, settings: Settings) -> Scheduler:
     """The scheduler `cloche up` runs: scheduled batch runs, queued jobs, then due monitors."""
     from cloche.batch import schedules
     from cloche.batch.runner import JobRunner
-    from cloche.monitoring import runs
+    from cloche.monitoring import child, runs
+    from cloche.store.tables import utcnow
 
     runner = JobRunner(store, settings, max_jobs=settings.batch.max_concurrent_jobs)
 
@@ -119,7 +120,10 @@ def for_server(store: Store, settings: Settings) -> Scheduler:
         schedules.queue_due(store)
 
     def run_due_monitors() -> None:
-        runs.run_due(store, settings)
+        now = utcnow()
+        names = runs.take_due(store, now)
+        if names:  # off this worker's GIL: see monitoring/child.py
+            child.run_in_child(settings, names, now)
 
     return Scheduler(
         store,

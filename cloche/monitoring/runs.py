@@ -238,13 +238,18 @@ def save_run(
 
 
 def run_due(store: Store, settings: Settings) -> list[MonitorRun]:
-    """Run every enabled monitor whose time has come (the scheduler's tick)."""
+    """Run every enabled monitor whose time has come, in this process."""
     now = utcnow()
+    return [run_monitor(store, name, settings=settings, now=now) for name in take_due(store, now)]
+
+
+def take_due(store: Store, now: datetime) -> list[str]:
+    """The enabled monitors whose time has come, each moved on to its next run time first, so
+    that a slow or failing run never runs twice at once."""
     with store.transaction() as session:
         due = session.scalars(
             select(MonitorRow).where(MonitorRow.enabled.is_(True), MonitorRow.next_run_at <= now)
         ).all()
-        names = [row.name for row in due]
-        for row in due:  # advanced first: a slow or failing run never runs twice at once
+        for row in due:
             row.next_run_at = now + timedelta(seconds=int(row.config["every_s"]))
-    return [run_monitor(store, name, settings=settings, now=now) for name in names]
+        return [row.name for row in due]

@@ -265,3 +265,28 @@ def test_a_bad_environment_webhook_is_refused_without_echoing_it(churn: Store) -
             churn, endpoint="churn", config=MonitorConfig(alerts=["webhook:env:https://x/T0"])
         )
     assert "T0" not in caught.value.message
+
+
+def test_the_scheduler_runs_due_monitors_in_a_child_that_alerts_with_the_same_settings(
+    churn: Store, alert_settings: Settings, hook: Webhook, mailbox: Mailbox
+) -> None:
+    from sqlalchemy import update
+
+    from cloche import scheduler
+    from cloche.store.tables import MonitorRow
+
+    now = datetime.now(UTC)
+    log_traffic(churn, now - timedelta(minutes=50), 500, {"spend": 2.0})
+    service.create_monitor(
+        churn,
+        endpoint="churn",
+        config=MonitorConfig(alerts=[f"webhook:{hook.url}", "email:ops@example.com"]),
+    )
+    with churn.transaction() as session:  # due now (a new monitor first runs after --every)
+        session.execute(update(MonitorRow).values(next_run_at=now - timedelta(seconds=1)))
+    ticks = scheduler.for_server(churn, alert_settings)
+    assert ticks.tick_once()  # the lease, then the due monitor, run by a child process
+    [run] = service.list_runs(churn, "churn")
+    assert "skew:spend" in run.breaches, run.message
+    assert len(hook.bodies) == 1 and len(mailbox.messages) == 1  # the SMTP port came along
+    assert ticks.tick_once() and len(service.list_runs(churn, "churn")) == 1  # not due again
