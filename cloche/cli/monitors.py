@@ -4,13 +4,21 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
 from cloche.cli._common import JsonOpt, YesOpt, get_client, parse_pairs
 from cloche.cli._output import out, print_json, success, when
 from cloche.errors import InvalidInput
 from cloche.logs.service import DURATION, UNITS
-from cloche.monitoring.entities import Alert, Monitor, MonitorRun
+from cloche.monitoring.entities import (
+    Alert,
+    HealthThresholds,
+    Monitor,
+    MonitorRun,
+    PerformanceThresholds,
+    QualityThresholds,
+)
 
 app = typer.Typer(help="Monitors: skew, drift, data quality and health.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts raised by monitors.", no_args_is_help=True)
@@ -55,6 +63,13 @@ def create(
     min_breaches: Annotated[int, typer.Option(min=1, help="Breaches needed in --of-runs.")] = 1,
     of_runs: Annotated[int, typer.Option(min=1, help="The runs --min-breaches counts.")] = 1,
     min_rows: Annotated[int, typer.Option(min=1, help="Fewer rows: no verdict.")] = 50,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="SECTION.NAME=VALUE for a quality, health or performance rule (repeatable; "
+            "VALUE off turns it off), e.g. performance.min_accuracy=0.9, health.p99_ms=50."
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Watch an endpoint's traffic against its model's baseline and its own past."""
@@ -79,12 +94,43 @@ def create(
         min_breaches=min_breaches,
         of_runs=of_runs,
         min_rows=min_rows,
+        **rule_thresholds(threshold),
     )
     if json_:
         print_json(made)
     else:
         success(f"monitor {made.name} watches {made.endpoint}; first run {when(made.next_run_at)}")
         out.print(f"Run it now: cloche monitors run {made.name}")
+
+
+RULES: dict[str, type[BaseModel]] = {
+    "quality": QualityThresholds,
+    "health": HealthThresholds,
+    "performance": PerformanceThresholds,
+}
+
+
+def rule_thresholds(values: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``--threshold SECTION.NAME=VALUE`` options as MonitorConfig sections, each checked."""
+    example = "performance.min_accuracy=0.9"
+    sections: dict[str, dict[str, Any]] = {}
+    for key, raw in parse_pairs(values, option="--threshold", example=example).items():
+        section, _, name = key.partition(".")
+        model = RULES.get(section)
+        if model is None or name not in model.model_fields:
+            known = ", ".join(f"{s}.{n}" for s, m in RULES.items() for n in m.model_fields)
+            raise InvalidInput(f"unknown --threshold {key!r}", hint=f"one of: {known}")
+        sections.setdefault(section, {})[name] = None if raw.lower() == "off" else raw
+    for section, given in sections.items():
+        try:
+            RULES[section].model_validate(given)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = f"{section}.{problem['loc'][0]}"
+            raise InvalidInput(
+                f"--threshold {where}: {problem['msg']}", hint=f"e.g. --threshold {example}"
+            ) from None
+    return sections
 
 
 @app.command("list")

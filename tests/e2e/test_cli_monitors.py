@@ -114,6 +114,23 @@ def test_create_run_show_and_alert_lifecycle(served: Path) -> None:
     assert ok_json("monitors", "list") == []
 
 
+def test_quality_health_and_performance_thresholds_are_set_from_the_cli(served: Path) -> None:
+    made = ok_json(
+        "monitors", "create", "churn",
+        "--threshold", "performance.min_accuracy=0.9",
+        "--threshold", "performance.max_drop=off",
+        "--threshold", "health.p99_ms=50",
+        "--threshold", "quality.missing_rate=0.01",
+    )  # fmt: skip
+    config = made["config"]
+    assert (
+        config["performance"]["min_accuracy"] == 0.9 and config["performance"]["max_drop"] is None
+    )
+    assert config["performance"]["min_labelled_rows"] == 30  # the rest keep their defaults
+    assert config["health"]["p99_ms"] == 50 and config["health"]["error_rate"] == 0.05
+    assert config["quality"]["missing_rate"] == 0.01
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -121,6 +138,9 @@ def test_create_run_show_and_alert_lifecycle(served: Path) -> None:
         (["monitors", "create", "churn", "--every", "weekly"], "not a duration"),
         (["monitors", "create", "churn", "--alert", "pager:1"], "webhook:"),
         (["monitors", "create", "churn", "--feature", "tenure"], "--feature"),
+        (["monitors", "create", "churn", "--threshold", "speed.p99_ms=5"], "health.p99_ms"),
+        (["monitors", "create", "churn", "--threshold", "quality.missing_rate=2"], "less than"),
+        (["monitors", "create", "churn", "--threshold", "health.p99_ms=fast"], "number"),
         (["monitors", "run", "nope"], "cloche monitors list"),
         (["alerts", "ack", "999"], "cloche alerts list"),
     ],
