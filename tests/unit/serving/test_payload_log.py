@@ -45,6 +45,23 @@ def test_written_rows_are_readable_at_once_and_after_compaction(tmp_path: Path) 
     assert logs.read_log(tmp_path, "churn")["request_id"].to_pylist() == ["r0", "r1", "r2"]
 
 
+def test_a_projection_reads_only_the_asked_columns_from_partitions_and_segments(
+    tmp_path: Path,
+) -> None:
+    log = PayloadLog(tmp_path)
+    log.write([_entry(i) for i in range(3)])
+    log.close()
+    logs.compact(tmp_path)
+    log = PayloadLog(tmp_path)
+    log.write([_entry(3)])  # still in a segment
+    table = logs.read_log(tmp_path, "churn", columns=["request_id"])
+    assert table.column_names == ["time", "request_id"]
+    assert table["request_id"].to_pylist() == ["r0", "r1", "r2", "r3"]
+    with pytest.raises(InvalidInput, match="no column 'nope'"):
+        logs.read_log(tmp_path, "churn", columns=["nope"])
+    log.close()
+
+
 def test_a_torn_tail_loses_only_the_unfinished_batch(tmp_path: Path) -> None:
     log = PayloadLog(tmp_path)
     log.write([_entry(0)])
