@@ -91,7 +91,7 @@ def readme(manifest: dict[str, Any], commands: list[str], *, with_wheels: bool) 
             "where monitors count them, when a link exists:",
             "",
             "```bash",
-            "cloche edge sync . --to https://CENTRAL:8080 --token TOKEN",
+            f"{VENV}/bin/cloche edge sync . --to https://CENTRAL:8080 --token TOKEN",
             "```",
             "",
             "Or build an image with the `Dockerfile` here.",
