@@ -8,6 +8,7 @@ version sharing the file reuses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +37,16 @@ def baseline_profile(store: Store, version: ModelVersion) -> Profile | None:
     meta = version.baseline or {}
     if "sha256" not in meta:
         return None
-    key = f"baseline:{meta['sha256']}"
-    with store.transaction() as session:
-        cached = session.get(ProfileRow, key)
-        if cached is not None:
-            return Profile.from_bytes(cached.data)
-    table = window.baseline_table(store, version)
-    if table is None:
-        return None
-    kinds = window.feature_kinds(version)
-    present = [n for n in kinds if n in table.column_names]
-    profile = Profile.from_table(table.select(present), {n: kinds[n] for n in present})
-    with store.transaction() as session:
-        if session.get(ProfileRow, key) is None:
-            session.add(ProfileRow(key=key, data=profile.to_bytes(), rows=profile.rows))
-    return profile
+
+    def build() -> Profile | None:
+        table = window.baseline_table(store, version)
+        if table is None:
+            return None
+        kinds = window.feature_kinds(version)
+        present = [n for n in kinds if n in table.column_names]
+        return Profile.from_table(table.select(present), {n: kinds[n] for n in present})
+
+    return _cached(store, f"baseline:{meta['sha256']}", build)
 
 
 def baseline_predictions(
@@ -62,20 +58,29 @@ def baseline_predictions(
     meta = version.baseline or {}
     if "sha256" not in meta:
         return None
-    key = f"baseline-predictions:{meta['sha256']}:{column}:{kind}"
-    with store.transaction() as session:
-        cached = session.get(ProfileRow, key)
-    if cached is not None:
-        found = Profile.from_bytes(cached.data)
-    else:
+
+    def build() -> Profile:
         table = window.baseline_table(store, version)
         # A dataset without the column is remembered as an empty profile: no re-read per run.
-        found = (
-            Profile.from_table(table.select([column]), {column: kind})
-            if table is not None and column in table.column_names
-            else Profile(rows=0, features={})
-        )
-        with store.transaction() as session:
-            if session.get(ProfileRow, key) is None:
-                session.add(ProfileRow(key=key, data=found.to_bytes(), rows=found.rows))
-    return found.features.get(column)
+        if table is None or column not in table.column_names:
+            return Profile(rows=0, features={})
+        return Profile.from_table(table.select([column]), {column: kind})
+
+    key = f"baseline-predictions:{meta['sha256']}:{column}:{kind}"
+    found = _cached(store, key, build)
+    return found.features.get(column) if found is not None else None
+
+
+def _cached(store: Store, key: str, build: Callable[[], Profile | None]) -> Profile | None:
+    """The profile stored under ``key``, else ``build()``'s, stored for next time."""
+    with store.transaction() as session:
+        cached = session.get(ProfileRow, key)
+        if cached is not None:
+            return Profile.from_bytes(cached.data)
+    profile = build()
+    if profile is None:
+        return None
+    with store.transaction() as session:
+        if session.get(ProfileRow, key) is None:  # another run may have stored it meanwhile
+            session.add(ProfileRow(key=key, data=profile.to_bytes(), rows=profile.rows))
+    return profile
