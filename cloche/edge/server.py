@@ -137,13 +137,7 @@ class EdgeServer:
                 return
 
     def publish_metrics(self) -> None:
-        stats = self.spool.stats()
-        gauges = self.router.gauges()
-        gauges["cloche_payload_log_rows_total"] = {"": float(stats["logged"])}
-        gauges["cloche_payload_log_dropped_total"] = {"": float(stats["dropped"])}
-        gauges["cloche_spool_bytes"] = {"": float(stats["spool_bytes"])}
-        gauges["cloche_spool_refused_rows_total"] = {"": float(stats["refused"])}
-        gauges["cloche_spool_evicted_rows_total"] = {"": float(stats["evicted"])}
+        gauges = self.router.gauges() | self.spool.gauges()
         metrics.publish(self.metrics_dir, self.metrics.snapshot(gauges))
 
     def render_metrics(self) -> str:

@@ -143,9 +143,9 @@ class Spool(PayloadLog):
                 self.max_bytes,
             )
 
-    def stats(self) -> dict[str, int]:
-        return super().stats() | {
-            "spool_bytes": self.used,
-            "refused": self.refused,
-            "evicted": self.evicted,
+    def gauges(self) -> dict[str, dict[str, float]]:
+        return super().gauges() | {
+            "cloche_spool_bytes": {"": float(self.used)},
+            "cloche_spool_refused_rows_total": {"": float(self.refused)},
+            "cloche_spool_evicted_rows_total": {"": float(self.evicted)},
         }

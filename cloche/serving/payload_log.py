@@ -177,6 +177,13 @@ class PayloadLog:
     def stats(self) -> dict[str, int]:
         return {"pid": os.getpid(), "logged": self.logged, "dropped": self.dropped}
 
+    def gauges(self) -> dict[str, dict[str, float]]:
+        """This writer's counters for /metrics."""
+        return {
+            "cloche_payload_log_rows_total": {"": float(self.logged)},
+            "cloche_payload_log_dropped_total": {"": float(self.dropped)},
+        }
+
     def close(self) -> None:
         self._close_segment()
 

@@ -189,10 +189,7 @@ class Server:
             log.warning("payload log compaction failed: %s", err.decode(errors="replace")[-500:])
 
     def publish_metrics(self) -> None:
-        log_stats = self.payload_log.stats()
-        gauges = self.router.gauges()
-        gauges["cloche_payload_log_rows_total"] = {"": float(log_stats["logged"])}
-        gauges["cloche_payload_log_dropped_total"] = {"": float(log_stats["dropped"])}
+        gauges = self.router.gauges() | self.payload_log.gauges()
         metrics.publish(self.metrics_dir, self.metrics.snapshot(gauges))
 
     def render_metrics(self) -> str:
