@@ -197,3 +197,20 @@ def test_sync_to_an_unreachable_server_exits_6_and_keeps_the_spool(bundle: Path)
     assert done.returncode == 6
     assert "cannot reach the central server" in done.stderr and "nothing was lost" in done.stderr
     assert logged_rows(bundle) == 1
+
+
+def test_bad_edge_command_lines_say_what_to_do(bundle: Path) -> None:
+    home = bundle.parent
+    bad_url = run_cli(home, "edge", "sync", bundle, "--to", "ftp://central")
+    assert bad_url.returncode == 2 and "http(s) URL" in bad_url.stderr
+    not_a_bundle = run_cli(home, "edge", "sync", home, "--to", "http://127.0.0.1:1")
+    assert not_a_bundle.returncode == 2 and "no manifest.json" in not_a_bundle.stderr
+    assert run_cli(home, "edge", "push").returncode == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run_cli(home, "serve", bundle, "--port", port)
+    assert busy.returncode == 2 and "cannot listen on" in busy.stderr and "--port" in busy.stderr
+    full = run_cli(home, "serve", bundle, "--spool-full", "sometimes")
+    assert full.returncode == 2 and "drop-oldest" in full.stderr
