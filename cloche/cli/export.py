@@ -28,6 +28,13 @@ def export(
     with_wheels: Annotated[
         bool, typer.Option(help="Add wheels of every requirement, to install with no network.")
     ] = False,
+    slim: Annotated[
+        bool,
+        typer.Option(
+            help="With wheels, rewrite onnxruntime's without the C API library Python never "
+            "loads (35 MB; versioned +slim). --no-slim keeps every wheel as downloaded."
+        ),
+    ] = True,
     platform: Annotated[
         str | None,
         typer.Option(
@@ -47,6 +54,7 @@ def export(
         format=format,
         native=native,
         with_wheels=with_wheels,
+        slim=slim,
         platform=platform,
         overwrite=overwrite,
     )

@@ -92,11 +92,15 @@ class ModelsAPI(Protocol):
         format: str = "bundle",
         native: bool = False,
         with_wheels: bool = False,
+        slim: bool = True,
         platform: str | None = None,
         overwrite: bool = False,
     ) -> ExportResult:
         """Write the version as an edge bundle (or, with ``format="onnx"``, one ONNX file) to
         the local folder ``out``: converted to ONNX and parity checked unless ``native``.
+        With wheels, ``slim=False`` keeps every wheel as the index served it (by default a
+        wheel holding a library its runtime never loads, onnxruntime's, is rewritten without it
+        and versioned ``+slim``).
 
         In-process only: it reads the registry's files and baseline where the store is. Over
         HTTP it raises InvalidInput; run it on the server's machine, without a URL.

@@ -234,6 +234,7 @@ class HttpModels:
         format: str = "bundle",
         native: bool = False,
         with_wheels: bool = False,
+        slim: bool = True,
         platform: str | None = None,
         overwrite: bool = False,
     ) -> ExportResult:

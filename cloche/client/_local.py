@@ -125,6 +125,7 @@ class LocalModels:
         format: str = "bundle",
         native: bool = False,
         with_wheels: bool = False,
+        slim: bool = True,
         platform: str | None = None,
         overwrite: bool = False,
     ) -> ExportResult:
@@ -138,6 +139,7 @@ class LocalModels:
             fmt=format,
             native=native,
             with_wheels=with_wheels,
+            slim=slim,
             platform=platform,
             overwrite=overwrite,
         )

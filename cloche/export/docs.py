@@ -75,6 +75,7 @@ def readme(manifest: dict[str, Any], commands: list[str], *, with_wheels: bool) 
             "```",
             "",
             _install_note(with_wheels),
+            *_slimmed_lines(manifest.get("slimmed") or {}),
             "",
             f"The server listens on 127.0.0.1:{PORT}. To accept other machines, set a token and "
             "bind all addresses: `CLOCHE_EDGE_TOKEN=... .venv/bin/cloche serve . --host "
@@ -122,6 +123,21 @@ def _install_note(with_wheels: bool) -> str:
         f"`{REQUIREMENTS}`, cloche included. Export with `--with-wheels` for a bundle that "
         "installs with no network."
     )
+
+
+def _slimmed_lines(slimmed: dict[str, Any]) -> list[str]:
+    """A line per wheel the export rewrote: what was left out, and why."""
+    lines = []
+    for project, entry in slimmed.items():
+        removed = ", ".join(f"`{path.rsplit('/', 1)[-1]}`" for path in entry["removed"])
+        size = sum(entry["removed"].values()) / 2**20
+        lines += [
+            "",
+            f"`{project}=={entry['version']}` is `{entry['from']}` (sha256 "
+            f"`{entry['from_sha256'][:16]}…`) without {removed} ({size:.0f} MB): {entry['why']}. "
+            "Every other file is the original's. Export with `--no-slim` to keep it whole.",
+        ]
+    return lines
 
 
 def _signature_lines(signature: dict[str, Any]) -> list[str]:

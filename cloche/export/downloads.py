@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from cloche.errors import DownloadFailed, MissingDependency
-from cloche.export.manifest import file_entry
 from cloche.export.requirements import PLATFORM_MACHINES, Pin, canonical
 
 # manylinux tags a glibc 2.28 system (RHEL 8, Debian 10 and newer) runs, legacy aliases included;
@@ -68,10 +67,10 @@ def pip_version(pip: list[str]) -> str:
 
 def download_wheels(
     pins: list[Pin], dest: Path, *, python_version: str, platform: str | None
-) -> tuple[dict[str, str], str]:
+) -> tuple[dict[str, Path], str]:
     """Fetch a wheel for every pin and for pip into ``dest``.
 
-    Returns each pin's wheel sha256 by canonical name, and the pip wheel's file name.
+    Returns each pin's wheel by canonical name, and the pip wheel's file name.
     """
     pip = pip_command()
     pip_pin = Pin("pip", pip_version(pip))
@@ -114,8 +113,7 @@ def download_wheels(
     missing = [str(pin) for pin in [*pins, pip_pin] if pin.key not in wheels]
     if missing:
         raise DownloadFailed(f"pip download gave no wheel for {', '.join(missing)}")
-    hashes = {pin.key: file_entry(wheels[pin.key])["sha256"] for pin in pins}
-    return hashes, wheels[pip_pin.key].name
+    return {pin.key: wheels[pin.key] for pin in pins}, wheels[pip_pin.key].name
 
 
 def _wheel_project(filename: str) -> str:

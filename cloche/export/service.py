@@ -49,6 +49,7 @@ from cloche.export.requirements import (
     requirement_lines,
 )
 from cloche.export.sample import Sample, parity_sample
+from cloche.export.slim import RULES, SlimmedWheel, slim_wheel
 from cloche.export.wheel import build_cloche_wheel
 from cloche.registry import service as registry
 from cloche.registry.entities import ModelVersion
@@ -69,12 +70,14 @@ def export_model(
     fmt: str = "bundle",
     native: bool = False,
     with_wheels: bool = False,
+    slim: bool = True,
     platform: str | None = None,
     overwrite: bool = False,
     python_version: str | None = None,
 ) -> ExportResult:
     """Write the version ``ref`` names to ``out``: converted to ONNX (parity checked) unless
-    ``native``; with ``fmt="onnx"``, only ``model.onnx`` and ``manifest.json``."""
+    ``native``; with ``fmt="onnx"``, only ``model.onnx`` and ``manifest.json``. With wheels,
+    ``slim`` rewrites those a rule covers without files the runtime never loads (slim.py)."""
     _check_options(fmt, native=native, with_wheels=with_wheels)
     python = check_python_version(python_version)
     platform = check_platform(platform)
@@ -88,7 +91,7 @@ def export_model(
     try:
         runtime, commands = _build(
             store, version, folder, staging, fmt=fmt, native=native, with_wheels=with_wheels,
-            python=python, platform=platform,
+            slim=slim, python=python, platform=platform,
         )  # fmt: skip
         _publish(staging, out)
     finally:
@@ -112,6 +115,7 @@ def _build(
     fmt: str,
     native: bool,
     with_wheels: bool,
+    slim: bool,
     python: str,
     platform: str | None,
 ) -> tuple[str, list[str]]:
@@ -134,7 +138,7 @@ def _build(
     manifest = _manifest(version, runtime, signature, checked, pins, python, platform)
     commands: list[str] = []
     if fmt == "bundle":
-        commands = _write_bundle_files(staging, manifest, pins, with_wheels=with_wheels)
+        commands = _write_bundle_files(staging, manifest, pins, with_wheels=with_wheels, slim=slim)
     write_manifest(staging, manifest)
     return runtime, commands
 
@@ -316,7 +320,7 @@ def _with_cloche(pins: list[Pin]) -> list[Pin]:
 
 
 def _write_bundle_files(
-    root: Path, manifest: dict[str, Any], pins: list[Pin], *, with_wheels: bool
+    root: Path, manifest: dict[str, Any], pins: list[Pin], *, with_wheels: bool, slim: bool
 ) -> list[str]:
     """requirements.txt (and wheels/), Dockerfile and README.md; the install commands."""
     requirements = manifest["requirements"]
@@ -324,11 +328,13 @@ def _write_bundle_files(
     pip_wheel = None
     if with_wheels:
         wheels = root / WHEELS_DIR
-        hashes, pip_wheel = download_wheels(
+        found, pip_wheel = download_wheels(
             pins, wheels, python_version=requirements["python"], platform=requirements["platform"]
         )
-        own = build_cloche_wheel(wheels)
-        hashes["cloche"] = file_entry(own)["sha256"]
+        if slim:
+            pins = _slim_wheels(found, pins, manifest)
+        found["cloche"] = build_cloche_wheel(wheels)
+        hashes = {key: file_entry(path)["sha256"] for key, path in found.items()}
     header = [
         f"# {manifest['model']['name']}:{manifest['model']['version']}, runtime "
         f"{manifest['runtime']}, Python {requirements['python']}: the pinned closure, "
@@ -348,3 +354,19 @@ def _write_bundle_files(
     text = docs.readme(manifest, commands, with_wheels=with_wheels)
     (root / README).write_text(text, encoding="utf-8")
     return commands
+
+
+def _slim_wheels(wheels: dict[str, Path], pins: list[Pin], manifest: dict[str, Any]) -> list[Pin]:
+    """Rewrite the wheels a slim rule covers (``wheels`` then names the new files); the pins,
+    with the new versions, which the manifest's packages and ``slimmed`` record follow."""
+    slimmed: dict[str, SlimmedWheel] = {}
+    for pin in pins:
+        rule = RULES.get(pin.key)
+        done = slim_wheel(wheels[pin.key], rule) if rule is not None else None
+        if done is not None:
+            slimmed[pin.key] = done
+            wheels[pin.key] = done.path
+    pins = [Pin(p.name, slimmed[p.key].version) if p.key in slimmed else p for p in pins]
+    manifest["requirements"]["packages"] = [str(p) for p in _with_cloche(pins)]
+    manifest["slimmed"] = {key: done.to_manifest() for key, done in slimmed.items()}
+    return pins

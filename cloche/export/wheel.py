@@ -38,7 +38,7 @@ def build_cloche_wheel(dest: Path) -> Path:
         (f"{dist_info}/WHEEL", _wheel_file(version)),
         (f"{dist_info}/entry_points.txt", _entry_points()),
     ]
-    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in entries)
+    record = "".join(f"{name},{record_hash(data)},{len(data)}\n" for name, data in entries)
     record += f"{dist_info}/RECORD,,\n"
     entries.append((f"{dist_info}/RECORD", record.encode()))
     dest.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def _package_files(package: Path) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
-def _record_hash(data: bytes) -> str:
+def record_hash(data: bytes) -> str:
     """``sha256=<urlsafe base64, no padding>``, as RECORD files write digests."""
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
     return f"sha256={digest.decode()}"

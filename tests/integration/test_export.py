@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -452,6 +453,20 @@ def test_over_http_export_says_to_run_beside_the_store(
 
 
 @pytest.mark.slow
+def test_no_slim_keeps_every_wheel_as_the_index_served_it(
+    cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
+) -> None:
+    ref = _upload(sdk, "churn", cases["logistic_regression"])
+    result = sdk.models.export(ref, tmp_path / "edge", with_wheels=True, slim=False)
+    assert "slimmed" not in result.manifest
+    assert not [p for p in result.manifest["requirements"]["packages"] if "+slim" in p]
+    wheel = next((tmp_path / "edge" / "wheels").glob("onnxruntime-*.whl"))
+    assert (
+        "+slim" not in wheel.name and "--no-slim" not in (tmp_path / "edge/README.md").read_text()
+    )
+
+
+@pytest.mark.slow
 def test_a_bundle_with_wheels_installs_offline_without_pip_and_predicts(
     cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
 ) -> None:
@@ -475,6 +490,12 @@ def test_a_bundle_with_wheels_installs_offline_without_pip_and_predicts(
     pip_wheel = next(name for name in wheels if name.startswith("pip-"))
     assert f"/bundle/wheels/{pip_wheel}/pip install" in (out / "Dockerfile").read_text()
     assert result.manifest["requirements"]["platform"] in ("manylinux_x86_64", "manylinux_aarch64")
+    # onnxruntime's wheel is the slim one: its C API library left out, its version marked.
+    slimmed = result.manifest["slimmed"]["onnxruntime"]
+    assert any(re.fullmatch(r"onnxruntime==[0-9.]+\+slim --hash=sha256:\w+", x) for x in lines)
+    assert [p.split("/")[-1].split(".so")[0] for p in slimmed["removed"]] == ["libonnxruntime"]
+    readme = (out / "README.md").read_text()
+    assert slimmed["from_sha256"][:16] in readme and "--no-slim" in readme
 
     # A fresh environment with no pip: pip runs from its wheel, as in the Dockerfile.
     venv = tmp_path / "venv"
@@ -502,5 +523,6 @@ print(json.dumps({{"labels": model.predict(rows).tolist(), "classes": list(model
     assert ran.returncode == 0, ran.stderr
     answer = json.loads(ran.stdout)
     assert answer["found"] == []  # the lean runtime: no framework, no onnx, no control plane
+    assert not list(venv.glob("lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so*"))
     assert answer["classes"] == [0, 1, 2]  # from the metadata the exporter wrote
     assert answer["labels"] == sdk.models.load(ref).predict(found.rows[:5]).tolist()
