@@ -64,17 +64,18 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> str:
         capture_output=True,
         timeout=900,
     )
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     env = {**os.environ, "CONTAINERS_CONF": str(CONF)}
-    subprocess.run(
-        ["podman", "import", "-", BASE_IMAGE],
-        stdin=tar.stdout,
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=300,
-    )
-    assert tar.wait() == 0
+    # The with-block closes tar's pipe: an open one fails the session as a ResourceWarning.
+    with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
+        subprocess.run(
+            ["podman", "import", "-", BASE_IMAGE],
+            stdin=tar.stdout,
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=300,
+        )
+    assert tar.returncode == 0
     return BASE_IMAGE
 
 
