@@ -13,8 +13,11 @@ VENV = ".venv"
 
 def install_commands(*, with_wheels: bool) -> list[str]:
     """The two commands, run inside the bundle folder, that install and serve it."""
-    source = f"--no-index --find-links {WHEELS_DIR}" if with_wheels else ""
-    pip = f"{VENV}/bin/pip install {source} --no-deps -r {REQUIREMENTS}".replace("  ", " ")
+    # Without wheels the index gives the rest; cloche's own wheel is always in wheels/.
+    source = (
+        f"--no-index --find-links {WHEELS_DIR}" if with_wheels else f"--find-links {WHEELS_DIR}"
+    )
+    pip = f"{VENV}/bin/pip install {source} --no-deps -r {REQUIREMENTS}"
     return [f"python3 -m venv {VENV} && {pip}", f"{VENV}/bin/cloche serve ."]
 
 
@@ -25,7 +28,7 @@ def dockerfile(*, python_version: str, pip_wheel: str | None) -> str:
         pip = f"python3 /bundle/{WHEELS_DIR}/{pip_wheel}/pip"
         source = f"--no-index --find-links /bundle/{WHEELS_DIR}"
     else:
-        pip, source = "python3 -m pip", ""
+        pip, source = "python3 -m pip", f"--find-links /bundle/{WHEELS_DIR}"
     install = " ".join(
         part
         for part in (
@@ -119,9 +122,9 @@ def _install_note(with_wheels: bool) -> str:
             f"against its hash in `{REQUIREMENTS}`."
         )
     return (
-        f"This installs from your package index, which must hold every line of "
-        f"`{REQUIREMENTS}`, cloche included. Export with `--with-wheels` for a bundle that "
-        "installs with no network."
+        f"This installs cloche from its wheel in `{WHEELS_DIR}/` and the rest of "
+        f"`{REQUIREMENTS}` from your package index. Export with `--with-wheels` for a bundle "
+        "that installs with no network."
     )
 
 

@@ -335,6 +335,8 @@ def _write_bundle_files(
             pins = _slim_wheels(found, pins, manifest)
         found["cloche"] = build_cloche_wheel(wheels)
         hashes = {key: file_entry(path)["sha256"] for key, path in found.items()}
+    else:  # no index holds cloche: its wheel is in every bundle
+        build_cloche_wheel(root / WHEELS_DIR)
     header = [
         f"# {manifest['model']['name']}:{manifest['model']['version']}, runtime "
         f"{manifest['runtime']}, Python {requirements['python']}: the pinned closure, "

@@ -50,7 +50,7 @@ def test_export_prints_the_files_parity_and_the_commands_to_serve(
         assert name in out
     assert "parity on 200 baseline rows: passed" in out
     assert "probabilities: max abs diff" in out and "predict: mismatched rows 0" in out
-    assert "python3 -m venv .venv && .venv/bin/pip install --no-deps -r requirements.txt" in out
+    assert "python3 -m venv .venv && .venv/bin/pip install --find-links wheels --no-deps" in out
     assert ".venv/bin/cloche serve ." in out
     manifest = json.loads((tmp_path / "edge" / "manifest.json").read_text())
     assert manifest["parity"]["passed"] is True and manifest["runtime"] == "onnx"

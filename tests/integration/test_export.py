@@ -262,6 +262,7 @@ def test_a_bundle_holds_what_its_manifest_lists_and_says_how_to_serve(
     }
     assert set(result.files) == on_disk == {
         "model/model.onnx", "requirements.txt", "Dockerfile", ".dockerignore", "README.md",
+        f"wheels/cloche-{cloche.__version__}-py3-none-any.whl",  # no index holds cloche
     }  # fmt: skip
     for rel, entry in result.files.items():
         assert entry == file_entry(out / rel)
@@ -273,7 +274,8 @@ def test_a_bundle_holds_what_its_manifest_lists_and_says_how_to_serve(
     assert {"onnxruntime", "numpy", "uvicorn", "orjson"} <= names
     assert not names & {"onnx", "scikit-learn", "scipy", "sympy", "flatbuffers", "pip"}
     assert result.commands == [
-        "python3 -m venv .venv && .venv/bin/pip install --no-deps -r requirements.txt",
+        "python3 -m venv .venv && .venv/bin/pip install --find-links wheels --no-deps "
+        "-r requirements.txt",
         ".venv/bin/cloche serve .",
     ]
     readme = (out / "README.md").read_text()
@@ -450,6 +452,30 @@ def test_over_http_export_says_to_run_beside_the_store(
         remote.models.export(ref, tmp_path / "edge")
     assert "CLOCHE_URL" in (refused.value.hint or "")
     assert not (tmp_path / "edge").exists()
+
+
+@pytest.mark.slow
+def test_a_bundle_without_wheels_installs_by_its_readme_from_the_index(
+    cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
+) -> None:
+    found = cases["logistic_regression"]
+    ref = _upload(sdk, "churn", found)
+    out = tmp_path / "edge"
+    install = sdk.models.export(ref, out).commands[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    done = subprocess.run(install, shell=True, cwd=out, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    probe = (
+        "import json, numpy as np; from pathlib import Path; "
+        "from cloche.runtimes import get_runtime; "
+        "m = get_runtime('onnx').load(Path('model')); "
+        f"print(json.dumps(m.predict(np.array({found.rows[:3].tolist()!r})).tolist()))"
+    )
+    ran = subprocess.run(
+        [".venv/bin/python", "-c", probe], cwd=out, env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == sdk.models.load(ref).predict(found.rows[:3]).tolist()
 
 
 @pytest.mark.slow

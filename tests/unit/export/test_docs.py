@@ -25,9 +25,10 @@ def test_with_wheels_the_install_needs_no_index_and_the_image_no_pip() -> None:
     )
 
 
-def test_without_wheels_both_install_from_the_index() -> None:
+def test_without_wheels_both_install_from_the_index_and_cloche_from_its_wheel() -> None:
     assert docs.install_commands(with_wheels=False)[0] == (
-        "python3 -m venv .venv && .venv/bin/pip install --no-deps -r requirements.txt"
+        "python3 -m venv .venv && .venv/bin/pip install --find-links wheels --no-deps "
+        "-r requirements.txt"
     )
     run = next(
         line
@@ -35,3 +36,4 @@ def test_without_wheels_both_install_from_the_index() -> None:
         if line.startswith("RUN ")
     )
     assert run.startswith("RUN python3 -m pip install") and "--no-index" not in run
+    assert "--find-links /bundle/wheels" in run  # cloche's own wheel
