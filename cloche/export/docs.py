@@ -78,6 +78,7 @@ def readme(manifest: dict[str, Any], commands: list[str], *, with_wheels: bool) 
             "```",
             "",
             _install_note(with_wheels),
+            *_unpinned_lines(manifest["requirements"].get("unpinned_imports") or []),
             *_slimmed_lines(manifest.get("slimmed") or {}),
             "",
             f"The server listens on 127.0.0.1:{PORT}. To accept other machines, set a token and "
@@ -126,6 +127,18 @@ def _install_note(with_wheels: bool) -> str:
         f"`{REQUIREMENTS}` from your package index. Export with `--with-wheels` for a bundle "
         "that installs with no network."
     )
+
+
+def _unpinned_lines(modules: list[str]) -> list[str]:
+    if not modules:
+        return []
+    names = ", ".join(f"`{name}`" for name in modules)
+    return [
+        "",
+        f"The model's code also imports {names}, which was not installed where it was "
+        f"exported, so `{REQUIREMENTS}` does not pin it: if the model needs it, install it "
+        "into `.venv` as well.",
+    ]
 
 
 def _slimmed_lines(slimmed: dict[str, Any]) -> list[str]:

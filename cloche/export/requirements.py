@@ -33,7 +33,7 @@ RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
     "xgboost": ("xgboost",),
     "lightgbm": ("lightgbm",),
     "torch": ("torch",),
-    "custom": (),  # a custom model.py's own imports are unknown; the bundle README says so
+    "custom": (),  # a custom model's own imports are read from its files (export/imports.py)
 }
 
 # A registered ONNX model that cloche did not convert has no class labels in its metadata: the

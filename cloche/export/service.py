@@ -26,6 +26,7 @@ from cloche.errors import (
 from cloche.export import convert, docs, parity
 from cloche.export.downloads import download_wheels
 from cloche.export.entities import ExportFormat, ExportResult
+from cloche.export.imports import imported_modules, split_installed
 from cloche.export.manifest import (
     BUNDLE_FORMAT,
     DOCKERFILE,
@@ -132,15 +133,25 @@ def _build(
     else:
         runtime = "onnx"
         checked = _convert_checked(store, version, original, signature, model_dir)
-    # A registered ONNX model keeps its class labels in its graph, which needs onnx to read.
-    extra = ONNX_READER if checked is None and runtime == "onnx" else ()
+    extra, unpinned = _model_modules(runtime, model_dir, converted=checked is not None)
     pins = closure(runtime, python_version=python, platform=platform, extra_modules=extra)
     manifest = _manifest(version, runtime, signature, checked, pins, python, platform)
+    manifest["requirements"]["unpinned_imports"] = list(unpinned)
     commands: list[str] = []
     if fmt == "bundle":
         commands = _write_bundle_files(staging, manifest, pins, with_wheels=with_wheels, slim=slim)
     write_manifest(staging, manifest)
     return runtime, commands
+
+
+def _model_modules(
+    runtime: str, model_dir: Path, *, converted: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Modules the model needs beyond its runtime's, to pin; and those that cannot be."""
+    if runtime == "custom":
+        return split_installed(imported_modules(model_dir))
+    # A registered ONNX model keeps its class labels in its graph, which needs onnx to read.
+    return (ONNX_READER if runtime == "onnx" and not converted else ()), ()
 
 
 def _check_options(fmt: str, *, native: bool, with_wheels: bool) -> None:

@@ -345,6 +345,24 @@ def test_a_custom_model_is_refused_with_a_hint_then_exports_natively(
     assert list(model.predict([[1.0], [-1.0]])) == [1, 0]
 
 
+def test_a_custom_models_imports_are_pinned_and_one_not_installed_is_named(
+    sdk: cloche.Client, tmp_path: Path
+) -> None:
+    folder = tmp_path / "sign"
+    folder.mkdir()
+    (folder / "model.py").write_text(
+        "import scipy.special\n"
+        "try:\n    import surely_not_installed_xyz\nexcept ImportError:\n    pass\n" + CUSTOM_MODEL
+    )
+    ref = sdk.models.upload(folder, name="sign", framework="custom").ref
+    result = sdk.models.export(ref, tmp_path / "edge", native=True)
+    requirements = result.manifest["requirements"]
+    assert any(p.startswith("scipy==") for p in requirements["packages"])
+    assert requirements["unpinned_imports"] == ["surely_not_installed_xyz"]
+    readme = (tmp_path / "edge" / "README.md").read_text()
+    assert "`surely_not_installed_xyz`, which was not installed where it was exported" in readme
+
+
 def test_an_estimator_skl2onnx_cannot_convert_is_refused_and_exports_natively(
     data: Any, sdk: cloche.Client, tmp_path: Path
 ) -> None:
