@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cloche.alerts.channels import DeliverySettings
+from cloche.alerts.settings import DeliverySettings
 from cloche.hosts import is_loopback
 
 

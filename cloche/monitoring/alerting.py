@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloche.alerts.channels import deliver_all, parse_channel
+from cloche.alerts.channels import parse_channel
+from cloche.alerts.delivery import deliver_all
 from cloche.alerts.digest import AlertMessage, Breach, breach_from_results, build_message
 from cloche.alerts.lifecycle import AlertPolicy, Decision, OpenAlert, decide, previous_from_runs
 from cloche.config import Settings

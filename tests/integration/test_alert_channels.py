@@ -25,14 +25,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from cloche.alerts.channels import (
-    Delivery,
-    DeliverySettings,
-    deliver,
-    deliver_all,
-    parse_channel,
-)
+from cloche.alerts.channels import parse_channel
+from cloche.alerts.delivery import Delivery, deliver, deliver_all
 from cloche.alerts.digest import AlertMessage, Breach
+from cloche.alerts.settings import DeliverySettings
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 MESSAGE = AlertMessage(

@@ -8,17 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from cloche.alerts.channels import (
-    CHANNEL_FORMS,
-    Channel,
-    Delivery,
-    DeliverySettings,
-    backoff_delay,
-    deliver,
-    deliver_all,
-    parse_channel,
-)
+from cloche.alerts.channels import CHANNEL_FORMS, Channel, parse_channel
+from cloche.alerts.delivery import Delivery, backoff_delay, deliver, deliver_all
 from cloche.alerts.digest import AlertMessage, Breach
+from cloche.alerts.settings import DeliverySettings
 from cloche.errors import InvalidInput
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
