@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from cloche.cli.app import app
-
-runner = CliRunner()
-
-
-def cloche(*args: str | Path) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok_json(*args: str | Path) -> Any:
-    result = cloche(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from tests.e2e._cli import cloche, ok_json
 
 
 @pytest.fixture

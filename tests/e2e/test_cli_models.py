@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from cloche import __version__
-from cloche.cli.app import app
-
-runner = CliRunner()
-
-
-def cloche(*args: str | Path, input: str | None = None) -> Result:
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def ok_json(*args: str | Path) -> Any:
-    result = cloche(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from tests.e2e._cli import cloche, ok_json
 
 
 @pytest.fixture

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner, Result
 
-from cloche.cli.app import app
 from cloche.config import Settings
 from cloche.logs.service import log_root
 from cloche.serving.payload_log import PayloadLog, encode_row
+from tests.e2e._cli import cloche, ok_json
 
-runner = CliRunner()
 FEATURES = ["tenure", "spend", "visits", "age"]
-
-
-def cloche(*args: str | Path) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok_json(*args: str | Path) -> Any:
-    result = cloche(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture

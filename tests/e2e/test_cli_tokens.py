@@ -17,22 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner, Result
 
-from cloche.cli.app import app
+from tests.e2e._cli import cloche, ok_json
 
-runner = CliRunner()
 CLOCHE = str(Path(sys.executable).with_name("cloche"))
-
-
-def cloche(*args: str | Path) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok_json(*args: str | Path) -> Any:
-    result = cloche(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def test_create_prints_the_token_once_with_a_warning() -> None:
