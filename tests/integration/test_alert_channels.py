@@ -3,32 +3,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from cloche.alerts.channels import parse_channel
 from cloche.alerts.delivery import Delivery, deliver, deliver_all
 from cloche.alerts.digest import AlertMessage, Breach
 from cloche.alerts.settings import DeliverySettings
+from tests.integration._receivers import Mailbox, Webhook, smtp_receiver, webhook_receiver
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 MESSAGE = AlertMessage(
@@ -53,61 +46,13 @@ def fast(**overrides: Any) -> DeliverySettings:
 # --- a webhook receiver --------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """Records every POST; fails the first ``fail_first`` with 500, then answers ``status``."""
-
-    url: str = ""
-    fail_first: int = 0
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    content_types: list[str] = field(default_factory=list)
-
-
-class _Hook(BaseHTTPRequestHandler):
-    receiver: Receiver  # set on the subclass each fixture builds
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.receiver.bodies.append(json.loads(raw))
-        self.receiver.content_types.append(self.headers.get("Content-Type", ""))
-        status = self.receiver.status
-        if self.receiver.fail_first > 0:
-            self.receiver.fail_first -= 1
-            status = 500
-        answer = b"ok" if status < 300 else b"invalid_payload: no text field"
-        self.send_response(status)
-        for name, value in self.receiver.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    handler = type("Hook", (_Hook,), {"receiver": found})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.05,), name="test-webhook", daemon=True
-    )
-    thread.start()
-    found.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/T0/B0/s3cr3t-token"
-    try:
+def receiver() -> Iterator[Webhook]:
+    with webhook_receiver("/hooks/T0/B0/s3cr3t-token") as found:
         yield found
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
-def hook(receiver: Receiver) -> Any:
+def hook(receiver: Webhook) -> Any:
     return parse_channel(f"webhook:{receiver.url}")
 
 
@@ -128,7 +73,7 @@ def silent_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
-def test_a_webhook_gets_the_text_and_the_structured_alert(receiver: Receiver) -> None:
+def test_a_webhook_gets_the_text_and_the_structured_alert(receiver: Webhook) -> None:
     d = deliver(hook(receiver), MESSAGE, settings=fast())
     assert (d.ok, d.attempts, d.last_error) == (True, 1, None)
     assert d.delivered_at is not None and d.channel == f"webhook:{receiver.url}"
@@ -139,7 +84,7 @@ def test_a_webhook_gets_the_text_and_the_structured_alert(receiver: Receiver) ->
     assert receiver.content_types == ["application/json"]
 
 
-def test_a_webhook_that_fails_twice_gets_it_on_the_third_try(receiver: Receiver) -> None:
+def test_a_webhook_that_fails_twice_gets_it_on_the_third_try(receiver: Webhook) -> None:
     receiver.fail_first = 2
     d = deliver(hook(receiver), MESSAGE, settings=fast())
     assert (d.ok, d.attempts) == (True, 3)
@@ -147,7 +92,7 @@ def test_a_webhook_that_fails_twice_gets_it_on_the_third_try(receiver: Receiver)
 
 
 def test_a_webhook_that_stays_down_is_reported_not_raised(
-    receiver: Receiver, caplog: pytest.LogCaptureFixture
+    receiver: Webhook, caplog: pytest.LogCaptureFixture
 ) -> None:
     receiver.status = 503
     started = time.monotonic()
@@ -161,7 +106,7 @@ def test_a_webhook_that_stays_down_is_reported_not_raised(
     assert "s3cr3t-token" not in caplog.text and "failed after 3 attempts" in caplog.text
 
 
-def test_a_client_error_is_not_retried(receiver: Receiver) -> None:
+def test_a_client_error_is_not_retried(receiver: Webhook) -> None:
     receiver.status = 400
     d = deliver(hook(receiver), MESSAGE, settings=fast())
     assert (d.ok, d.attempts) == (False, 1)
@@ -172,7 +117,7 @@ def test_a_client_error_is_not_retried(receiver: Receiver) -> None:
 
 
 @pytest.mark.parametrize("status", [408, 429])
-def test_later_please_is_retried(receiver: Receiver, status: int) -> None:
+def test_later_please_is_retried(receiver: Webhook, status: int) -> None:
     receiver.fail_first, receiver.status = 0, status
     receiver.headers = {"Retry-After": "0"}
     d = deliver(hook(receiver), MESSAGE, settings=fast(attempts=2))
@@ -180,7 +125,7 @@ def test_later_please_is_retried(receiver: Receiver, status: int) -> None:
     assert d.last_error is not None and "not retried" not in d.last_error
 
 
-def test_a_redirect_is_not_followed(receiver: Receiver) -> None:
+def test_a_redirect_is_not_followed(receiver: Webhook) -> None:
     receiver.status = 302
     receiver.headers = {"Location": "http://127.0.0.1:1/elsewhere"}
     d = deliver(hook(receiver), MESSAGE, settings=fast())
@@ -211,88 +156,11 @@ def test_a_webhook_that_never_answers_is_cut_off_by_the_timeout(silent_port: int
 # --- an SMTP server ------------------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    message: Message
-    login: str | None
-    tls: bool
-
-
-@dataclass
-class Mailbox:
-    port: int
-    received: list[Received] = field(default_factory=list)
-    logins: list[tuple[str, str]] = field(default_factory=list)  # every AUTH attempt
-
-
-class _Handler:
-    def __init__(self, box: Mailbox) -> None:
-        self.box = box
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.content
-        assert isinstance(content, bytes)
-        data = session.auth_data
-        login = data.login.decode() if isinstance(data, LoginPassword) else None
-        self.box.received.append(
-            Received(
-                mail_from=str(envelope.mail_from),
-                rcpt_tos=list(envelope.rcpt_tos),
-                message=message_from_bytes(content),
-                login=login,
-                tls=session.ssl is not None,
-            )
-        )
-        return "250 Message accepted for delivery"
-
-
-class _LoopbackController(Controller):
-    """aiosmtpd's controller, on a port the OS picks (no race with other processes)."""
-
-    def _trigger_server(self) -> None:
-        assert isinstance(self.server, asyncio.Server)
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
-def _authenticator(box: Mailbox) -> Any:
-    def check(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any):
-        assert isinstance(data, LoginPassword)
-        login, password = data.login.decode(), data.password.decode()
-        box.logins.append((login, password))
-        ok = (login, password) == ("alerts", PASSWORD)
-        return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
-
-    return check
-
-
-def _start(**smtp_kwargs: Any) -> tuple[Mailbox, _LoopbackController]:
-    box = Mailbox(port=0)
-    if smtp_kwargs.pop("auth", False):
-        smtp_kwargs["authenticator"] = _authenticator(box)
-    controller = _LoopbackController(
-        _Handler(box),
-        hostname="127.0.0.1",
-        port=0,
-        server_hostname="smtp.test",
-        ready_timeout=5,
-        **smtp_kwargs,
-    )
-    controller.start()
-    box.port = controller.port
-    return box, controller
-
-
 @pytest.fixture
 def smtp() -> Iterator[Mailbox]:
     """No TLS; AUTH offered in plain text (only loopback tests may do that)."""
-    box, controller = _start(auth=True, auth_require_tls=False)
-    try:
+    with smtp_receiver(credentials=("alerts", PASSWORD), auth_require_tls=False) as box:
         yield box
-    finally:
-        controller.stop()
 
 
 def mail_settings(box: Mailbox, **overrides: Any) -> DeliverySettings:
@@ -469,11 +337,10 @@ def tls_smtp(tmp_path: Path) -> Iterator[tuple[Mailbox, Path]]:
     cert, key = _self_signed(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    box, controller = _start(auth=True, tls_context=context, require_starttls=True)
-    try:
+    with smtp_receiver(
+        credentials=("alerts", PASSWORD), tls_context=context, require_starttls=True
+    ) as box:
         yield box, cert
-    finally:
-        controller.stop()
 
 
 def test_starttls_then_auth(
