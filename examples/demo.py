@@ -271,15 +271,19 @@ def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> No
     headers = {"Authorization": f"Bearer {token}"}
     instances = rows.head(2).to_dict(orient="records")
     predict = f"{url}/v1/models/churn:predict"
-    deadline = time.monotonic() + 10
     seen: dict[int, int] = {}
     with httpx.Client(headers=headers, timeout=10) as http:
-        while time.monotonic() < deadline and sum(seen.values()) < 200:
+        # The workers pick the deploy up within a second or so once its models are loaded;
+        # on a busy machine the first load (importing scikit-learn) can take several.
+        deadline = time.monotonic() + 60
+        while http.post(predict, json={"instances": instances}).status_code != 200:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        for _ in range(200):
             r = http.post(predict, json={"instances": instances})
-            if r.status_code != 200:  # the workers pick the deploy up within a second
-                time.sleep(0.2)
-                continue
-            seen[r.json()["version"]] = seen.get(r.json()["version"], 0) + 1
+            if r.status_code == 200:
+                seen[r.json()["version"]] = seen.get(r.json()["version"], 0) + 1
         example = http.post(predict, json={"instances": instances}).json()
         body = '{"instances": [{"plan": "pro", "tenure_months": 3, ...}]}'
         console.print(f"[bold]$ curl -d '{body}' {predict}[/]", soft_wrap=True)
