@@ -32,7 +32,7 @@ def export(
         bool,
         typer.Option(
             help="With wheels, rewrite onnxruntime's without the C API library Python never "
-            "loads (35 MB; versioned +slim). --no-slim keeps every wheel as downloaded."
+            "loads (versioned +slim). --no-slim keeps every wheel as downloaded."
         ),
     ] = True,
     platform: Annotated[

@@ -79,7 +79,7 @@ def export_model(
     """Write the version ``ref`` names to ``out``: converted to ONNX (parity checked) unless
     ``native``; with ``fmt="onnx"``, only ``model.onnx`` and ``manifest.json``. With wheels,
     ``slim`` rewrites those a rule covers without files the runtime never loads (slim.py)."""
-    _check_options(fmt, native=native, with_wheels=with_wheels)
+    _check_options(fmt, native=native, with_wheels=with_wheels, slim=slim)
     python = check_python_version(python_version)
     platform = check_platform(platform)
     if with_wheels and platform is None:
@@ -154,13 +154,18 @@ def _model_modules(
     return (ONNX_READER if runtime == "onnx" and not converted else ()), ()
 
 
-def _check_options(fmt: str, *, native: bool, with_wheels: bool) -> None:
+def _check_options(fmt: str, *, native: bool, with_wheels: bool, slim: bool) -> None:
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown export format {fmt!r}", hint="use --format bundle or onnx")
     if fmt == "onnx" and native:
         raise InvalidInput(
             "--format onnx writes an ONNX model, and --native keeps the model's own format",
             hint="drop --native, or use --format bundle for a native bundle",
+        )
+    if not slim and not with_wheels:
+        raise InvalidInput(
+            "--no-slim keeps downloaded wheels as they are, and only --with-wheels downloads any",
+            hint="add --with-wheels, or drop --no-slim",
         )
     if fmt == "onnx" and with_wheels:
         raise InvalidInput(

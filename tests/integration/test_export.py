@@ -459,6 +459,9 @@ def test_unknown_models_and_bad_options_are_refused(
         sdk.models.export(ref, tmp_path / "a", platform="windows_arm")
     with pytest.raises(InvalidInput, match="unknown export format"):
         sdk.models.export(ref, tmp_path / "a", format="tar")
+    with pytest.raises(InvalidInput, match="--no-slim") as refused:
+        sdk.models.export(ref, tmp_path / "a", slim=False)
+    assert refused.value.hint == "add --with-wheels, or drop --no-slim"
     assert not (tmp_path / "a").exists()
 
 
@@ -505,9 +508,8 @@ def test_no_slim_keeps_every_wheel_as_the_index_served_it(
     assert "slimmed" not in result.manifest
     assert not [p for p in result.manifest["requirements"]["packages"] if "+slim" in p]
     wheel = next((tmp_path / "edge" / "wheels").glob("onnxruntime-*.whl"))
-    assert (
-        "+slim" not in wheel.name and "--no-slim" not in (tmp_path / "edge/README.md").read_text()
-    )
+    readme = (tmp_path / "edge" / "README.md").read_text()
+    assert "+slim" not in wheel.name and "--no-slim" not in readme
 
 
 @pytest.mark.slow
