@@ -265,7 +265,9 @@ def shadow_agreement(
 ) -> list[ShadowAgreement]:
     """Per shadow deployment: answered requests also answered live, and the share that agreed."""
     table = read_endpoint_log(store, endpoint=endpoint, since=since, limit=MAX_ROWS)
-    ok = table.filter(pc.equal(table["status"], 200))
+    # An explanation is no answer to compare, even under a request id a prediction also used.
+    explained = pc.fill_null(pc.equal(table["kind"], "explain"), False)
+    ok = table.filter(pc.and_(pc.equal(table["status"], 200), pc.invert(explained)))
     live: dict[str, Any] = {}
     shadows: dict[str, list[tuple[str, Any]]] = {}
     for row in ok.select(["request_id", "model", "version", "shadow", "outputs"]).to_pylist():

@@ -66,25 +66,29 @@ def test_explanations_are_logged_marked_and_metered(server, settings) -> None:
     bad = httpx.post(url, json={"instances": rows[:1]}, headers={"X-Request-Id": "ex-2"})
     assert bad.status_code == 422  # one row and no background to compare it with
     assert _predict(server.url, "churn", "p-1", {"instances": [ROW]}).status_code == 200
+    # A client reusing a prediction's request id for an explanation: still one comparison.
+    again = httpx.post(url, json={"instances": rows}, headers={"X-Request-Id": "p-1"})
+    assert again.status_code == 200
     with cloche.Client(settings=settings) as sdk:
-        logged = {r["request_id"]: r for r in sdk.logs.read("churn", since="10m").to_pylist()}
+        sdk_rows = sdk.logs.read("churn", since="10m").to_pylist()
+        logged = {r["request_id"]: r for r in sdk_rows}
         (agreement,) = sdk.logs.shadow_agreement("churn")
     assert logged["ex-1"]["kind"] == "explain" and logged["ex-1"]["status"] == 200
     assert json.loads(logged["ex-1"]["inputs"]) == rows
     assert len(json.loads(logged["ex-1"]["outputs"])["explanations"]) == 3
     assert logged["ex-2"]["kind"] == "explain" and logged["ex-2"]["status"] == 422
-    assert logged["p-1"]["kind"] == "predict"
+    assert {r["kind"] for r in sdk_rows if r["request_id"] == "p-1"} == {"predict", "explain"}
     assert (agreement.compared, agreement.agreed) == (1, 1)  # explanations are no answers
     text = httpx.get(f"{server.url}/metrics").text
     assert (
-        'cloche_explain_requests_total{endpoint="churn",deployment="churn:1",status="200"} 1'
+        'cloche_explain_requests_total{endpoint="churn",deployment="churn:1",status="200"} 2'
         in text
     )
     assert (
         'cloche_explain_requests_total{endpoint="churn",deployment="churn:1",status="422"} 1'
         in text
     )
-    assert 'cloche_explain_seconds_count{endpoint="churn"} 2' in text
+    assert 'cloche_explain_seconds_count{endpoint="churn"} 3' in text
     assert 'cloche_request_seconds_count{endpoint="churn"} 1' in text
 
 
