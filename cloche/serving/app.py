@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,8 +24,6 @@ from cloche.errors import (
     ClocheError,
     InvalidInput,
     NotFound,
-    PayloadTooLarge,
-    UnsupportedEncoding,
 )
 from cloche.serving.auth import TokenCache
 from cloche.serving.calls import log_failure, mirror_to_shadows, request_id
@@ -37,12 +34,12 @@ from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog
 from cloche.serving.protocols.v1 import decode_explain_v1, decode_v1, encode_v1
 from cloche.serving.protocols.v2_rest import decode_v2, encode_v2
+from cloche.serving.request_body import BodyReader, Receive
 from cloche.serving.respond import Responder
 from cloche.serving.router import EndpointRoute, Router
 
 FEEDBACK_SHAPE = 'send {"labels": [{"request_id": "...", "label": 1}, ...]}'
 log = logging.getLogger("cloche.serving")
-Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 # (endpoint, labels, actor) -> the JSON answer; blocking, so it runs on a thread.
 Feedback = Callable[[str, Any, str], dict[str, Any]]
@@ -50,13 +47,6 @@ JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"  # an OIP v2 answer with binary tensor data
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 MAX_LOGGED_BODY = 64 * 1024
-# Content-Encoding -> zlib wbits (0: already plain); deflate per RFC 9110 is zlib-wrapped.
-DECODERS = {
-    b"gzip": 16 + zlib.MAX_WBITS,
-    b"x-gzip": 16 + zlib.MAX_WBITS,
-    b"deflate": zlib.MAX_WBITS,
-    b"identity": 0,
-}  # of a request that failed before it could be decoded
 
 
 class Response:
@@ -131,7 +121,7 @@ class DataPlane:
         self.feedback = feedback
         self.router = router
         self.auth = auth
-        self.max_body_bytes = max_body_bytes
+        self.bodies = BodyReader(max_body_bytes)
         self.payload_log = payload_log
         self.metrics = metrics
         self.render_metrics = render_metrics
@@ -158,16 +148,16 @@ class DataPlane:
                     raise NotFound(f"no such route: {scope['method']} {path}", hint=ROUTES_HINT)
                 route = self.router.endpoint(path[len("/v1/models/") : -len(":predict")])
                 call.endpoint = route.name
-                self._check_length(headers)
+                self.bodies.check_length(headers)
                 message = await receive()
                 if (
                     message.get("more_body", False)
                     or message["type"] != "http.request"
                     or b"content-encoding" in headers
                 ):
-                    call.body = await self._body(headers, receive, message)
+                    call.body = await self.bodies.read(headers, receive, message)
                 else:
-                    call.body = self._capped(message.get("body", b""))
+                    call.body = self.bodies.capped(message.get("body", b""))
                 deployment, answer = self._start_v1(route, call)
                 response = self._finish_v1(deployment, call, await answer)
             else:
@@ -223,12 +213,12 @@ class DataPlane:
         if path.startswith("/v1/models/"):  # (":predict" is served in __call__)
             rest = path[len("/v1/models/") :]
             if method == "POST" and rest.endswith(":feedback"):
-                body = await self._body(headers, receive)
+                body = await self.bodies.read(headers, receive)
                 return await self._feedback(rest[: -len(":feedback")], body, principal.actor)
             if method == "POST" and rest.endswith(":explain"):
                 route = self.router.endpoint(rest[: -len(":explain")])
                 call.endpoint, call.kind = route.name, "explain"
-                call.body = await self._body(headers, receive)
+                call.body = await self.bodies.read(headers, receive)
                 return await self._explain_v1(route, call)
             if method == "GET" and "/" not in rest and ":" not in rest:
                 route = self.router.endpoint(rest)
@@ -242,7 +232,7 @@ class DataPlane:
             if method == "POST" and action == "infer":
                 route = self.router.endpoint(endpoint)
                 call.endpoint = route.name
-                call.body = await self._body(headers, receive)
+                call.body = await self.bodies.read(headers, receive)
                 length = _header_length(headers.get(b"inference-header-content-length"))
                 return await self._infer_v2(route, version, length, call)
             if method == "GET" and len(parts) <= 2 and action in (None, "ready"):
@@ -276,65 +266,6 @@ class DataPlane:
             ready = self.router.ready and not self.draining
             return _json(200 if ready else 503, {"ready": ready})
         raise NotFound(f"no such health check: {what}", hint="use /v2/health/live or /ready")
-
-    def _check_length(self, headers: dict[bytes, bytes]) -> None:
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            raise self._too_large() if length.isdigit() else BadRequest("bad Content-Length")
-
-    def _capped(self, body: bytes) -> bytes:
-        if len(body) > self.max_body_bytes:
-            raise self._too_large()
-        return body
-
-    async def _body(
-        self,
-        headers: dict[bytes, bytes],
-        receive: Receive,
-        first: dict[str, Any] | None = None,
-    ) -> bytes:
-        """The whole request body (``first``: its first message, already received)."""
-        self._check_length(headers)
-        chunks, size = [], 0
-        while True:
-            message = first if first is not None else await receive()
-            first = None
-            if message["type"] == "http.disconnect":
-                raise BadRequest("the client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise self._too_large()
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                encoding = headers.get(b"content-encoding")
-                return body if encoding is None else self._decompress(body, encoding)
-
-    def _decompress(self, body: bytes, encoding: bytes) -> bytes:
-        """A gzip or deflate body, capped by its decompressed size (a small bomb stays small)."""
-        wbits = DECODERS.get(encoding.strip().lower())
-        if wbits is None:
-            raise UnsupportedEncoding(
-                f"unsupported Content-Encoding {encoding.decode('latin-1')!r}",
-                hint="send the body plain, gzip or deflate",
-            )
-        if wbits == 0:
-            return body
-        decoder = zlib.decompressobj(wbits)
-        try:
-            plain = decoder.decompress(body, self.max_body_bytes + 1)
-        except zlib.error as exc:
-            raise BadRequest(f"the {encoding.decode()} body is corrupt: {exc}") from None
-        if len(plain) > self.max_body_bytes or decoder.unconsumed_tail:
-            raise self._too_large()
-        return plain
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"the request body is over {self.max_body_bytes // 2**20} MiB",
-            hint="send fewer rows per request, or raise CLOCHE_SERVING__MAX_REQUEST_MB",
-        )
 
     def _start_v1(
         self, route: EndpointRoute, call: Call
