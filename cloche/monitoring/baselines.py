@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cloche.monitoring import window
-from cloche.monitoring.profiles import FeatureProfile, Kind, Profile
+from cloche.monitoring.feature_profiles import FeatureProfile, Kind
+from cloche.monitoring.profiles import Profile
 from cloche.registry import service as registry
 from cloche.registry.entities import ModelVersion
 from cloche.store.store import Store

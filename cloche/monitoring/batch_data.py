@@ -26,7 +26,8 @@ from cloche.batch.entities import ACTIVE_STATES, BatchJob
 from cloche.batch.manifest import MANIFEST_FILE
 from cloche.batch.schema import NULL_SPELLINGS
 from cloche.errors import InvalidDataset, JobStateConflict
-from cloche.monitoring.profiles import FeatureProfile, Kind, Profile, kind_of_arrow
+from cloche.monitoring.feature_profiles import FeatureProfile, Kind, kind_of_arrow
+from cloche.monitoring.profiles import Profile
 from cloche.registry.entities import ModelVersion
 from cloche.store.store import Store
 

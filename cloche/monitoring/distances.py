@@ -62,7 +62,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from cloche.errors import InvalidInput
-from cloche.monitoring.profiles import (
+from cloche.monitoring.feature_profiles import (
     CategoricalProfile,
     FeatureProfile,
     NumericProfile,

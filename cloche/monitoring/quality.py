@@ -18,13 +18,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cloche.errors import InvalidInput
-from cloche.monitoring.profiles import (
+from cloche.monitoring.feature_profiles import (
     CategoricalProfile,
     FeatureProfile,
     Kind,
     NumericProfile,
-    Profile,
 )
+from cloche.monitoring.profiles import Profile
 
 
 @dataclass(frozen=True)

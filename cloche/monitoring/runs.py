@@ -15,7 +15,8 @@ from cloche.config import Settings
 from cloche.monitoring import performance, window
 from cloche.monitoring.baselines import baseline_profile
 from cloche.monitoring.entities import MonitorConfig, MonitorRun
-from cloche.monitoring.profiles import CategoricalProfile, NumericProfile, Profile
+from cloche.monitoring.feature_profiles import CategoricalProfile, NumericProfile
+from cloche.monitoring.profiles import Profile
 from cloche.monitoring.service import monitor_row, run_entity
 from cloche.store.store import Store
 from cloche.store.tables import MonitorRow, MonitorRunRow, utcnow

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from cloche.endpoints import service as endpoints
 from cloche.logs.service import log_root, partition_files, read_segments
 from cloche.logs.table import SCHEMA
+from cloche.monitoring.feature_profiles import kind_of_dtype
 from cloche.monitoring.log_profiles import (
     READ_COLUMNS,
     TRAFFIC_KINDS,
@@ -33,7 +34,7 @@ from cloche.monitoring.log_profiles import (
     write_profile,
     write_spec,
 )
-from cloche.monitoring.profiles import Profile, kind_of_dtype
+from cloche.monitoring.profiles import Profile
 from cloche.registry import service as registry
 from cloche.registry.datasets import read_table
 from cloche.registry.entities import ModelVersion

@@ -25,7 +25,8 @@ from cloche.monitoring.distances import (
     exact_categorical,
     exact_numeric,
 )
-from cloche.monitoring.profiles import FeatureProfile, Profile, merge_all
+from cloche.monitoring.feature_profiles import FeatureProfile
+from cloche.monitoring.profiles import Profile, merge_all
 
 ROWS = 100_000
 

@@ -10,16 +10,15 @@ import pyarrow as pa
 import pytest
 
 from cloche.errors import InvalidDataset, InvalidInput
-from cloche.monitoring.profiles import (
+from cloche.monitoring.feature_profiles import (
     KLL_K,
     CategoricalProfile,
     NumericProfile,
-    Profile,
     category_label,
     kind_of_arrow,
     kind_of_dtype,
-    merge_all,
 )
+from cloche.monitoring.profiles import Profile, merge_all
 
 
 def _numeric(profile: Profile, name: str) -> NumericProfile:
