@@ -18,7 +18,7 @@ test: $(VENV)/.test-installed services
 	$(PY) -m ruff check cloche tests examples bench
 	$(PY) -m ruff format --check cloche tests examples bench
 	$(PY) -m mypy
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=20
 
 lint: $(VENV)/.test-installed
 	$(PY) -m ruff check cloche tests examples bench
