@@ -71,7 +71,8 @@ def slim_wheel(wheel: Path, rule: SlimRule) -> SlimmedWheel | None:
         removed = {i.filename: i.file_size for i in infos if rule.drop.fullmatch(i.filename)}
         if not removed or _still_referenced(source, infos, removed):
             return None
-        slim_version = f"{version}+{LOCAL_LABEL}"
+        # A version with a local label already (torch's 2.13.0+cpu) gets another segment.
+        slim_version = f"{version}{'.' if '+' in version else '+'}{LOCAL_LABEL}"
         target = wheel.with_name(f"{name}-{slim_version}-{tags}.whl")
         _rewrite(source, target, removed, _dist_info(infos), slim_version)
     slimmed = SlimmedWheel(

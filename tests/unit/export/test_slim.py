@@ -92,3 +92,11 @@ def test_the_onnxruntime_rule_drops_the_c_api_library_only() -> None:
     assert drop.fullmatch("onnxruntime/capi/libonnxruntime.so.1.32.0")
     assert not drop.fullmatch("onnxruntime/capi/libonnxruntime_providers_shared.so")
     assert not drop.fullmatch("onnxruntime/capi/onnxruntime_pybind11_state.cpython-311.so")
+
+
+def test_a_version_with_a_local_label_gets_another_segment(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path)
+    labelled = wheel.rename(wheel.with_name(wheel.name.replace("-1.2.0-", "-1.2.0+cpu-")))
+    slim = slim_wheel(labelled, RULE)
+    assert slim is not None and slim.version == "1.2.0+cpu.slim"
+    assert slim.path.name.startswith("eng-1.2.0+cpu.slim-")
