@@ -1,6 +1,5 @@
 """``cloche monitors`` and ``cloche alerts``: watch endpoints, see runs, acknowledge alerts."""
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -9,8 +8,8 @@ from rich.table import Table
 
 from cloche.cli._common import JsonOpt, YesOpt, get_client, parse_pairs
 from cloche.cli._output import out, print_json, success, when
+from cloche.durations import parse_duration
 from cloche.errors import InvalidInput
-from cloche.logs.service import DURATION, UNITS
 from cloche.monitoring.entities import (
     Alert,
     HealthThresholds,
@@ -28,11 +27,10 @@ NameArg = Annotated[str, typer.Argument(metavar="MONITOR", help="A monitor's nam
 
 def seconds(value: str, option: str) -> int:
     """``"1h"``, ``"30m"``, ``"6h"``, ``"1d"`` as seconds."""
-    match = DURATION.match(value.strip())
-    if not match:
+    duration = parse_duration(value)
+    if duration is None:
         raise InvalidInput(f"{option} {value!r} is not a duration", hint="e.g. 30m, 1h, 6h, 1d")
-    amount, unit = match.groups()
-    return int(timedelta(**{UNITS[unit]: int(amount)}).total_seconds())
+    return int(duration.total_seconds())
 
 
 @app.command()

@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from cloche.durations import parse_duration
 from cloche.errors import InvalidInput
 from cloche.logs.table import SCHEMA, rows_to_table
 from cloche.registry.refs import check_name
@@ -30,8 +30,6 @@ from cloche.serving.payload_log import META_COLUMNS, SEGMENT_SUFFIX, is_closed, 
 from cloche.store.store import Store
 
 ENDPOINT_AT = META_COLUMNS.index("endpoint")
-DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 class LogStats(BaseModel):
@@ -77,10 +75,9 @@ def parse_since(value: str | datetime | None, *, now: datetime | None = None) ->
     """``"1h"``, ``"30m"``, ``"7d"`` or an ISO time, as an aware UTC datetime."""
     if value is None or isinstance(value, datetime):
         return value.astimezone(UTC) if isinstance(value, datetime) else None
-    match = DURATION.match(value.strip())
-    if match:
-        amount, unit = match.groups()
-        return (now or datetime.now(UTC)) - timedelta(**{UNITS[unit]: int(amount)})
+    duration = parse_duration(value)
+    if duration is not None:
+        return (now or datetime.now(UTC)) - duration
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
