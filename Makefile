@@ -34,7 +34,7 @@ services:
 	bash scripts/services.sh
 
 $(UV_BOOT)/bin/uv:
-	PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --target $(UV_BOOT) uv 2>&1 | grep -v "^WARNING: Location" || true
+	PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-deps --no-compile --only-binary=:all: --target $(UV_BOOT) uv 2>&1 | grep -v "^WARNING: Location" || true
 	@test -x $(UV_BOOT)/bin/uv || (echo "could not install uv into $(UV_BOOT)" && exit 1)
 
 $(PY): | $(UV)
