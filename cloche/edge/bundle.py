@@ -19,7 +19,8 @@ from cloche.export.manifest import BUNDLE_FORMAT, MANIFEST, MODEL_DIR, file_entr
 from cloche.registry.signatures import Signature
 from cloche.serving.spec import DeploymentSpec, Snapshot
 
-UNCHECKED_PREFIX = "wheels/"  # pip checks these against requirements.txt's --hash lines
+# pip checks these against requirements.txt's --hash lines, where the bundle has them.
+UNCHECKED_PREFIX = "wheels/"
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,10 @@ def _check_format(manifest: Any, path: Path) -> None:
 def verify_files(bundle: Bundle) -> None:
     """Raise BundleTampered naming the first file that differs from the manifest or is extra."""
     files: dict[str, Any] = bundle.manifest["files"]
+    # Bundles written before "hashes" was recorded held wheels/ only with hashes.
+    hashed = bundle.manifest.get("requirements", {}).get("hashes", True)
     for name, entry in sorted(files.items()):
-        if name.startswith(UNCHECKED_PREFIX):
+        if hashed and name.startswith(UNCHECKED_PREFIX):
             continue
         path = _inside(bundle.root, name)
         if not path.is_file():

@@ -136,7 +136,9 @@ def _build(
     extra, unpinned = _model_modules(runtime, model_dir, converted=checked is not None)
     pins = closure(runtime, python_version=python, platform=platform, extra_modules=extra)
     manifest = _manifest(version, runtime, signature, checked, pins, python, platform)
-    manifest["requirements"]["unpinned_imports"] = list(unpinned)
+    # hashes: whether requirements.txt pins every wheel's hash, which pip then checks at install
+    # (and `cloche serve` need not); without --with-wheels, wheels/ holds cloche's own alone.
+    manifest["requirements"].update(unpinned_imports=list(unpinned), hashes=with_wheels)
     commands: list[str] = []
     if fmt == "bundle":
         commands = _write_bundle_files(staging, manifest, pins, with_wheels=with_wheels, slim=slim)

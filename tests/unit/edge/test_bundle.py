@@ -7,6 +7,7 @@ import pytest
 
 from cloche.edge.bundle import open_bundle
 from cloche.errors import BundleIncompatible, BundleInvalid, BundleTampered
+from cloche.export.manifest import write_manifest
 from tests.unit.edge._bundles import native_bundle
 
 
@@ -78,3 +79,21 @@ def test_a_manifest_entry_outside_the_bundle_is_refused(bundle_dir: Path) -> Non
     (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleInvalid, match="outside the bundle"):
         open_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize("hashes", [True, False])
+def test_a_changed_wheel_is_refused_unless_pip_checks_its_hash(
+    bundle_dir: Path, hashes: bool
+) -> None:
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["requirements"]["hashes"] = hashes
+    (bundle_dir / "wheels").mkdir()
+    wheel = bundle_dir / "wheels" / "cloche-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK wheel")
+    write_manifest(bundle_dir, manifest)
+    wheel.write_bytes(b"PK changed")
+    if hashes:
+        open_bundle(bundle_dir)  # pip refuses it at install, against requirements.txt
+    else:
+        with pytest.raises(BundleTampered, match=r"wheels/cloche-0\.1\.0-py3-none-any\.whl"):
+            open_bundle(bundle_dir)
