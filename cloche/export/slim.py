@@ -69,12 +69,14 @@ def slim_wheel(wheel: Path, rule: SlimRule) -> SlimmedWheel | None:
     with zipfile.ZipFile(wheel) as source:
         infos = source.infolist()
         removed = {i.filename: i.file_size for i in infos if rule.drop.fullmatch(i.filename)}
-        if not removed or _still_referenced(source, infos, removed):
+        if not removed:
             return None
         # A version with a local label already (torch's 2.13.0+cpu) gets another segment.
         slim_version = f"{version}{'.' if '+' in version else '+'}{LOCAL_LABEL}"
         target = wheel.with_name(f"{name}-{slim_version}-{tags}.whl")
-        _rewrite(source, target, removed, _dist_info(infos), slim_version)
+        if not _rewrite(source, target, removed, _dist_info(infos), slim_version):
+            target.unlink()
+            return None
     slimmed = SlimmedWheel(
         path=target,
         version=slim_version,
@@ -102,29 +104,18 @@ def _dist_info(infos: list[zipfile.ZipInfo]) -> str:
     raise DownloadFailed("a downloaded wheel has no .dist-info/METADATA")
 
 
-def _still_referenced(
-    source: zipfile.ZipFile, infos: list[zipfile.ZipInfo], removed: dict[str, int]
-) -> bool:
-    # A loader names a shared library by its soname, the file name up to ".so".
-    needles = {Path(path).name.split(".so", 1)[0].encode() + b".so" for path in removed}
-    for info in infos:
-        if info.filename in removed or not info.filename.endswith((".so", ".py")):
-            continue
-        data = source.read(info)
-        if any(needle in data for needle in needles):
-            return True
-    return False
-
-
 def _rewrite(
     source: zipfile.ZipFile,
     target: Path,
     removed: dict[str, int],
     dist_info: str,
     slim_version: str,
-) -> None:
+) -> bool:
     """Copy every entry but ``removed`` into ``target``, the .dist-info folder renamed to the
-    new version, METADATA's Version changed, and RECORD written anew."""
+    new version, METADATA's Version changed, and RECORD written anew. False, ``target`` left
+    unfinished, as soon as a kept extension module or Python file names a removed library."""
+    # A loader names a shared library by its soname, the file name up to ".so".
+    needles = {Path(path).name.split(".so", 1)[0].encode() + b".so" for path in removed}
     name = dist_info.removesuffix(".dist-info").rsplit("-", 1)[0]
     new_dist_info = f"{name}-{slim_version}.dist-info"
     record_lines = []
@@ -134,6 +125,8 @@ def _rewrite(
                 continue
             data = source.read(info)
             filename = info.filename
+            if filename.endswith((".so", ".py")) and any(n in data for n in needles):
+                return False
             if filename.startswith(f"{dist_info}/"):
                 filename = new_dist_info + filename[len(dist_info) :]
                 if filename == f"{new_dist_info}/METADATA":
@@ -144,6 +137,7 @@ def _rewrite(
         record_lines.append(f"{new_dist_info}/RECORD,,\n")
         record = zipfile.ZipInfo(f"{new_dist_info}/RECORD", date_time=ZIP_TIME)
         _write(out, record, record.filename, "".join(record_lines).encode())
+    return True
 
 
 def _with_version(metadata: bytes, version: str) -> bytes:
