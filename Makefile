@@ -1,5 +1,6 @@
 # cloche: `make demo` and `make test` each set up .venv (idempotent; fast when done) and run.
 SHELL := /bin/bash
+comma := ,
 VENV := .venv
 PY := $(VENV)/bin/python
 UV_BOOT := .cache/uv-bootstrap
@@ -8,18 +9,49 @@ UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOT)/bin/uv)
 BASE_EXTRAS := sklearn,onnx
 TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,ray,dev
 TORCH := torch==2.13.0
+# The locks: every package each install set takes, pinned with hashes (`make lock` refreshes them).
+DEMO_LOCK := requirements/demo.txt
+TEST_LOCK := requirements/test.txt
+BUILD_LOCK := requirements/build.txt
+# torch comes from this machine's disk through pip; its own dependencies are pinned here.
+TORCH_LOCK := requirements/torch.txt
+TORCH_DEPS := sympy networkx jinja2 mpmath setuptools
+UV_PIN := uv==0.13.9
+LATEST := .venv-latest
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes -q
 
-.PHONY: demo test lint format services install-base install-test clean bench
+.PHONY: demo test test-latest checks lock lint format services clean bench
 
 demo: $(VENV)/.base-installed
 	$(PY) examples/demo.py
 
 test: $(VENV)/.test-installed services
+	@$(MAKE) --no-print-directory checks
+
+# The newest versions the ranges in pyproject.toml allow, in a venv of their own: run it before
+# `make lock`, and now and then, to see drift before a user who installs without the lock does.
+test-latest: services | $(UV)
+	rm -rf $(LATEST)
+	$(UV) venv -q -p python3 $(LATEST)
+	$(UV) pip install -q -p $(LATEST)/bin/python --upgrade -e '.[$(TEST_EXTRAS)]'
+	python3 -m pip --python $(LATEST)/bin/python install -q --disable-pip-version-check $(TORCH)
+	$(LATEST)/bin/python -m compileall -q -j 0 "$$($(LATEST)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null 2>&1 || true
+	@$(MAKE) --no-print-directory checks PY=$(LATEST)/bin/python
+
+checks:
 	$(PY) -m ruff check cloche tests examples bench
 	$(PY) -m ruff format --check cloche tests examples bench
 	$(PY) -m mypy
 	$(PY) -m compileall -q -j 0 cloche > /dev/null
 	$(PY) -m pytest -q -p no:cacheprovider --durations=20
+
+# Refresh the locks to the newest versions the ranges allow (then run `make test`); the demo's
+# set is constrained by the test set's, so the two agree in the one .venv they share.
+lock: | $(UV)
+	$(UV) pip compile $(LOCK_FLAGS) --upgrade pyproject.toml $(foreach e,$(subst $(comma), ,$(TEST_EXTRAS)),--extra $(e)) -o $(TEST_LOCK)
+	$(UV) pip compile $(LOCK_FLAGS) --upgrade pyproject.toml $(foreach e,$(subst $(comma), ,$(BASE_EXTRAS)),--extra $(e)) -c $(TEST_LOCK) -o $(DEMO_LOCK)
+	echo 'hatchling>=1.25' | $(UV) pip compile $(LOCK_FLAGS) --upgrade - -o $(BUILD_LOCK)
+	printf '%s\n' $(TORCH_DEPS) | $(UV) pip compile --universal --python-version 3.11 -q --upgrade --no-annotate - -c $(TEST_LOCK) -o $(TORCH_LOCK)
 
 lint: $(VENV)/.test-installed
 	$(PY) -m ruff check cloche tests examples bench
@@ -34,23 +66,26 @@ services:
 	bash scripts/services.sh
 
 $(UV_BOOT)/bin/uv:
-	PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-deps --no-compile --only-binary=:all: --target $(UV_BOOT) uv 2>&1 | grep -v "^WARNING: Location" || true
+	PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-deps --no-compile --only-binary=:all: --target $(UV_BOOT) $(UV_PIN) 2>&1 | grep -v "^WARNING: Location" || true
 	@test -x $(UV_BOOT)/bin/uv || (echo "could not install uv into $(UV_BOOT)" && exit 1)
 
 $(PY): | $(UV)
 	$(UV) venv -q -p python3 $(VENV)
 
-$(VENV)/.base-installed: pyproject.toml | $(PY)
-	$(UV) pip install -q -p $(PY) -e '.[$(BASE_EXTRAS)]'
+# Exactly the lock, hashes checked; then cloche itself, built with the locked hatchling.
+$(VENV)/.base-installed: pyproject.toml $(DEMO_LOCK) | $(PY)
+	$(UV) pip install -q -p $(PY) --require-hashes -r $(DEMO_LOCK)
+	$(UV) pip install -q -p $(PY) --no-deps --build-constraint $(BUILD_LOCK) -e .
 	@touch $@
 
 # uv does not look at the CPU build of torch on this machine's disk; pip does.
 # compileall: where PYTHONDONTWRITEBYTECODE is set (as here), no import writes a .pyc, so every
 # process the suite starts (servers, workers, CLIs) compiled scikit-learn, pandas... anew;
 # compiled once here, pytest went from about 11 to 7.2 minutes on a fresh clone.
-$(VENV)/.test-installed: pyproject.toml | $(PY)
-	$(UV) pip install -q -p $(PY) -e '.[$(TEST_EXTRAS)]'
-	$(PY) -c "import torch" 2>/dev/null || python3 -m pip --python $(PY) install -q --disable-pip-version-check $(TORCH)
+$(VENV)/.test-installed: pyproject.toml $(TEST_LOCK) | $(PY)
+	$(UV) pip install -q -p $(PY) --require-hashes -r $(TEST_LOCK)
+	$(UV) pip install -q -p $(PY) --no-deps --build-constraint $(BUILD_LOCK) -e .
+	$(PY) -c "import torch" 2>/dev/null || python3 -m pip --python $(PY) install -q --disable-pip-version-check -c $(TORCH_LOCK) $(TORCH)
 	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null 2>&1 || true
 	@touch $@ $(VENV)/.base-installed
 
@@ -59,4 +94,4 @@ bench: $(VENV)/.test-installed
 	$(PY) bench/time_to_value.py
 
 clean:
-	rm -rf $(VENV) .cache .cloche .cloche-demo
+	rm -rf $(VENV) $(LATEST) .cache .cloche .cloche-demo
