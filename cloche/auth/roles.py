@@ -10,17 +10,29 @@ from cloche.errors import Forbidden, InvalidInput
 
 class Permission(StrEnum):
     READ = "read"  # list and show models, endpoints, jobs, audit
-    WRITE = "write"  # upload, alias, delete models
-    DEPLOY = "deploy"  # change what endpoints serve
+    WRITE = "write"  # upload models in formats that load without running code; alias, delete
+    PUBLISH = "publish"  # upload formats whose loading runs code: pickle, joblib, torch, custom
+    DEPLOY = "deploy"  # change what endpoints serve, run jobs
     PREDICT = "predict"  # call the data plane
+    EDGE_UPLOAD = "edge_upload"  # send an edge server's payload log to its central endpoint
     ADMIN = "admin"  # manage tokens
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
+    "publisher": frozenset(
+        {
+            Permission.READ,
+            Permission.WRITE,
+            Permission.PUBLISH,
+            Permission.DEPLOY,
+            Permission.PREDICT,
+        }
+    ),
     "deployer": frozenset(
         {Permission.READ, Permission.WRITE, Permission.DEPLOY, Permission.PREDICT}
     ),
+    "edge": frozenset({Permission.EDGE_UPLOAD}),
     "predictor": frozenset({Permission.PREDICT}),
     "viewer": frozenset({Permission.READ}),
 }
