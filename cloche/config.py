@@ -22,6 +22,14 @@ class StoreSettings(BaseModel):
     max_upload_mb: int = Field(default=2048, gt=0, description="largest model or dataset upload")
 
 
+class RegistrySettings(BaseModel):
+    inspect_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="longest a server waits for an upload to load in its inspecting process",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -76,6 +84,7 @@ class Settings(BaseSettings):
     home: Path = Path(".cloche")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
     store: StoreSettings = StoreSettings()
+    registry: RegistrySettings = RegistrySettings()
     server: ServerSettings = ServerSettings()
     serving: ServingSettings = ServingSettings()
     auth: AuthSettings = AuthSettings()

@@ -113,6 +113,13 @@ class Forbidden(ClocheError):
     exit_code = 3
 
 
+class CodeUploadForbidden(Forbidden):
+    """An upload whose loading runs code (pickle, joblib, TorchScript, custom Python) by a role
+    that may not publish code to the server."""
+
+    code = "code_upload_forbidden"
+
+
 class NotFound(ClocheError):
     code = "not_found"
     http_status = HTTPStatus.NOT_FOUND
@@ -237,6 +244,12 @@ class Timeout(ClocheError):
     code = "timeout"
     http_status = HTTPStatus.GATEWAY_TIMEOUT
     exit_code = 6
+
+
+class InspectionTimeout(Timeout):
+    """Loading an upload to read its signature took longer than the configured limit."""
+
+    code = "inspection_timeout"
 
 
 class BundleInvalid(InvalidInput):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cloche.auth.roles import LOCAL_USER
 from cloche.batch import schedules, service
 from cloche.batch.spec import JobSpec
 from cloche.errors import (
@@ -17,6 +18,7 @@ from cloche.errors import (
     ModelNotFound,
     ScheduleNotFound,
 )
+from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.scheduler import hold_lease, release_lease
 from cloche.store.store import Store
@@ -25,7 +27,13 @@ from cloche.store.tables import BatchJobRow
 
 @pytest.fixture
 def churn(any_store: Store, sklearn_model_file: Path) -> Store:
-    upload_model(any_store, source=sklearn_model_file, name="churn")
+    upload_model(
+        any_store,
+        principal=LOCAL_USER,
+        inspector=inspect_here,
+        source=sklearn_model_file,
+        name="churn",
+    )
     return any_store
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cloche.auth.roles import LOCAL_USER
 from cloche.edge.spool import Spool, WhenFull, read_state, segment_files, site_id
 from cloche.edge.sync import Central, sync_spool
 from cloche.endpoints import service as endpoints
 from cloche.errors import Unavailable
 from cloche.logs import ingest
 from cloche.logs.service import compact, log_root, read_endpoint_log
+from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.serving.payload_log import encode_row
 from cloche.store.store import Store
@@ -35,7 +37,9 @@ START = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture
 def central(store: Store, sklearn_model_file: Path) -> Store:
-    upload_model(store, source=sklearn_model_file, name="churn")
+    upload_model(
+        store, principal=LOCAL_USER, inspector=inspect_here, source=sklearn_model_file, name="churn"
+    )
     endpoints.create_endpoint(store, name="plant-7")
     endpoints.deploy(store, endpoint="plant-7", ref="churn:1")
     return store

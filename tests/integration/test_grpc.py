@@ -19,11 +19,13 @@ import tritonclient.grpc as triton
 import uvloop
 from tritonclient.utils import InferenceServerException
 
+from cloche.auth.roles import LOCAL_USER
 from cloche.auth.tokens import create_token
 from cloche.endpoints import service as endpoints
 from cloche.errors import Unavailable
 from cloche.logs import service as logs
 from cloche.registry import upload
+from cloche.registry.inspection import inspect_here
 from cloche.serving.auth import TokenCache
 from cloche.serving.grpc_server import GrpcServer, reserve_grpc_port, start_grpc_server
 from cloche.serving.metrics import WorkerMetrics
@@ -65,7 +67,13 @@ def loop() -> Iterator[Loop]:
 def deployed(store: Store, sklearn_model_file: Path) -> Store:
     """churn:1 takes all traffic; churn:2 is deployed with none, reachable only when pinned."""
     for _ in range(2):
-        upload.upload_model(store, source=sklearn_model_file, name="churn")
+        upload.upload_model(
+            store,
+            principal=LOCAL_USER,
+            inspector=inspect_here,
+            source=sklearn_model_file,
+            name="churn",
+        )
     endpoints.create_endpoint(store, name="churn")
     endpoints.deploy(store, endpoint="churn", ref="churn:1")
     endpoints.deploy(store, endpoint="churn", ref="churn:2", traffic=0)

@@ -14,12 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import cloche
+from cloche.auth.roles import LOCAL_USER
 from cloche.config import Settings
 from cloche.endpoints import service as endpoints
 from cloche.errors import EndpointNotFound, InvalidInput, MonitorNotFound
 from cloche.logs.service import log_root
 from cloche.monitoring import runs, service
 from cloche.monitoring.entities import MonitorConfig
+from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.serving.payload_log import PayloadLog, encode_row
 from cloche.store.store import Store
@@ -63,7 +65,14 @@ def churn(alert_settings: Settings, sklearn_model_file: Path, tmp_path: Path) ->
     baseline = tmp_path / "baseline.parquet"
     pq.write_table(pa.table({f: rng.normal(size=5_000) for f in FEATURES}), baseline)
     store = Store.open(alert_settings)
-    upload_model(store, source=sklearn_model_file, name="churn", baseline=baseline)
+    upload_model(
+        store,
+        principal=LOCAL_USER,
+        inspector=inspect_here,
+        source=sklearn_model_file,
+        name="churn",
+        baseline=baseline,
+    )
     endpoints.create_endpoint(store, name="churn")
     endpoints.deploy(store, endpoint="churn", ref="churn:1")
     yield store
