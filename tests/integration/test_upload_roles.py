@@ -254,3 +254,51 @@ def test_the_local_owner_uploads_code_in_process(settings: Settings, tmp_path: P
         version = client.models.upload(folder, name="probe")
     assert version.framework == "custom" and version.created_by.startswith("local")
     assert json.loads(probe.read_text())["pid"] == os.getpid()
+
+
+def test_a_deployer_attaches_a_parquet_baseline_that_is_never_unpickled(
+    server: LiveServer, model_files: dict[str, Path], role_tokens: dict[str, str], tmp_path: Path
+) -> None:
+    import pickle
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    marker = tmp_path / "unpickled"
+    deployer = {"Authorization": f"Bearer {role_tokens['deployer']}"}
+    created = upload(server.url, model_files["onnx"], name="data", token=role_tokens["deployer"])
+    assert created.status_code == 201, created.text
+    rng = np.random.default_rng(0)
+    columns: dict[str, Any] = {f: rng.normal(size=50) for f in FEATURES}
+    table = pa.table(columns)
+    evil = pa.field(
+        "note",
+        pa.binary(),
+        metadata={
+            b"ARROW:extension:name": b"arrow.py_extension_type",
+            b"ARROW:extension:metadata": pickle.dumps(_Touch(marker)),
+        },
+    )
+    table = table.append_column(evil, pa.array([b"x"] * 50))
+    path = tmp_path / "train.parquet"
+    pq.write_table(table, path)
+
+    response = httpx.put(
+        f"{server.url}/api/v1/models/data/versions/1/baseline",
+        files=[("file", (path.name, path.read_bytes()))],
+        headers=deployer,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["rows"] == 50
+    assert not marker.exists()
+
+
+class _Touch:
+    """Unpickling this creates a file: the proof that something was unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
