@@ -10,6 +10,12 @@ from cloche.cli._common import JsonOpt, get_client
 from cloche.cli._output import err, out, print_json, success, when
 
 app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
+ROLE_HELP = (
+    "admin (everything), publisher (also uploads pickle, joblib, torch and custom Python "
+    "models, which run code when loaded), deployer (uploads ONNX, XGBoost and LightGBM models, "
+    "deploys, runs jobs), edge (sends an edge server's log), predictor (predicts) or viewer "
+    "(reads). See SECURITY.md."
+)
 
 
 @app.command()
@@ -17,7 +23,7 @@ def create(
     ctx: typer.Context,
     role: Annotated[
         str,
-        typer.Option("--role", "-r", metavar="ROLE", help="admin, deployer, predictor or viewer."),
+        typer.Option("--role", "-r", metavar="ROLE", help=ROLE_HELP),
     ],
     name: Annotated[
         str, typer.Option("--name", "-n", metavar="NAME", help="What the token is for.")

@@ -58,7 +58,16 @@ def test_list_when_empty_says_how_to_create() -> None:
 def test_bad_role_exits_2_and_names_the_roles() -> None:
     result = cloche("tokens", "create", "--role", "root")
     assert result.exit_code == 2
-    assert "unknown role 'root'" in result.stderr and "admin, deployer" in result.stderr
+    assert "unknown role 'root'" in result.stderr and "admin, publisher, deployer" in result.stderr
+
+
+def test_create_help_lists_every_role() -> None:
+    result = cloche("tokens", "create", "--help")
+    assert result.exit_code == 0, result.output
+    help_text = " ".join(result.stdout.split())
+    for role in ("admin", "publisher", "deployer", "edge", "predictor", "viewer"):
+        assert role in help_text
+    assert "run code when loaded" in help_text
 
 
 def test_revoking_an_unknown_token_exits_4() -> None:
