@@ -5,9 +5,11 @@ A server loads every upload in a fresh Python process without its secrets
 inspector (what the local SDK does, frameworks already imported, as in a warm server), the child
 inspector on the same files, and whole REST uploads to a live server on loopback, for a
 scikit-learn joblib, an XGBoost JSON and an ONNX model. The added cost per upload is the child's
-time minus the in-process time.
+time minus the in-process time. After each upload a spare child imports its framework in the
+background (``child_pool.py``): ``--gap`` spaces uploads so that it is ready, ``--gap 0`` shows
+uploads back to back, each of which waits for those imports.
 
-    .venv/bin/python bench/upload_inspection.py [--repeat 5]
+    .venv/bin/python bench/upload_inspection.py [--repeat 5] [--gap 8]
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ def _models(folder: Path) -> dict[str, tuple[str, Path]]:
     }
 
 
-def _median_s(fn: Callable[[], object], repeat: int) -> float:
+def _median_s(fn: Callable[[], object], repeat: int, gap_s: float = 0.0) -> float:
     times = []
     for _ in range(repeat):
+        time.sleep(gap_s)  # uploads apart in time: the spare child has imported its framework
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
@@ -59,6 +62,12 @@ def _median_s(fn: Callable[[], object], repeat: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=8.0,
+        help="seconds between uploads (0: back to back, each waits for its child's imports)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.integration.conftest import run_server
@@ -84,8 +93,8 @@ def main() -> int:
                     response.raise_for_status()
 
                 here = _median_s(lambda r=request: inspect_here(r), args.repeat)
-                there = _median_s(lambda r=request: child(r), args.repeat)
-                rest = _median_s(post, args.repeat)
+                there = _median_s(lambda r=request: child(r), args.repeat, args.gap)
+                rest = _median_s(post, args.repeat, args.gap)
                 print(
                     f"{label:18} {here * 1e3:9.1f}ms {there * 1e3:6.0f}ms "
                     f"{(there - here) * 1e3:6.0f}ms {rest * 1e3:10.0f}ms"

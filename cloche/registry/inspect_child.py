@@ -1,8 +1,9 @@
 """The child process of ``ChildInspector``: read an InspectRequest as JSON on stdin, answer
 ``{"signature": ...}`` or ``{"error": {"code", "message", "hint"}}`` as JSON on stdout.
 
-The model's own code may print; its output goes to stderr, so that stdout carries the answer
-alone.
+Arguments name frameworks to import while waiting for the request (a spare child, see
+``child_pool.py``). The model's own code may print; its output goes to stderr, so that stdout
+carries the answer alone.
 """
 
 from __future__ import annotations
@@ -12,9 +13,21 @@ import os
 import sys
 from typing import Any
 
+# What loading a model of each runtime imports, as far as it is known ahead of the model.
+PRELOAD = {
+    "sklearn": ("joblib", "sklearn.pipeline", "sklearn.linear_model", "sklearn.ensemble"),
+    "xgboost": ("xgboost",),
+    "lightgbm": ("lightgbm",),
+    "onnx": ("onnxruntime",),
+    "torch": ("torch",),
+}
+
 
 def main() -> int:
+    _preload(sys.argv[1:])
     request_bytes = sys.stdin.buffer.read()
+    if not request_bytes:
+        return 0  # a spare whose server stopped before it was needed
     # Keep the real stdout for the answer and point file descriptor 1 (print, C libraries) at
     # stderr before any model code runs.
     answer_fd = os.dup(1)
@@ -23,7 +36,24 @@ def main() -> int:
     answer = _inspect(request_bytes)
     with os.fdopen(answer_fd, "wb") as out:
         out.write(json.dumps(answer).encode())
-    return 0
+    # Leave at once: tearing down an interpreter with a framework loaded takes a few hundred
+    # milliseconds, and the server waits for the pipes to close; the process holds nothing to save.
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _preload(frameworks: list[str]) -> None:
+    import importlib
+
+    import cloche.registry.datasets
+    import cloche.registry.inspection  # noqa: F401
+
+    for framework in frameworks:
+        for module in PRELOAD.get(framework, ()):
+            try:
+                importlib.import_module(module)
+            except Exception:  # not installed, or broken: the request will say so
+                continue
 
 
 def _inspect(request_bytes: bytes) -> dict[str, Any]:

@@ -11,13 +11,8 @@ database URL, the SMTP password and the tokens' sessions.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +21,6 @@ from typing import Any
 from cloche.errors import ClocheError, CorruptArtifact, InspectionTimeout, error_class_for_code
 from cloche.registry.signatures import Signature
 
-CHILD_MODULE = "cloche.registry.inspect_child"
-# Environment variables the child keeps although their names start with CLOCHE_: none so far,
-# since the request carries every path the child reads.
-KEEP_CLOCHE_VARS: frozenset[str] = frozenset()
-# Any variable whose name holds one of these (case-insensitive) is dropped: credentials by their
-# usual names, and webhook URLs, whose path is their secret (``webhook:env:SLACK_HOOK``).
-SECRET_MARKERS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "HOOK", "DSN")
-SECRET_NAMES = frozenset({"DATABASE_URL", "PGPASSFILE", "PGSERVICEFILE"})
 STDERR_TAIL = 2000
 
 
@@ -87,61 +74,33 @@ def inspect_here(request: InspectRequest) -> Signature:
     return signature
 
 
-def child_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without cloche's settings and anything named like a secret."""
-    kept = {}
-    for name, value in environ.items():
-        upper = name.upper()
-        if upper.startswith("CLOCHE_") and upper not in KEEP_CLOCHE_VARS:
-            continue
-        if upper in SECRET_NAMES or any(marker in upper for marker in SECRET_MARKERS):
-            continue
-        kept[name] = value
-    return kept
-
-
 @dataclass(frozen=True)
 class ChildInspector:
-    """Inspect in ``python -m cloche.registry.inspect_child``: the request as JSON on stdin, the
-    signature or a cloche error as JSON on stdout."""
+    """Inspect in a child process (``child_pool.py``): the request as JSON on its stdin, the
+    signature or a cloche error as JSON on its stdout."""
 
     timeout_s: float
 
     def __call__(self, request: InspectRequest) -> Signature:
-        # -P keeps the working directory off sys.path, so a file of the upload can never stand
-        # in for a module the child imports; the cwd is an empty folder besides.
-        command = [sys.executable, "-P", "-m", CHILD_MODULE]
-        with tempfile.TemporaryDirectory(prefix="cloche-inspect-") as cwd:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=child_env(os.environ),
-                start_new_session=True,  # one process group: a timeout kills what it spawned
-            )
-            try:
-                out, err = proc.communicate(request.to_json(), timeout=self.timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                proc.communicate()  # close the pipes
-                raise InspectionTimeout(
-                    f"loading the {request.framework} model to read its signature took longer "
-                    f"than {self.timeout_s:g} s",
-                    hint="raise CLOCHE_REGISTRY__INSPECT_TIMEOUT_S if this model is expected "
-                    "to load this slowly",
-                ) from None
-            finally:
-                _kill_group(proc)  # whatever the model left running
-        return _answer(proc.returncode, out, err)
+        from cloche.registry.child_pool import SPARES
+        from cloche.runtimes import get_runtime
 
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    # ProcessLookupError: the child and everything it started have already exited.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        framework = get_runtime(request.framework).name
+        child = SPARES.take(framework)
+        try:
+            out, err = child.proc.communicate(request.to_json(), timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise InspectionTimeout(
+                f"loading the {request.framework} model to read its signature took longer "
+                f"than {self.timeout_s:g} s",
+                hint="raise CLOCHE_REGISTRY__INSPECT_TIMEOUT_S if this model is expected "
+                "to load this slowly",
+            ) from None
+        finally:
+            child.kill()  # whatever the model left running
+            SPARES.refill(framework)
+        return _answer(child.proc.returncode, out, err)
 
 
 def _answer(returncode: int, out: bytes, err: bytes) -> Signature:

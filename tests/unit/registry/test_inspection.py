@@ -12,7 +12,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from cloche.errors import CorruptArtifact, InspectionTimeout, MissingDependency
-from cloche.registry.inspection import ChildInspector, InspectRequest, child_env, inspect_here
+from cloche.registry.child_pool import child_env
+from cloche.registry.inspection import ChildInspector, InspectRequest, inspect_here
 
 
 @pytest.fixture
