@@ -106,7 +106,9 @@ class ChildInspector:
 def _answer(returncode: int, out: bytes, err: bytes) -> Signature:
     """The child's signature, or its error raised here as the same cloche error."""
     try:
-        answer: dict[str, Any] = json.loads(out)
+        answer: Any = json.loads(out)
+        if not isinstance(answer, dict) or not ({"error", "signature"} & answer.keys()):
+            raise ValueError("not an answer")
     except ValueError:
         tail = err.decode(errors="replace")[-STDERR_TAIL:].strip()
         raise CorruptArtifact(
