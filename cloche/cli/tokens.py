@@ -17,7 +17,12 @@ def create(
     ctx: typer.Context,
     role: Annotated[
         str,
-        typer.Option("--role", "-r", metavar="ROLE", help="admin, deployer, predictor or viewer."),
+        typer.Option(
+            "--role",
+            "-r",
+            metavar="ROLE",
+            help="admin, publisher, deployer, edge, predictor or viewer.",
+        ),
     ],
     name: Annotated[
         str, typer.Option("--name", "-n", metavar="NAME", help="What the token is for.")
