@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from cloche.api.security import header, send_error
 from cloche.auth import tokens
 from cloche.auth.roles import Principal
-from cloche.errors import Unauthorized
+from cloche.errors import ClocheError, Unauthorized
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -52,7 +52,7 @@ class BearerAuth:
             return
         try:
             scope[PRINCIPAL_KEY] = await self._principal(header(scope, b"authorization"))
-        except Unauthorized as error:
+        except ClocheError as error:  # Unauthorized; or Unavailable, when the store is down
             await send_error(send, error)  # the body stays unread: receive is never called
             return
         await self.app(scope, receive, send)
