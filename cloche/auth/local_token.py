@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloche.errors import LocalTokenNotFound, Unauthorized
+from cloche.store.private import private_file
 
 if TYPE_CHECKING:  # the SDK reads the file without opening a store
     from cloche.store.store import Store
@@ -54,9 +55,11 @@ def ensure_local_token(store: Store) -> Path:
     if existing is not None:
         try:
             tokens.authenticate(store, existing)
-            return path
         except Unauthorized:
             pass  # revoked, or from another database: make a new one below
+        else:
+            private_file(path)  # a mode widened since (chmod, a copy) is narrowed again
+            return path
     new = tokens.create_token(store, role="admin", name=TOKEN_NAME, actor="system")
     _write_private(path, new.token)
     return path

@@ -33,6 +33,13 @@ def test_local_token_is_reused_while_it_authenticates(store: Store) -> None:
     assert [t.name for t in tokens.list_tokens(store)] == ["local admin"]
 
 
+def test_a_widened_local_token_file_is_narrowed_again(store: Store) -> None:
+    path = ensure_local_token(store)
+    path.chmod(0o644)
+    ensure_local_token(store)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
 def test_revoked_local_token_is_replaced(store: Store) -> None:
     ensure_local_token(store)
     old = read_local_token(store.home)
