@@ -25,6 +25,12 @@ class StoreSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    max_json_kb: int = Field(
+        default=1024,
+        gt=0,
+        description="largest JSON body of a control-plane request; uploads have their own cap "
+        "(store.max_upload_mb)",
+    )
 
 
 class ServingSettings(BaseModel):
@@ -50,7 +56,8 @@ class ServingSettings(BaseModel):
 class AuthSettings(BaseModel):
     required: bool | None = Field(
         default=None,
-        description="require a token on every request; default: only when bound beyond loopback",
+        description="require a token on every data-plane request; default: only when bound "
+        "beyond loopback (the control plane always requires one)",
     )
 
 
@@ -116,3 +123,7 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.store.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_json_bytes(self) -> int:
+        return self.server.max_json_kb * 1024

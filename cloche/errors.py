@@ -139,6 +139,12 @@ class ArtifactNotFound(NotFound):
     code = "artifact_not_found"
 
 
+class LocalTokenNotFound(NotFound):
+    """No local admin token in ``$CLOCHE_HOME/local-token``: `cloche up` writes it."""
+
+    code = "local_token_not_found"
+
+
 class EndpointNotFound(NotFound):
     code = "endpoint_not_found"
 

@@ -174,12 +174,13 @@ def test_export_serve_offline_then_sync_and_the_central_monitor_counts_the_edge_
             assert answer.status_code == 200, answer.text
     assert logged_rows(bundle) == 30
     with cloche_up(central) as server:
-        sync = run_cli(central, "edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7")
+        # The edge runtime reads no CLOCHE_HOME: it is given a token, here the local admin's.
+        token = (central / "local-token").read_text().strip()
+        to = ("--to", server.url, "--endpoint", "plant-7", "--token", token)
+        sync = run_cli(central, "edge", "sync", bundle, *to)
         assert sync.returncode == 0, sync.stderr
         assert "uploaded 30 rows" in sync.stdout
-        again = run_cli(
-            central, "edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7"
-        )
+        again = run_cli(central, "edge", "sync", bundle, *to)
         assert again.returncode == 0 and "uploaded 0 rows" in again.stdout
     assert run_cli(central, "monitors", "create", "plant-7", "--window", "1h").returncode == 0
     run = run_cli(central, "monitors", "run", "plant-7", "--json")

@@ -80,11 +80,13 @@ def test_sync_uploads_every_row_once_and_a_second_sync_uploads_nothing(
 ) -> None:
     spool = tmp_path / "spool"
     fill_spool(spool)
-    first = sync_spool(spool, Central(live_server.url, "plant-7", None), chunk_bytes=2000)
+    first = sync_spool(
+        spool, Central(live_server.url, "plant-7", live_server.token), chunk_bytes=2000
+    )
     assert (first.uploaded_rows, first.repeated_chunks) == (ROWS, 0)
     assert first.segments_removed > 1 and first.pending == []
     assert segment_files(spool) == []  # closed and uploaded: removed
-    second = sync_spool(spool, Central(live_server.url, "plant-7", None))
+    second = sync_spool(spool, Central(live_server.url, "plant-7", live_server.token))
     assert second.uploaded_rows == 0
     assert central_ids(central) == EXPECTED
     table = read_endpoint_log(central, endpoint="plant-7", since="1d", limit=10_000)
@@ -116,7 +118,7 @@ def test_an_interrupted_sync_resumes_with_no_gap_and_no_duplicate(
 ) -> None:
     spool = tmp_path / "spool"
     fill_spool(spool)
-    real = Central(live_server.url, "plant-7", None)
+    real = Central(live_server.url, "plant-7", live_server.token)
     with pytest.raises(Unavailable):
         sync_spool(spool, StopsAnswering(real, 2, lose_answer=lose_answer), chunk_bytes=1500)
     assert read_state(spool)  # progress was saved chunk by chunk
@@ -151,7 +153,7 @@ def test_sync_to_an_unknown_endpoint_or_without_a_token_is_refused(
     assert type(info.value).__name__ == "Unauthorized"
     open_server = start_server()
     with pytest.raises(Exception, match="plant-9") as info:
-        sync_spool(spool, Central(open_server.url, "plant-9", None))
+        sync_spool(spool, Central(open_server.url, "plant-9", open_server.token))
     assert type(info.value).__name__ == "EndpointNotFound"
     assert len(segment_files(spool)) == 1
 
@@ -185,7 +187,9 @@ def test_bad_uploads_are_422_and_keep_nothing(
     central: Store, live_server: LiveServer, headers: dict[str, str], body: bytes, message: str
 ) -> None:
     answer = httpx.post(
-        f"{live_server.url}/api/v1/endpoints/plant-7/edge-logs", headers=headers, content=body
+        f"{live_server.url}/api/v1/endpoints/plant-7/edge-logs",
+        headers={**headers, **live_server.auth},
+        content=body,
     )
     assert answer.status_code == 422, answer.text
     assert message in answer.json()["error"]["message"]

@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 from pydantic import BaseModel
 
 from cloche.api.deps import StoreDep, require
-from cloche.api.routes import make_router
+from cloche.api.routes import UPLOAD, make_router
 from cloche.auth.roles import Permission, Principal
 from cloche.logs import ingest
 
@@ -23,7 +23,7 @@ class EdgeUpload(BaseModel):
     next_offset: int
 
 
-@router.post("/endpoints/{name}/edge-logs")
+@router.post("/endpoints/{name}/edge-logs", openapi_extra=UPLOAD)
 async def upload_edge_log(
     _: Predictor,
     store: StoreDep,

@@ -8,7 +8,7 @@ from fastapi import Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from cloche.api.deps import Reader, SettingsDep, StoreDep, Writer, require
-from cloche.api.routes import make_router
+from cloche.api.routes import UPLOAD, make_router
 from cloche.api.uploads import stage_file
 from cloche.auth.roles import Permission, Principal
 from cloche.batch import service as batch_service
@@ -144,7 +144,7 @@ def send_feedback(
     return feedback.record_feedback(store, name, body.labels, actor=principal.actor)
 
 
-@router.post("/baselines", status_code=201)
+@router.post("/baselines", status_code=201, openapi_extra=UPLOAD)
 def create_baseline(
     principal: Writer,
     store: StoreDep,
