@@ -25,6 +25,9 @@ class StoreSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    max_edge_chunk_mb: int = Field(
+        default=8, gt=0, description="largest chunk of an edge log that `cloche edge sync` may send"
+    )
 
 
 class ServingSettings(BaseModel):

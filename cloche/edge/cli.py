@@ -52,7 +52,8 @@ def sync_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--token",
         default=os.environ.get("CLOCHE_TOKEN"),
-        help="central API token with the predictor role (default $CLOCHE_TOKEN)",
+        help="central API token with the edge role, made there with `cloche tokens create "
+        "--role edge` (default $CLOCHE_TOKEN)",
     )
     p.add_argument(
         "--endpoint",

@@ -75,7 +75,10 @@ def _server_error(exc: urllib.error.HTTPError) -> ClocheError:
         body = {}
     cls = error_class_for_code(str(body.get("code", "")))
     message = body.get("message") or f"the central server answered HTTP {exc.code}"
-    return cls(f"{message} (nothing was lost: the spool keeps the rows)", hint=body.get("hint"))
+    hint = body.get("hint")
+    if exc.code == 403:  # the usual cause: a predictor token, which may not upload logs
+        hint = "sync with a token of the edge role: `cloche tokens create --role edge` there"
+    return cls(f"{message} (nothing was lost: the spool keeps the rows)", hint=hint)
 
 
 def check_url(url: str) -> str:

@@ -143,13 +143,15 @@ def test_at_the_spool_cap_rows_are_refused_and_counted(bundle: Path) -> None:
     assert logged_rows(bundle) + refused == 20
 
 
-def run_cli(home: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    home: Path, *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         cloche_command(*(str(a) for a in args)),
         capture_output=True,
         text=True,
         timeout=120,
-        env=server_env(home),
+        env=server_env(home, env),
     )
 
 
@@ -173,13 +175,16 @@ def test_export_serve_offline_then_sync_and_the_central_monitor_counts_the_edge_
             answer = httpx.post(f"{url}/v1/models/churn:predict", json={"instances": [row]})
             assert answer.status_code == 200, answer.text
     assert logged_rows(bundle) == 30
-    with cloche_up(central) as server:
-        sync = run_cli(central, "edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7")
-        assert sync.returncode == 0, sync.stderr
-        assert "uploaded 30 rows" in sync.stdout
-        again = run_cli(
-            central, "edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7"
-        )
+    edge_token = run_cli(central, "tokens", "create", "--role", "edge").stdout.strip()
+    predictor = run_cli(central, "tokens", "create", "--role", "predictor").stdout.strip()
+    with cloche_up(central, env={"CLOCHE_AUTH__REQUIRED": "true"}) as server:
+        sync = ("edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7")
+        refused = run_cli(central, *sync, "--token", predictor)
+        assert refused.returncode == 3 and "--role edge" in refused.stderr
+        done = run_cli(central, *sync, "--token", edge_token)
+        assert done.returncode == 0, done.stderr
+        assert "uploaded 30 rows" in done.stdout
+        again = run_cli(central, *sync, "--token", edge_token)
         assert again.returncode == 0 and "uploaded 0 rows" in again.stdout
     assert run_cli(central, "monitors", "create", "plant-7", "--window", "1h").returncode == 0
     run = run_cli(central, "monitors", "run", "plant-7", "--json")
