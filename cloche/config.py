@@ -6,12 +6,15 @@ instance. Nested sections use ``__``: ``CLOCHE_SERVER__PORT=9000``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cloche.alerts.settings import DeliverySettings
+from cloche.egress import Egress, parse_allow
 from cloche.hosts import is_loopback
 
 
@@ -66,6 +69,33 @@ class BatchSettings(BaseModel):
     max_concurrent_jobs: int = Field(default=1, ge=1, description="jobs `cloche up` runs at once")
 
 
+class EgressSettings(BaseModel):
+    # NoDecode: the environment gives "127.0.0.1,10.0.0.0/8,hooks.internal", not JSON.
+    allow: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="hosts and CIDR ranges the server may connect to for a user although they "
+        "are loopback, private or link-local (webhooks, edge sync); comma-separated",
+    )
+
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("["):
+            return json.loads(value)  # a JSON list works too, as for the other list settings
+        if isinstance(value, str):
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
+
+    @field_validator("allow")
+    @classmethod
+    def _valid(cls, value: list[str]) -> list[str]:
+        parse_allow(value)  # raises ValueError naming a bad entry
+        return value
+
+    def policy(self) -> Egress:
+        return Egress.from_allow(self.allow)
+
+
 class SchedulerSettings(BaseModel):
     enabled: bool = Field(default=True, description="run schedules and queued jobs in `cloche up`")
     tick_seconds: float = Field(default=2.0, gt=0, description="how often the scheduler looks")
@@ -86,6 +116,7 @@ class Settings(BaseSettings):
     # SMTP and retries for alert channels; the credentials stay in the environment.
     alerts: DeliverySettings = DeliverySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    egress: EgressSettings = EgressSettings()
 
     @model_validator(mode="after")
     def _refuse_open_public_bind(self) -> Settings:

@@ -143,6 +143,9 @@ def test_at_the_spool_cap_rows_are_refused_and_counted(bundle: Path) -> None:
     assert logged_rows(bundle) + refused == 20
 
 
+LOOPBACK = {"CLOCHE_EGRESS__ALLOW": "127.0.0.1"}  # the central server of these tests
+
+
 def run_cli(
     home: Path, *args: str | Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -179,12 +182,14 @@ def test_export_serve_offline_then_sync_and_the_central_monitor_counts_the_edge_
     predictor = run_cli(central, "tokens", "create", "--role", "predictor").stdout.strip()
     with cloche_up(central, env={"CLOCHE_AUTH__REQUIRED": "true"}) as server:
         sync = ("edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7")
-        refused = run_cli(central, *sync, "--token", predictor)
+        not_allowed = run_cli(central, *sync, "--token", edge_token)
+        assert not_allowed.returncode == 3 and "CLOCHE_EGRESS__ALLOW" in not_allowed.stderr
+        refused = run_cli(central, *sync, "--token", predictor, env=LOOPBACK)
         assert refused.returncode == 3 and "--role edge" in refused.stderr
-        done = run_cli(central, *sync, "--token", edge_token)
+        done = run_cli(central, *sync, "--token", edge_token, env=LOOPBACK)
         assert done.returncode == 0, done.stderr
         assert "uploaded 30 rows" in done.stdout
-        again = run_cli(central, *sync, "--token", edge_token)
+        again = run_cli(central, *sync, "--token", edge_token, env=LOOPBACK)
         assert again.returncode == 0 and "uploaded 0 rows" in again.stdout
     assert run_cli(central, "monitors", "create", "plant-7", "--window", "1h").returncode == 0
     run = run_cli(central, "monitors", "run", "plant-7", "--json")
@@ -198,7 +203,9 @@ def test_sync_to_an_unreachable_server_exits_6_and_keeps_the_spool(bundle: Path)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    done = run_cli(bundle.parent, "edge", "sync", bundle, "--to", f"http://127.0.0.1:{port}")
+    done = run_cli(
+        bundle.parent, "edge", "sync", bundle, "--to", f"http://127.0.0.1:{port}", env=LOOPBACK
+    )
     assert done.returncode == 6
     assert "cannot reach the central server" in done.stderr and "nothing was lost" in done.stderr
     assert logged_rows(bundle) == 1

@@ -21,8 +21,9 @@ import pytest
 from cloche.auth.tokens import create_token
 from cloche.edge.spool import Spool, WhenFull, read_state, segment_files, site_id
 from cloche.edge.sync import Central, sync_spool
+from cloche.egress import Egress
 from cloche.endpoints import service as endpoints
-from cloche.errors import Forbidden, Unavailable
+from cloche.errors import DestinationRefused, Forbidden, Unavailable
 from cloche.logs import ingest
 from cloche.logs.service import compact, log_root, read_endpoint_log
 from cloche.logs.table import SCHEMA, rows_to_table
@@ -34,6 +35,12 @@ from tests.integration.conftest import LiveServer, ServerFactory
 
 ROWS = 120
 START = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The central server of these tests listens on loopback, which sync refuses unless told."""
+    monkeypatch.setenv("CLOCHE_EGRESS__ALLOW", "127.0.0.1")
 
 
 @pytest.fixture
@@ -133,6 +140,21 @@ def test_an_interrupted_sync_resumes_with_no_gap_and_no_duplicate(
     resumed = sync_spool(spool, real, chunk_bytes=1500)
     assert resumed.repeated_chunks == (1 if lose_answer else 0)
     assert central_ids(central) == EXPECTED
+
+
+def test_sync_to_loopback_is_refused_unless_allowed(
+    central: Store, live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "spool"
+    fill_spool(spool, rows=3)
+    monkeypatch.delenv("CLOCHE_EGRESS__ALLOW")
+    localhost = live_server.url.replace("127.0.0.1", "localhost")  # a name that resolves there
+    for url in (live_server.url, localhost):
+        with pytest.raises(DestinationRefused, match="CLOCHE_EGRESS__ALLOW"):
+            sync_spool(spool, Central(url, "plant-7", None))
+    assert len(segment_files(spool)) == 1 and central_ids(central) == []
+    allowed = Central(localhost, "plant-7", None, egress=Egress.from_allow("127.0.0.0/8,::1"))
+    assert sync_spool(spool, allowed).uploaded_rows == 3
 
 
 def test_an_unreachable_central_server_is_a_clear_error_and_loses_nothing(

@@ -35,10 +35,17 @@ class MonitorRequest(BaseModel):
 
 
 @router.post("/monitors", status_code=201)
-def create_monitor(principal: Deployer, store: StoreDep, body: MonitorRequest) -> Monitor:
+def create_monitor(
+    principal: Deployer, store: StoreDep, settings: SettingsDep, body: MonitorRequest
+) -> Monitor:
     """Watch an endpoint for skew, drift, data quality and health on a schedule."""
     return service.create_monitor(
-        store, endpoint=body.endpoint, name=body.name, config=body.config, actor=principal.actor
+        store,
+        endpoint=body.endpoint,
+        name=body.name,
+        config=body.config,
+        actor=principal.actor,
+        egress=settings.egress.policy(),
     )
 
 
