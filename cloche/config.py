@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cloche.alerts.settings import DeliverySettings
+from cloche.batch.places import check_prefix
 from cloche.egress import Egress, parse_allow
 from cloche.hosts import is_loopback
 
@@ -66,7 +67,22 @@ class BatchSettings(BaseModel):
         description="folders that jobs sent over the API may read and write; "
         "default: the server's home and working directory",
     )
+    allowed_urls: list[str] = Field(
+        default=[],
+        description="object-store URL prefixes (s3://bucket/prefix, gs://bucket) that jobs sent "
+        "over the API may read; default: none",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster that `--engine ray` jobs run on (a server setting, never a "
+        "request's); default: a local Ray",
+    )
     max_concurrent_jobs: int = Field(default=1, ge=1, description="jobs `cloche up` runs at once")
+
+    @field_validator("allowed_urls")
+    @classmethod
+    def _object_stores(cls, value: list[str]) -> list[str]:
+        return [check_prefix(prefix) for prefix in value]
 
 
 class EgressSettings(BaseModel):

@@ -12,6 +12,7 @@ from cloche.api.routes import make_router
 from cloche.api.uploads import stage_file
 from cloche.auth.roles import Permission, Principal
 from cloche.batch import service as batch_service
+from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.monitoring import baselines, feedback, runs, service
 from cloche.monitoring.entities import (
@@ -86,7 +87,7 @@ def run_monitor(
         # The server reads the job's files for the caller: only inside the allowed folders,
         # as for jobs sent over the API.
         job = batch_service.get_job(store, batch_job)
-        batch_service.confine_paths(JobSpec.from_dict(job.spec), settings.batch_allowed_dirs)
+        Places.from_settings(settings).check_spec(JobSpec.from_dict(job.spec))
     return runs.run_monitor(store, name, settings=settings, batch_job=batch_job)
 
 
