@@ -100,6 +100,9 @@ def readme(manifest: dict[str, Any], commands: list[str], *, with_wheels: bool) 
             f"{VENV}/bin/cloche edge sync . --to https://CENTRAL:8080 --token TOKEN",
             "```",
             "",
+            "A central server on a private or loopback address must be allowed first, e.g. "
+            "`CLOCHE_EGRESS__ALLOW=10.0.0.0/8` in the environment of `cloche edge sync`.",
+            "",
             "Or build an image with the `Dockerfile` here.",
             "",
             "## Signature",
