@@ -142,6 +142,15 @@ def _refused(message: str, setting: str) -> DestinationRefused:
     )
 
 
+# Protocols that reach local files, memory, arbitrary hosts or wrap another filesystem: never
+# an object-store prefix an operator means to allow.
+LOCAL_PROTOCOLS = frozenset(
+    {"file", "local", "memory", "http", "https", "ftp", "sftp", "ssh", "smb", "data", "zip"}
+    | {"tar", "libarchive", "reference", "dir", "simplecache", "filecache", "blockcache"}
+    | {"cached", "github", "git", "jupyter", "webhdfs", "hdfs", "dbfs"}
+)
+
+
 def check_prefix(prefix: str) -> str:
     """An entry of CLOCHE_BATCH__ALLOWED_URLS: ``scheme://bucket[/prefix]`` of an object store."""
     scheme, sep, rest = prefix.partition("://")
@@ -153,12 +162,3 @@ def check_prefix(prefix: str) -> str:
             "(local, in-memory, HTTP and chained or caching protocols are not allowed)"
         )
     return prefix
-
-
-# Protocols that reach local files, memory, arbitrary hosts or wrap another filesystem: never
-# an object-store prefix an operator means to allow.
-LOCAL_PROTOCOLS = frozenset(
-    {"file", "local", "memory", "http", "https", "ftp", "sftp", "ssh", "smb", "data", "zip"}
-    | {"tar", "libarchive", "reference", "dir", "simplecache", "filecache", "blockcache"}
-    | {"cached", "github", "git", "jupyter", "webhdfs", "hdfs", "dbfs"}
-)
