@@ -113,6 +113,13 @@ class Forbidden(ClocheError):
     exit_code = 3
 
 
+class DestinationRefused(Forbidden):
+    """An outbound connection to an address the server does not reach unless an operator
+    allows it (loopback, private, link-local...), or a batch path outside the allowed places."""
+
+    code = "destination_refused"
+
+
 class NotFound(ClocheError):
     code = "not_found"
     http_status = HTTPStatus.NOT_FOUND
