@@ -120,6 +120,13 @@ class CodeUploadForbidden(Forbidden):
     code = "code_upload_forbidden"
 
 
+class DestinationRefused(Forbidden):
+    """An outbound connection to an address the server does not reach unless an operator
+    allows it (loopback, private, link-local...), or a batch path outside the allowed places."""
+
+    code = "destination_refused"
+
+
 class NotFound(ClocheError):
     code = "not_found"
     http_status = HTTPStatus.NOT_FOUND
@@ -144,6 +151,12 @@ class TokenNotFound(NotFound):
 
 class ArtifactNotFound(NotFound):
     code = "artifact_not_found"
+
+
+class LocalTokenNotFound(NotFound):
+    """No local admin token in ``$CLOCHE_HOME/local-token``: `cloche up` writes it."""
+
+    code = "local_token_not_found"
 
 
 class EndpointNotFound(NotFound):

@@ -1,4 +1,4 @@
-"""``cloche tokens``: create, list and revoke API tokens."""
+"""``cloche tokens``: create, list and revoke API tokens; print the local admin token."""
 
 from typing import Annotated
 
@@ -6,7 +6,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cloche.cli._common import JsonOpt, get_client
+from cloche.auth.local_token import require_local_token
+from cloche.cli._common import JsonOpt, get_client, load_settings
 from cloche.cli._output import err, out, print_json, success, when
 
 app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
@@ -83,3 +84,12 @@ def revoke(
         print_json(info)
     else:
         success(f"revoked {info.role} token {info.id}")
+
+
+@app.command()
+def local() -> None:
+    """Print the local admin token that `cloche up` keeps in CLOCHE_HOME/local-token."""
+    # Only the secret goes to stdout: `curl -H "Authorization: Bearer $(cloche tokens local)"`.
+    out.print(
+        require_local_token(load_settings().home), markup=False, highlight=False, soft_wrap=True
+    )

@@ -9,12 +9,14 @@ segment in a worker's own thread held the GIL for hundreds of milliseconds (meas
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from cloche.logs.service import compact
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, now: datetime | None = None) -> int:
+    """Compact, then profile; ``now`` (default: the clock) bounds how far back profiling goes."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m cloche.logs.compact LOG_ROOT", file=sys.stderr)
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     # Profiles of the new partitions, for the monitors: here, off every serving worker.
     from cloche.monitoring.log_profiles import profile_log
 
-    profile_log(root)
+    profile_log(root, now=now)
     return 0
 
 

@@ -258,7 +258,7 @@ def cloche_version(store: Store) -> Any:
 def test_feedback_over_rest_with_clear_422s(served: Store, live_server: LiveServer) -> None:
     ids = log_predictions(served, utcnow() - timedelta(days=2), 3)
     url = f"{live_server.url}/api/v1/endpoints/churn/feedback"
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, headers=live_server.auth) as http:
         ok = http.post(
             url,
             json={"labels": [{"request_id": ids[0], "label": 1}, {"request_id": "x", "label": 0}]},

@@ -56,7 +56,7 @@ def two_hours(store: Store) -> None:
 
 def compact_log(store: Store) -> None:
     """What `cloche up` runs in its child process: compaction, then profiling."""
-    assert compact.main([str(log_root(store.home))]) == 0
+    assert compact.main([str(log_root(store.home))], now=NOW) == 0
 
 
 def assert_same_figures(profiled: MonitorRun, raw: MonitorRun) -> None:

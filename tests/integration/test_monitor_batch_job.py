@@ -36,6 +36,12 @@ ROWS = 2_000
 
 
 @pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The shared fixture's, with the loopback webhook receiver allowed."""
+    return Settings(home=tmp_path / "home", egress={"allow": ["127.0.0.1"]})
+
+
+@pytest.fixture
 def hook() -> Iterator[Webhook]:
     with webhook_receiver() as receiver:
         yield receiver
@@ -95,7 +101,10 @@ def test_a_shifted_feature_breaches_skew_alone_and_alerts_once(
     # The model ignores `age` (the labels never used it): shifting it moves no prediction.
     job = _job(churn, data, "shifted", _frame(1, {"age": 2.0}))
     service.create_monitor(
-        churn, endpoint="churn", config=MonitorConfig(alerts=[f"webhook:{hook.url}"])
+        churn,
+        endpoint="churn",
+        config=MonitorConfig(alerts=[f"webhook:{hook.url}"]),
+        egress=settings.egress.policy(),
     )
     run = runs.run_monitor(churn, "churn", settings=settings, batch_job=job)
 

@@ -9,7 +9,7 @@ from fastapi import Depends, File, Path, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from cloche.api.deps import LabelFilter, Reader, SettingsDep, StoreDep, Writer
-from cloche.api.routes import make_router
+from cloche.api.routes import UPLOAD, make_router
 from cloche.api.schemas import AliasTarget
 from cloche.api.uploads import UploadForm, stage_file, stage_model
 from cloche.registry import service as registry
@@ -50,7 +50,7 @@ def list_models(
     return registry.list_models(store, labels=labels, search=search)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, openapi_extra=UPLOAD)
 def upload_model(
     principal: Writer,
     store: StoreDep,
@@ -117,7 +117,7 @@ def remove_alias(principal: Writer, store: StoreDep, name: ModelName, alias: str
     registry.remove_alias(store, name=name, alias=alias, actor=principal.actor)
 
 
-@router.put("/{name}/versions/{version}/baseline")
+@router.put("/{name}/versions/{version}/baseline", openapi_extra=UPLOAD)
 def attach_baseline(
     principal: Writer,
     store: StoreDep,

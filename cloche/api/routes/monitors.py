@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 
 from cloche.alerts.masking import for_principal
 from cloche.api.deps import Reader, SettingsDep, StoreDep, Writer, require
-from cloche.api.routes import make_router
+from cloche.api.routes import UPLOAD, make_router
 from cloche.api.uploads import stage_file
 from cloche.auth.roles import Permission, Principal
 from cloche.batch import service as batch_service
+from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.monitoring import baselines, feedback, runs, service
 from cloche.monitoring.entities import (
@@ -36,12 +37,19 @@ class MonitorRequest(BaseModel):
 
 
 @router.post("/monitors", status_code=201)
-def create_monitor(principal: Deployer, store: StoreDep, body: MonitorRequest) -> Monitor:
+def create_monitor(
+    principal: Deployer, store: StoreDep, settings: SettingsDep, body: MonitorRequest
+) -> Monitor:
     """Watch an endpoint for skew, drift, data quality and health on a schedule."""
     return for_principal(
         principal,
         service.create_monitor(
-            store, endpoint=body.endpoint, name=body.name, config=body.config, actor=principal.actor
+            store,
+            endpoint=body.endpoint,
+            name=body.name,
+            config=body.config,
+            actor=principal.actor,
+            egress=settings.egress.policy(),
         ),
     )
 
@@ -86,7 +94,7 @@ def run_monitor(
         # The server reads the job's files for the caller: only inside the allowed folders,
         # as for jobs sent over the API.
         job = batch_service.get_job(store, batch_job)
-        batch_service.confine_paths(JobSpec.from_dict(job.spec), settings.batch_allowed_dirs)
+        Places.from_settings(settings).check_spec(JobSpec.from_dict(job.spec))
     return for_principal(
         principal, runs.run_monitor(store, name, settings=settings, batch_job=batch_job)
     )
@@ -155,7 +163,7 @@ def send_feedback(
     return feedback.record_feedback(store, name, body.labels, actor=principal.actor)
 
 
-@router.post("/baselines", status_code=201)
+@router.post("/baselines", status_code=201, openapi_extra=UPLOAD)
 def create_baseline(
     principal: Writer,
     store: StoreDep,

@@ -60,12 +60,6 @@ def test_unknown_role_is_refused(store: Store) -> None:
     assert info.value.hint == "use one of: admin, publisher, deployer, edge, predictor, viewer"
 
 
-def test_bootstrap_creates_one_admin_token_only_on_first_start(store: Store) -> None:
-    first = tokens.bootstrap_admin_token(store)
-    assert first is not None and first.role == "admin"
-    assert tokens.bootstrap_admin_token(store) is None
-
-
 @pytest.mark.parametrize(
     ("role", "permission", "allowed"),
     [
