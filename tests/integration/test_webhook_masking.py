@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 import cloche
 from cloche.auth import tokens
@@ -12,8 +13,14 @@ from cloche.config import Settings
 from cloche.store.store import Store
 from tests.integration.conftest import LiveServer
 
-HOOK = "https://hooks.example/T0/B0/XyZ?token=abc"
-MASKED = "webhook:https://hooks.example/..."
+# On loopback, allowed below: a saved webhook's host must resolve, and tests reach no network.
+HOOK = "http://127.0.0.1:9/T0/B0/XyZ?token=abc"
+MASKED = "webhook:http://127.0.0.1:9/..."
+
+
+@pytest.fixture(autouse=True)
+def _loopback_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOCHE_EGRESS__ALLOW", "127.0.0.1")
 
 
 def _token(settings: Settings, role: str) -> str:
