@@ -212,6 +212,32 @@ def test_errors_carry_their_status_and_message(stub: GRPCInferenceServiceStub, e
         assert message in info.value.details()
 
 
+@pytest.mark.parametrize(
+    ("shape", "says"),
+    [
+        ([2**40, 2**40], "elements, over"),
+        ([-1, 4], "non-negative"),
+        ([1] * 100, "100 dimensions"),
+        ([2**62, 4], "elements, over"),
+    ],
+    ids=["overflowing", "negative", "too-many-dimensions", "int64-overflowing"],
+)
+def test_hostile_shapes_are_invalid_argument_naming_the_tensor(
+    stub: GRPCInferenceServiceStub, expected, shape: list[int], says: str
+) -> None:
+    X = expected[0]
+    raw = infer_request(X)
+    raw.inputs[0].ClearField("contents")
+    raw.raw_input_contents.append(X.astype("<f8").tobytes())
+    for request in (infer_request(X), raw):
+        request.inputs[0].shape[:] = shape
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert "input 'x': shape" in info.value.details() and says in info.value.details()
+        assert len(info.value.details()) < 1000
+
+
 def test_tritonclient_sees_the_same_errors(client: triton.InferenceServerClient) -> None:
     tensor = triton.InferInput("x", [1, 3], "FP32")
     tensor.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
