@@ -26,7 +26,7 @@ from cloche.errors import (
     NotFound,
 )
 from cloche.serving.auth import TokenCache
-from cloche.serving.calls import log_failure, mirror_to_shadows, request_id
+from cloche.serving.calls import MAX_LOGGED_BYTES, log_failure, mirror_to_shadows, request_id
 from cloche.serving.deployment import LiveDeployment, RequestMeta, log_line
 from cloche.serving.explain import explain
 from cloche.serving.metadata import model_metadata
@@ -46,7 +46,6 @@ Feedback = Callable[[str, Any, str], dict[str, Any]]
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"  # an OIP v2 answer with binary tensor data
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
-MAX_LOGGED_BODY = 64 * 1024
 
 
 class Response:
@@ -369,7 +368,7 @@ class DataPlane:
             return
         inputs: Any = call.inputs
         if inputs is None:
-            inputs = call.body[:MAX_LOGGED_BODY].decode("utf-8", "replace")
+            inputs = call.body[:MAX_LOGGED_BYTES].decode("utf-8", "replace")
         log_failure(call.deployment, call.meta, inputs, status, error, call.kind)
 
 

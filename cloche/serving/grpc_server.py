@@ -196,7 +196,10 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
 
 def _describe(request: pb.ModelInferRequest) -> str:
     """What the payload log keeps of a request that failed before it was decoded."""
-    tensors = [f"{t.name} {t.datatype} {list(t.shape)}" for t in request.inputs[:100]]
+    # Bounded before log_failure cuts it: names and shapes can be as long as the message.
+    tensors = [
+        f"{t.name[:100]} {t.datatype[:20]} {list(t.shape[:33])}" for t in request.inputs[:20]
+    ]
     raw = " (raw)" if request.raw_input_contents else ""
     return f"gRPC inputs{raw}: " + "; ".join(tensors)
 

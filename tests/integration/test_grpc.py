@@ -289,14 +289,23 @@ def test_answered_and_failed_calls_reach_the_payload_log(
         stub.ModelInfer(infer_request(expected[0][:2]), metadata=(("x-request-id", "ok-1"),))
         with pytest.raises(grpc.RpcError):
             stub.ModelInfer(infer_request(expected[0][:, :3]), metadata=(("x-request-id", "bad"),))
+        # 250 kB of tensor names, refused before decoding: the log keeps at most 4 KiB of it.
+        huge = pb.ModelInferRequest(model_name="churn")
+        for i in range(50):
+            huge.inputs.add(name=f"{i}" + "f" * 5000, datatype="FP64", shape=[1])
+        huge.raw_input_contents.append(b"\0" * 8)
+        with pytest.raises(grpc.RpcError):
+            stub.ModelInfer(huge, metadata=(("x-request-id", "huge"),))
     try:
         by_id = {
             row["request_id"]: row for row in logs.rows(logs.read_log(tmp_path / "logs", "churn"))
         }
         assert by_id["ok-1"]["status"] == 200 and by_id["ok-1"]["outputs"] is not None
         assert by_id["bad"]["status"] == 422 and "4 values, got 3" in by_id["bad"]["error"]
+        assert by_id["huge"]["status"] == 422
+        assert 0 < len(by_id["huge"]["inputs"].encode()) <= 4096
         assert metrics.requests[("churn", "churn:1", 200)] == 1
-        assert metrics.requests[("churn", "churn:1", 422)] == 1
+        assert metrics.requests[("churn", "churn:1", 422)] == 2
     finally:
         log.close()
 

@@ -58,6 +58,17 @@ def test_answers_failures_and_shadow_copies_are_logged(server, settings, transpo
     assert (agreement.shadow, agreement.compared, agreement.agreed) == ("churn:2", 5, 5)
 
 
+def test_a_failed_request_logs_at_most_4_kib_of_its_body(server, settings) -> None:
+    body = {"instances": [ROW] * 5000 + [["not a number", 1, 2, 3]]}  # about 110 kB
+    assert _predict(server.url, "churn", "big-bad", body).status_code == 422
+    with cloche.Client(settings=settings) as sdk:
+        rows = sdk.logs.read("churn", since="10m").to_pylist()
+    (logged,) = [r for r in rows if r["request_id"] == "big-bad" and not r["shadow"]]
+    assert logged["status"] == 422 and "instances[5000]" in logged["error"]
+    assert 0 < len(logged["inputs"].encode()) <= 4096
+    assert logged["inputs"].startswith('{"instances"')
+
+
 def test_explanations_are_logged_marked_and_metered(server, settings) -> None:
     rows = [ROW, [1.0, -1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0]]
     url = f"{server.url}/v1/models/churn:explain"
