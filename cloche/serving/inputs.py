@@ -20,6 +20,7 @@ NUMERIC = frozenset(
     | {"float16", "float32", "float64"}
 )
 TEXT = frozenset({"string", "category", "datetime", "bytes"})
+CHUNK_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,31 @@ def rows_to_input(rows: Any, spec: InputSpec) -> np.ndarray:
         rows = _dict_rows(rows, spec)
     if spec.all_numeric:
         try:
-            array = np.asarray(rows, dtype=spec.tensor_dtype)
+            array = _as_array(rows, spec.tensor_dtype)
         except (ValueError, TypeError, OverflowError):
             _explain_bad_rows(rows, spec)
-            raise
+            # No single row is wrong, so together they are: rows of different lengths or depths.
+            raise InvalidInput(
+                "the rows do not form a table: they differ in length or nesting",
+                hint="send one flat list of feature values per row, all of the same length",
+            ) from None
         _check_shape(array, spec)
         return array
     _explain_bad_rows(rows, spec)
     array = np.empty((len(rows), len(spec.names)), dtype=object)
     array[:] = rows
     return array
+
+
+def _as_array(rows: list[Any], dtype: str) -> np.ndarray:
+    """``np.asarray(rows)``; a large table in pieces, so that a decoding thread lets the event
+    loop have the GIL between them (one asarray call holds it for a second per million rows)."""
+    if len(rows) <= CHUNK_ROWS:
+        return np.asarray(rows, dtype=dtype)
+    parts = [
+        np.asarray(rows[i : i + CHUNK_ROWS], dtype=dtype) for i in range(0, len(rows), CHUNK_ROWS)
+    ]
+    return np.concatenate(parts)
 
 
 def _dict_rows(rows: list[Any], spec: InputSpec) -> list[list[Any]]:
