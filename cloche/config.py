@@ -62,6 +62,19 @@ class ServingSettings(BaseModel):
         gt=0,
         description="longest pause while a request body arrives; else 408 and close",
     )
+    log_retention_days: float = Field(
+        default=35.0,
+        ge=0,
+        le=36_500,
+        description="payload-log hours older than this are deleted at compaction (35: feedback "
+        "finds the requests of the last 30 days); 0 keeps them forever",
+    )
+    log_max_mb: int = Field(
+        default=10_240,
+        ge=0,
+        description="over this many MiB, the payload log's oldest hours are deleted first; "
+        "0: no cap",
+    )
     keep_alive_seconds: int = Field(
         default=5, gt=0, description="an idle keep-alive connection closes after this long"
     )

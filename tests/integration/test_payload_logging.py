@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -139,3 +140,41 @@ def test_a_server_compacts_segments_left_by_dead_workers(
     assert list(root.glob("endpoint=churn/date=*/hour=*/*.parquet"))
     with cloche.Client(settings=settings) as sdk:
         assert sdk.logs.read("churn", since="2025-01-01")["request_id"].to_pylist() == ["old-1"]
+
+
+def test_retention_removes_old_hours_and_counts_them_in_metrics(
+    settings, start_server: ServerFactory
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from cloche.auth.tokens import create_token
+    from cloche.logs import service as logs
+    from cloche.serving.payload_log import PayloadLog, encode_row
+    from cloche.store.store import Store
+
+    root = logs.log_root(settings.home)
+    old = int((datetime.now(UTC) - timedelta(days=400)).timestamp() * 1000)
+    log = PayloadLog(root)
+    for i in range(5):  # five rows in an hour 400 days old, compacted
+        log.write([encode_row((old, f"old-{i}", "churn", "churn", 1, 7, False, 200, 1.0,
+                               np.array([ROW]), None, None, "predict"))])  # fmt: skip
+    log.close()
+    assert logs.compact(root) == 5
+    assert list(root.glob("endpoint=churn/date=*/hour=*"))
+    store = Store.open(settings)
+    try:
+        token = create_token(store, role="admin", name="metrics").token
+    finally:
+        store.close()
+    server = start_server(serving={"log_retention_days": 35})
+    deadline, text = time.monotonic() + 60, ""
+    while time.monotonic() < deadline:  # the first compaction runs a second after start
+        text = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+        if "cloche_payload_log_retention_rows_total 5" in text:
+            break
+        time.sleep(0.5)
+    assert "cloche_payload_log_retention_rows_total 5" in text, text[-2000:]
+    assert "cloche_payload_log_retention_files_total 1" in text
+    assert not list(root.glob("endpoint=churn/date=*/hour=*"))
