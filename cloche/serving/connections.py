@@ -23,14 +23,22 @@ import asyncio
 import enum
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from cloche.config import ServingSettings
+if TYPE_CHECKING:  # not imported: an edge bundle's lean runtime has no pydantic
+    from cloche.config import ServingSettings
 
 log = logging.getLogger("cloche.serving")
 MAX_HEADER_BYTES = 64 * 1024  # far above any real client's, far below harm
+# `cloche serve` (an edge bundle, no settings object): ServingSettings' defaults.
+EDGE_LIMITS: dict[str, Any] = {
+    "max_connections": 1000,
+    "header_timeout": 10.0,
+    "body_timeout": 30.0,
+    "keep_alive": 5,
+}
 
 
 class Phase(enum.Enum):
@@ -126,18 +134,28 @@ class GuardedHttpTools(HttpToolsProtocol):
 
 
 def uvicorn_options(serving: ServingSettings) -> dict[str, Any]:
-    """The uvicorn settings that bound what clients can hold: the protocol, limits, timeouts.
+    """The uvicorn settings of ``cloche up`` that bound what clients can hold."""
+    return connection_limits(
+        max_connections=serving.max_connections,
+        header_timeout=serving.header_timeout_seconds,
+        body_timeout=serving.read_timeout_seconds,
+        keep_alive=serving.keep_alive_seconds,
+    )
+
+
+def connection_limits(
+    *, max_connections: int, header_timeout: float, body_timeout: float, keep_alive: int
+) -> dict[str, Any]:
+    """uvicorn settings: the guarded protocol, the connection cap and the keep-alive timeout.
 
     A ``partial`` of a module-level class, so it pickles into ``cloche up``'s worker processes.
     """
     return {
         "http": functools.partial(
-            GuardedHttpTools,
-            header_timeout=serving.header_timeout_seconds,
-            body_timeout=serving.read_timeout_seconds,
+            GuardedHttpTools, header_timeout=header_timeout, body_timeout=body_timeout
         ),
         # Over this many open connections (or requests in flight), uvicorn answers 503 and
         # closes: a clear "busy" rather than a worker that runs out of file descriptors.
-        "limit_concurrency": serving.max_connections,
-        "timeout_keep_alive": serving.keep_alive_seconds,
+        "limit_concurrency": max_connections,
+        "timeout_keep_alive": keep_alive,
     }

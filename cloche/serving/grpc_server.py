@@ -226,11 +226,17 @@ async def start_grpc_server(
     port: int,
     max_message_mb: int,
     reuse_port: bool = False,
+    max_calls: int | None = None,
+    handshake_seconds: float = 10.0,
+    idle_seconds: float = 300.0,
 ) -> GrpcServer:
     """Serve OIP v2 gRPC on ``host:port`` from the running event loop.
 
     ``reuse_port`` lets every worker process of ``cloche up`` listen on the same port (the
-    kernel spreads connections among them); off, a port in use is an error.
+    kernel spreads connections among them); off, a port in use is an error. ``max_calls``
+    bounds the calls in flight (more answer RESOURCE_EXHAUSTED); a connection that has not
+    finished its handshake after ``handshake_seconds``, or has had no call for
+    ``idle_seconds``, is closed, as HTTP ones are (serving/connections.py).
     """
     limit = max_message_mb * 2**20
     server = grpc.aio.server(
@@ -239,7 +245,10 @@ async def start_grpc_server(
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", int(reuse_port)),
-        ]
+            ("grpc.server_handshake_timeout_ms", int(handshake_seconds * 1000)),
+            ("grpc.max_connection_idle_ms", int(idle_seconds * 1000)),
+        ],
+        maximum_concurrent_rpcs=max_calls,
     )
     servicer = InferenceServicer(router, auth)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)

@@ -98,6 +98,8 @@ class Server:
             port=port,
             max_message_mb=self.settings.serving.grpc_max_message_mb,
             reuse_port=True,
+            max_calls=self.settings.serving.max_connections,
+            handshake_seconds=self.settings.serving.header_timeout_seconds,
         )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
