@@ -132,7 +132,7 @@ def test_a_server_compacts_segments_left_by_dead_workers(
            np.array([ROW]), {"predict": np.array([0])}, None, "predict")  # fmt: skip
     left.write([encode_row(row)])
     left.close()
-    start_server()
+    start_server(serving={"log_retention_days": 0})  # the row is from 2025: keep it
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and list((root / "segments").glob("*.jsonl")):
         time.sleep(0.2)
