@@ -26,7 +26,13 @@ from cloche.errors import (
     NotFound,
 )
 from cloche.serving.auth import TokenCache
-from cloche.serving.calls import MAX_LOGGED_BYTES, log_failure, mirror_to_shadows, request_id
+from cloche.serving.calls import (
+    INLINE_DECODE_BYTES,
+    MAX_LOGGED_BYTES,
+    log_failure,
+    mirror_to_shadows,
+    request_id,
+)
 from cloche.serving.deployment import LiveDeployment, RequestMeta, log_line
 from cloche.serving.explain import explain
 from cloche.serving.metadata import model_metadata
@@ -46,10 +52,6 @@ Feedback = Callable[[str, Any, str], dict[str, Any]]
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"  # an OIP v2 answer with binary tensor data
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
-# Bodies over this are decoded on a thread, so that the event loop goes on answering health
-# checks and small requests meanwhile (a 50 MB JSON body takes seconds to decode). Below it,
-# decoding inline is cheaper than the hop to a thread (tens of microseconds).
-INLINE_DECODE_BYTES = 256 * 1024
 T = TypeVar("T")
 V1Rows = tuple[np.ndarray, frozenset[str]]
 

@@ -1,6 +1,7 @@
 """What every protocol (REST, gRPC) does around a prediction, written once.
 
-Request ids, the copy each shadow deployment gets, and the payload-log row of a failed call.
+Request ids, the copy each shadow deployment gets, when decoding leaves the event loop, and the
+payload-log row of a failed call.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from cloche.serving.router import EndpointRoute
 
 log = logging.getLogger("cloche.serving")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Requests over this are decoded on a thread, so that the event loop goes on answering health
+# checks and small requests meanwhile (a 50 MB JSON body takes seconds to decode). Below it,
+# decoding inline is cheaper than the hop to a thread (tens of microseconds).
+INLINE_DECODE_BYTES = 256 * 1024
 MAX_LOGGED_BYTES = 4 * 1024  # of a failed request's inputs, and of its error message
 LOGGED_BYTES_PER_VALUE = 24  # what one number takes in the log's JSON, at most (-1.2345678e-300)
 

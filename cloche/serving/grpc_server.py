@@ -23,7 +23,7 @@ import numpy as np
 from cloche import __version__, errors
 from cloche.errors import ClocheError, Unavailable
 from cloche.serving.auth import TokenCache
-from cloche.serving.calls import log_failure, mirror_to_shadows, request_id
+from cloche.serving.calls import INLINE_DECODE_BYTES, log_failure, mirror_to_shadows, request_id
 from cloche.serving.deployment import RequestMeta
 from cloche.serving.metadata import model_metadata
 from cloche.serving.router import Router
@@ -150,7 +150,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         meta = RequestMeta(rid, started, time.time_ns() // 1_000_000, deployment.payload_sampled())
         inputs: np.ndarray | str = _describe(request)
         try:
-            decoded = decode_grpc(request, deployment.inputs, deployment.outputs)
+            args = (request, deployment.inputs, deployment.outputs)
+            if request.ByteSize() <= INLINE_DECODE_BYTES:
+                decoded = decode_grpc(*args)
+            else:  # off the loop, as on REST: the other calls and health checks go on
+                decoded = await asyncio.to_thread(decode_grpc, *args)
             inputs = decoded.inputs
             if not version:  # as on REST, a request pinned to a version is not shadowed
                 mirror_to_shadows(route, decoded.inputs, decoded.outputs, meta, self._background)

@@ -212,6 +212,17 @@ def test_errors_carry_their_status_and_message(stub: GRPCInferenceServiceStub, e
         assert message in info.value.details()
 
 
+def test_a_request_over_the_inline_decode_size_is_answered(
+    stub: GRPCInferenceServiceStub, expected
+) -> None:
+    # Few rows (the batcher takes 64 at most) in a large message: a 300 kB request id.
+    request = infer_request(expected[0], id="r" * 300_000)
+    assert request.ByteSize() > 256 * 1024
+    response = stub.ModelInfer(request)
+    predict = next(o for o in response.outputs if o.name == "predict")
+    assert list(predict.shape) == [5] and response.id == request.id
+
+
 @pytest.mark.parametrize(
     ("shape", "says"),
     [
