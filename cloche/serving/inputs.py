@@ -57,7 +57,7 @@ def rows_to_input(rows: Any, spec: InputSpec) -> np.ndarray:
         rows = _dict_rows(rows, spec)
     if spec.all_numeric:
         try:
-            array = _as_array(rows, spec.tensor_dtype)
+            array = as_array(rows, spec.tensor_dtype)
         except (ValueError, TypeError, OverflowError):
             _explain_bad_rows(rows, spec)
             # No single row is wrong, so together they are: rows of different lengths or depths.
@@ -73,14 +73,13 @@ def rows_to_input(rows: Any, spec: InputSpec) -> np.ndarray:
     return array
 
 
-def _as_array(rows: list[Any], dtype: str) -> np.ndarray:
-    """``np.asarray(rows)``; a large table in pieces, so that a decoding thread lets the event
-    loop have the GIL between them (one asarray call holds it for a second per million rows)."""
-    if len(rows) <= CHUNK_ROWS:
-        return np.asarray(rows, dtype=dtype)
-    parts = [
-        np.asarray(rows[i : i + CHUNK_ROWS], dtype=dtype) for i in range(0, len(rows), CHUNK_ROWS)
-    ]
+def as_array(items: list[Any], dtype: Any, chunk: int = CHUNK_ROWS) -> np.ndarray:
+    """``np.asarray(items)``; a long list in pieces of ``chunk`` items, so that a decoding
+    thread lets the event loop have the GIL between them (one asarray call holds it for about
+    a second per million rows)."""
+    if len(items) <= chunk:
+        return np.asarray(items, dtype=dtype)
+    parts = [np.asarray(items[i : i + chunk], dtype=dtype) for i in range(0, len(items), chunk)]
     return np.concatenate(parts)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from cloche.errors import InvalidInput, InvalidShape
-from cloche.serving.inputs import InputSpec, rows_to_input
+from cloche.serving.inputs import CHUNK_ROWS, InputSpec, as_array, rows_to_input
 from cloche.serving.protocols.v1 import parse_json
 
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -35,6 +35,7 @@ DATATYPES: dict[str, np.dtype[Any]] = {
 }
 BY_NAME = {v.name: k for k, v in DATATYPES.items() if k != "BYTES"}
 MAX_ELEMENTS = 50_000_000
+FLAT_CHUNK = 200_000  # values per piece of a flat data list (rows go CHUNK_ROWS at a time)
 MAX_DIMS = 32  # numpy's own ceiling is 64; no model input comes near either
 SHAPE_HINT = f"send a shape of at most {MAX_DIMS} non-negative sizes that match the data"
 
@@ -137,7 +138,7 @@ def _from_json(where: str, datatype: str, shape: list[int], count: int, data: An
     try:
         # A number too large for the datatype (1e39 as FP32) is an error, not a silent inf.
         with np.errstate(over="raise", invalid="raise"):
-            array = np.asarray(data, dtype=dtype)
+            array = as_array(data, dtype, FLAT_CHUNK if count == len(data) else CHUNK_ROWS)
     except (ValueError, TypeError, OverflowError, FloatingPointError):
         raise InvalidInput(f"{where}: data does not hold {datatype} values") from None
     if array.size != count:
