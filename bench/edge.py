@@ -60,15 +60,23 @@ def train(kind: str, folder: Path) -> tuple[Path, np.ndarray]:
 
 
 def export(home: Path, model: Path, native: bool, slim: bool = True) -> Path:
+    from cloche.auth.roles import LOCAL_USER
     from cloche.config import Settings
     from cloche.export.service import export_model
+    from cloche.registry.inspection import inspect_here
     from cloche.registry.upload import upload_model
     from cloche.store.store import Store
 
     store = Store.open(Settings(home=home))
     try:
         if not (home / "uploaded").exists():
-            upload_model(store, source=model, name="edge-bench")
+            upload_model(
+                store,
+                source=model,
+                name="edge-bench",
+                principal=LOCAL_USER,
+                inspector=inspect_here,
+            )
             (home / "uploaded").touch()
         out = home.parent / ("native" if native else "onnx" if slim else "onnx-whole")
         export_model(store, "edge-bench:1", out, native=native, with_wheels=True, slim=slim)

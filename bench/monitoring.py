@@ -339,6 +339,7 @@ def in_child(*args: str) -> dict[str, Any]:
 
 
 def prepare(work: Path, args: argparse.Namespace) -> dict[str, float]:
+    from cloche.auth.roles import LOCAL_USER
     from cloche.config import Settings
     from cloche.endpoints import service as endpoints
     from cloche.logs.compact import main as compact_main
@@ -346,6 +347,7 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, float]:
     from cloche.monitoring import service as monitors
     from cloche.monitoring.entities import MonitorConfig
     from cloche.monitoring.runs import run_monitor
+    from cloche.registry.inspection import inspect_here
     from cloche.registry.upload import upload_model
     from cloche.store.store import Store
 
@@ -354,7 +356,14 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, float]:
     write_baseline(baseline, np.random.default_rng(args.seed), args.baseline_rows)
     train_model(work / "model.joblib", baseline)
     store = Store.open(Settings(home=home))
-    upload_model(store, source=work / "model.joblib", name="churn", baseline=baseline)
+    upload_model(
+        store,
+        source=work / "model.joblib",
+        name="churn",
+        baseline=baseline,
+        principal=LOCAL_USER,
+        inspector=inspect_here,
+    )
     endpoints.create_endpoint(store, name="churn")
     endpoints.deploy(store, endpoint="churn", ref="churn:1")
     config = MonitorConfig(window_s=args.hours // 2 * 3600, every_s=3600)

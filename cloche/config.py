@@ -6,12 +6,16 @@ instance. Nested sections use ``__``: ``CLOCHE_SERVER__PORT=9000``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cloche.alerts.settings import DeliverySettings
+from cloche.batch.places import check_prefix
+from cloche.egress import Egress, parse_allow
 from cloche.hosts import is_loopback
 
 
@@ -22,9 +26,26 @@ class StoreSettings(BaseModel):
     max_upload_mb: int = Field(default=2048, gt=0, description="largest model or dataset upload")
 
 
+class RegistrySettings(BaseModel):
+    inspect_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="longest a server waits for an upload to load in its inspecting process",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    max_json_kb: int = Field(
+        default=1024,
+        gt=0,
+        description="largest JSON body of a control-plane request; uploads have their own cap "
+        "(store.max_upload_mb)",
+    )
+    max_edge_chunk_mb: int = Field(
+        default=8, gt=0, description="largest chunk of an edge log that `cloche edge sync` may send"
+    )
 
 
 class ServingSettings(BaseModel):
@@ -83,7 +104,8 @@ class ServingSettings(BaseModel):
 class AuthSettings(BaseModel):
     required: bool | None = Field(
         default=None,
-        description="require a token on every request; default: only when bound beyond loopback",
+        description="require a token on every data-plane request; default: only when bound "
+        "beyond loopback (the control plane always requires one)",
     )
 
 
@@ -93,7 +115,49 @@ class BatchSettings(BaseModel):
         description="folders that jobs sent over the API may read and write; "
         "default: the server's home and working directory",
     )
+    allowed_urls: list[str] = Field(
+        default=[],
+        description="object-store URL prefixes (s3://bucket/prefix, gs://bucket) that jobs sent "
+        "over the API may read; default: none",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster that `--engine ray` jobs run on (a server setting, never a "
+        "request's); default: a local Ray",
+    )
     max_concurrent_jobs: int = Field(default=1, ge=1, description="jobs `cloche up` runs at once")
+
+    @field_validator("allowed_urls")
+    @classmethod
+    def _object_stores(cls, value: list[str]) -> list[str]:
+        return [check_prefix(prefix) for prefix in value]
+
+
+class EgressSettings(BaseModel):
+    # NoDecode: the environment gives "127.0.0.1,10.0.0.0/8,hooks.internal", not JSON.
+    allow: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="hosts and CIDR ranges the server may connect to for a user although they "
+        "are loopback, private or link-local (webhooks, edge sync); comma-separated",
+    )
+
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("["):
+            return json.loads(value)  # a JSON list works too, as for the other list settings
+        if isinstance(value, str):
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
+
+    @field_validator("allow")
+    @classmethod
+    def _valid(cls, value: list[str]) -> list[str]:
+        parse_allow(value)  # raises ValueError naming a bad entry
+        return value
+
+    def policy(self) -> Egress:
+        return Egress.from_allow(self.allow)
 
 
 class SchedulerSettings(BaseModel):
@@ -109,6 +173,7 @@ class Settings(BaseSettings):
     home: Path = Path(".cloche")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
     store: StoreSettings = StoreSettings()
+    registry: RegistrySettings = RegistrySettings()
     server: ServerSettings = ServerSettings()
     serving: ServingSettings = ServingSettings()
     auth: AuthSettings = AuthSettings()
@@ -116,6 +181,7 @@ class Settings(BaseSettings):
     # SMTP and retries for alert channels; the credentials stay in the environment.
     alerts: DeliverySettings = DeliverySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    egress: EgressSettings = EgressSettings()
 
     @model_validator(mode="after")
     def _refuse_open_public_bind(self) -> Settings:
@@ -149,3 +215,7 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.store.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_json_bytes(self) -> int:
+        return self.server.max_json_kb * 1024

@@ -120,6 +120,20 @@ class Forbidden(ClocheError):
     exit_code = 3
 
 
+class CodeUploadForbidden(Forbidden):
+    """An upload whose loading runs code (pickle, joblib, TorchScript, custom Python) by a role
+    that may not publish code to the server."""
+
+    code = "code_upload_forbidden"
+
+
+class DestinationRefused(Forbidden):
+    """An outbound connection to an address the server does not reach unless an operator
+    allows it (loopback, private, link-local...), or a batch path outside the allowed places."""
+
+    code = "destination_refused"
+
+
 class NotFound(ClocheError):
     code = "not_found"
     http_status = HTTPStatus.NOT_FOUND
@@ -144,6 +158,12 @@ class TokenNotFound(NotFound):
 
 class ArtifactNotFound(NotFound):
     code = "artifact_not_found"
+
+
+class LocalTokenNotFound(NotFound):
+    """No local admin token in ``$CLOCHE_HOME/local-token``: `cloche up` writes it."""
+
+    code = "local_token_not_found"
 
 
 class EndpointNotFound(NotFound):
@@ -244,6 +264,12 @@ class Timeout(ClocheError):
     code = "timeout"
     http_status = HTTPStatus.GATEWAY_TIMEOUT
     exit_code = 6
+
+
+class InspectionTimeout(Timeout):
+    """Loading an upload to read its signature took longer than the configured limit."""
+
+    code = "inspection_timeout"
 
 
 class BundleInvalid(InvalidInput):

@@ -110,14 +110,17 @@ class Scheduler:
 def for_server(store: Store, settings: Settings) -> Scheduler:
     """The scheduler `cloche up` runs: scheduled batch runs, queued jobs, then due monitors."""
     from cloche.batch import schedules
+    from cloche.batch.places import Places
     from cloche.batch.runner import JobRunner
     from cloche.monitoring import child, runs
     from cloche.store.tables import utcnow
 
     runner = JobRunner(store, settings, max_jobs=settings.batch.max_concurrent_jobs)
 
+    places = Places.from_settings(settings)
+
     def queue_scheduled_runs() -> None:
-        schedules.queue_due(store)
+        schedules.queue_due(store, places=places)
 
     def run_due_monitors() -> None:
         now = utcnow()

@@ -118,10 +118,11 @@ def start_server(port: int) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
 
 
 def wait_for_banner(lines: queue.Queue[str], timeout: float = 60) -> tuple[str, str]:
-    """The URL and the admin token `cloche up` prints when it starts."""
-    url = token = ""
+    """The URL `cloche up` prints when it starts, and the local admin token it wrote."""
+    url = ""
+    started = False
     deadline = time.monotonic() + timeout
-    while not (url and token) and time.monotonic() < deadline:
+    while not started and time.monotonic() < deadline:
         try:
             line = lines.get(timeout=0.5)
         except queue.Empty:
@@ -129,11 +130,11 @@ def wait_for_banner(lines: queue.Queue[str], timeout: float = 60) -> tuple[str, 
         console.print(f"  [dim]server |[/] {line.rstrip()}", markup=True, soft_wrap=True)
         if m := re.search(r"running at (http://\S+)", line):
             url = m.group(1)
-        if m := re.search(r"^\s+(cl_\S+)\s*$", line):
-            token = m.group(1)
-    if not (url and token):
+        started = "Ctrl-C" in line  # the banner's last line: the token file is written
+    if not (url and started):
         raise SystemExit("cloche up did not start; see its output above")
-    return url, token
+    # What `cloche tokens local` prints; the CLI and SDK read it by themselves on loopback.
+    return url, (HOME / "local-token").read_text().strip()
 
 
 def register_two_versions(client: cloche.Client) -> pd.DataFrame:
@@ -242,12 +243,15 @@ def show_rest(lines: queue.Queue[str]) -> tuple[str, str]:
                 raise
             time.sleep(0.1)
     models.raise_for_status()
-    console.print(f"[bold]$ curl {url}/api/v1/models[/]", soft_wrap=True)
+    auth = '-H "Authorization: Bearer $(cloche tokens local)"'
+    console.print(f"[bold]$ curl {auth} {url}/api/v1/models[/]", soft_wrap=True)
     console.print(f"  -> {[m['name'] for m in models.json()]}")
     prod = httpx.get(f"{url}/api/v1/models/churn/versions/@prod", headers=headers, timeout=5)
     prod.raise_for_status()
     body = prod.json()
-    console.print(f"[bold]$ curl {url}/api/v1/models/churn/versions/@prod[/]", soft_wrap=True)
+    console.print(
+        f"[bold]$ curl {auth} {url}/api/v1/models/churn/versions/@prod[/]", soft_wrap=True
+    )
     console.print(
         f"  -> {body['name']}:{body['version']} {body['framework']}, aliases "
         f"{body['aliases']}, inputs {[f['name'] for f in body['signature']['inputs']]}",
@@ -387,9 +391,10 @@ def main() -> None:
     )
     console.print(f"  CLOCHE_HOME={home} cloche up        # then, in another shell:")
     base = "http://127.0.0.1:8080/api/v1"
-    console.print(f"  curl {base}/models/churn/versions/@prod", soft_wrap=True)
+    auth = f'-H "Authorization: Bearer $(CLOCHE_HOME={home} cloche tokens local)"'
+    console.print(f"  curl {auth} {base}/models/churn/versions/@prod", soft_wrap=True)
     console.print(
-        f"  curl -X PUT {base}/models/churn/aliases/prod "
+        f"  curl {auth} -X PUT {base}/models/churn/aliases/prod "
         "-H 'Content-Type: application/json' -d '{\"version\": 1}'",
         soft_wrap=True,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from cloche.alerts.masking import mask_url
 from cloche.errors import InvalidInput
 
 ChannelKind = Literal["webhook", "email", "log"]
@@ -77,8 +78,7 @@ class Channel:
         """For logs and messages: a webhook's path and query often hold its token, so only
         the scheme and host are shown."""
         if self.kind == "webhook" and self.url:
-            parts = urlsplit(self.url)
-            return f"webhook:{parts.scheme}://{parts.netloc}/..."
+            return f"webhook:{mask_url(self.url)}"
         return str(self)
 
 

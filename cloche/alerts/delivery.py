@@ -22,6 +22,7 @@ from cloche.alerts.failure import AttemptFailed
 from cloche.alerts.settings import DeliverySettings
 from cloche.alerts.smtp import email_sender
 from cloche.alerts.webhook import webhook_sender
+from cloche.egress import Egress
 
 if TYPE_CHECKING:
     from cloche.alerts.digest import AlertMessage
@@ -61,14 +62,25 @@ class Delivery:
 
 
 def deliver(
-    channel: Channel, message: AlertMessage, *, settings: DeliverySettings | None = None
+    channel: Channel,
+    message: AlertMessage,
+    *,
+    settings: DeliverySettings | None = None,
+    egress: Egress | None = None,
 ) -> Delivery:
-    """Send ``message`` on ``channel``; never raises for a channel that stays down."""
+    """Send ``message`` on ``channel``; never raises for a channel that stays down.
+
+    ``egress`` says which webhook destinations may be reached; by default only public ones
+    (pass ``Settings.egress.policy()`` to honour CLOCHE_EGRESS__ALLOW).
+    """
     settings = settings or DeliverySettings()
     if channel.kind == "log":
         log.warning("%s", message.text)
         return Delivery(str(channel), ok=True, attempts=1, delivered_at=_now())
-    send = webhook_sender(channel) if channel.kind == "webhook" else email_sender(channel)
+    if channel.kind == "webhook":
+        send = webhook_sender(channel, egress or Egress())
+    else:
+        send = email_sender(channel)
     return _with_retries(channel, lambda: send(message, settings), settings)
 
 
@@ -77,6 +89,7 @@ def deliver_all(
     message: AlertMessage,
     *,
     settings: DeliverySettings | None = None,
+    egress: Egress | None = None,
 ) -> list[Delivery]:
     """One delivery per channel, in parallel, so a dead webhook does not hold up the email;
     results in the channels' order."""
@@ -84,7 +97,9 @@ def deliver_all(
     if not found:
         return []
     with ThreadPoolExecutor(max_workers=min(8, len(found)), thread_name_prefix="alerts") as pool:
-        return list(pool.map(lambda c: deliver(c, message, settings=settings), found))
+        return list(
+            pool.map(lambda c: deliver(c, message, settings=settings, egress=egress), found)
+        )
 
 
 def _with_retries(

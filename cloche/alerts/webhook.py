@@ -1,32 +1,50 @@
 """Alert delivery to a webhook: one JSON POST, its failures told apart into worth retrying
-(timeouts, 5xx, 408, 429 with Retry-After) and not (other 4xx, redirects, a bad URL)."""
+(timeouts, 5xx, 408, 429 with Retry-After) and not (other 4xx, redirects, a bad URL, a refused
+destination).
+
+The destination is checked at every delivery (cloche/egress.py: a ``webhook:env:`` URL is read
+only now, and a name's DNS answer may have changed since the channel was saved), and the request
+goes to the address that was checked. A failure records the status and the standard reason for
+it, never the answer's body: the receiver chooses that text, and it would be stored and shown.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from cloche.alerts.channels import Channel, check_url
 from cloche.alerts.failure import AttemptFailed
 from cloche.alerts.settings import DeliverySettings
-from cloche.errors import InvalidInput
+from cloche.egress import Destination, Egress
+from cloche.errors import DestinationRefused, InvalidInput, Unavailable
 
 if TYPE_CHECKING:
     import httpx
 
     from cloche.alerts.digest import AlertMessage
 
-MAX_ERROR_BODY = 200  # characters of a failing webhook's answer kept in the error
 
-
-def webhook_sender(channel: Channel) -> Callable[[AlertMessage, DeliverySettings], None]:
+def webhook_sender(
+    channel: Channel, egress: Egress
+) -> Callable[[AlertMessage, DeliverySettings], None]:
     def send(message: AlertMessage, settings: DeliverySettings) -> None:
-        url = _webhook_url(channel)
-        _post(url, {"text": message.text, "alert": message.to_dict()}, settings)
+        destination = _checked(_webhook_url(channel), egress)
+        _post(destination, {"text": message.text, "alert": message.to_dict()}, settings)
 
     return send
+
+
+def _checked(url: str, egress: Egress) -> Destination:
+    try:
+        return egress.check(url, what="webhook")
+    except DestinationRefused as exc:  # the same answer next time: not retried
+        raise AttemptFailed(exc.message, retry=False) from None
+    except Unavailable as exc:  # DNS may answer on the next try
+        raise AttemptFailed(exc.message, retry=True) from None
 
 
 def _webhook_url(channel: Channel) -> str:
@@ -46,19 +64,28 @@ def _webhook_url(channel: Channel) -> str:
         raise AttemptFailed(reason, retry=False) from None
 
 
-def _post(url: str, body: dict[str, Any], settings: DeliverySettings) -> None:
+def _post(destination: Destination, body: dict[str, Any], settings: DeliverySettings) -> None:
     import httpx
 
     timeout = httpx.Timeout(settings.timeout_s)
-    headers = {"User-Agent": "cloche-alerts"}
+    request = destination.httpx_arguments()
+    headers = {"User-Agent": "cloche-alerts", **request["headers"]}
     try:
-        # Redirects are not followed: a POST that moved is a configuration error to fix.
+        # Redirects are not followed: a POST that moved is a configuration error to fix, and a
+        # redirect could point anywhere. No proxy from the environment: the connection goes to
+        # the address that was checked.
         with (
-            httpx.Client(timeout=timeout, follow_redirects=False) as client,
-            client.stream("POST", url, json=body, headers=headers) as response,
+            httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+            client.stream(
+                "POST",
+                request["url"],
+                json=body,
+                headers=headers,
+                extensions=request["extensions"],
+            ) as response,
         ):
             if not response.is_success:
-                _fail_on_status(response, _head(response))
+                _fail_on_status(response)
     except httpx.TimeoutException:
         raise AttemptFailed(f"no answer within {settings.timeout_s:g}s", retry=True) from None
     except httpx.TransportError as exc:
@@ -66,27 +93,22 @@ def _post(url: str, body: dict[str, Any], settings: DeliverySettings) -> None:
         raise AttemptFailed(reason, retry=True) from None
 
 
-def _head(response: httpx.Response) -> str:
-    """The start of an error answer: enough to explain it, never a whole (endless) body."""
-    data = b""
-    for chunk in response.iter_bytes():
-        data += chunk
-        if len(data) >= 4 * MAX_ERROR_BODY:
-            break
-    text = data.decode(response.encoding or "utf-8", errors="replace")
-    return " ".join(text.split())[:MAX_ERROR_BODY]
-
-
-def _fail_on_status(response: httpx.Response, body: str) -> None:
+def _fail_on_status(response: httpx.Response) -> None:
     status = response.status_code
-    said = f"the webhook answered {status} {response.reason_phrase}"
-    if body:
-        said += f": {body}"
+    said = f"the webhook answered {status} {_reason(status)}"
     if 300 <= status < 400:
         raise AttemptFailed(f"{said} (redirects are not followed; use the final URL)", retry=False)
     # 408 and 429 mean "later"; other 4xx mean the request itself is wrong.
     retry = status >= 500 or status in (408, 429)
     raise AttemptFailed(said, retry=retry, wait_s=_retry_after(response))
+
+
+def _reason(status: int) -> str:
+    """The standard phrase for ``status``: the receiver's own reason phrase is its text too."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "(a status with no standard meaning)"
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -9,10 +10,14 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from cloche import __version__
+from cloche.api.authn import BearerAuth
 from cloche.api.routes import (
+    UPLOAD_CAP_KEY,
     audit,
     batch,
     edge,
@@ -23,7 +28,7 @@ from cloche.api.routes import (
     monitors,
     tokens,
 )
-from cloche.api.security import MULTIPART_OVERHEAD, BodySizeLimit, HostOriginGuard
+from cloche.api.security import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit, HostOriginGuard
 from cloche.config import Settings
 from cloche.errors import (
     BadRequest,
@@ -39,6 +44,7 @@ from cloche.hosts import is_loopback
 from cloche.store.store import Store
 
 API_PREFIX = "/api/v1"
+OPEN_PATHS = frozenset({f"{API_PREFIX}/health"})  # liveness, for load balancers: no token
 DOCS_URL = "/api/docs"
 ROUTERS = (
     health.router,
@@ -89,10 +95,30 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_error)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
-    # The last middleware added runs first: Host/Origin, then the body cap, then routing.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    # The last middleware added runs first: Host/Origin, then the token (before any byte of
+    # the body is read), then the body caps, then routing.
+    app.add_middleware(
+        BodySizeLimit,
+        cap=BodyCap(settings.max_json_bytes, "CLOCHE_SERVER__MAX_JSON_KB"),
+        upload_cap=BodyCap(
+            settings.max_upload_bytes + MULTIPART_OVERHEAD, "CLOCHE_STORE__MAX_UPLOAD_MB"
+        ),
+        upload_routes=_upload_routes(),
+    )
+    app.add_middleware(BearerAuth, store=app_store, prefix=API_PREFIX, open_paths=OPEN_PATHS)
     app.add_middleware(HostOriginGuard, loopback_only=is_loopback(settings.server.host))
     return app
+
+
+def _upload_routes() -> list[tuple[str, re.Pattern[str]]]:
+    """(method, path pattern) of each route marked as taking files (``routes.UPLOAD``)."""
+    return [
+        (method, compile_path(API_PREFIX + route.path)[0])
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute) and UPLOAD_CAP_KEY in (route.openapi_extra or {})
+        for method in route.methods or ()
+    ]
 
 
 def error_response(error: ClocheError, status: int | None = None) -> JSONResponse:

@@ -12,16 +12,16 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from cloche.auth import tokens
-from cloche.auth.roles import LOCAL_USER, Permission, Principal, authorize
+from cloche.api.authn import principal_of
+from cloche.auth.roles import Permission, Principal, authorize
 from cloche.config import Settings
-from cloche.errors import InvalidInput, Unauthorized
+from cloche.errors import InvalidInput
 from cloche.store.store import Store
 
+# Declares the bearer scheme in OpenAPI (the docs' Authorize button); authn.BearerAuth checks it.
 _bearer = HTTPBearer(
-    auto_error=False, description="an API token: `cloche tokens create --role ROLE`"
+    auto_error=False, description="an API token: `cloche tokens local` or `cloche tokens create`"
 )
-TOKEN_HINT = "send 'Authorization: Bearer <token>'; create a token with `cloche tokens create`"
 
 
 def get_store(request: Request) -> Store:
@@ -36,22 +36,14 @@ def get_settings(request: Request) -> Settings:
 
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def get_principal(
-    request: Request, store: StoreDep, settings: SettingsDep, credentials: Credentials
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller: a token's principal, or the local user of a loopback server without auth."""
-    if credentials is not None:
-        return tokens.authenticate(store, credentials.credentials)
-    if "authorization" in request.headers:
-        # A malformed or non-Bearer header is a mistake to report, not a reason to fall back
-        # to the local user.
-        raise Unauthorized("the Authorization header is not 'Bearer <token>'", hint=TOKEN_HINT)
-    if settings.auth_required:
-        raise Unauthorized("this server requires an API token", hint=TOKEN_HINT)
-    return LOCAL_USER
+    """The caller, as ``authn.BearerAuth`` authenticated them before the body was read."""
+    return principal_of(request.scope)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

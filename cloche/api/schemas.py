@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from cloche.auth.roles import ROLES
 from cloche.errors import InvalidInput
 from cloche.registry.refs import parse_ref
 
@@ -60,5 +61,5 @@ class AliasTarget(BaseModel):
 
 
 class TokenRequest(BaseModel):
-    role: str = Field(description="admin, deployer, predictor or viewer")
+    role: str = Field(description=f"one of: {', '.join(ROLES)} (see SECURITY.md)")
     name: str = Field(default="", max_length=128, description="what the token is for")

@@ -1,4 +1,4 @@
-"""Pure ASGI guards that run before any routing: body size cap and Host/Origin checks.
+"""Pure ASGI guards that run before any routing: body size caps and Host/Origin checks.
 
 They sit outside the framework so that a refused request costs no routing, parsing or
 dependency work, and so that the data plane can reuse them unchanged.
@@ -7,6 +7,10 @@ dependency work, and so that the data plane can reuse them unchanged.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -24,15 +28,14 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 async def send_error(send: Send, error: ClocheError) -> None:
     """Send ``error`` as the API's JSON error body, outside any framework."""
     body = json.dumps(error.to_dict()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if error.http_status == HTTPStatus.UNAUTHORIZED:
+        headers.append((b"www-authenticate", b"Bearer"))
     await send(
-        {
-            "type": "http.response.start",
-            "status": int(error.http_status),
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
+        {"type": "http.response.start", "status": int(error.http_status), "headers": headers}
     )
     await send({"type": "http.response.body", "body": body})
 
@@ -41,27 +44,59 @@ class _BodyTooLarge(Exception):
     """Raised from ``receive`` to stop whatever is reading an oversized body."""
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the request body is larger than the server's limit of {limit / 2**20:.0f} MiB",
-        hint="raise CLOCHE_STORE__MAX_UPLOAD_MB on the server if this upload is expected",
-    )
+@dataclass(frozen=True)
+class BodyCap:
+    """The largest body a kind of route takes, and the setting that raises it."""
+
+    max_bytes: int
+    setting: str
+
+    def error(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the request body is larger than the server's limit of {_size(self.max_bytes)}",
+            hint=f"raise {self.setting} on the server if such a body is expected",
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 class BodySizeLimit:
-    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+    """Refuse bodies over their cap with 413, by Content-Length or while streaming.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    Most routes take small JSON (``cap``); the routes matched by ``upload_routes`` (method and
+    path pattern) take files, up to ``upload_cap``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        cap: BodyCap,
+        upload_cap: BodyCap | None = None,
+        upload_routes: Sequence[tuple[str, re.Pattern[str]]] = (),
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.cap = cap
+        self.upload_cap = upload_cap or cap
+        self.upload_routes = tuple(upload_routes)
+
+    def _cap_for(self, scope: Scope) -> BodyCap:
+        method, path = scope.get("method"), scope.get("path", "")
+        for upload_method, pattern in self.upload_routes:
+            if method == upload_method and pattern.match(path):
+                return self.upload_cap
+        return self.cap
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await send_error(send, _too_large(self.max_bytes))
+        cap = self._cap_for(scope)
+        declared = header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap.max_bytes:
+            await send_error(send, cap.error())
             return
 
         received = 0
@@ -72,7 +107,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > cap.max_bytes:
                     exceeded = True
                     raise _BodyTooLarge
             return message
@@ -91,10 +126,10 @@ class BodySizeLimit:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await send_error(send, _too_large(self.max_bytes))
+            await send_error(send, cap.error())
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
             return str(value.decode("latin-1"))
@@ -148,8 +183,8 @@ class HostOriginGuard:
 
     def _problem(self, scope: Scope) -> Forbidden | None:
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-        raw_host = _header(scope, b"host") or ""
-        origin = _header(scope, b"origin")
+        raw_host = header(scope, b"host") or ""
+        origin = header(scope, b"origin")
         # Clients send the same few Host/Origin pairs over and over: decide each pair once.
         key = (scheme, raw_host, origin)
         if key in self._decided:

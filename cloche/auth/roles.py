@@ -57,9 +57,14 @@ def check_role(role: str) -> str:
     return role
 
 
+def allows(principal: Principal, permission: Permission) -> bool:
+    """Whether the principal's role grants ``permission``."""
+    return permission in ROLE_PERMISSIONS.get(principal.role, frozenset())
+
+
 def authorize(principal: Principal, permission: Permission) -> None:
     """Raise Forbidden unless the principal's role grants ``permission``."""
-    if permission not in ROLE_PERMISSIONS.get(principal.role, frozenset()):
+    if not allows(principal, permission):
         allowed = [r for r, perms in ROLE_PERMISSIONS.items() if permission in perms]
         raise Forbidden(
             f"role {principal.role!r} may not {permission.value}",

@@ -13,7 +13,7 @@ import secrets
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cloche import audit
 from cloche.auth.roles import Principal, check_role
@@ -124,11 +124,3 @@ def _token_id(token: str) -> str | None:
         return None
     token_id, sep, _ = token[len(PREFIX) :].partition("_")
     return token_id if sep and len(token_id) == 12 else None
-
-
-def bootstrap_admin_token(store: Store) -> NewToken | None:
-    """On first start (no tokens at all), create an admin token; otherwise None."""
-    with store.transaction() as session:
-        if session.scalar(select(func.count()).select_from(TokenRow)):
-            return None
-    return create_token(store, role="admin", name="bootstrap admin", actor="system")

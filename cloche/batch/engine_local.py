@@ -22,12 +22,14 @@ from typing import Any
 from cloche.batch import schema, sources
 from cloche.batch._worker import Aborted, WorkerInit, WorkerPool, describe, run_task
 from cloche.batch.manifest import RunSummary, write_manifest
+from cloche.batch.places import Places
 from cloche.batch.plan import (
     JobPlan,
     Task,
     build_chunks,
     check_spec,
     job_dir,
+    load_plan,
     output_folder,
     output_to_replace,
     resumable_plan,
@@ -43,14 +45,26 @@ from cloche.registry.signatures import Signature
 STOP_POLL_S = 0.5  # should_stop may query a database: ask at most this often between chunks
 
 
-def prepare(spec: JobSpec, model: ModelSource, *, resume: bool = False) -> JobPlan:
-    """Check the input, the columns and the output folder, and save the job's plan."""
+def prepare(
+    spec: JobSpec, model: ModelSource, *, resume: bool = False, places: Places | None = None
+) -> JobPlan:
+    """Check the input, the columns and the output folder, and save the job's plan.
+
+    With ``places`` (a job the server runs for someone), the output and every planned input
+    file must lie where they allow, checked now that the files a pattern matches are known.
+    """
     check_spec(spec)
+    if places is not None:
+        places.check_output(spec.output)
     folder = output_folder(spec.output)
     if resume:
+        if places is not None:  # before the saved plan's files are read to compare them
+            places.check_files(f.path for f in load_plan(folder).files)
         return resumable_plan(spec, model, folder)
     own_files = output_to_replace(folder, spec.overwrite)
     fmt, paths = sources.resolve_inputs(spec.input, spec.input_format)
+    if places is not None:
+        places.check_files(paths)
     files = [sources.describe(p, fmt) for p in paths]
     if not any(f.rows for f in files):
         raise InvalidDataset(f"the input {spec.input} has no rows", hint="give data to score")

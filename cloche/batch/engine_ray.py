@@ -19,6 +19,7 @@ import numpy as np
 
 from cloche.batch import engine_local
 from cloche.batch._worker import Aborted, describe, run_task
+from cloche.batch.places import Places
 from cloche.batch.plan import JobPlan, Task, tasks_for, utc_now
 from cloche.batch.spec import JobOutcome, JobSpec, ModelSource, Progress
 from cloche.batch.writer import ChunkResult, clean_unfinished, done_chunks
@@ -34,10 +35,13 @@ def run(
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
+    places: Places | None = None,
+    address: str | None = None,
 ) -> JobOutcome:
-    """Plan (or reload the plan of) a job, score what is not done on Ray, write the manifest."""
+    """Plan (or reload the plan of) a job, score what is not done on Ray (the cluster at
+    ``address``, a server setting; else a local Ray), write the manifest."""
     ray = _import_ray()
-    plan = engine_local.prepare(spec, model, resume=resume)
+    plan = engine_local.prepare(spec, model, resume=resume, places=places)
     started = utc_now()
     with engine_local.job_lock(plan.output_dir):
         done = done_chunks(plan)
@@ -47,7 +51,7 @@ def run(
         monitor.report()
         if tasks:
             try:
-                _score_on_ray(ray, tasks, plan, spec, model, monitor)
+                _score_on_ray(ray, tasks, plan, spec, model, monitor, address)
             except Exception as exc:  # the cluster is unreachable, an actor cannot load
                 monitor.fail(f"the Ray engine failed: {describe(exc)}")
         return engine_local.finish(plan, spec, model, monitor, started)
@@ -72,8 +76,9 @@ def _score_on_ray(
     spec: JobSpec,
     model: ModelSource,
     monitor: engine_local.Monitor,
+    address: str | None,
 ) -> None:
-    started_here = _connect(ray, spec)
+    started_here = _connect(ray, spec, address)
     try:
         size = max(1, min(_pool_size(ray, spec), len(tasks)))
         items = ray.data.from_items([{"task": t.id} for t in tasks], override_num_blocks=len(tasks))
@@ -99,12 +104,12 @@ def _score_on_ray(
             ray.shutdown()
 
 
-def _connect(ray: Any, spec: JobSpec) -> bool:
-    """Join the cluster at ``ray_address``, or start a local Ray; True if started here."""
+def _connect(ray: Any, spec: JobSpec, address: str | None) -> bool:
+    """Join the cluster at ``address``, or start a local Ray; True if started here."""
     if ray.is_initialized():
         return False
-    if spec.ray_address:
-        ray.init(address=spec.ray_address, log_to_driver=False)
+    if address:
+        ray.init(address=address, log_to_driver=False)
         return True
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     ray.init(

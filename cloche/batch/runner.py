@@ -3,7 +3,8 @@
 The scheduler's lease holder calls ``JobRunner.tick``: it marks jobs whose runner died as failed
 (resumable), and starts queued jobs as ``python -m cloche.batch.runner JOB_ID`` children, so a
 job neither shares the server's event loop nor dies with a server worker. ``cloche batch
-cancel`` reaches a child through the store.
+cancel`` reaches a child through the store. A child gets the server's settings exactly, and runs
+its job confined to the places they allow (cloche/batch/places.py), on their Ray address.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import sys
 from sqlalchemy import select
 
 from cloche.batch import service
+from cloche.batch.places import Places
 from cloche.config import Settings
 from cloche.errors import ClocheError
 from cloche.store.store import Store
 from cloche.store.tables import BatchJobRow, utcnow
 
 log = logging.getLogger(__name__)
+SETTINGS_ENV = "CLOCHE_CHILD_SETTINGS"  # the server's settings, exactly (JSON)
 
 
 def fail_orphans(store: Store) -> list[str]:
@@ -75,6 +78,9 @@ class JobRunner:
             "CLOCHE_HOME": str(self.store.home),
             "CLOCHE_DB_URL": self.settings.database_url,
             "CLOCHE_STORE__ARTIFACTS_URL": self.settings.artifacts_url,
+            # The allowed places and the Ray address, as the server was given them (by code
+            # in tests, where the environment does not hold them).
+            SETTINGS_ENV: self.settings.model_dump_json(),
         }
         with open(logs / f"{job_id}.log", "ab") as out:
             return subprocess.Popen(
@@ -106,9 +112,16 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m cloche.batch.runner JOB_ID", file=sys.stderr)
         return 2
-    store = Store.open(Settings())
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = Settings.model_validate_json(raw) if raw else Settings()
+    store = Store.open(settings)
     try:
-        job = service.execute(store, argv[0])
+        job = service.execute(
+            store,
+            argv[0],
+            places=Places.from_settings(settings),
+            ray_address=settings.batch.ray_address,
+        )
     except ClocheError as exc:
         print(f"batch job {argv[0]}: {exc}", file=sys.stderr)
         return int(exc.exit_code)

@@ -3,6 +3,9 @@
 The scheduler in `cloche up` calls ``queue_due`` on every tick; the runner then runs the queued
 jobs. A schedule names a model reference, not a version, so ``churn@prod`` scores with whatever
 version the alias points to when the run starts.
+
+Every run is a job the server runs for someone, so a schedule's paths are confined (see
+cloche/batch/places.py) when it is saved, when each run is queued, and when the run executes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlalchemy.orm import Session
 from cloche import audit
 from cloche.batch import service
 from cloche.batch.entities import BatchJob, BatchSchedule
+from cloche.batch.places import Places
 from cloche.batch.plan import check_spec
 from cloche.batch.spec import JobSpec
 from cloche.errors import ClocheError, InvalidInput, ScheduleNotFound
@@ -50,10 +54,12 @@ def run_folder(base: str, at: datetime) -> str:
 
 
 def create_schedule(
-    store: Store, *, model_ref: str, spec: JobSpec, cron: str, actor: str = "local"
+    store: Store, *, model_ref: str, spec: JobSpec, cron: str, places: Places, actor: str = "local"
 ) -> BatchSchedule:
+    """Save a schedule whose paths lie in ``places`` (the server's: `cloche up` runs it)."""
     check_spec(spec)
     first = next_run(cron, utcnow())
+    places.check_spec(spec)
     with store.transaction() as session:
         resolve_version_row(session, parse_ref(model_ref))  # refuse a model that is not there
         row = BatchScheduleRow(
@@ -155,10 +161,12 @@ def delete_schedule(store: Store, schedule_id: str, *, actor: str = "local") -> 
         )
 
 
-def queue_due(store: Store, *, now: datetime | None = None) -> list[BatchJob]:
+def queue_due(store: Store, *, places: Places, now: datetime | None = None) -> list[BatchJob]:
     """Queue one job for each enabled schedule whose time has come; advance its next run.
 
     A schedule that missed several times (the server was down) runs once, not once per miss.
+    A run whose paths ``places`` no longer allows (the settings changed, a pattern matches a
+    link now) is not queued; the warning says why, and the next run tries again.
     """
     now = now or utcnow()
     with store.transaction() as session:
@@ -183,6 +191,7 @@ def queue_due(store: Store, *, now: datetime | None = None) -> list[BatchJob]:
                     spec=run_spec,
                     actor=f"schedule:{schedule_id}",
                     schedule_id=schedule_id,
+                    places=places,
                 )
             )
         except ClocheError as exc:  # e.g. the model was deleted: the next run tries again

@@ -3,6 +3,15 @@
 A job's row in the metadata store holds its spec, state and progress; its output folder holds
 the truth about which chunks are done (see engine_local.py), so a job killed mid-run resumes from
 its last finished chunk whichever process runs it next.
+
+Where a job may read and write (cloche/batch/places.py) is checked here, for every surface:
+``submit`` and ``execute`` take ``places``, and confine the job when given. The rule is who
+reads the files. A job the server runs, it runs for someone else: jobs sent over the API, any job
+queued for `cloche up` (the in-process SDK's ``submit`` included) and every schedule (checked
+when saved and again when each run is queued and executed) are confined by the server's
+settings. A job the in-process client runs in the foreground (``run``, ``resume`` with waiting)
+reads and writes as the user who runs it, who owns the store and can open those files anyway:
+it is not confined, so `cloche batch run --input /data/x.parquet` works from any folder.
 """
 
 from __future__ import annotations
@@ -13,7 +22,6 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -21,9 +29,10 @@ from sqlalchemy.orm import Session
 
 from cloche import audit
 from cloche.batch.entities import ACTIVE_STATES, FINAL_STATES, BatchJob
+from cloche.batch.places import Places
 from cloche.batch.plan import check_spec, plan_path
 from cloche.batch.spec import JobOutcome, JobSpec, ModelSource, Progress
-from cloche.errors import BatchJobNotFound, ClocheError, Forbidden, JobStateConflict
+from cloche.errors import BatchJobNotFound, ClocheError, JobStateConflict
 from cloche.registry.refs import parse_ref
 from cloche.registry.service import artifact_location, resolve_version_row
 from cloche.store.store import Store
@@ -32,26 +41,6 @@ from cloche.store.tables import BatchJobRow, utcnow
 ProgressCallback = Callable[[BatchJob], None]
 HEARTBEAT_S = 1.0  # progress and heartbeat writes, at most this often
 STALE_AFTER_S = 30.0  # a running job silent this long has lost its runner
-
-
-def confine_paths(spec: JobSpec, allowed: list[Path]) -> None:
-    """For jobs sent over the API: local input and output must lie under an allowed folder.
-
-    Without this a token that may run jobs could read any file the server can (and copy it
-    through a passthrough column) or write anywhere.
-    """
-    roots = [root.resolve() for root in allowed]
-    for what, value in (("input", spec.input), ("output", spec.output)):
-        if "://" in value and not value.startswith("file://"):
-            continue  # an object store: its own credentials decide
-        path = Path(value.removeprefix("file://").split("*", 1)[0] or ".")
-        resolved = path.resolve()
-        if not any(resolved == root or root in resolved.parents for root in roots):
-            shown = ", ".join(str(r) for r in roots)
-            raise Forbidden(
-                f"batch {what} {value!r} is outside the folders this server may use: {shown}",
-                hint="move the data under one of them, or list it in CLOCHE_BATCH__ALLOWED_DIRS",
-            )
 
 
 def new_job_id() -> str:
@@ -65,9 +54,13 @@ def submit(
     spec: JobSpec,
     actor: str = "local",
     schedule_id: str | None = None,
+    places: Places | None = None,
 ) -> BatchJob:
-    """Store a queued job after checking its spec and that the model exists."""
+    """Store a queued job after checking its spec, that the model exists and, with ``places``,
+    that its paths lie where the server may read and write (see the module docstring)."""
     check_spec(spec)
+    if places is not None:
+        places.check_spec(spec)
     with store.transaction() as session:
         version = resolve_version_row(session, parse_ref(model_ref))
         row = BatchJobRow(
@@ -104,10 +97,12 @@ def run(
     spec: JobSpec,
     actor: str = "local",
     on_progress: ProgressCallback | None = None,
+    ray_address: str | None = None,
 ) -> BatchJob:
-    """Submit a job and run it here, in the foreground (the CLI and the in-process SDK)."""
+    """Submit a job and run it here, in the foreground (the CLI and the in-process SDK), as the
+    user who runs it: not confined (see the module docstring)."""
     job = submit(store, model_ref=model_ref, spec=spec, actor=actor)
-    return execute(store, job.id, on_progress=on_progress)
+    return execute(store, job.id, on_progress=on_progress, ray_address=ray_address)
 
 
 def _row(session: Session, job_id: str) -> BatchJobRow:
@@ -230,11 +225,16 @@ def request_resume(store: Store, job_id: str, *, actor: str = "local") -> BatchJ
 
 
 def resume(
-    store: Store, job_id: str, *, actor: str = "local", on_progress: ProgressCallback | None = None
+    store: Store,
+    job_id: str,
+    *,
+    actor: str = "local",
+    on_progress: ProgressCallback | None = None,
+    ray_address: str | None = None,
 ) -> BatchJob:
-    """Resume a stopped job here, in the foreground."""
+    """Resume a stopped job here, in the foreground, as the user who runs it."""
     job = request_resume(store, job_id, actor=actor)
-    return execute(store, job.id, on_progress=on_progress)
+    return execute(store, job.id, on_progress=on_progress, ray_address=ray_address)
 
 
 def _claim(store: Store, job_id: str) -> tuple[BatchJob, bool]:
@@ -265,18 +265,29 @@ def model_source(store: Store, version_ref: str) -> ModelSource:
     )
 
 
-def execute(store: Store, job_id: str, *, on_progress: ProgressCallback | None = None) -> BatchJob:
+def execute(
+    store: Store,
+    job_id: str,
+    *,
+    on_progress: ProgressCallback | None = None,
+    places: Places | None = None,
+    ray_address: str | None = None,
+) -> BatchJob:
     """Run a queued job in this process until it ends; its state records how it ended.
 
-    A job that cannot start (bad schema, unreadable input, existing output) ends failed with
-    the reason, and the error is raised again for the caller to show.
+    With ``places`` (the server's runner), the output and every file the job planned to read
+    must lie there. ``ray_address`` is the server's setting for ``engine="ray"`` jobs.
+    A job that cannot start (bad schema, unreadable input, existing output, a refused path)
+    ends failed with the reason, and the error is raised again for the caller to show.
     """
     job, resumed = _claim(store, job_id)
     spec = JobSpec.from_dict(job.spec)
     tracker = _Tracker(store, job, on_progress)
     try:
+        if places is not None:
+            places.check_spec(spec)
         source = model_source(store, job.model_version)
-        outcome = _engine_run(spec, source, resumed, tracker)
+        outcome = _engine_run(spec, source, resumed, tracker, places, ray_address)
     except ClocheError as exc:
         text = exc.message + (f"; {exc.hint}" if exc.hint else "")
         _finish(store, job.id, "failed", text, tracker.last)
@@ -292,18 +303,31 @@ def execute(store: Store, job_id: str, *, on_progress: ProgressCallback | None =
     return _finish(store, job.id, outcome.state, _summary(outcome), tracker.last)
 
 
-def _engine_run(spec: JobSpec, source: ModelSource, resumed: bool, tracker: _Tracker) -> JobOutcome:
+def _engine_run(
+    spec: JobSpec,
+    source: ModelSource,
+    resumed: bool,
+    tracker: _Tracker,
+    places: Places | None,
+    ray_address: str | None,
+) -> JobOutcome:
     # A job that stopped before its plan was written (say, on a bad schema) starts afresh.
     resume = resumed and plan_path(spec.output).is_file()
     if spec.engine == "ray":
         from cloche.batch import engine_ray
 
         return engine_ray.run(
-            spec, source, progress=tracker.update, should_stop=tracker.should_stop, resume=resume
+            spec,
+            source,
+            progress=tracker.update,
+            should_stop=tracker.should_stop,
+            resume=resume,
+            places=places,
+            address=ray_address,
         )
     from cloche.batch import engine_local
 
-    plan = engine_local.prepare(spec, source, resume=resume)
+    plan = engine_local.prepare(spec, source, resume=resume, places=places)
     return engine_local.execute(
         plan, spec, source, progress=tracker.update, should_stop=tracker.should_stop
     )

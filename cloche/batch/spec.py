@@ -29,8 +29,7 @@ class JobSpec:
     chunk_rows: int = DEFAULT_CHUNK_ROWS  # rows per checkpointed chunk (= per output file)
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     overwrite: bool = False
-    engine: Engine = "local"
-    ray_address: str | None = None
+    engine: Engine = "local"  # "ray": on the cluster of CLOCHE_BATCH__RAY_ADDRESS, a setting
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -39,6 +38,8 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        # Unknown keys are dropped: specs stored before a field was removed (ray_address, now
+        # a server setting) still load.
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["passthrough"] = tuple(known.get("passthrough") or ())
         return cls(**known)

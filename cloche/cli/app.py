@@ -107,7 +107,11 @@ def root(
     token: Annotated[
         str | None,
         typer.Option(
-            envvar="CLOCHE_TOKEN", metavar="TOKEN", help="API token for --url.", show_default=False
+            envvar="CLOCHE_TOKEN",
+            metavar="TOKEN",
+            help="API token for --url (default for a loopback URL: the local admin token "
+            "`cloche up` wrote to CLOCHE_HOME).",
+            show_default=False,
         ),
     ] = None,
     version: Annotated[

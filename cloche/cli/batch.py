@@ -58,10 +58,13 @@ def run(
     max_error_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Stop as failed above this share of bad rows.")
     ] = DEFAULT_MAX_ERROR_RATE,
-    engine: Annotated[str, typer.Option(help="local, or ray for a Ray cluster.")] = "local",
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster address (default: a local Ray).")
-    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local, or ray: on the cluster of CLOCHE_BATCH__RAY_ADDRESS (default: a "
+            "local Ray)."
+        ),
+    ] = "local",
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier job's output.")] = False,
     schedule: Annotated[
         str | None,
@@ -83,7 +86,6 @@ def run(
         "chunk_rows": chunk_rows,
         "max_error_rate": max_error_rate,
         "engine": engine,
-        "ray_address": ray_address,
         "overwrite": overwrite,
     }
     output = output or _default_output(model_ref)

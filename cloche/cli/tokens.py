@@ -1,4 +1,4 @@
-"""``cloche tokens``: create, list and revoke API tokens."""
+"""``cloche tokens``: create, list and revoke API tokens; print the local admin token."""
 
 from typing import Annotated
 
@@ -6,10 +6,17 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cloche.cli._common import JsonOpt, get_client
+from cloche.auth.local_token import require_local_token
+from cloche.cli._common import JsonOpt, get_client, load_settings
 from cloche.cli._output import err, out, print_json, success, when
 
 app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
+ROLE_HELP = (
+    "admin (everything), publisher (also uploads pickle, joblib, torch and custom Python "
+    "models, which run code when loaded), deployer (uploads ONNX, XGBoost and LightGBM models, "
+    "deploys, runs jobs), edge (sends an edge server's log), predictor (predicts) or viewer "
+    "(reads). See SECURITY.md."
+)
 
 
 @app.command()
@@ -17,7 +24,7 @@ def create(
     ctx: typer.Context,
     role: Annotated[
         str,
-        typer.Option("--role", "-r", metavar="ROLE", help="admin, deployer, predictor or viewer."),
+        typer.Option("--role", "-r", metavar="ROLE", help=ROLE_HELP),
     ],
     name: Annotated[
         str, typer.Option("--name", "-n", metavar="NAME", help="What the token is for.")
@@ -77,3 +84,12 @@ def revoke(
         print_json(info)
     else:
         success(f"revoked {info.role} token {info.id}")
+
+
+@app.command()
+def local() -> None:
+    """Print the local admin token that `cloche up` keeps in CLOCHE_HOME/local-token."""
+    # Only the secret goes to stdout: `curl -H "Authorization: Bearer $(cloche tokens local)"`.
+    out.print(
+        require_local_token(load_settings().home), markup=False, highlight=False, soft_wrap=True
+    )

@@ -19,9 +19,10 @@ from cloche.config import Settings
 from cloche.errors import Unavailable
 
 if TYPE_CHECKING:  # the server stack loads when `up` runs, not for every other command
+    from pathlib import Path
+
     import uvicorn
 
-    from cloche.auth.tokens import NewToken
     from cloche.store.store import Store
 
 HostOpt = Annotated[
@@ -85,8 +86,10 @@ def up(
     count = count or os.cpu_count() or 1
     # Workers of this server share a metrics folder named after it.
     os.environ["CLOCHE_SERVER_ID"] = str(os.getpid())
+    # Everything the server and its workers (which inherit this) write is the owner's only.
+    os.umask(0o077)
 
-    from cloche.auth.tokens import bootstrap_admin_token
+    from cloche.auth.local_token import ensure_local_token
     from cloche.store.store import Store
 
     with contextlib.ExitStack() as cleanup:
@@ -95,9 +98,9 @@ def up(
             settings = _reserve_grpc(settings, settings.serving.grpc_port, cleanup)
         store = Store.open(settings)
         cleanup.callback(store.close)
-        admin = bootstrap_admin_token(store)
+        local_token = ensure_local_token(store)
         port = sock.getsockname()[1]
-        _banner(settings, port, admin, count)
+        _banner(settings, port, local_token, count)
         if count == 1:
             _serve_in_process(settings, store, sock)
         else:
@@ -180,7 +183,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _banner(settings: Settings, port: int, admin: "NewToken | None", workers: int) -> None:
+def _banner(settings: Settings, port: int, local_token: "Path", workers: int) -> None:
     host = settings.server.host
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
@@ -197,20 +200,17 @@ def _banner(settings: Settings, port: int, admin: "NewToken | None", workers: in
     if settings.auth_required:
         out.print("  Auth:  every request needs a token (Authorization: Bearer ...)")
     else:
-        out.print("  Auth:  open to this machine's user (loopback only); tokens are optional")
-    if admin is not None:
-        out.print()
-        out.print(Text("Admin token (shown once; store it safely):", style="bold yellow"))
-        out.print(f"  {admin.token}", markup=False, highlight=False, soft_wrap=True)
-        out.print(
-            f"  export CLOCHE_URL={base} CLOCHE_TOKEN={admin.token}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        out.print("  Auth:  the API needs a token; predictions are open to this machine (loopback)")
+    # The secret stays in its owner-only file: logs and terminals are not the place for it.
+    out.print(
+        f"  Token: {local_token} (admin; the CLI and SDK read it on this machine,",
+        markup=False,
+        highlight=False,
+    )
+    out.print("         `cloche tokens local` prints it)", markup=False)
     out.print()
     out.print("Press Ctrl-C to stop.")
-    sys.stdout.flush()  # a parent process reading our stdout needs the URL and token now
+    sys.stdout.flush()  # a parent process reading our stdout needs the URL now
 
 
 def _make_server(config: "uvicorn.Config") -> Any:

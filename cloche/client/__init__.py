@@ -2,6 +2,9 @@
 
 client = cloche.Client()                                   # this machine's CLOCHE_HOME
 client = cloche.Client("http://host:8080", token="cl_…")   # a cloche server
+
+Over HTTP with no token (argument or CLOCHE_TOKEN), a loopback URL uses the local admin token
+that `cloche up` wrote to ``$CLOCHE_HOME/local-token``.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ class Client:
         if url:
             from cloche.client import _batch, _http, _http_endpoints, _monitoring
 
-            self._transport: Any = _http.HttpTransport(
-                url, token=token or os.environ.get("CLOCHE_TOKEN"), timeout=timeout
-            )
+            token = token or os.environ.get("CLOCHE_TOKEN") or None
+            if token is None:
+                token = _http.local_token_for(url, lambda: (settings or _settings_for(home)).home)
+            self._transport: Any = _http.HttpTransport(url, token=token, timeout=timeout)
             self.models = _http.HttpModels(self._transport)
             self.endpoints = _http_endpoints.HttpEndpoints(self._transport)
             self.logs = _http_endpoints.HttpLogs(self._transport)
@@ -65,9 +69,7 @@ class Client:
         else:
             from cloche.client import _batch, _local, _monitoring
 
-            if settings is None:
-                settings = Settings(home=Path(home)) if home is not None else Settings()
-            self._transport = _local.LocalTransport(settings)
+            self._transport = _local.LocalTransport(settings or _settings_for(home))
             self.models = _local.LocalModels(self._transport)
             self.endpoints = _local.LocalEndpoints(self._transport)
             self.logs = _local.LocalLogs(self._transport)
@@ -86,3 +88,7 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _settings_for(home: str | Path | None) -> Settings:
+    return Settings(home=Path(home)) if home is not None else Settings()

@@ -111,7 +111,11 @@ class ModelsAPI(Protocol):
 class BatchAPI(Protocol):
     """Batch prediction. ``spec`` keywords are those of `cloche batch run`: input, output,
     input_format, output_format, id_column, passthrough, workers, chunk_rows, max_error_rate,
-    overwrite, engine, ray_address."""
+    overwrite, engine (``"ray"`` runs on the cluster of the CLOCHE_BATCH__RAY_ADDRESS setting).
+
+    Over HTTP, and for jobs queued for `cloche up` or scheduled, paths must lie in the
+    server's CLOCHE_BATCH__ALLOWED_DIRS (links resolved) or under CLOCHE_BATCH__ALLOWED_URLS
+    (DestinationRefused otherwise); a job run in-process in the foreground is not confined."""
 
     def run(
         self,

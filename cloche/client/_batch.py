@@ -13,6 +13,7 @@ from cloche.batch.spec import JobSpec
 from cloche.errors import ClocheError, Timeout
 
 if TYPE_CHECKING:
+    from cloche.batch.places import Places
     from cloche.client._http import HttpTransport
     from cloche.client._local import LocalTransport
 
@@ -53,8 +54,17 @@ class _Polling:
 
 
 class LocalBatch(_Polling):
+    """In-process: a job run here (``run``, ``resume``) reads and writes as the user running it,
+    unconfined; one queued for `cloche up` (``submit``) or scheduled is confined to the places
+    this client's settings allow, as the server will confine it (cloche/batch/service.py)."""
+
     def __init__(self, transport: LocalTransport) -> None:
         self._t = transport
+
+    def _places(self) -> Places:
+        from cloche.batch.places import Places
+
+        return Places.from_settings(self._t.settings)
 
     def run(
         self, model: str, *, input: str, output: str, on_progress: OnProgress = None, **spec: Any
@@ -70,7 +80,12 @@ class LocalBatch(_Polling):
         from cloche.batch import service
 
         try:
-            return service.execute(self._t.store, job_id, on_progress=on_progress)
+            return service.execute(
+                self._t.store,
+                job_id,
+                on_progress=on_progress,
+                ray_address=self._t.settings.batch.ray_address,
+            )
         except ClocheError:  # recorded on the job, as the server's runner records it
             return service.get_job(self._t.store, job_id)
 
@@ -78,7 +93,11 @@ class LocalBatch(_Polling):
         from cloche.batch import service
 
         return service.submit(
-            self._t.store, model_ref=model, spec=job_spec(input, output, spec), actor=self._t.actor
+            self._t.store,
+            model_ref=model,
+            spec=job_spec(input, output, spec),
+            actor=self._t.actor,
+            places=self._places(),
         )
 
     def list(
@@ -114,6 +133,7 @@ class LocalBatch(_Polling):
             model_ref=model,
             spec=job_spec(input, output, spec),
             cron=cron,
+            places=self._places(),
             actor=self._t.actor,
         )
 

@@ -7,20 +7,22 @@ transports and never reaches a URL.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from cloche import errors
 from cloche.audit import AuditEntry
+from cloche.auth.local_token import read_local_token
 from cloche.auth.tokens import NewToken, TokenInfo
 from cloche.client import _files
 from cloche.config import Settings
 from cloche.export.entities import ExportResult
+from cloche.hosts import is_loopback
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref
 from cloche.runtimes.base import LoadedModel
@@ -56,6 +58,17 @@ def error_from_response(response: httpx.Response) -> errors.ClocheError:
     details = body.get("details") if isinstance(body.get("details"), dict) else {}
     details = {k: v for k, v in details.items() if k not in ("message", "hint")}
     return errors.error_class_for_code(code)(message, hint=body.get("hint"), **details)
+
+
+def local_token_for(url: str, home: Callable[[], Path]) -> str | None:
+    """The local admin token under ``home()`` when ``url`` is this machine; else None.
+
+    Only for loopback URLs: the token must never travel to another host by default.
+    """
+    host = urlsplit(url).hostname
+    if host is None or not is_loopback(host):
+        return None
+    return read_local_token(home())
 
 
 def _seg(value: str) -> str:

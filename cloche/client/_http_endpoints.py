@@ -51,6 +51,8 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     """The same table the in-process transport returns: inputs and outputs as JSON text."""
     for row in rows:
         row["time"] = datetime.fromisoformat(row["time"])
+        if row.get("received_at"):  # absent from servers older than the column
+            row["received_at"] = datetime.fromisoformat(row["received_at"])
         for key in ("inputs", "outputs"):
             if row[key] is not None and not isinstance(row[key], str):
                 row[key] = json.dumps(row[key])

@@ -14,6 +14,7 @@ import pyarrow as pa
 from cloche import audit
 from cloche.audit import AuditEntry
 from cloche.auth import tokens
+from cloche.auth.roles import Principal
 from cloche.auth.tokens import NewToken, TokenInfo
 from cloche.config import Settings
 from cloche.endpoints import service as endpoints
@@ -24,6 +25,7 @@ from cloche.logs.service import LogStats, ShadowAgreement
 from cloche.registry import service as registry
 from cloche.registry import upload
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
+from cloche.registry.inspection import inspect_here
 from cloche.runtimes.base import LoadedModel
 from cloche.store.artifacts import Progress
 from cloche.store.store import Store
@@ -46,6 +48,8 @@ class LocalTransport:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.actor = local_actor()
+        # Whoever can open CLOCHE_HOME owns it (it is owner-only): the local user is its admin.
+        self.principal = Principal(actor=self.actor, role="admin")
 
     @cached_property
     def store(self) -> Store:
@@ -85,7 +89,10 @@ class LocalModels:
             labels=labels,
             metrics=metrics,
             description=description,
-            actor=self._t.actor,
+            principal=self._t.principal,
+            # The local owner runs their own model in their own process, as they would with
+            # its framework's loader; no server secrets live here.
+            inspector=inspect_here,
             progress=progress,
         )
 

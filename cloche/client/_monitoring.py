@@ -50,6 +50,7 @@ class LocalMonitors:
             name=name,
             config=_config(config, options),
             actor=self._t.actor,
+            egress=self._t.settings.egress.policy(),
         )
 
     def list(self, *, endpoint: str | None = None) -> builtins.list[Monitor]:

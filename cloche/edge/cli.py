@@ -48,11 +48,18 @@ def serve_parser() -> argparse.ArgumentParser:
 def sync_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cloche edge sync", description=SYNC_HELP)
     p.add_argument("bundle", type=Path, metavar="DIR", help="the bundle folder being served")
-    p.add_argument("--to", required=True, metavar="URL", help="the central cloche server")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the central cloche server (a loopback or private address needs "
+        "CLOCHE_EGRESS__ALLOW, e.g. CLOCHE_EGRESS__ALLOW=10.0.0.0/8)",
+    )
     p.add_argument(
         "--token",
         default=os.environ.get("CLOCHE_TOKEN"),
-        help="central API token with the predictor role (default $CLOCHE_TOKEN)",
+        help="central API token with the edge role, made there with `cloche tokens create "
+        "--role edge` (default $CLOCHE_TOKEN)",
     )
     p.add_argument(
         "--endpoint",

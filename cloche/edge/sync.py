@@ -5,19 +5,22 @@ spool's site id, the segment's file name and its start offset; the central serve
 name it has taken (logs/ingest.py) and answers a repeat with where that chunk ended, so an
 interrupted sync resumes where the server says, and running it twice uploads nothing twice.
 The offset reached is saved after every chunk; a segment uploaded whole, and closed, is removed.
+The central server's address is checked like every outbound destination (cloche/egress.py): a
+loopback or private one needs ``CLOCHE_EGRESS__ALLOW`` on the edge machine, each upload connects
+to the address checked, and a redirect is an error, not followed.
 Standard library only: this runs on the edge machine, in the bundle's lean runtime.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from cloche.edge.spool import read_state, segment_files, site_id, write_state
+from cloche.egress import Egress, connection
 from cloche.errors import ClocheError, InvalidInput, Unavailable, error_class_for_code
 from cloche.serving.payload_log import is_closed
 
@@ -41,9 +44,11 @@ class Central:
     endpoint: str
     token: str | None
     timeout: float = TIMEOUT_S
+    egress: Egress | None = None  # default: CLOCHE_EGRESS__ALLOW from the environment
 
     def upload(self, site: str, segment: str, offset: int, chunk: bytes) -> dict[str, int]:
         target = f"{self.url.rstrip('/')}/api/v1/endpoints/{quote(self.endpoint)}/edge-logs"
+        destination = (self.egress or Egress.from_env()).check(target, what="central server")
         headers = {
             "Content-Type": "application/x-ndjson",
             "X-Cloche-Site": site,
@@ -52,30 +57,39 @@ class Central:
         }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(target, data=chunk, headers=headers, method="POST")
+        conn = connection(destination, timeout=self.timeout)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                answer: dict[str, int] = json.loads(response.read())
-                return answer
-        except urllib.error.HTTPError as exc:
-            raise _server_error(exc) from None
-        except (TimeoutError, urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+            conn.request("POST", destination.target, body=chunk, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
             raise Unavailable(
-                f"cannot reach the central server at {self.url}: {reason}",
+                f"cannot reach the central server at {self.url}: {exc or type(exc).__name__}",
                 hint="nothing was lost: the spool keeps every row not yet uploaded; run the "
                 "same command again when the link is up",
             ) from None
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise _server_error(response.status, data)
+        answer: dict[str, int] = json.loads(data)
+        return answer
 
 
-def _server_error(exc: urllib.error.HTTPError) -> ClocheError:
+def _server_error(status: int, data: bytes) -> ClocheError:
     try:
-        body = json.loads(exc.read()).get("error", {})
+        body = json.loads(data).get("error", {})
     except (ValueError, AttributeError):
         body = {}
     cls = error_class_for_code(str(body.get("code", "")))
-    message = body.get("message") or f"the central server answered HTTP {exc.code}"
-    return cls(f"{message} (nothing was lost: the spool keeps the rows)", hint=body.get("hint"))
+    message = body.get("message") or f"the central server answered HTTP {status}"
+    hint = body.get("hint")
+    if status == 403:  # the usual cause: a predictor token, which may not upload logs
+        hint = "sync with a token of the edge role: `cloche tokens create --role edge` there"
+    elif 300 <= status < 400:
+        message = f"the central server answered HTTP {status}, a redirect, which is not followed"
+        hint = "give --to the server's final URL"
+    return cls(f"{message} (nothing was lost: the spool keeps the rows)", hint=hint)
 
 
 def check_url(url: str) -> str:
@@ -91,6 +105,8 @@ def check_url(url: str) -> str:
 def sync_spool(spool: Path, central: Central, *, chunk_bytes: int = CHUNK_BYTES) -> SyncReport:
     """Upload every complete line of every segment not yet uploaded; see the module docstring."""
     check_url(central.url)
+    # Refused before anything is read (and again at each upload, which connects where it checked).
+    (central.egress or Egress.from_env()).check(central.url, what="central server")
     report = SyncReport(site=site_id(spool))
     state = read_state(spool)
     for path in segment_files(spool):

@@ -93,11 +93,15 @@ def readme(manifest: dict[str, Any], commands: list[str], *, with_wheels: bool) 
             "```",
             "",
             "Predictions are logged in this folder's spool. Send them to the central server, "
-            "where monitors count them, when a link exists:",
+            "where monitors count them, when a link exists, with a token of the edge role "
+            "(`cloche tokens create --role edge` on the central server):",
             "",
             "```bash",
             f"{VENV}/bin/cloche edge sync . --to https://CENTRAL:8080 --token TOKEN",
             "```",
+            "",
+            "A central server on a private or loopback address must be allowed first, e.g. "
+            "`CLOCHE_EGRESS__ALLOW=10.0.0.0/8` in the environment of `cloche edge sync`.",
             "",
             "Or build an image with the `Dockerfile` here.",
             "",

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cloche.logs.retention import Removed, apply_retention
 from cloche.logs.service import compact, compaction_lock
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, now: datetime | None = None) -> int:
+    """Compact, apply retention, then profile; ``now`` (default: the clock) is the time both
+    retention and profiling count back from."""
     parser = argparse.ArgumentParser(prog="python -m cloche.logs.compact")
     parser.add_argument("root", type=Path)
     parser.add_argument("--max-age-days", type=float, default=0.0, help="0: keep any age")
@@ -36,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
                     root,
                     max_age=timedelta(days=args.max_age_days) if args.max_age_days > 0 else None,
                     max_bytes=args.max_mb * 2**20 if args.max_mb > 0 else None,
+                    now=now,
                 )
     # Profiles of the new partitions, for the monitors: here, off every serving worker.
     from cloche.monitoring.log_profiles import profile_log
 
-    profile_log(root)
+    profile_log(root, now=now)
     print(json.dumps({"rows": moved, "removed": removed.as_dict()}))
     return 0
 

@@ -16,23 +16,22 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from cloche import audit
 from cloche.endpoints.service import require_endpoint
 from cloche.errors import InvalidInput
-from cloche.logs.service import log_root
-from cloche.serving.payload_log import META_COLUMNS, SEGMENT_SUFFIX
+from cloche.logs.edge_lines import relabel_lines
+from cloche.logs.service import edge_segment_name, log_root
+from cloche.serving.payload_log import SEGMENT_SUFFIX
 from cloche.store.store import Store
-from cloche.store.tables import EdgeUploadRow
+from cloche.store.tables import EdgeUploadRow, utcnow
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-ENDPOINT_AT = META_COLUMNS.index("endpoint")
-DEPLOYMENT_AT = META_COLUMNS.index("deployment_id")
-LINE_LENGTHS = (len(META_COLUMNS), len(META_COLUMNS) - 1)  # lines from before "kind" too
 ABANDONED_AFTER_S = 300.0  # an unrecorded incoming file this old lost its request
 
 
@@ -53,11 +52,12 @@ def ingest_edge_log(
         done = session.get(EdgeUploadRow, (site, segment, offset))
         if done is not None:
             return Upload(False, 0, done.end_offset)
-    lines = _relabel(body, endpoint)
+    lines = relabel_lines(body, endpoint)  # every line checked before anything is written
     root = log_root(store.home)
     staging = uuid.uuid4().hex
     incoming = _incoming(root) / f"{staging}{SEGMENT_SUFFIX}"
     _write_synced(incoming, b"".join(lines))
+    received = utcnow()  # this server's clock, kept beside the edge's on every row
     try:
         with store.transaction() as session:
             session.add(
@@ -69,6 +69,7 @@ def ingest_edge_log(
                     rows=len(lines),
                     endpoint=endpoint,
                     staging=staging,
+                    received_at=received,
                 )
             )
     except IntegrityError:  # the same chunk, sent twice at once: the other request took it
@@ -76,7 +77,7 @@ def ingest_edge_log(
         with store.transaction() as session:
             row = session.get(EdgeUploadRow, (site, segment, offset))
             return Upload(False, 0, row.end_offset if row else offset)
-    _publish(root, incoming)
+    _publish(root, incoming, received)
     return Upload(True, len(lines), offset + len(body))
 
 
@@ -90,10 +91,10 @@ def recover(store: Store) -> int:
     for path in sorted(folder.glob(f"*{SEGMENT_SUFFIX}")):
         with store.transaction() as session:
             recorded = session.scalar(
-                select(EdgeUploadRow.site).where(EdgeUploadRow.staging == path.stem)
+                select(EdgeUploadRow.received_at).where(EdgeUploadRow.staging == path.stem)
             )
         if recorded is not None:
-            _publish(root, path)
+            _publish(root, path, audit.as_utc(recorded))
             moved += 1
         elif time.time() - path.stat().st_mtime > ABANDONED_AFTER_S:
             path.unlink(missing_ok=True)
@@ -111,31 +112,6 @@ def _check_names(site: str, segment: str, offset: int) -> None:
         raise InvalidInput(f"X-Cloche-Offset must be a byte offset >= 0; got {offset}")
 
 
-def _relabel(body: bytes, endpoint: str) -> list[bytes]:
-    """The chunk's lines, each checked and set to ``endpoint`` (the edge knew only its model)."""
-    if not body.endswith(b"\n"):
-        raise InvalidInput("an edge log chunk must be whole lines, each ending in a newline")
-    lines = []
-    for number, line in enumerate(body[:-1].split(b"\n"), start=1):
-        parts = line.split(b"\t")
-        try:
-            meta = orjson.loads(parts[0]) if len(parts) == 3 else None
-        except orjson.JSONDecodeError:
-            meta = None
-        if not isinstance(meta, list) or len(meta) not in (
-            len(META_COLUMNS),
-            len(META_COLUMNS) - 1,
-        ):
-            raise InvalidInput(
-                f"line {number} of the chunk is not a cloche payload log line",
-                hint="upload a spool with `cloche edge sync`; nothing of this chunk was kept",
-            )
-        meta[ENDPOINT_AT] = endpoint
-        meta[DEPLOYMENT_AT] = None  # served at the edge, by no deployment of this server
-        lines.append(b"%s\t%s\t%s\n" % (orjson.dumps(meta), parts[1], parts[2]))
-    return lines
-
-
 def _incoming(root: Path) -> Path:
     folder = root / "incoming"
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,8 +125,8 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _publish(root: Path, incoming: Path) -> None:
+def _publish(root: Path, incoming: Path, received: datetime) -> None:
     """Into the segments compaction reads (no lock file: a closed segment)."""
     segments = root / "segments"
     segments.mkdir(parents=True, exist_ok=True)
-    os.replace(incoming, segments / f"edge-{incoming.name}")
+    os.replace(incoming, segments / edge_segment_name(incoming.stem, received))

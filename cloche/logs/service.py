@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,9 @@ from cloche.serving.payload_log import META_COLUMNS, SEGMENT_SUFFIX, is_closed, 
 from cloche.store.store import Store
 
 ENDPOINT_AT = META_COLUMNS.index("endpoint")
+# An edge upload's segment is named with the time the central server received it (ms since the
+# epoch), which compaction writes beside each row: the segment format itself has no room for it.
+EDGE_SEGMENT = re.compile(r"^edge-(\d{1,15})-[0-9a-f]+$")
 
 
 class LogStats(BaseModel):
@@ -88,6 +92,17 @@ def parse_since(value: str | datetime | None, *, now: datetime | None = None) ->
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def edge_segment_name(staging: str, received_at: datetime) -> str:
+    """The segment name of an edge upload received at ``received_at``."""
+    return f"edge-{int(received_at.timestamp() * 1000)}-{staging}{SEGMENT_SUFFIX}"
+
+
+def received_at(segment: Path) -> datetime | None:
+    """When the central server received an edge upload's segment; None for its own rows."""
+    found = EDGE_SEGMENT.match(segment.stem)
+    return datetime.fromtimestamp(int(found.group(1)) / 1000, UTC) if found else None
+
+
 def compact(root: Path) -> int:
     """Move every closed segment into Parquet partitions; return how many rows moved.
 
@@ -121,7 +136,7 @@ def _compact_segments(root: Path) -> int:
     for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
         if not is_closed(segment):
             continue
-        table = rows_to_table(list(read_segment(segment)))
+        table = rows_to_table(list(read_segment(segment)), received_at=received_at(segment))
         if table.num_rows:
             _write_partitions(root, table, segment.stem)
         moved += table.num_rows
@@ -180,7 +195,7 @@ def read_segments(root: Path, endpoint: str) -> pa.Table:
     for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
         found = [line for line in read_segment(segment) if line[0][ENDPOINT_AT] == endpoint]
         if found:
-            parts.append(rows_to_table(found))
+            parts.append(rows_to_table(found, received_at=received_at(segment)))
     return pa.concat_tables(parts)
 
 
@@ -247,6 +262,8 @@ def rows(table: pa.Table) -> list[dict[str, Any]]:
     out = []
     for row in table.to_pylist():
         row["time"] = row["time"].isoformat()
+        if row.get("received_at") is not None:
+            row["received_at"] = row["received_at"].isoformat()
         for key in ("inputs", "outputs"):
             if isinstance(row[key], str):
                 # A failed request's raw body stays as text.

@@ -7,6 +7,7 @@ server included, writes its log without pyarrow.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -29,18 +30,23 @@ SCHEMA = pa.schema(
         ("outputs", pa.string()),
         ("error", pa.string()),
         ("kind", pa.string()),
+        # When the central server took the row from an edge server's upload (``time`` is the
+        # edge's clock); null for rows served here. Partitions written before it read as null.
+        ("received_at", pa.timestamp("ms", tz="UTC")),
     ]
 )
 
 
-def rows_to_table(lines: Sequence[Line]) -> pa.Table:
-    """Segment lines as a table with SCHEMA (inputs and outputs as JSON text)."""
+def rows_to_table(lines: Sequence[Line], *, received_at: datetime | None = None) -> pa.Table:
+    """Segment lines as a table with SCHEMA (inputs and outputs as JSON text); an edge
+    upload's segment passes the time the central server received it."""
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
     for meta, inputs, outputs in lines:
         for name, value in zip(META_COLUMNS, meta, strict=True):
             columns[name].append(value)
         columns["inputs"].append(_text(inputs))
         columns["outputs"].append(_text(outputs))
+    columns["received_at"] = [received_at] * len(lines)
     return pa.Table.from_pydict(columns, schema=SCHEMA)
 
 

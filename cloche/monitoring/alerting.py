@@ -153,7 +153,7 @@ def _send(message: AlertMessage | None, config: MonitorConfig, settings: Setting
     if message is None or not config.alerts:
         return []
     channels = [parse_channel(spec) for spec in config.alerts]
-    return deliver_all(channels, message, settings=settings.alerts)
+    return deliver_all(channels, message, settings=settings.alerts, egress=settings.egress.policy())
 
 
 def _record(

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloche import audit
+from cloche.egress import Egress
 from cloche.endpoints.service import require_endpoint
 from cloche.errors import (
     AlertNotFound,
@@ -22,10 +23,16 @@ from cloche.store.store import Store
 from cloche.store.tables import AlertRow, MonitorRow, MonitorRunRow, utcnow
 
 
-def _check_channels(config: MonitorConfig) -> MonitorConfig:
+def _check_channels(config: MonitorConfig, egress: Egress) -> MonitorConfig:
+    """Each channel's spec, and a webhook's destination (checked again at every delivery; a
+    ``webhook:env:`` URL is read, and so checked, only then)."""
     from cloche.alerts.channels import parse_channel
 
-    return config.model_copy(update={"alerts": [str(parse_channel(a)) for a in config.alerts]})
+    channels = [parse_channel(a) for a in config.alerts]
+    for channel in channels:
+        if channel.url is not None:
+            egress.check(channel.url, what="webhook")
+    return config.model_copy(update={"alerts": [str(c) for c in channels]})
 
 
 def create_monitor(
@@ -35,10 +42,15 @@ def create_monitor(
     config: MonitorConfig,
     name: str | None = None,
     actor: str = "local",
+    egress: Egress | None = None,
 ) -> Monitor:
-    """Watch an endpoint's traffic; the first run is one interval from now."""
+    """Watch an endpoint's traffic; the first run is one interval from now.
+
+    A webhook channel must lead where ``egress`` allows (by default public addresses only;
+    callers pass ``Settings.egress.policy()``), else DestinationRefused.
+    """
     name = check_name(name or endpoint)
-    config = _check_channels(config)
+    config = _check_channels(config, egress or Egress())
     with store.transaction() as session:
         require_endpoint(session, endpoint)
         if session.scalar(select(MonitorRow.id).where(MonitorRow.name == name)) is not None:

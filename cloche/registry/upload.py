@@ -1,5 +1,6 @@
-"""Registering a model version: check, hash and store the files, load them once, infer the
-signature, then number the version in one transaction.
+"""Registering a model version: check the upload and who sends it, hash and store the files,
+load them once (through an inspector) to infer the signature, then number the version in one
+transaction.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from cloche import audit
+from cloche.auth.roles import Principal
 from cloche.errors import Conflict, InvalidInput, PayloadTooLarge
 from cloche.registry import baselines
 from cloche.registry.entities import ModelVersion
+from cloche.registry.inspection import Inspector, InspectRequest
 from cloche.registry.refs import check_alias, check_name
 from cloche.registry.service import check_labels, point_alias, version_entity
-from cloche.registry.signatures import Signature
-from cloche.runtimes.base import LoadedModel
+from cloche.registry.trust import authorize_upload
 from cloche.store.artifacts import Progress, combined_digest, list_source_files
 from cloche.store.store import Store
 from cloche.store.tables import ModelRow, VersionRow, utcnow
@@ -31,6 +33,8 @@ def upload_model(
     *,
     source: Path,
     name: str,
+    principal: Principal,
+    inspector: Inspector,
     framework: str | None = None,
     sample: Path | None = None,
     baseline: Path | None = None,
@@ -38,12 +42,14 @@ def upload_model(
     labels: Mapping[str, str] | None = None,
     metrics: Mapping[str, float] | None = None,
     description: str = "",
-    actor: str = "local",
     progress: Progress | None = None,
 ) -> ModelVersion:
-    """Register a model file or folder as the next version of ``name``."""
+    """Register a model file or folder as the next version of ``name``.
+
+    ``inspector`` loads the model to infer its signature: ``inspect_here`` for the local owner,
+    a ``ChildInspector`` in a server (see ``inspection.py``).
+    """
     from cloche.registry.detect import detect_framework
-    from cloche.runtimes import get_runtime
 
     check_name(name)
     aliases = [check_alias(a) for a in aliases]
@@ -51,13 +57,22 @@ def upload_model(
     source = Path(source)
     _check_size(store, source)
     framework = framework or detect_framework(source)
-    runtime = get_runtime(framework)
+    # Detection only reads bytes; from here on the upload is stored and loaded, which a role
+    # without the right to publish code must not reach for a format whose loading runs code.
+    authorize_upload(principal, framework=framework, source=source)
+    actor = principal.actor
     key = f"models/{name}/{uuid.uuid4().hex}"
     files = store.artifacts.put(key, source, progress=progress)
     baseline_meta = None
     try:
-        loaded = runtime.load(store.artifacts.local_dir(key, files))
-        signature = _infer_signature(loaded, sample=sample, baseline=baseline)
+        signature = inspector(
+            InspectRequest(
+                framework=framework,
+                model_path=store.artifacts.local_dir(key, files),
+                sample=sample,
+                baseline=baseline,
+            )
+        )
         if baseline is not None:
             baseline_meta = baselines.store_baseline(store, name=name, path=baseline)
         row = VersionRow(
@@ -97,22 +112,6 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
-
-
-def _infer_signature(
-    loaded: LoadedModel, *, sample: Path | None, baseline: Path | None
-) -> Signature:
-    from cloche.registry.datasets import read_table
-    from cloche.registry.signatures import from_table
-
-    signature = loaded.signature()
-    data = sample or baseline
-    if data is not None:
-        source = "sample" if sample is not None else "baseline"
-        signature = signature.merged_with(
-            from_table(read_table(data, max_rows=10_000), source=source)
-        )
-    return signature
 
 
 def _insert_version(

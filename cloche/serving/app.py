@@ -25,7 +25,7 @@ from cloche.errors import (
     InvalidInput,
     NotFound,
 )
-from cloche.serving.auth import TokenCache
+from cloche.serving.auth import TokenCache, refuse_forwarded
 from cloche.serving.calls import (
     INLINE_DECODE_BYTES,
     MAX_LOGGED_BYTES,
@@ -149,8 +149,10 @@ class DataPlane:
             if path.endswith(":predict") and path.startswith("/v1/models/"):
                 # The hot path, inline: a coroutine frame less per request is measurable.
                 authorization = headers.get(b"authorization")
-                if authorization is not None or self.auth.required:  # else: the local user
+                if authorization is not None or self.auth.required:
                     await self.auth.principal(authorization)
+                else:  # the local user, unless a proxy relayed the request
+                    refuse_forwarded(headers)
                 if scope["method"] != "POST":
                     raise NotFound(f"no such route: {scope['method']} {path}", hint=ROUTES_HINT)
                 route = self.router.endpoint(path[len("/v1/models/") : -len(":predict")])
@@ -207,8 +209,11 @@ class DataPlane:
         self, scope: dict[str, Any], headers: dict[bytes, bytes], receive: Receive, call: Call
     ) -> Response:
         path, method = scope["path"], scope["method"]
+        authorization = headers.get(b"authorization")
         if path == "/metrics" and self.render_metrics is not None:
-            await self.auth.principal(headers.get(b"authorization"), Permission.READ)
+            if authorization is None and not self.auth.required:
+                refuse_forwarded(headers)
+            await self.auth.principal(authorization, Permission.READ)
             text = await asyncio.to_thread(self.render_metrics)
             return Response(200, text.encode(), content_type=PROMETHEUS)
         if path.startswith("/v2/health/"):
@@ -216,10 +221,11 @@ class DataPlane:
         if path == "/v2" or path == "/v2/":
             info = {"name": "cloche", "version": __version__, "extensions": ["binary_tensor_data"]}
             return _json(200, info)
-        authorization = headers.get(b"authorization")
         principal = LOCAL_USER
-        if authorization is not None or self.auth.required:  # else: the local user, allowed
+        if authorization is not None or self.auth.required:
             principal = await self.auth.principal(authorization)
+        else:  # the local user, unless a proxy relayed the request
+            refuse_forwarded(headers)
         if path.startswith("/v1/models/"):  # (":predict" is served in __call__)
             rest = path[len("/v1/models/") :]
             if method == "POST" and rest.endswith(":feedback"):

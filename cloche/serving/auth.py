@@ -9,14 +9,34 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from cloche.auth.roles import LOCAL_USER, Permission, Principal, authorize
-from cloche.errors import Unauthorized
+from cloche.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from cloche.store.store import Store
+
+
+# Headers a reverse proxy adds: a request carrying one did not start on this machine.
+FORWARDED_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
+
+
+def refuse_forwarded(headers: Mapping[bytes, bytes]) -> None:
+    """Refuse a token-less request relayed by a proxy: an open loopback bind is for this machine.
+
+    Behind a proxy every request arrives from loopback, so "loopback" no longer means "this
+    machine's user". Called only where no token is required, so it costs nothing otherwise.
+    """
+    for name in FORWARDED_HEADERS:
+        if name in headers:
+            raise Forbidden(
+                f"this server serves without tokens only to this machine, and the request "
+                f"came through a proxy ({name.decode()})",
+                hint="behind a proxy, set CLOCHE_AUTH__REQUIRED=true on the server and send "
+                "'Authorization: Bearer <token>'",
+            )
 
 
 class TokenCache:

@@ -1,6 +1,7 @@
 """Open Inference Protocol v2 over gRPC, served from the same Router as the REST data plane.
 
-The servicer is an edge like ``app.py``: it authenticates, routes (traffic split, or the version
+Calls are authenticated by ``grpc_auth.AuthInterceptor`` before their message is read. The
+servicer is an edge like ``app.py``: it routes (traffic split, or the version
 a request pins; shadows get a copy), decodes with ``protocols.v2_grpc``, awaits the deployment's
 batcher and encodes. Predictions reach the payload log as REST ones do: answered ones from their
 batch, failed ones from here. Errors leave through one status table. The server runs on the
@@ -31,6 +32,7 @@ from cloche.serving.router import Router
 try:
     import grpc
 
+    from cloche.serving.grpc_auth import AuthInterceptor
     from cloche.serving.protocols.grpc_gen import grpc_predict_v2_pb2 as pb
     from cloche.serving.protocols.grpc_gen import grpc_predict_v2_pb2_grpc as pb_grpc
     from cloche.serving.protocols.v2_grpc import decode_grpc, encode_grpc
@@ -94,7 +96,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     """``inference.GRPCInferenceService`` over one worker's Router."""
 
     router: Router
-    auth: TokenCache
     draining: bool = False
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -114,7 +115,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
-        await self._authenticate(context)
         route = self.router.endpoint(request.name)  # NotFound, as on REST
         try:
             route.version(request.version) if request.version else route.choose()
@@ -126,7 +126,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelMetadataResponse:
-        await self._authenticate(context)
         meta = model_metadata(self.router.endpoint(request.name), request.version or None)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
@@ -142,7 +141,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
         started = time.perf_counter()
-        await self._authenticate(context)
         route = self.router.endpoint(request.model_name)
         version = request.model_version
         deployment = route.version(version) if version else route.choose()
@@ -181,13 +179,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         if self.router.metrics is not None:
             seconds = time.perf_counter() - started
             self.router.metrics.request(endpoint, deployment.spec.ref, status, seconds)
-
-    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
-        token = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                token = value.encode("latin-1") if isinstance(value, str) else value
-        await self.auth.principal(token)
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -244,6 +235,7 @@ async def start_grpc_server(
     """
     limit = max_message_mb * 2**20
     server = grpc.aio.server(
+        interceptors=[AuthInterceptor(auth, status_for, details_of)],
         options=[
             # Over the limit, gRPC itself answers RESOURCE_EXHAUSTED before the servicer runs.
             ("grpc.max_receive_message_length", limit),
@@ -254,7 +246,7 @@ async def start_grpc_server(
         ],
         maximum_concurrent_rpcs=max_calls,
     )
-    servicer = InferenceServicer(router, auth)
+    servicer = InferenceServicer(router)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

@@ -116,7 +116,8 @@ class SegmentWriter:
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"seg-{os.getpid()}-{time.time_ns()}"
         self.path = folder / f"{stem}{SEGMENT_SUFFIX}"
-        self._lock: IO[bytes] = (folder / f"{stem}.lock").open("wb")
+        lock_fd = os.open(folder / f"{stem}.lock", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._lock: IO[bytes] = os.fdopen(lock_fd, "wb")
         # Compaction takes this lock to know a segment is closed (its writer is gone).
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

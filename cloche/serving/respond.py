@@ -23,7 +23,6 @@ _CYCLE: type[Any] | None
 _STATUS_LINE: dict[int, bytes]
 try:  # uvicorn[standard] brings httptools; without it there is only the ASGI way
     from uvicorn.protocols.http import httptools_impl
-    from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
     _CYCLE, _STATUS_LINE = httptools_impl.RequestResponseCycle, httptools_impl.STATUS_LINE
 except ImportError:  # pragma: no cover
@@ -97,9 +96,9 @@ class Responder:
             scope = cycle.scope
             cycle.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
-                get_client_addr(scope),
+                client_addr(scope),
                 scope["method"],
-                get_path_with_query_string(scope),
+                path_with_query(scope),
                 scope["http_version"],
                 status,
             )
@@ -110,3 +109,21 @@ class Responder:
         message_event.set()  # a receive() still waiting learns the request is over
         on_response()  # keep-alive timer, the next pipelined request
         return True
+
+
+# The access line's parts, from the ASGI scope alone: uvicorn's own helpers changed what they
+# need from the scope between releases (0.55 reads ``raw_path``, which not every scope holds).
+def client_addr(scope: dict[str, Any]) -> str:
+    """``host:port`` of the client, or "" when the server did not say."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""
+
+
+def path_with_query(scope: dict[str, Any]) -> str:
+    """The request target as the client sent it (quotes escaped for the log line)."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope.get("path", "")
+    query = scope.get("query_string", b"")
+    if query:
+        path = f"{path}?{query.decode('latin-1')}"
+    return path.replace('"', "%22")

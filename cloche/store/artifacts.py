@@ -81,7 +81,7 @@ class ArtifactStore:
         self.is_local = "file" in protocols
         self.cache_dir = cache_dir
         if self.is_local:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            Path(self.root).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _path(self, key: str, rel: str = "") -> str:
         key = _safe_relpath(key)
@@ -118,7 +118,7 @@ class ArtifactStore:
                 size += len(chunk)
                 dst.write(chunk)
         if self.is_local:
-            os.chmod(target, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.chmod(target, stat.S_IRUSR)  # read-only, and the owner's only
         return {"sha256": digest.hexdigest(), "size": size}
 
     def local_dir(self, key: str, files: dict[str, dict[str, Any]]) -> Path:

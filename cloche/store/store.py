@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from cloche.config import Settings
 from cloche.store.artifacts import ArtifactStore
 from cloche.store.db import Database, open_database
+from cloche.store.private import private_dir, private_file
 
 
 class Store:
@@ -26,10 +27,13 @@ class Store:
 
     @classmethod
     def open(cls, settings: Settings) -> Store:
-        home = settings.home.resolve()
-        home.mkdir(parents=True, exist_ok=True)
+        home = private_dir(settings.home.resolve())
+        db = open_database(settings.database_url)
+        if settings.db_url is None:  # SQLite in home: the file and its WAL are the owner's only
+            for suffix in ("", "-wal", "-shm"):
+                private_file(home / f"cloche.db{suffix}")
         return cls(
-            open_database(settings.database_url),
+            db,
             ArtifactStore(settings.artifacts_url, cache_dir=home / "cache"),
             home=home,
             max_upload_bytes=settings.max_upload_bytes,

@@ -44,6 +44,16 @@ class UpProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def home(self) -> Path:
+        return self.log_path.parent
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers with the local admin token `cloche up` wrote to its home."""
+        token = (self.home / "local-token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
     def fail(self, why: str) -> ServerFailed:
         return ServerFailed(f"{why}\n--- cloche up log ---\n{self.log()[-4000:]}")
 

@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cloche.auth.roles import LOCAL_USER
 from cloche.export.service import export_model
+from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.store.store import Store
 
@@ -81,7 +83,9 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def bundle(store: Store, sklearn_model_file: Path, tmp_path: Path) -> Path:
-    upload_model(store, source=sklearn_model_file, name="churn")
+    upload_model(
+        store, principal=LOCAL_USER, inspector=inspect_here, source=sklearn_model_file, name="churn"
+    )
     out = tmp_path / "churn-edge"
     export_model(store, "churn:1", out, with_wheels=True)
     return out

@@ -143,13 +143,18 @@ def test_at_the_spool_cap_rows_are_refused_and_counted(bundle: Path) -> None:
     assert logged_rows(bundle) + refused == 20
 
 
-def run_cli(home: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+LOOPBACK = {"CLOCHE_EGRESS__ALLOW": "127.0.0.1"}  # the central server of these tests
+
+
+def run_cli(
+    home: Path, *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         cloche_command(*(str(a) for a in args)),
         capture_output=True,
         text=True,
         timeout=120,
-        env=server_env(home),
+        env=server_env(home, env),
     )
 
 
@@ -173,13 +178,18 @@ def test_export_serve_offline_then_sync_and_the_central_monitor_counts_the_edge_
             answer = httpx.post(f"{url}/v1/models/churn:predict", json={"instances": [row]})
             assert answer.status_code == 200, answer.text
     assert logged_rows(bundle) == 30
-    with cloche_up(central) as server:
-        sync = run_cli(central, "edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7")
-        assert sync.returncode == 0, sync.stderr
-        assert "uploaded 30 rows" in sync.stdout
-        again = run_cli(
-            central, "edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7"
-        )
+    edge_token = run_cli(central, "tokens", "create", "--role", "edge").stdout.strip()
+    predictor = run_cli(central, "tokens", "create", "--role", "predictor").stdout.strip()
+    with cloche_up(central, env={"CLOCHE_AUTH__REQUIRED": "true"}) as server:
+        sync = ("edge", "sync", bundle, "--to", server.url, "--endpoint", "plant-7")
+        not_allowed = run_cli(central, *sync, "--token", edge_token)
+        assert not_allowed.returncode == 3 and "CLOCHE_EGRESS__ALLOW" in not_allowed.stderr
+        refused = run_cli(central, *sync, "--token", predictor, env=LOOPBACK)
+        assert refused.returncode == 3 and "--role edge" in refused.stderr
+        done = run_cli(central, *sync, "--token", edge_token, env=LOOPBACK)
+        assert done.returncode == 0, done.stderr
+        assert "uploaded 30 rows" in done.stdout
+        again = run_cli(central, *sync, "--token", edge_token, env=LOOPBACK)
         assert again.returncode == 0 and "uploaded 0 rows" in again.stdout
     assert run_cli(central, "monitors", "create", "plant-7", "--window", "1h").returncode == 0
     run = run_cli(central, "monitors", "run", "plant-7", "--json")
@@ -193,7 +203,9 @@ def test_sync_to_an_unreachable_server_exits_6_and_keeps_the_spool(bundle: Path)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    done = run_cli(bundle.parent, "edge", "sync", bundle, "--to", f"http://127.0.0.1:{port}")
+    done = run_cli(
+        bundle.parent, "edge", "sync", bundle, "--to", f"http://127.0.0.1:{port}", env=LOOPBACK
+    )
     assert done.returncode == 6
     assert "cannot reach the central server" in done.stderr and "nothing was lost" in done.stderr
     assert logged_rows(bundle) == 1

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from cloche import __version__
+from cloche.auth import tokens
+from cloche.config import Settings
+from cloche.store.store import Store
 from tests.e2e._cli import cloche, ok_json
+from tests.integration.conftest import run_server
 
 
 @pytest.fixture
@@ -221,3 +225,25 @@ def test_unexpected_errors_exit_1_without_a_traceback(
     monkeypatch.setenv("CLOCHE_DEBUG", "1")
     debug = cloche("models", "list")
     assert isinstance(debug.exception, RuntimeError)
+
+
+def test_uploading_a_joblib_model_to_a_server_needs_a_publisher_token(
+    settings: Settings, sklearn_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with run_server(settings) as server:
+        store = Store.open(settings)
+        try:
+            deployer, publisher = (
+                tokens.create_token(store, role=role).token for role in ("deployer", "publisher")
+            )
+        finally:
+            store.close()
+        monkeypatch.setenv("CLOCHE_URL", server.url)
+        monkeypatch.setenv("CLOCHE_TOKEN", deployer)
+        refused = cloche("models", "upload", sklearn_model_file, "--name", "churn")
+        assert refused.exit_code == 3, refused.output
+        assert "uploading a joblib model runs its code when loaded" in refused.stderr
+        assert "publisher" in refused.stderr
+
+        monkeypatch.setenv("CLOCHE_TOKEN", publisher)
+        assert ok_json("models", "upload", sklearn_model_file, "--name", "churn")["version"] == 1

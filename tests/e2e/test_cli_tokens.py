@@ -8,6 +8,7 @@ import queue
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -18,6 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from cloche.auth.local_token import ensure_local_token, read_local_token
+from cloche.config import Settings
+from cloche.store.store import Store
 from tests.e2e._cli import cloche, ok_json
 
 CLOCHE = str(Path(sys.executable).with_name("cloche"))
@@ -58,13 +62,42 @@ def test_list_when_empty_says_how_to_create() -> None:
 def test_bad_role_exits_2_and_names_the_roles() -> None:
     result = cloche("tokens", "create", "--role", "root")
     assert result.exit_code == 2
-    assert "unknown role 'root'" in result.stderr and "admin, deployer" in result.stderr
+    assert "unknown role 'root'" in result.stderr
+    assert "admin, publisher, deployer, edge" in result.stderr
+
+
+def test_create_help_lists_every_role() -> None:
+    result = cloche("tokens", "create", "--help")
+    assert result.exit_code == 0, result.output
+    help_text = " ".join(result.stdout.split())
+    for role in ("admin", "publisher", "deployer", "edge", "predictor", "viewer"):
+        assert role in help_text
+    assert "run code when loaded" in help_text
 
 
 def test_revoking_an_unknown_token_exits_4() -> None:
     result = cloche("tokens", "revoke", "abcdef123456", "--json")
     assert result.exit_code == 4
     assert json.loads(result.stderr)["error"]["code"] == "token_not_found"
+
+
+def test_tokens_local_prints_the_local_admin_token() -> None:
+    settings = Settings()  # CLOCHE_HOME of this test
+    store = Store.open(settings)
+    try:
+        ensure_local_token(store)
+    finally:
+        store.close()
+    result = cloche("tokens", "local")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{read_local_token(settings.home)}\n"  # only the secret
+
+
+def test_tokens_local_without_a_token_says_to_start_the_server() -> None:
+    result = cloche("tokens", "local")
+    assert result.exit_code == 4
+    assert "no local admin token" in result.stderr and "cloche up" in result.stderr
+    assert result.stdout == ""
 
 
 def test_up_refuses_a_public_bind_without_auth(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,10 +135,10 @@ def _lines(stream: Any) -> tuple[queue.Queue[str], threading.Thread]:
     return lines, reader
 
 
-def _read_banner(lines: queue.Queue[str], deadline: float) -> tuple[str, str]:
-    url = token = None
-    seen = []
-    while (url is None or token is None) and time.monotonic() < deadline:
+def _read_banner(lines: queue.Queue[str], deadline: float) -> tuple[str, list[str]]:
+    url = None
+    seen: list[str] = []
+    while not any("Ctrl-C" in line for line in seen) and time.monotonic() < deadline:
         try:
             line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
         except queue.Empty:
@@ -113,10 +146,8 @@ def _read_banner(lines: queue.Queue[str], deadline: float) -> tuple[str, str]:
         seen.append(line)
         if m := re.search(r"running at (http://\S+)", line):
             url = m.group(1)
-        if m := re.search(r"^\s+(cl_\S+)\s*$", line):
-            token = m.group(1)
-    assert url and token, f"no URL and admin token in the output of cloche up: {seen}"
-    return url, token
+    assert url, f"no URL in the output of cloche up: {seen}"
+    return url, seen
 
 
 @pytest.mark.slow
@@ -133,29 +164,42 @@ def test_up_serves_the_registry_over_http_and_stops_cleanly(
         text=True,
     )
     lines, reader = _lines(server.stdout)
+    home = tmp_path / "home"
     try:
-        url, token = _read_banner(lines, time.monotonic() + 60)
-        headers = {"Authorization": f"Bearer {token}"}
+        url, banner = _read_banner(lines, time.monotonic() + 60)
+        token = read_local_token(home)
+        assert token is not None
+        assert not any(token in line for line in banner)  # the secret stays in its file
+        assert "cloche tokens local" in "".join(banner)
         deadline = time.monotonic() + 30
         while True:
             try:
-                listed = httpx.get(f"{url}/api/v1/models", headers=headers, timeout=5)
+                refused = httpx.get(f"{url}/api/v1/models", timeout=5)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "cloche up never answered"
                 time.sleep(0.1)
+        assert refused.status_code == 401 and "cloche tokens local" in refused.text
+        headers = {"Authorization": f"Bearer {token}"}
+        listed = httpx.get(f"{url}/api/v1/models", headers=headers, timeout=5)
         assert listed.status_code == 200, listed.text
         assert [m["name"] for m in listed.json()] == ["churn"]
 
+        # No CLOCHE_TOKEN: the CLI reads the local token by itself for a loopback URL.
         cli = subprocess.run(
             [CLOCHE, "models", "list", "--json"],
-            env={**env, "CLOCHE_URL": url, "CLOCHE_TOKEN": token},
+            env={**env, "CLOCHE_URL": url},
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert cli.returncode == 0, cli.stderr
         assert [m["name"] for m in json.loads(cli.stdout)] == ["churn"]
+
+        # Owner-only: the home, its database and the token file.
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert stat.S_IMODE((home / "local-token").stat().st_mode) == 0o600
+        assert stat.S_IMODE((home / "cloche.db").stat().st_mode) & 0o077 == 0
     finally:
         server.send_signal(signal.SIGTERM)
         try:

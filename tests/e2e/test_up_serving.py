@@ -235,7 +235,7 @@ def test_two_servers_on_one_database_serve_a_deploy_made_through_either(
     with (
         cloche_up(tmp_path / "a", env=shared) as a,
         cloche_up(tmp_path / "b", env=shared) as b,
-        cloche.Client(a.url) as via_a,
+        cloche.Client(a.url, home=a.home) as via_a,  # A's local token, from its home
         httpx.Client(base_url=b.url, timeout=10) as http_b,
     ):
         deploy_churn(via_a, sklearn_model_file)

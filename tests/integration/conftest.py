@@ -13,14 +13,34 @@ import pytest
 import uvicorn
 
 import cloche
+from cloche.auth.local_token import ensure_local_token, read_local_token
 from cloche.config import Settings
 from cloche.serving.server import build_app
+from cloche.store.store import Store
 
 
 @dataclass(frozen=True)
 class LiveServer:
     url: str
     settings: Settings
+    token: str  # the local admin token, as `cloche up` writes it to CLOCHE_HOME/local-token
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers that send the local admin token (raw httpx calls; the SDK reads it itself)."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def local_admin_token(settings: Settings) -> str:
+    """What `cloche up` does first: make sure CLOCHE_HOME/local-token holds an admin token."""
+    store = Store.open(settings)
+    try:
+        ensure_local_token(store)
+    finally:
+        store.close()
+    token = read_local_token(settings.home)
+    assert token is not None
+    return token
 
 
 @contextmanager
@@ -29,6 +49,7 @@ def run_server(settings: Settings, **options: Any) -> Iterator[LiveServer]:
 
     ``options`` are more uvicorn settings, such as ``cloche up``'s connection limits.
     """
+    token = local_admin_token(settings)
     config = uvicorn.Config(
         build_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
     )
@@ -43,7 +64,7 @@ def run_server(settings: Settings, **options: Any) -> Iterator[LiveServer]:
     # Port 0 lets the OS pick a free port, with no race against other processes.
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings)
+        yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings, token=token)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -21,6 +21,7 @@ from cloche.alerts.channels import parse_channel
 from cloche.alerts.delivery import Delivery, deliver, deliver_all
 from cloche.alerts.digest import AlertMessage, Breach
 from cloche.alerts.settings import DeliverySettings
+from cloche.egress import Egress
 from tests.integration._receivers import Mailbox, Webhook, smtp_receiver, webhook_receiver
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -35,6 +36,8 @@ MESSAGE = AlertMessage(
         Breach("drift:spend", 0.52, 0.3, "Jensen-Shannon divergence, log base 2"),
     ),
 )
+# The receivers of these tests listen on loopback, which deliveries refuse unless allowed.
+LOOPBACK = Egress.from_allow("127.0.0.1")
 FAST = {"attempts": 3, "backoff_s": 0.01, "timeout_s": 1.0}
 PASSWORD = "pa55-w0rd-that-must-not-leak"
 
@@ -74,7 +77,7 @@ def silent_port() -> Iterator[int]:
 
 
 def test_a_webhook_gets_the_text_and_the_structured_alert(receiver: Webhook) -> None:
-    d = deliver(hook(receiver), MESSAGE, settings=fast())
+    d = deliver(hook(receiver), MESSAGE, settings=fast(), egress=LOOPBACK)
     assert (d.ok, d.attempts, d.last_error) == (True, 1, None)
     assert d.delivered_at is not None and d.channel == f"webhook:{receiver.url}"
     [body] = receiver.bodies
@@ -86,7 +89,7 @@ def test_a_webhook_gets_the_text_and_the_structured_alert(receiver: Webhook) -> 
 
 def test_a_webhook_that_fails_twice_gets_it_on_the_third_try(receiver: Webhook) -> None:
     receiver.fail_first = 2
-    d = deliver(hook(receiver), MESSAGE, settings=fast())
+    d = deliver(hook(receiver), MESSAGE, settings=fast(), egress=LOOPBACK)
     assert (d.ok, d.attempts) == (True, 3)
     assert len(receiver.bodies) == 3
 
@@ -97,7 +100,7 @@ def test_a_webhook_that_stays_down_is_reported_not_raised(
     receiver.status = 503
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="cloche.alerts"):
-        d = deliver(hook(receiver), MESSAGE, settings=fast())
+        d = deliver(hook(receiver), MESSAGE, settings=fast(), egress=LOOPBACK)
     assert time.monotonic() - started < 2
     assert (d.ok, d.attempts, d.delivered_at) == (False, 3, None)
     assert d.last_error is not None and "answered 503 Service Unavailable" in d.last_error
@@ -108,11 +111,12 @@ def test_a_webhook_that_stays_down_is_reported_not_raised(
 
 def test_a_client_error_is_not_retried(receiver: Webhook) -> None:
     receiver.status = 400
-    d = deliver(hook(receiver), MESSAGE, settings=fast())
+    d = deliver(hook(receiver), MESSAGE, settings=fast(), egress=LOOPBACK)
     assert (d.ok, d.attempts) == (False, 1)
     assert d.last_error is not None
-    assert "answered 400 Bad Request: invalid_payload: no text field" in d.last_error
-    assert "not retried" in d.last_error
+    assert "answered 400 Bad Request" in d.last_error and "not retried" in d.last_error
+    # The receiver's own words (its body, its reason phrase) are never stored.
+    assert "invalid_payload" not in d.last_error and "no text field" not in d.last_error
     assert len(receiver.bodies) == 1
 
 
@@ -120,23 +124,68 @@ def test_a_client_error_is_not_retried(receiver: Webhook) -> None:
 def test_later_please_is_retried(receiver: Webhook, status: int) -> None:
     receiver.fail_first, receiver.status = 0, status
     receiver.headers = {"Retry-After": "0"}
-    d = deliver(hook(receiver), MESSAGE, settings=fast(attempts=2))
+    d = deliver(hook(receiver), MESSAGE, settings=fast(attempts=2), egress=LOOPBACK)
     assert (d.ok, d.attempts) == (False, 2)
     assert d.last_error is not None and "not retried" not in d.last_error
 
 
 def test_a_redirect_is_not_followed(receiver: Webhook) -> None:
-    receiver.status = 302
-    receiver.headers = {"Location": "http://127.0.0.1:1/elsewhere"}
-    d = deliver(hook(receiver), MESSAGE, settings=fast())
+    with webhook_receiver("/elsewhere") as elsewhere:
+        receiver.status = 302
+        receiver.headers = {"Location": elsewhere.url}
+        d = deliver(hook(receiver), MESSAGE, settings=fast(), egress=LOOPBACK)
     assert (d.ok, d.attempts) == (False, 1)
     assert d.last_error is not None and "redirects are not followed" in d.last_error
+    assert elsewhere.bodies == [] and len(receiver.bodies) == 1
+
+
+def test_webhook_to_loopback_is_refused_unless_allowed(receiver: Webhook) -> None:
+    refused = deliver(hook(receiver), MESSAGE, settings=fast())
+    assert (refused.ok, refused.attempts) == (False, 1)  # the same answer next time
+    assert refused.last_error is not None and "CLOCHE_EGRESS__ALLOW" in refused.last_error
+    assert "s3cr3t-token" not in refused.last_error
+    assert receiver.bodies == []
+    assert deliver(hook(receiver), MESSAGE, settings=fast(), egress=LOOPBACK).ok
+    assert len(receiver.bodies) == 1
+
+
+# Loopback in the notations a URL parser, a resolver or inet_aton accepts.
+NOTATIONS = ["2130706433", "0x7f000001", "0177.0.0.1", "127.1", "[::ffff:127.0.0.1]", "localhost"]
+
+
+@pytest.mark.parametrize("host", NOTATIONS)
+def test_every_notation_of_loopback_is_refused_at_delivery(receiver: Webhook, host: str) -> None:
+    port = receiver.url.split(":")[2].split("/")[0]
+    channel = parse_channel(f"webhook:http://{host}:{port}/hook")
+    d = deliver(channel, MESSAGE, settings=fast())
+    assert d.ok is False and d.last_error is not None
+    assert "loopback" in d.last_error and "CLOCHE_EGRESS__ALLOW" in d.last_error
+    assert receiver.bodies == []
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "localhost"])
+def test_an_allowed_address_is_reached_in_any_notation(receiver: Webhook, host: str) -> None:
+    port = receiver.url.split(":")[2].split("/")[0]
+    d = deliver(parse_channel(f"webhook:http://{host}:{port}/x"), MESSAGE, egress=LOOPBACK)
+    assert d.ok, d.last_error
+    assert len(receiver.bodies) == 1
+
+
+def test_an_env_webhook_is_checked_when_it_is_sent(
+    receiver: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPS_HOOK", receiver.url)
+    channel = parse_channel("webhook:env:OPS_HOOK")
+    refused = deliver(channel, MESSAGE, settings=fast())
+    assert refused.last_error is not None and "CLOCHE_EGRESS__ALLOW" in refused.last_error
+    assert "s3cr3t-token" not in refused.last_error and receiver.bodies == []
+    assert deliver(channel, MESSAGE, settings=fast(), egress=LOOPBACK).ok
 
 
 def test_a_refused_webhook_fails_quickly_without_raising(closed_port: int) -> None:
     channel = parse_channel(f"webhook:http://127.0.0.1:{closed_port}/hooks/s3cr3t-token")
     started = time.monotonic()
-    d = deliver(channel, MESSAGE, settings=fast())
+    d = deliver(channel, MESSAGE, settings=fast(), egress=LOOPBACK)
     assert time.monotonic() - started < 2
     assert (d.ok, d.attempts) == (False, 3)
     assert d.last_error is not None and "could not reach the webhook" in d.last_error
@@ -146,7 +195,7 @@ def test_a_refused_webhook_fails_quickly_without_raising(closed_port: int) -> No
 def test_a_webhook_that_never_answers_is_cut_off_by_the_timeout(silent_port: int) -> None:
     channel = parse_channel(f"webhook:http://127.0.0.1:{silent_port}/hook")
     started = time.monotonic()
-    d = deliver(channel, MESSAGE, settings=fast(attempts=2, timeout_s=0.3))
+    d = deliver(channel, MESSAGE, settings=fast(attempts=2, timeout_s=0.3), egress=LOOPBACK)
     elapsed = time.monotonic() - started
     assert 0.6 <= elapsed < 3
     assert (d.ok, d.attempts) == (False, 2)
@@ -262,7 +311,7 @@ def test_one_dead_channel_does_not_stop_the_others(
         parse_channel("log"),
     ]
     with caplog.at_level(logging.WARNING, logger="cloche.alerts"):
-        found = deliver_all(channels, MESSAGE, settings=mail_settings(smtp))
+        found = deliver_all(channels, MESSAGE, settings=mail_settings(smtp), egress=LOOPBACK)
     assert [d.ok for d in found] == [False, True, True]
     assert [d.channel for d in found] == [str(c) for c in channels]
     assert all(isinstance(d, Delivery) for d in found)

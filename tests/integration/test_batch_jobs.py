@@ -7,16 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from cloche.auth.roles import LOCAL_USER
 from cloche.batch import schedules, service
+from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.errors import (
     BatchJobNotFound,
-    Forbidden,
+    DestinationRefused,
     InvalidInput,
     JobStateConflict,
     ModelNotFound,
     ScheduleNotFound,
 )
+from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.scheduler import hold_lease, release_lease
 from cloche.store.store import Store
@@ -25,8 +28,18 @@ from cloche.store.tables import BatchJobRow
 
 @pytest.fixture
 def churn(any_store: Store, sklearn_model_file: Path) -> Store:
-    upload_model(any_store, source=sklearn_model_file, name="churn")
+    upload_model(
+        any_store,
+        principal=LOCAL_USER,
+        inspector=inspect_here,
+        source=sklearn_model_file,
+        name="churn",
+    )
     return any_store
+
+
+def _places(tmp_path: Path) -> Places:
+    return Places((tmp_path.resolve(),))
 
 
 def _spec(tmp_path: Path, **changes: object) -> JobSpec:
@@ -116,52 +129,51 @@ def test_a_running_job_whose_process_died_can_be_resumed(churn: Store, tmp_path:
     assert service.request_resume(churn, job.id).state == "queued"
 
 
-def test_paths_sent_over_the_api_must_stay_in_allowed_folders(tmp_path: Path) -> None:
-    allowed = [tmp_path / "data"]
-    inside = JobSpec(input=str(tmp_path / "data" / "*.parquet"), output=str(tmp_path / "data/o"))
-    service.confine_paths(inside, allowed)
-    for spec in (
-        JobSpec(input="/etc/passwd", output=str(tmp_path / "data/o")),
-        JobSpec(input=str(tmp_path / "data/x.csv"), output="/tmp/elsewhere"),
-        JobSpec(input=f"file://{tmp_path}/data/../../x.csv", output=str(tmp_path / "data/o")),
-    ):
-        with pytest.raises(Forbidden, match="outside the folders"):
-            service.confine_paths(spec, allowed)
-
-
 def test_schedule_queues_one_run_per_due_time_into_dated_folders(
     churn: Store, tmp_path: Path
 ) -> None:
     made = schedules.create_schedule(
-        churn, model_ref="churn", spec=_spec(tmp_path), cron="0 6 * * 1"
+        churn, places=_places(tmp_path), model_ref="churn", spec=_spec(tmp_path), cron="0 6 * * 1"
     )
     assert made.next_run_at.weekday() == 0 and made.next_run_at.hour == 6
-    assert schedules.queue_due(churn, now=made.next_run_at - timedelta(seconds=1)) == []
+    assert (
+        schedules.queue_due(
+            churn, places=_places(tmp_path), now=made.next_run_at - timedelta(seconds=1)
+        )
+        == []
+    )
     # Three weeks late (the server was down): one run, not three.
     late = made.next_run_at + timedelta(weeks=3)
-    queued = schedules.queue_due(churn, now=late)
+    queued = schedules.queue_due(churn, places=_places(tmp_path), now=late)
     assert len(queued) == 1
     assert queued[0].schedule_id == made.id
     assert queued[0].output.endswith(made.next_run_at.strftime("/%Y-%m-%dT%H%MZ"))
     shown = schedules.get_schedule(churn, made.id)
     assert [j.id for j in shown.history] == [queued[0].id]
     assert shown.next_run_at > late
-    assert schedules.queue_due(churn, now=late) == []
+    assert schedules.queue_due(churn, places=_places(tmp_path), now=late) == []
 
 
 def test_paused_schedule_queues_nothing_and_resumes_from_now(churn: Store, tmp_path: Path) -> None:
     made = schedules.create_schedule(
-        churn, model_ref="churn", spec=_spec(tmp_path), cron="* * * * *"
+        churn, places=_places(tmp_path), model_ref="churn", spec=_spec(tmp_path), cron="* * * * *"
     )
     schedules.set_enabled(churn, made.id, False)
-    assert schedules.queue_due(churn, now=made.next_run_at + timedelta(hours=1)) == []
+    assert (
+        schedules.queue_due(
+            churn, places=_places(tmp_path), now=made.next_run_at + timedelta(hours=1)
+        )
+        == []
+    )
     resumed = schedules.set_enabled(churn, made.id, True)
     assert resumed.enabled and resumed.next_run_at > datetime.now(UTC) - timedelta(seconds=1)
 
 
 def test_bad_cron_and_unknown_schedule_are_clear_errors(churn: Store, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="not a cron expression") as info:
-        schedules.create_schedule(churn, model_ref="churn", spec=_spec(tmp_path), cron="weekly")
+        schedules.create_schedule(
+            churn, places=_places(tmp_path), model_ref="churn", spec=_spec(tmp_path), cron="weekly"
+        )
     assert "0 6 * * 1" in (info.value.hint or "")
     with pytest.raises(ScheduleNotFound):
         schedules.get_schedule(churn, "bs_missing")
@@ -169,9 +181,9 @@ def test_bad_cron_and_unknown_schedule_are_clear_errors(churn: Store, tmp_path: 
 
 def test_deleting_a_schedule_keeps_its_runs(churn: Store, tmp_path: Path) -> None:
     made = schedules.create_schedule(
-        churn, model_ref="churn", spec=_spec(tmp_path), cron="* * * * *"
+        churn, places=_places(tmp_path), model_ref="churn", spec=_spec(tmp_path), cron="* * * * *"
     )
-    run = schedules.queue_due(churn, now=made.next_run_at)[0]
+    run = schedules.queue_due(churn, places=_places(tmp_path), now=made.next_run_at)[0]
     schedules.delete_schedule(churn, made.id)
     assert service.get_job(churn, run.id).schedule_id is None
     assert schedules.list_schedules(churn) == []
@@ -186,3 +198,20 @@ def test_one_scheduler_holds_the_lease_until_it_expires_or_is_released(any_store
     assert not hold_lease(any_store, "a:1")
     assert hold_lease(any_store, "b:2", seconds=-1)  # an expired lease
     assert hold_lease(any_store, "a:1")
+
+
+def test_a_schedule_is_checked_when_saved_and_again_when_its_run_is_queued(
+    churn: Store, tmp_path: Path
+) -> None:
+    with pytest.raises(DestinationRefused, match="outside the folders"):
+        schedules.create_schedule(
+            churn, places=_places(tmp_path / "data"), model_ref="churn", spec=_spec(tmp_path),
+            cron="* * * * *",
+        )  # fmt: skip
+    made = schedules.create_schedule(
+        churn, places=_places(tmp_path), model_ref="churn", spec=_spec(tmp_path), cron="* * * * *"
+    )
+    # The operator narrowed the allowed folders since: the run is not queued.
+    narrowed = _places(tmp_path / "data")
+    assert schedules.queue_due(churn, places=narrowed, now=made.next_run_at) == []
+    assert service.list_jobs(churn) == []

@@ -11,10 +11,14 @@ from pathlib import Path
 import httpx
 import joblib
 import numpy as np
+import psutil
 import pytest
 
 import cloche
+from tests.integration._slow_upload import post_huge_body
 from tests.integration.conftest import LiveServer, ServerFactory
+
+MB = 1024 * 1024
 
 FEATURES = ["tenure", "spend", "visits", "age"]
 
@@ -215,6 +219,47 @@ def test_tokens_guard_the_data_plane_when_auth_is_required(
     ok = httpx.post(url, json=body, headers={"Authorization": f"Bearer {predictor}"})
     assert ok.status_code == 200
     assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/models/churn:predict",
+        "/v1/models/churn:explain",
+        "/v1/models/churn:feedback",
+        "/v2/models/churn/infer",
+        "/v2/models/churn/versions/1/infer",
+    ],
+)
+def test_a_huge_body_without_token_is_refused_before_it_is_read(
+    deployed, start_server: ServerFactory, path: str
+) -> None:
+    server = start_server(auth={"required": True})
+    process = psutil.Process()  # the test server runs in this process
+    before = process.memory_info().rss
+    answer = post_huge_body(server.url + path, declared=200 * MB, content_type="application/json")
+    assert answer.status == 401 and b"unauthorized" in answer.body
+    assert answer.seconds < 1.0
+    assert process.memory_info().rss - before < 50 * MB
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_a_forwarded_request_without_token_on_an_open_data_plane_is_refused(
+    http, server: LiveServer, header: str
+) -> None:
+    body = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
+    for path, payload in (
+        ("/v1/models/churn:predict", body),
+        ("/v2/models/churn/infer", {"inputs": []}),
+    ):
+        r = http.post(path, json=payload, headers={header: "203.0.113.9"})
+        assert r.status_code == 403, r.text
+        assert "CLOCHE_AUTH__REQUIRED=true" in r.text
+    assert http.get("/metrics", headers={header: "203.0.113.9"}).status_code == 403
+    # With a token the header is only information; without the header the local user is served.
+    with_token = {header: "203.0.113.9", **server.auth}
+    assert http.post("/v1/models/churn:predict", json=body, headers=with_token).status_code == 200
+    assert http.post("/v1/models/churn:predict", json=body).status_code == 200
 
 
 def test_cross_origin_browser_requests_are_refused(http) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cloche import audit
+from cloche.auth.roles import LOCAL_USER
 from cloche.endpoints import service as endpoints
 from cloche.errors import (
     Conflict,
@@ -17,6 +18,7 @@ from cloche.errors import (
 )
 from cloche.registry import service as registry
 from cloche.registry import upload
+from cloche.registry.inspection import inspect_here
 from cloche.serving.state import read_generation
 from cloche.store.store import Store
 
@@ -24,7 +26,13 @@ from cloche.store.store import Store
 @pytest.fixture
 def two_versions(any_store: Store, sklearn_model_file: Path) -> Store:
     for _ in range(2):
-        upload.upload_model(any_store, source=sklearn_model_file, name="churn")
+        upload.upload_model(
+            any_store,
+            principal=LOCAL_USER,
+            inspector=inspect_here,
+            source=sklearn_model_file,
+            name="churn",
+        )
     endpoints.create_endpoint(any_store, name="churn")
     return any_store
 

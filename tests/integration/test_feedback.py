@@ -17,6 +17,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 import cloche
+from cloche.auth.roles import LOCAL_USER
 from cloche.config import Settings
 from cloche.endpoints import service as endpoints
 from cloche.errors import EndpointNotFound, InvalidInput
@@ -24,6 +25,7 @@ from cloche.logs.service import log_root
 from cloche.monitoring import performance, runs, service
 from cloche.monitoring.entities import MonitorConfig, PerformanceThresholds
 from cloche.monitoring.feedback import record_feedback
+from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.serving.payload_log import PayloadLog, encode_row
 from cloche.store.store import Store
@@ -34,7 +36,14 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def deploy_churn(store: Store, model_file: Path) -> None:
-    upload_model(store, source=model_file, name="churn", metrics={"accuracy": 0.95})
+    upload_model(
+        store,
+        principal=LOCAL_USER,
+        inspector=inspect_here,
+        source=model_file,
+        name="churn",
+        metrics={"accuracy": 0.95},
+    )
     endpoints.create_endpoint(store, name="churn")
     endpoints.deploy(store, endpoint="churn", ref="churn:1")
 
@@ -249,7 +258,7 @@ def cloche_version(store: Store) -> Any:
 def test_feedback_over_rest_with_clear_422s(served: Store, live_server: LiveServer) -> None:
     ids = log_predictions(served, utcnow() - timedelta(days=2), 3)
     url = f"{live_server.url}/api/v1/endpoints/churn/feedback"
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, headers=live_server.auth) as http:
         ok = http.post(
             url,
             json={"labels": [{"request_id": ids[0], "label": 1}, {"request_id": "x", "label": 0}]},

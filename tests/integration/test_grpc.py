@@ -19,11 +19,13 @@ import tritonclient.grpc as triton
 import uvloop
 from tritonclient.utils import InferenceServerException
 
+from cloche.auth.roles import LOCAL_USER
 from cloche.auth.tokens import create_token
 from cloche.endpoints import service as endpoints
 from cloche.errors import Unavailable
 from cloche.logs import service as logs
 from cloche.registry import upload
+from cloche.registry.inspection import inspect_here
 from cloche.serving.auth import TokenCache
 from cloche.serving.grpc_server import GrpcServer, reserve_grpc_port, start_grpc_server
 from cloche.serving.metrics import WorkerMetrics
@@ -65,7 +67,13 @@ def loop() -> Iterator[Loop]:
 def deployed(store: Store, sklearn_model_file: Path) -> Store:
     """churn:1 takes all traffic; churn:2 is deployed with none, reachable only when pinned."""
     for _ in range(2):
-        upload.upload_model(store, source=sklearn_model_file, name="churn")
+        upload.upload_model(
+            store,
+            principal=LOCAL_USER,
+            inspector=inspect_here,
+            source=sklearn_model_file,
+            name="churn",
+        )
     endpoints.create_endpoint(store, name="churn")
     endpoints.deploy(store, endpoint="churn", ref="churn:1")
     endpoints.deploy(store, endpoint="churn", ref="churn:2", traffic=0)
@@ -285,6 +293,41 @@ def test_tokens_are_checked_as_on_rest(loop: Loop, deployed: Store, expected) ->
         headers = {"authorization": f"Bearer {predictor}"}
         assert triton_client.get_model_metadata("churn", headers=headers).name == "churn"
         triton_client.close()
+
+
+def test_calls_without_token_are_refused_before_their_message_is_read(
+    loop: Loop, deployed: Store, expected
+) -> None:
+    with (
+        serving(loop, deployed, required=True) as running,
+        grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        stub = GRPCInferenceServiceStub(channel)
+        # Server health and metadata stay open, as /v2/health/* and /v2 are on REST.
+        assert stub.ServerReady(pb.ServerReadyRequest()).ready
+        assert stub.ServerMetadata(pb.ServerMetadataRequest()).name == "cloche"
+        calls = [
+            lambda: stub.ModelReady(pb.ModelReadyRequest(name="churn")),
+            lambda: stub.ModelMetadata(pb.ModelMetadataRequest(name="churn")),
+            lambda: stub.ModelInfer(infer_request(expected[0])),
+            # Twice the server's 1 MB message cap: read, it would be RESOURCE_EXHAUSTED.
+            lambda: stub.ModelInfer(infer_request(np.zeros((65_536, 4)))),
+        ]
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "token" in (info.value.details() or "")
+
+
+def test_a_forwarded_call_without_token_on_an_open_server_is_refused(
+    stub: GRPCInferenceServiceStub, expected
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(infer_request(expected[0]), metadata=(("x-forwarded-for", "203.0.113.9"),))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "CLOCHE_AUTH__REQUIRED=true" in (info.value.details() or "")
+    assert stub.ModelInfer(infer_request(expected[0])).model_name == "churn"
 
 
 def test_answered_and_failed_calls_reach_the_payload_log(

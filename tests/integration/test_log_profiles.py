@@ -14,12 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cloche.auth.roles import LOCAL_USER
 from cloche.config import Settings
 from cloche.endpoints import service as endpoints
 from cloche.logs import compact
 from cloche.logs.service import log_root, partition_files
 from cloche.monitoring import log_profiles, runs, service, window
 from cloche.monitoring.entities import MonitorConfig, MonitorRun
+from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.serving.payload_log import PayloadLog, encode_row
 from cloche.store.store import Store
@@ -32,7 +34,14 @@ def churn(settings: Settings, sklearn_model_file: Path, tmp_path: Path) -> Itera
     baseline = tmp_path / "baseline.parquet"
     pq.write_table(pa.table({f: rng.normal(size=5_000) for f in FEATURES}), baseline)
     store = Store.open(settings)
-    upload_model(store, source=sklearn_model_file, name="churn", baseline=baseline)
+    upload_model(
+        store,
+        principal=LOCAL_USER,
+        inspector=inspect_here,
+        source=sklearn_model_file,
+        name="churn",
+        baseline=baseline,
+    )
     endpoints.create_endpoint(store, name="churn")
     endpoints.deploy(store, endpoint="churn", ref="churn:1")
     yield store
@@ -47,7 +56,7 @@ def two_hours(store: Store) -> None:
 
 def compact_log(store: Store) -> None:
     """What `cloche up` runs in its child process: compaction, then profiling."""
-    assert compact.main([str(log_root(store.home))]) == 0
+    assert compact.main([str(log_root(store.home))], now=NOW) == 0
 
 
 def assert_same_figures(profiled: MonitorRun, raw: MonitorRun) -> None:

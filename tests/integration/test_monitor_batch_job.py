@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import cloche
+from cloche.auth.roles import LOCAL_USER
 from cloche.batch import service as batch
 from cloche.batch.spec import JobSpec
 from cloche.config import Settings
@@ -23,6 +24,7 @@ from cloche.errors import BatchJobNotFound, InvalidInput, JobStateConflict
 from cloche.logs.service import log_root
 from cloche.monitoring import runs, service
 from cloche.monitoring.entities import MonitorConfig
+from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.serving.payload_log import PayloadLog, encode_row
 from cloche.store.store import Store
@@ -31,6 +33,12 @@ from tests.integration._receivers import Webhook, webhook_receiver
 
 FEATURES = ["tenure", "spend", "visits", "age"]
 ROWS = 2_000
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The shared fixture's, with the loopback webhook receiver allowed."""
+    return Settings(home=tmp_path / "home", egress={"allow": ["127.0.0.1"]})
 
 
 @pytest.fixture
@@ -64,7 +72,14 @@ def churn(settings: Settings, sklearn_model_file: Path, data: Path) -> Iterator[
     path = data / "baseline.parquet"
     pq.write_table(pa.Table.from_pandas(baseline, preserve_index=False), path)
     store = Store.open(settings)
-    upload_model(store, source=sklearn_model_file, name="churn", baseline=path)
+    upload_model(
+        store,
+        principal=LOCAL_USER,
+        inspector=inspect_here,
+        source=sklearn_model_file,
+        name="churn",
+        baseline=path,
+    )
     endpoints.create_endpoint(store, name="churn")
     yield store
     store.close()
@@ -86,7 +101,10 @@ def test_a_shifted_feature_breaches_skew_alone_and_alerts_once(
     # The model ignores `age` (the labels never used it): shifting it moves no prediction.
     job = _job(churn, data, "shifted", _frame(1, {"age": 2.0}))
     service.create_monitor(
-        churn, endpoint="churn", config=MonitorConfig(alerts=[f"webhook:{hook.url}"])
+        churn,
+        endpoint="churn",
+        config=MonitorConfig(alerts=[f"webhook:{hook.url}"]),
+        egress=settings.egress.policy(),
     )
     run = runs.run_monitor(churn, "churn", settings=settings, batch_job=job)
 
@@ -205,7 +223,14 @@ def test_csv_input_reports_data_quality_and_a_baseline_without_predictions(
     pq.write_table(pa.Table.from_pandas(_frame(0), preserve_index=False), data / "base.parquet")
     store = Store.open(settings)
     try:
-        upload_model(store, source=sklearn_model_file, name="churn", baseline=data / "base.parquet")
+        upload_model(
+            store,
+            principal=LOCAL_USER,
+            inspector=inspect_here,
+            source=sklearn_model_file,
+            name="churn",
+            baseline=data / "base.parquet",
+        )
         endpoints.create_endpoint(store, name="churn")
         service.create_monitor(store, endpoint="churn", config=MonitorConfig())
         spec = JobSpec(input=str(source), output=str(data / "out"), workers=1, max_error_rate=0.5)
@@ -259,7 +284,9 @@ def test_an_unfinished_job_is_refused_with_a_hint(
 def test_a_version_without_a_baseline_is_refused_with_a_hint(
     churn: Store, data: Path, settings: Settings, sklearn_model_file: Path
 ) -> None:
-    upload_model(churn, source=sklearn_model_file, name="plain")
+    upload_model(
+        churn, principal=LOCAL_USER, inspector=inspect_here, source=sklearn_model_file, name="plain"
+    )
     job = _job(churn, data, "plain", _frame(1), ref="plain:1")
     service.create_monitor(churn, endpoint="churn", config=MonitorConfig())
     with pytest.raises(InvalidInput, match=r"plain:1.*no baseline") as info:

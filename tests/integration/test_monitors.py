@@ -8,25 +8,31 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import cloche
+from cloche.auth.roles import LOCAL_USER
 from cloche.config import Settings
+from cloche.egress import Egress
 from cloche.endpoints import service as endpoints
-from cloche.errors import EndpointNotFound, InvalidInput, MonitorNotFound
+from cloche.errors import DestinationRefused, EndpointNotFound, InvalidInput, MonitorNotFound
 from cloche.logs.service import log_root
 from cloche.monitoring import runs, service
 from cloche.monitoring.entities import MonitorConfig
+from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.serving.payload_log import PayloadLog, encode_row
 from cloche.store.store import Store
 from tests.integration._receivers import Mailbox, Webhook, smtp_receiver, webhook_receiver
+from tests.integration.conftest import ServerFactory
 
 FEATURES = ["tenure", "spend", "visits", "age"]
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+LOOPBACK = Egress.from_allow("127.0.0.1")  # the receivers listen there
 
 
 @pytest.fixture
@@ -45,6 +51,7 @@ def mailbox() -> Iterator[Mailbox]:
 def alert_settings(tmp_path: Path, mailbox: Mailbox) -> Settings:
     return Settings(
         home=tmp_path / "home",
+        egress={"allow": ["127.0.0.1"]},  # the receivers listen on loopback
         alerts={
             "smtp_host": mailbox.host,
             "smtp_port": mailbox.port,
@@ -63,7 +70,14 @@ def churn(alert_settings: Settings, sklearn_model_file: Path, tmp_path: Path) ->
     baseline = tmp_path / "baseline.parquet"
     pq.write_table(pa.table({f: rng.normal(size=5_000) for f in FEATURES}), baseline)
     store = Store.open(alert_settings)
-    upload_model(store, source=sklearn_model_file, name="churn", baseline=baseline)
+    upload_model(
+        store,
+        principal=LOCAL_USER,
+        inspector=inspect_here,
+        source=sklearn_model_file,
+        name="churn",
+        baseline=baseline,
+    )
     endpoints.create_endpoint(store, name="churn")
     endpoints.deploy(store, endpoint="churn", ref="churn:1")
     yield store
@@ -113,6 +127,7 @@ def test_drift_on_two_features_sends_one_digest_by_webhook_and_email_naming_them
         churn,
         endpoint="churn",
         config=MonitorConfig(alerts=[f"webhook:{hook.url}", "email:ops@example.com"]),
+        egress=LOOPBACK,
     )
     run = runs.run_monitor(churn, "churn", settings=alert_settings, now=NOW)
 
@@ -142,7 +157,10 @@ def test_alerts_are_not_sent_twice_within_the_cooldown_and_resolve_when_the_drif
     log_traffic(churn, NOW - timedelta(hours=2), 600, {})
     log_traffic(churn, NOW - timedelta(hours=1), 600, {"visits": 3.0})
     service.create_monitor(
-        churn, endpoint="churn", config=MonitorConfig(alerts=[f"webhook:{hook.url}"])
+        churn,
+        endpoint="churn",
+        config=MonitorConfig(alerts=[f"webhook:{hook.url}"]),
+        egress=LOOPBACK,
     )
     runs.run_monitor(churn, "churn", settings=alert_settings, now=NOW)
     assert len(hook.bodies) == 1
@@ -164,7 +182,10 @@ def test_a_channel_that_stays_down_is_recorded_and_the_run_still_completes(
 ) -> None:
     log_traffic(churn, NOW - timedelta(hours=1), 300, {"spend": 3.0})
     service.create_monitor(
-        churn, endpoint="churn", config=MonitorConfig(alerts=["webhook:http://127.0.0.1:9/x"])
+        churn,
+        endpoint="churn",
+        config=MonitorConfig(alerts=["webhook:http://127.0.0.1:9/x"]),
+        egress=LOOPBACK,
     )
     run = runs.run_monitor(churn, "churn", settings=alert_settings, now=NOW)
     assert run.status == "breached"
@@ -281,6 +302,7 @@ def test_the_scheduler_runs_due_monitors_in_a_child_that_alerts_with_the_same_se
         churn,
         endpoint="churn",
         config=MonitorConfig(alerts=[f"webhook:{hook.url}", "email:ops@example.com"]),
+        egress=LOOPBACK,
     )
     with churn.transaction() as session:  # due now (a new monitor first runs after --every)
         session.execute(update(MonitorRow).values(next_run_at=now - timedelta(seconds=1)))
@@ -290,3 +312,27 @@ def test_the_scheduler_runs_due_monitors_in_a_child_that_alerts_with_the_same_se
     assert "skew:spend" in run.breaches, run.message
     assert len(hook.bodies) == 1 and len(mailbox.messages) == 1  # the SMTP port came along
     assert ticks.tick_once() and len(service.list_runs(churn, "churn")) == 1  # not due again
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "2130706433", "0x7f000001", "0177.0.0.1", "127.1", "[::ffff:127.0.0.1]"]
+)
+def test_a_webhook_to_loopback_is_refused_when_saved(churn: Store, host: str) -> None:
+    with pytest.raises(DestinationRefused, match="CLOCHE_EGRESS__ALLOW"):
+        service.create_monitor(
+            churn, endpoint="churn", config=MonitorConfig(alerts=[f"webhook:http://{host}:9/x"])
+        )
+    assert service.list_monitors(churn) == []
+
+
+def test_webhook_to_loopback_is_refused_over_rest_unless_allowed(
+    churn: Store, start_server: ServerFactory, hook: Webhook
+) -> None:
+    body = {"endpoint": "churn", "config": {"alerts": [f"webhook:{hook.url}"]}}
+    strict = start_server()
+    refused = httpx.post(f"{strict.url}/api/v1/monitors", json=body, headers=strict.auth)
+    assert refused.status_code == 403, refused.text
+    assert "CLOCHE_EGRESS__ALLOW" in refused.json()["error"]["message"]
+    allowing = start_server(egress={"allow": ["127.0.0.1"]})
+    with cloche.Client(allowing.url) as sdk:
+        assert sdk.monitors.create("churn", alerts=[f"webhook:{hook.url}"]).name == "churn"

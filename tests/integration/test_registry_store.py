@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from cloche import audit
+from cloche.auth.roles import LOCAL_USER
 from cloche.errors import (
     AliasNotFound,
     InvalidName,
@@ -20,11 +21,19 @@ from cloche.errors import (
 )
 from cloche.registry import service as registry
 from cloche.registry import upload
+from cloche.registry.inspection import inspect_here
 from cloche.store.store import Store
 
 
 def _upload(store: Store, path: Path, **kw: object) -> registry.ModelVersion:
-    return upload.upload_model(store, source=path, name=kw.pop("name", "churn"), **kw)  # type: ignore[arg-type]
+    return upload.upload_model(
+        store,
+        principal=LOCAL_USER,
+        inspector=inspect_here,
+        source=path,
+        name=kw.pop("name", "churn"),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 def test_versions_number_themselves_per_model(any_store: Store, sklearn_model_file: Path) -> None:

@@ -112,10 +112,13 @@ def test_api_refuses_paths_outside_the_allowed_folders(
     reply = httpx.post(
         f"{server.url}/api/v1/batch-jobs",
         json={"model": "churn", "input": "a.parquet", "output": "o", "output_format": "xlsx"},
+        headers=server.auth,
     )
     assert reply.status_code == 422
     assert "output_format" in reply.json()["error"]["message"]
-    assert httpx.get(f"{server.url}/api/v1/batch-jobs/bj_nope").status_code == 404
+    assert (
+        httpx.get(f"{server.url}/api/v1/batch-jobs/bj_nope", headers=server.auth).status_code == 404
+    )
 
 
 def test_up_runs_a_scheduled_job_into_a_dated_folder(

@@ -18,9 +18,15 @@ def test_environment_configures_nested_sections(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CLOCHE_DB_URL", "postgresql://u@h/db")
     monkeypatch.setenv("CLOCHE_SERVER__PORT", "9001")
     monkeypatch.setenv("CLOCHE_STORE__MAX_UPLOAD_MB", "3")
+    monkeypatch.setenv("CLOCHE_SERVER__MAX_JSON_KB", "64")
     s = Settings()
     assert s.database_url == "postgresql://u@h/db"
     assert s.server.port == 9001 and s.max_upload_bytes == 3 * 1024 * 1024
+    assert s.max_json_bytes == 64 * 1024
+
+
+def test_api_json_bodies_are_capped_at_1_mib_by_default() -> None:
+    assert Settings().max_json_bytes == 1024 * 1024
 
 
 def test_public_bind_requires_auth(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,11 @@ from fastapi.routing import APIRoute
 
 from cloche.api.schemas import ERROR_RESPONSES
 
+UPLOAD_CAP_KEY = "x-cloche-body-cap"
+# ``openapi_extra`` of a route that takes files: its body may reach the upload cap rather than
+# the small JSON one (api/security.py reads the mark; the OpenAPI document shows it).
+UPLOAD: dict[str, Any] = {UPLOAD_CAP_KEY: "CLOCHE_STORE__MAX_UPLOAD_MB"}
+
 
 class DocumentedRoute(APIRoute):
     """A route whose OpenAPI summary is the first line of its handler's docstring."""

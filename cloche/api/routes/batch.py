@@ -12,6 +12,7 @@ from cloche.api.routes import make_router
 from cloche.auth.roles import Permission, Principal
 from cloche.batch import schedules, service
 from cloche.batch.entities import BatchJob, BatchSchedule
+from cloche.batch.places import Places
 from cloche.batch.spec import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_ERROR_RATE, JobSpec
 
 router = make_router("", "batch")
@@ -20,8 +21,13 @@ Deployer = Annotated[Principal, Depends(require(Permission.DEPLOY))]
 
 class JobRequest(BaseModel):
     model: str = Field(description="model reference: name, name:3 or name@prod")
-    input: str = Field(description="a file, folder, glob or fsspec URL the server can read")
-    output: str = Field(description="a folder on the server (a schedule adds one per run)")
+    input: str = Field(
+        description="a file, folder or glob inside CLOCHE_BATCH__ALLOWED_DIRS, or an "
+        "object-store URL under a prefix of CLOCHE_BATCH__ALLOWED_URLS"
+    )
+    output: str = Field(
+        description="a folder inside CLOCHE_BATCH__ALLOWED_DIRS (a schedule adds one per run)"
+    )
     input_format: Literal["parquet", "jsonl", "csv"] | None = None
     output_format: Literal["parquet", "jsonl", "csv"] = "parquet"
     id_column: str | None = None
@@ -30,8 +36,9 @@ class JobRequest(BaseModel):
     chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1)
     max_error_rate: float = Field(default=DEFAULT_MAX_ERROR_RATE, ge=0, le=1)
     overwrite: bool = False
-    engine: Literal["local", "ray"] = "local"
-    ray_address: str | None = None
+    engine: Literal["local", "ray"] = Field(
+        default="local", description="ray: on the server's CLOCHE_BATCH__RAY_ADDRESS cluster"
+    )
 
     def spec(self) -> JobSpec:
         return JobSpec.from_dict(self.model_dump(exclude={"model"}))
@@ -46,9 +53,13 @@ def submit_job(
     principal: Deployer, store: StoreDep, settings: SettingsDep, body: JobRequest
 ) -> BatchJob:
     """Queue a batch job; `cloche up` runs it in the background."""
-    spec = body.spec()
-    service.confine_paths(spec, settings.batch_allowed_dirs)
-    return service.submit(store, model_ref=body.model, spec=spec, actor=principal.actor)
+    return service.submit(
+        store,
+        model_ref=body.model,
+        spec=body.spec(),
+        actor=principal.actor,
+        places=Places.from_settings(settings),
+    )
 
 
 @router.get("/batch-jobs")
@@ -86,10 +97,13 @@ def create_schedule(
     principal: Deployer, store: StoreDep, settings: SettingsDep, body: ScheduleRequest
 ) -> BatchSchedule:
     """Run a batch job on a cron schedule, each run into its own dated folder."""
-    spec = JobSpec.from_dict(body.model_dump(exclude={"model", "cron"}))
-    service.confine_paths(spec, settings.batch_allowed_dirs)
     return schedules.create_schedule(
-        store, model_ref=body.model, spec=spec, cron=body.cron, actor=principal.actor
+        store,
+        model_ref=body.model,
+        spec=JobSpec.from_dict(body.model_dump(exclude={"model", "cron"})),
+        cron=body.cron,
+        places=Places.from_settings(settings),
+        actor=principal.actor,
     )
 
 

@@ -8,13 +8,14 @@ from typing import IO, Annotated, Any
 from fastapi import Depends, File, Path, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
-from cloche.api.deps import LabelFilter, Reader, StoreDep, Writer
-from cloche.api.routes import make_router
+from cloche.api.deps import LabelFilter, Reader, SettingsDep, StoreDep, Writer
+from cloche.api.routes import UPLOAD, make_router
 from cloche.api.schemas import AliasTarget
 from cloche.api.uploads import UploadForm, stage_file, stage_model
 from cloche.registry import service as registry
 from cloche.registry import upload
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
+from cloche.registry.inspection import ChildInspector
 from cloche.registry.refs import check_name
 
 router = make_router("/models", "models")
@@ -49,16 +50,25 @@ def list_models(
     return registry.list_models(store, labels=labels, search=search)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, openapi_extra=UPLOAD)
 def upload_model(
-    principal: Writer, store: StoreDep, form: Annotated[UploadForm, Depends()]
+    principal: Writer,
+    store: StoreDep,
+    settings: SettingsDep,
+    form: Annotated[UploadForm, Depends()],
 ) -> ModelVersion:
-    """Upload a model file or folder as the next version of a model."""
+    """Upload a model file or folder as the next version of a model.
+
+    Formats whose loading runs code (pickle, joblib, TorchScript, custom Python) need the
+    publisher or admin role; the model is loaded in a separate process that holds no secrets.
+    """
     with stage_model(store, form) as staged:
         return upload.upload_model(
             store,
             source=staged.source,
             name=form.name,
+            principal=principal,
+            inspector=ChildInspector(timeout_s=settings.registry.inspect_timeout_s),
             framework=form.framework,
             sample=staged.sample,
             baseline=staged.baseline,
@@ -66,7 +76,6 @@ def upload_model(
             labels=form.labels,
             metrics=form.metrics,
             description=form.description,
-            actor=principal.actor,
         )
 
 
@@ -108,7 +117,7 @@ def remove_alias(principal: Writer, store: StoreDep, name: ModelName, alias: str
     registry.remove_alias(store, name=name, alias=alias, actor=principal.actor)
 
 
-@router.put("/{name}/versions/{version}/baseline")
+@router.put("/{name}/versions/{version}/baseline", openapi_extra=UPLOAD)
 def attach_baseline(
     principal: Writer,
     store: StoreDep,

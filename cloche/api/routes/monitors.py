@@ -7,11 +7,13 @@ from typing import Annotated, Any
 from fastapi import Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 
+from cloche.alerts.masking import for_principal
 from cloche.api.deps import Reader, SettingsDep, StoreDep, Writer, require
-from cloche.api.routes import make_router
+from cloche.api.routes import UPLOAD, make_router
 from cloche.api.uploads import stage_file
 from cloche.auth.roles import Permission, Principal
 from cloche.batch import service as batch_service
+from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.monitoring import baselines, feedback, runs, service
 from cloche.monitoring.entities import (
@@ -35,31 +37,44 @@ class MonitorRequest(BaseModel):
 
 
 @router.post("/monitors", status_code=201)
-def create_monitor(principal: Deployer, store: StoreDep, body: MonitorRequest) -> Monitor:
+def create_monitor(
+    principal: Deployer, store: StoreDep, settings: SettingsDep, body: MonitorRequest
+) -> Monitor:
     """Watch an endpoint for skew, drift, data quality and health on a schedule."""
-    return service.create_monitor(
-        store, endpoint=body.endpoint, name=body.name, config=body.config, actor=principal.actor
+    return for_principal(
+        principal,
+        service.create_monitor(
+            store,
+            endpoint=body.endpoint,
+            name=body.name,
+            config=body.config,
+            actor=principal.actor,
+            egress=settings.egress.policy(),
+        ),
     )
 
 
 @router.get("/monitors")
-def list_monitors(_: Reader, store: StoreDep, endpoint: str | None = None) -> list[Monitor]:
-    """List monitors."""
-    return service.list_monitors(store, endpoint=endpoint)
+def list_monitors(principal: Reader, store: StoreDep, endpoint: str | None = None) -> list[Monitor]:
+    """List monitors (webhook URLs show only their host unless the caller is an admin)."""
+    return for_principal(principal, service.list_monitors(store, endpoint=endpoint))
 
 
 @router.get("/monitors/{name}")
-def get_monitor(_: Reader, store: StoreDep, name: str) -> Monitor:
+def get_monitor(principal: Reader, store: StoreDep, name: str) -> Monitor:
     """Show a monitor's configuration and schedule."""
-    return service.get_monitor(store, name)
+    return for_principal(principal, service.get_monitor(store, name))
 
 
 @router.get("/monitors/{name}/runs")
 def list_runs(
-    _: Reader, store: StoreDep, name: str, limit: Annotated[int, Query(ge=1, le=500)] = 20
+    principal: Reader,
+    store: StoreDep,
+    name: str,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> list[MonitorRun]:
     """A monitor's runs, newest first, each with every feature's value, threshold and verdict."""
-    return service.list_runs(store, name, limit=limit)
+    return for_principal(principal, service.list_runs(store, name, limit=limit))
 
 
 @router.post("/monitors/{name}/run")
@@ -79,20 +94,22 @@ def run_monitor(
         # The server reads the job's files for the caller: only inside the allowed folders,
         # as for jobs sent over the API.
         job = batch_service.get_job(store, batch_job)
-        batch_service.confine_paths(JobSpec.from_dict(job.spec), settings.batch_allowed_dirs)
-    return runs.run_monitor(store, name, settings=settings, batch_job=batch_job)
+        Places.from_settings(settings).check_spec(JobSpec.from_dict(job.spec))
+    return for_principal(
+        principal, runs.run_monitor(store, name, settings=settings, batch_job=batch_job)
+    )
 
 
 @router.post("/monitors/{name}/pause")
 def pause_monitor(principal: Deployer, store: StoreDep, name: str) -> Monitor:
     """Stop running on schedule."""
-    return service.set_enabled(store, name, False, actor=principal.actor)
+    return for_principal(principal, service.set_enabled(store, name, False, actor=principal.actor))
 
 
 @router.post("/monitors/{name}/resume")
 def resume_monitor(principal: Deployer, store: StoreDep, name: str) -> Monitor:
     """Run on schedule again, from one interval from now."""
-    return service.set_enabled(store, name, True, actor=principal.actor)
+    return for_principal(principal, service.set_enabled(store, name, True, actor=principal.actor))
 
 
 @router.delete("/monitors/{name}", status_code=204)
@@ -104,26 +121,28 @@ def delete_monitor(principal: Deployer, store: StoreDep, name: str) -> Response:
 
 @router.get("/alerts")
 def list_alerts(
-    _: Reader,
+    principal: Reader,
     store: StoreDep,
     state: str | None = None,
     monitor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Alert]:
     """Alerts, newest first (`?state=open`)."""
-    return service.list_alerts(store, state=state, monitor=monitor, limit=limit)
+    return for_principal(
+        principal, service.list_alerts(store, state=state, monitor=monitor, limit=limit)
+    )
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(_: Reader, store: StoreDep, alert_id: int) -> Alert:
+def get_alert(principal: Reader, store: StoreDep, alert_id: int) -> Alert:
     """One alert with its deliveries."""
-    return service.get_alert(store, alert_id)
+    return for_principal(principal, service.get_alert(store, alert_id))
 
 
 @router.post("/alerts/{alert_id}/ack")
 def ack_alert(principal: Deployer, store: StoreDep, alert_id: int) -> Alert:
     """Acknowledge: stays open while breached, but is not notified again."""
-    return service.ack_alert(store, alert_id, actor=principal.actor)
+    return for_principal(principal, service.ack_alert(store, alert_id, actor=principal.actor))
 
 
 class FeedbackRequest(BaseModel):
@@ -144,7 +163,7 @@ def send_feedback(
     return feedback.record_feedback(store, name, body.labels, actor=principal.actor)
 
 
-@router.post("/baselines", status_code=201)
+@router.post("/baselines", status_code=201, openapi_extra=UPLOAD)
 def create_baseline(
     principal: Writer,
     store: StoreDep,

@@ -57,13 +57,7 @@ def test_revoking_an_unknown_token_says_how_to_list(store: Store) -> None:
 def test_unknown_role_is_refused(store: Store) -> None:
     with pytest.raises(InvalidInput, match="unknown role 'root'") as info:
         tokens.create_token(store, role="root")
-    assert info.value.hint == "use one of: admin, deployer, predictor, viewer"
-
-
-def test_bootstrap_creates_one_admin_token_only_on_first_start(store: Store) -> None:
-    first = tokens.bootstrap_admin_token(store)
-    assert first is not None and first.role == "admin"
-    assert tokens.bootstrap_admin_token(store) is None
+    assert info.value.hint == "use one of: admin, publisher, deployer, edge, predictor, viewer"
 
 
 @pytest.mark.parametrize(
@@ -74,7 +68,14 @@ def test_bootstrap_creates_one_admin_token_only_on_first_start(store: Store) -> 
         ("predictor", Permission.PREDICT, True),
         ("predictor", Permission.READ, False),
         ("deployer", Permission.DEPLOY, True),
+        ("deployer", Permission.PUBLISH, False),
         ("deployer", Permission.ADMIN, False),
+        ("publisher", Permission.PUBLISH, True),
+        ("publisher", Permission.DEPLOY, True),
+        ("publisher", Permission.ADMIN, False),
+        ("edge", Permission.EDGE_UPLOAD, True),
+        ("edge", Permission.READ, False),
+        ("edge", Permission.PREDICT, False),
         ("admin", Permission.ADMIN, True),
     ],
 )

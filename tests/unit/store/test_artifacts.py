@@ -28,7 +28,7 @@ def test_put_hashes_every_file_and_stores_read_only(artifacts: ArtifactStore, tm
     assert files["sub/w.bin"] == {"sha256": sha256_file(src / "sub" / "w.bin"), "size": 3000}
     stored = Path(artifacts.root) / "models/m/1/sub/w.bin"
     assert not os.access(stored, os.W_OK) or os.geteuid() == 0
-    assert oct(stored.stat().st_mode & 0o777) == "0o444"
+    assert oct(stored.stat().st_mode & 0o777) == "0o400"  # read-only, the owner's only
     assert seen[-1][0] == seen[-1][1] == sum(f["size"] for f in files.values())
 
 
