@@ -66,6 +66,39 @@ class ServingSettings(BaseModel):
         default=None, ge=0, le=65535, description="also serve OIP v2 over gRPC on this port"
     )
     grpc_max_message_mb: int = Field(default=64, gt=0, description="largest gRPC message")
+    max_connections: int = Field(
+        default=1000,
+        gt=0,
+        description="open connections per worker; past it, requests get 503 and the "
+        "connection closes (idle and slow clients cannot exhaust a worker)",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a connection's request line and headers must arrive within this many "
+        "seconds (from connecting, or from a request's first byte); else 408 and close",
+    )
+    read_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="longest pause while a request body arrives; else 408 and close",
+    )
+    log_retention_days: float = Field(
+        default=35.0,
+        ge=0,
+        le=36_500,
+        description="payload-log hours older than this are deleted at compaction (35: feedback "
+        "finds the requests of the last 30 days); 0 keeps them forever",
+    )
+    log_max_mb: int = Field(
+        default=10_240,
+        ge=0,
+        description="over this many MiB, the payload log's oldest hours are deleted first; "
+        "0: no cap",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, gt=0, description="an idle keep-alive connection closes after this long"
+    )
 
 
 class AuthSettings(BaseModel):

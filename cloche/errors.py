@@ -43,6 +43,13 @@ class BadRequest(InvalidInput):
     http_status = HTTPStatus.BAD_REQUEST
 
 
+class InvalidShape(BadRequest):
+    """A tensor's shape no tensor can have: too many dimensions, negative or overflowing sizes,
+    or one that disagrees with the data or binary size sent with it."""
+
+    code = "invalid_shape"
+
+
 class InvalidName(InvalidInput):
     code = "invalid_name"
 

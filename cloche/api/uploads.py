@@ -66,7 +66,7 @@ def json_object(value: str | None, *, field: str) -> dict[str, Any]:
         return {}
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested a few thousand deep
         parsed = None
     if not isinstance(parsed, dict):
         raise InvalidInput(

@@ -118,15 +118,17 @@ def _reserve_grpc(settings: Settings, port: int, cleanup: contextlib.ExitStack) 
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    from cloche.serving.connections import uvicorn_options  # the server stack, loaded late
+
     return {
         "host": settings.server.host,
         "log_level": "warning",
         "access_log": False,
         "proxy_headers": False,  # X-Forwarded-* are trusted only behind a configured proxy
         "server_header": False,  # no "server: uvicorn": one header less per answer, and no banner
-        "http": "httptools",
         "loop": "uvloop",
         "timeout_graceful_shutdown": int(settings.serving.drain_seconds),
+        **uvicorn_options(settings.serving),  # httptools with read deadlines; connection cap
     }
 
 

@@ -28,6 +28,7 @@ from cloche.hosts import is_loopback
 from cloche.serving import metrics
 from cloche.serving.app import DataPlane, Receive, Send
 from cloche.serving.auth import TokenCache
+from cloche.serving.connections import EDGE_LIMITS, connection_limits
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.model_cache import ModelCache
 from cloche.serving.router import Router
@@ -183,7 +184,12 @@ def serve(root: Path, options: EdgeOptions) -> None:
     app = build_edge_app(root, options)
     sock = bind_socket(options.host, options.port)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **connection_limits(**EDGE_LIMITS),  # an edge site's clients are no kinder
     )
     server = uvicorn.Server(config)
     port = sock.getsockname()[1]

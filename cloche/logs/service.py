@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -109,13 +109,21 @@ def compact(root: Path) -> int:
     One compaction at a time per log root (workers of several servers may ask at once); a
     compaction already running makes this one return 0.
     """
+    with compaction_lock(root) as held:
+        return _compact_segments(root) if held else 0
+
+
+@contextlib.contextmanager
+def compaction_lock(root: Path) -> Iterator[bool]:
+    """Hold the log root's compaction lock if it is free: True, or False if another holds it."""
     root.mkdir(parents=True, exist_ok=True)
     with (root / "compact.lock").open("ab") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            return 0
-        return _compact_segments(root)
+            yield False
+            return
+        yield True
 
 
 def has_closed_segments(root: Path) -> bool:

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from cloche.durations import MAX_DURATION_S
+
 NumericMetric = Literal["js", "psi", "ks", "wasserstein"]
 CategoricalMetric = Literal["linf", "js", "psi"]
 
@@ -53,8 +55,13 @@ class PerformanceThresholds(BaseModel):
 
 
 class MonitorConfig(BaseModel):
-    every_s: int = Field(default=3600, ge=10, description="how often the monitor runs")
-    window_s: int = Field(default=3600, ge=10, description="the traffic each run looks at")
+    # At most MAX_DURATION_S (100 years): a longer one overflows the dates computed from it.
+    every_s: int = Field(
+        default=3600, ge=10, le=MAX_DURATION_S, description="how often the monitor runs"
+    )
+    window_s: int = Field(
+        default=3600, ge=10, le=MAX_DURATION_S, description="the traffic each run looks at"
+    )
     metric: NumericMetric = Field(default="js", description="distance for numeric features")
     categorical_metric: CategoricalMetric = "linf"
     skew_threshold: float = Field(default=0.3, ge=0)
@@ -70,7 +77,7 @@ class MonitorConfig(BaseModel):
         default=[],
         description="webhook:URL, webhook:env:VAR (the URL read from $VAR), email:ADDR or log",
     )
-    cooldown_s: int = Field(default=6 * 3600, ge=0)
+    cooldown_s: int = Field(default=6 * 3600, ge=0, le=MAX_DURATION_S)
     min_breaches: int = Field(default=1, ge=1, description="breaches needed in the last of_runs")
     of_runs: int = Field(default=1, ge=1)
 

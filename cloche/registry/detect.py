@@ -151,7 +151,7 @@ def _is_xgboost(path: Path, head: bytes) -> bool:
         return False
     try:
         data = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: not a model
         return False
     return isinstance(data, dict) and isinstance(data.get("learner"), dict)
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -26,7 +26,13 @@ from cloche.errors import (
     NotFound,
 )
 from cloche.serving.auth import TokenCache, refuse_forwarded
-from cloche.serving.calls import log_failure, mirror_to_shadows, request_id
+from cloche.serving.calls import (
+    INLINE_DECODE_BYTES,
+    MAX_LOGGED_BYTES,
+    log_failure,
+    mirror_to_shadows,
+    request_id,
+)
 from cloche.serving.deployment import LiveDeployment, RequestMeta, log_line
 from cloche.serving.explain import explain
 from cloche.serving.metadata import model_metadata
@@ -46,7 +52,8 @@ Feedback = Callable[[str, Any, str], dict[str, Any]]
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"  # an OIP v2 answer with binary tensor data
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
-MAX_LOGGED_BODY = 64 * 1024
+T = TypeVar("T")
+V1Rows = tuple[np.ndarray, frozenset[str]]
 
 
 class Response:
@@ -160,7 +167,10 @@ class DataPlane:
                     call.body = await self.bodies.read(headers, receive, message)
                 else:
                     call.body = self.bodies.capped(message.get("body", b""))
-                deployment, answer = self._start_v1(route, call)
+                if len(call.body) <= INLINE_DECODE_BYTES:
+                    deployment, answer = self._start_v1(route, call)
+                else:
+                    deployment, answer = await self._start_v1_off_loop(route, call)
                 response = self._finish_v1(deployment, call, await answer)
             else:
                 response = await self._dispatch(scope, headers, receive, call)
@@ -257,7 +267,7 @@ class DataPlane:
                 hint="send feedback to the central server's /v1/models/ENDPOINT:feedback",
             )
         try:
-            data = orjson.loads(body)
+            data = await _decoded(orjson.loads, body)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"the body is not JSON: {exc}", hint=FEEDBACK_SHAPE) from None
         if not isinstance(data, dict) or "labels" not in data:
@@ -274,13 +284,23 @@ class DataPlane:
         raise NotFound(f"no such health check: {what}", hint="use /v2/health/live or /ready")
 
     def _start_v1(
-        self, route: EndpointRoute, call: Call
+        self,
+        route: EndpointRoute,
+        call: Call,
+        decoded: tuple[LiveDeployment, float, V1Rows] | None = None,
     ) -> tuple[LiveDeployment, Awaitable[dict[str, np.ndarray]]]:
-        """Decode a V1 prediction and queue it: its deployment and the future of its outputs."""
-        deployment = route.choose()
-        meta = call.route_to(deployment)
-        t0 = time.perf_counter()
-        X, outputs = decode_v1(call.body, deployment.inputs)
+        """Decode a V1 prediction and queue it: its deployment and the future of its outputs.
+
+        ``decoded``: the deployment, decoding's start and its rows, when decoded off the loop.
+        """
+        if decoded is None:
+            deployment = route.choose()
+            meta = call.route_to(deployment)
+            t0 = time.perf_counter()
+            X, outputs = decode_v1(call.body, deployment.inputs)
+        else:
+            deployment, t0, (X, outputs) = decoded
+            meta = call.route_to(deployment) if call.meta is None else call.meta
         call.inputs = X
         if not outputs <= deployment.outputs:
             outputs &= deployment.outputs
@@ -290,6 +310,16 @@ class DataPlane:
         if route.shadows:
             mirror_to_shadows(route, X, outputs, meta, self._background)
         return deployment, deployment.batcher.enqueue(X, outputs, deployment.timeout_s, meta)
+
+    async def _start_v1_off_loop(
+        self, route: EndpointRoute, call: Call
+    ) -> tuple[LiveDeployment, Awaitable[dict[str, np.ndarray]]]:
+        """``_start_v1`` for a large body, decoded on a thread (see INLINE_DECODE_BYTES)."""
+        deployment = route.choose()
+        call.route_to(deployment)  # first: a body that fails to decode is logged as failed
+        t0 = time.perf_counter()
+        rows = await asyncio.to_thread(decode_v1, call.body, deployment.inputs)
+        return self._start_v1(route, call, (deployment, t0, rows))
 
     def _finish_v1(
         self, deployment: LiveDeployment, call: Call, result: dict[str, np.ndarray]
@@ -307,7 +337,7 @@ class DataPlane:
         deployment = route.choose()
         meta = call.route_to(deployment)
         t0 = time.perf_counter()
-        request = decode_explain_v1(call.body, deployment.inputs)
+        request = await _decoded(decode_explain_v1, call.body, deployment.inputs)
         call.inputs = request.rows
         t1 = time.perf_counter()
         async with self._explaining:
@@ -341,7 +371,11 @@ class DataPlane:
         deployment = route.choose() if version is None else route.version(version)
         meta = call.route_to(deployment)
         t0 = time.perf_counter()
-        request = decode_v2(call.body, header_length, deployment.inputs, deployment.outputs)
+        args = (call.body, header_length, deployment.inputs, deployment.outputs)
+        if len(call.body) <= INLINE_DECODE_BYTES:  # (inline: a coroutine frame less)
+            request = decode_v2(*args)
+        else:
+            request = await asyncio.to_thread(decode_v2, *args)
         call.inputs = request.inputs
         t1 = time.perf_counter()
         if version is None and route.shadows:
@@ -375,8 +409,15 @@ class DataPlane:
             return
         inputs: Any = call.inputs
         if inputs is None:
-            inputs = call.body[:MAX_LOGGED_BODY].decode("utf-8", "replace")
+            inputs = call.body[:MAX_LOGGED_BYTES].decode("utf-8", "replace")
         log_failure(call.deployment, call.meta, inputs, status, error, call.kind)
+
+
+async def _decoded(decode: Callable[..., T], body: bytes, *args: Any) -> T:
+    """``decode(body, *args)``: inline for a small body, on a thread for a large one."""
+    if len(body) <= INLINE_DECODE_BYTES:
+        return decode(body, *args)
+    return await asyncio.to_thread(decode, body, *args)
 
 
 ROUTES_HINT = "predict with POST /v1/models/ENDPOINT:predict or /v2/models/ENDPOINT/infer"

@@ -24,7 +24,7 @@ import numpy as np
 from cloche import __version__, errors
 from cloche.errors import ClocheError, Unavailable
 from cloche.serving.auth import TokenCache
-from cloche.serving.calls import log_failure, mirror_to_shadows, request_id
+from cloche.serving.calls import INLINE_DECODE_BYTES, log_failure, mirror_to_shadows, request_id
 from cloche.serving.deployment import RequestMeta
 from cloche.serving.metadata import model_metadata
 from cloche.serving.router import Router
@@ -148,7 +148,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         meta = RequestMeta(rid, started, time.time_ns() // 1_000_000, deployment.payload_sampled())
         inputs: np.ndarray | str = _describe(request)
         try:
-            decoded = decode_grpc(request, deployment.inputs, deployment.outputs)
+            args = (request, deployment.inputs, deployment.outputs)
+            if request.ByteSize() <= INLINE_DECODE_BYTES:
+                decoded = decode_grpc(*args)
+            else:  # off the loop, as on REST: the other calls and health checks go on
+                decoded = await asyncio.to_thread(decode_grpc, *args)
             inputs = decoded.inputs
             if not version:  # as on REST, a request pinned to a version is not shadowed
                 mirror_to_shadows(route, decoded.inputs, decoded.outputs, meta, self._background)
@@ -187,7 +191,10 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
 
 def _describe(request: pb.ModelInferRequest) -> str:
     """What the payload log keeps of a request that failed before it was decoded."""
-    tensors = [f"{t.name} {t.datatype} {list(t.shape)}" for t in request.inputs[:100]]
+    # Bounded before log_failure cuts it: names and shapes can be as long as the message.
+    tensors = [
+        f"{t.name[:100]} {t.datatype[:20]} {list(t.shape[:33])}" for t in request.inputs[:20]
+    ]
     raw = " (raw)" if request.raw_input_contents else ""
     return f"gRPC inputs{raw}: " + "; ".join(tensors)
 
@@ -214,11 +221,17 @@ async def start_grpc_server(
     port: int,
     max_message_mb: int,
     reuse_port: bool = False,
+    max_calls: int | None = None,
+    handshake_seconds: float = 10.0,
+    idle_seconds: float = 300.0,
 ) -> GrpcServer:
     """Serve OIP v2 gRPC on ``host:port`` from the running event loop.
 
     ``reuse_port`` lets every worker process of ``cloche up`` listen on the same port (the
-    kernel spreads connections among them); off, a port in use is an error.
+    kernel spreads connections among them); off, a port in use is an error. ``max_calls``
+    bounds the calls in flight (more answer RESOURCE_EXHAUSTED); a connection that has not
+    finished its handshake after ``handshake_seconds``, or has had no call for
+    ``idle_seconds``, is closed, as HTTP ones are (serving/connections.py).
     """
     limit = max_message_mb * 2**20
     server = grpc.aio.server(
@@ -228,7 +241,10 @@ async def start_grpc_server(
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", int(reuse_port)),
+            ("grpc.server_handshake_timeout_ms", int(handshake_seconds * 1000)),
+            ("grpc.max_connection_idle_ms", int(idle_seconds * 1000)),
         ],
+        maximum_concurrent_rpcs=max_calls,
     )
     servicer = InferenceServicer(router)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)

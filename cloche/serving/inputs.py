@@ -20,6 +20,7 @@ NUMERIC = frozenset(
     | {"float16", "float32", "float64"}
 )
 TEXT = frozenset({"string", "category", "datetime", "bytes"})
+CHUNK_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,30 @@ def rows_to_input(rows: Any, spec: InputSpec) -> np.ndarray:
         rows = _dict_rows(rows, spec)
     if spec.all_numeric:
         try:
-            array = np.asarray(rows, dtype=spec.tensor_dtype)
+            array = as_array(rows, spec.tensor_dtype)
         except (ValueError, TypeError, OverflowError):
             _explain_bad_rows(rows, spec)
-            raise
+            # No single row is wrong, so together they are: rows of different lengths or depths.
+            raise InvalidInput(
+                "the rows do not form a table: they differ in length or nesting",
+                hint="send one flat list of feature values per row, all of the same length",
+            ) from None
         _check_shape(array, spec)
         return array
     _explain_bad_rows(rows, spec)
     array = np.empty((len(rows), len(spec.names)), dtype=object)
     array[:] = rows
     return array
+
+
+def as_array(items: list[Any], dtype: Any, chunk: int = CHUNK_ROWS) -> np.ndarray:
+    """``np.asarray(items)``; a long list in pieces of ``chunk`` items, so that a decoding
+    thread lets the event loop have the GIL between them (one asarray call holds it for about
+    a second per million rows)."""
+    if len(items) <= chunk:
+        return np.asarray(items, dtype=dtype)
+    parts = [np.asarray(items[i : i + chunk], dtype=dtype) for i in range(0, len(items), chunk)]
+    return np.concatenate(parts)
 
 
 def _dict_rows(rows: list[Any], spec: InputSpec) -> list[list[Any]]:

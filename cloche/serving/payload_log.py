@@ -189,6 +189,32 @@ class PayloadLog:
         self._close_segment()
 
 
+class RetentionCounts:
+    """What payload-log retention removed, as reported by the compaction children this worker
+    started (one JSON line each, see logs/compact.py); counters for /metrics."""
+
+    NAMES = {
+        "files": "cloche_payload_log_retention_files_total",
+        "bytes": "cloche_payload_log_retention_bytes_total",
+        "rows": "cloche_payload_log_retention_rows_total",
+    }
+
+    def __init__(self) -> None:
+        self.removed = dict.fromkeys(self.NAMES, 0)
+
+    def add(self, report: bytes) -> None:
+        """Add one child's report; a line that is not one (an older child) adds nothing."""
+        try:
+            removed = orjson.loads(report.strip().splitlines()[-1])["removed"]
+            for key in self.NAMES:
+                self.removed[key] += int(removed[key])
+        except (IndexError, KeyError, TypeError, ValueError):
+            return
+
+    def gauges(self) -> dict[str, dict[str, float]]:
+        return {name: {"": float(self.removed[key])} for key, name in self.NAMES.items()}
+
+
 Line = tuple[list[Any], bytes, bytes]  # (meta fields, inputs JSON, outputs JSON)
 
 

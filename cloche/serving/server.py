@@ -26,7 +26,7 @@ from cloche.serving import metrics
 from cloche.serving.app import DataPlane, Receive, Send
 from cloche.serving.auth import TokenCache
 from cloche.serving.metrics import WorkerMetrics
-from cloche.serving.payload_log import PayloadLog
+from cloche.serving.payload_log import PayloadLog, RetentionCounts
 from cloche.serving.router import Router
 from cloche.store.store import Store
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloche.serving")
 DATA_PREFIXES = ("/v1/", "/v2", "/metrics")
 COMPACT_EVERY_S = 60.0
+RETAIN_EVERY_S = 3600.0  # with no new segments; with them, retention follows each compaction
 STOP_GRACE_S = 1.0
 NATIVE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -48,6 +49,7 @@ class Server:
         self.store = store
         self.log_root = logs.log_root(store.home)
         self.payload_log = PayloadLog(self.log_root)
+        self.retention = RetentionCounts()  # what this worker's compaction children removed
         self.metrics = WorkerMetrics()
         server_id = os.environ.get("CLOCHE_SERVER_ID") or str(os.getpid())
         self.metrics_dir = store.home / "run" / server_id / "metrics"
@@ -96,6 +98,8 @@ class Server:
             port=port,
             max_message_mb=self.settings.serving.grpc_max_message_mb,
             reuse_port=True,
+            max_calls=self.settings.serving.max_connections,
+            handshake_seconds=self.settings.serving.header_timeout_seconds,
         )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -163,10 +167,13 @@ class Server:
 
             signal.signal(sig, handler)
 
-    async def _compact_in_child(self) -> None:
-        """Compaction runs as its own niced process: never on this worker's GIL."""
-        if not await asyncio.to_thread(logs.has_closed_segments, self.log_root):
+    async def _compact_in_child(self, retention_due: bool) -> None:
+        """Compaction (and retention) runs as its own niced process: never on this worker's GIL."""
+        if not retention_due and not await asyncio.to_thread(
+            logs.has_closed_segments, self.log_root
+        ):
             return  # nothing to do: spare the process start
+        serving = self.settings.serving
         proc = await asyncio.create_subprocess_exec(
             "nice",
             "-n",
@@ -175,11 +182,13 @@ class Server:
             "-m",
             "cloche.logs.compact",
             str(self.log_root),
-            stdout=asyncio.subprocess.DEVNULL,
+            f"--max-age-days={serving.log_retention_days}",
+            f"--max-mb={serving.log_max_mb}",
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            _, err = await proc.communicate()
+            out, err = await proc.communicate()
         except asyncio.CancelledError:
             # Shutting down: stop the child (compaction is idempotent) and reap it.
             proc.kill()
@@ -187,9 +196,11 @@ class Server:
             raise
         if proc.returncode != 0:
             log.warning("payload log compaction failed: %s", err.decode(errors="replace")[-500:])
+            return
+        self.retention.add(out)
 
     def publish_metrics(self) -> None:
-        gauges = self.router.gauges() | self.payload_log.gauges()
+        gauges = self.router.gauges() | self.payload_log.gauges() | self.retention.gauges()
         metrics.publish(self.metrics_dir, self.metrics.snapshot(gauges))
 
     def render_metrics(self) -> str:
@@ -200,6 +211,7 @@ class Server:
     async def _tidy(self) -> None:
         """Off the hot path: publish log counters; compact closed and orphaned segments."""
         last_compaction = -COMPACT_EVERY_S  # at start: segments a dead worker left behind
+        last_retention = -RETAIN_EVERY_S  # and at start: whatever aged while it was down
         while True:
             await asyncio.sleep(1.0)
             try:
@@ -211,7 +223,11 @@ class Server:
                 if loop.time() - last_compaction > COMPACT_EVERY_S:
                     last_compaction = loop.time()
                     await asyncio.to_thread(ingest.recover, self.store)  # edge uploads cut short
-                    await self._compact_in_child()
+                    # Retention also runs when nothing new was logged: old hours still age.
+                    retention_due = loop.time() - last_retention > RETAIN_EVERY_S
+                    if retention_due:
+                        last_retention = loop.time()
+                    await self._compact_in_child(retention_due)
             except Exception as exc:  # housekeeping must never take serving down
                 log.warning("payload log housekeeping failed: %s", exc)
 

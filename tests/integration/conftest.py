@@ -44,11 +44,14 @@ def local_admin_token(settings: Settings) -> str:
 
 
 @contextmanager
-def run_server(settings: Settings) -> Iterator[LiveServer]:
-    """Serve what `cloche up` serves (API and data plane) on a free loopback port."""
+def run_server(settings: Settings, **options: Any) -> Iterator[LiveServer]:
+    """Serve what `cloche up` serves (API and data plane) on a free loopback port.
+
+    ``options`` are more uvicorn settings, such as ``cloche up``'s connection limits.
+    """
     token = local_admin_token(settings)
     config = uvicorn.Config(
-        build_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+        build_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="cloche-test-server", daemon=True)

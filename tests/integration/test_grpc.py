@@ -220,6 +220,43 @@ def test_errors_carry_their_status_and_message(stub: GRPCInferenceServiceStub, e
         assert message in info.value.details()
 
 
+def test_a_request_over_the_inline_decode_size_is_answered(
+    stub: GRPCInferenceServiceStub, expected
+) -> None:
+    # Few rows (the batcher takes 64 at most) in a large message: a 300 kB request id.
+    request = infer_request(expected[0], id="r" * 300_000)
+    assert request.ByteSize() > 256 * 1024
+    response = stub.ModelInfer(request)
+    predict = next(o for o in response.outputs if o.name == "predict")
+    assert list(predict.shape) == [5] and response.id == request.id
+
+
+@pytest.mark.parametrize(
+    ("shape", "says"),
+    [
+        ([2**40, 2**40], "elements, over"),
+        ([-1, 4], "non-negative"),
+        ([1] * 100, "100 dimensions"),
+        ([2**62, 4], "elements, over"),
+    ],
+    ids=["overflowing", "negative", "too-many-dimensions", "int64-overflowing"],
+)
+def test_hostile_shapes_are_invalid_argument_naming_the_tensor(
+    stub: GRPCInferenceServiceStub, expected, shape: list[int], says: str
+) -> None:
+    X = expected[0]
+    raw = infer_request(X)
+    raw.inputs[0].ClearField("contents")
+    raw.raw_input_contents.append(X.astype("<f8").tobytes())
+    for request in (infer_request(X), raw):
+        request.inputs[0].shape[:] = shape
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert "input 'x': shape" in info.value.details() and says in info.value.details()
+        assert len(info.value.details()) < 1000
+
+
 def test_tritonclient_sees_the_same_errors(client: triton.InferenceServerClient) -> None:
     tensor = triton.InferInput("x", [1, 3], "FP32")
     tensor.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
@@ -306,14 +343,23 @@ def test_answered_and_failed_calls_reach_the_payload_log(
         stub.ModelInfer(infer_request(expected[0][:2]), metadata=(("x-request-id", "ok-1"),))
         with pytest.raises(grpc.RpcError):
             stub.ModelInfer(infer_request(expected[0][:, :3]), metadata=(("x-request-id", "bad"),))
+        # 250 kB of tensor names, refused before decoding: the log keeps at most 4 KiB of it.
+        huge = pb.ModelInferRequest(model_name="churn")
+        for i in range(50):
+            huge.inputs.add(name=f"{i}" + "f" * 5000, datatype="FP64", shape=[1])
+        huge.raw_input_contents.append(b"\0" * 8)
+        with pytest.raises(grpc.RpcError):
+            stub.ModelInfer(huge, metadata=(("x-request-id", "huge"),))
     try:
         by_id = {
             row["request_id"]: row for row in logs.rows(logs.read_log(tmp_path / "logs", "churn"))
         }
         assert by_id["ok-1"]["status"] == 200 and by_id["ok-1"]["outputs"] is not None
         assert by_id["bad"]["status"] == 422 and "4 values, got 3" in by_id["bad"]["error"]
+        assert by_id["huge"]["status"] == 422
+        assert 0 < len(by_id["huge"]["inputs"].encode()) <= 4096
         assert metrics.requests[("churn", "churn:1", 200)] == 1
-        assert metrics.requests[("churn", "churn:1", 422)] == 1
+        assert metrics.requests[("churn", "churn:1", 422)] == 2
     finally:
         log.close()
 

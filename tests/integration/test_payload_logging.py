@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -56,6 +57,17 @@ def test_answers_failures_and_shadow_copies_are_logged(server, settings, transpo
     (agreement,) = agreement_seen
     # Both versions are the same model file: the shadow agrees on every request.
     assert (agreement.shadow, agreement.compared, agreement.agreed) == ("churn:2", 5, 5)
+
+
+def test_a_failed_request_logs_at_most_4_kib_of_its_body(server, settings) -> None:
+    body = {"instances": [ROW] * 5000 + [["not a number", 1, 2, 3]]}  # about 110 kB
+    assert _predict(server.url, "churn", "big-bad", body).status_code == 422
+    with cloche.Client(settings=settings) as sdk:
+        rows = sdk.logs.read("churn", since="10m").to_pylist()
+    (logged,) = [r for r in rows if r["request_id"] == "big-bad" and not r["shadow"]]
+    assert logged["status"] == 422 and "instances[5000]" in logged["error"]
+    assert 0 < len(logged["inputs"].encode()) <= 4096
+    assert logged["inputs"].startswith('{"instances"')
 
 
 def test_explanations_are_logged_marked_and_metered(server, settings) -> None:
@@ -120,7 +132,7 @@ def test_a_server_compacts_segments_left_by_dead_workers(
            np.array([ROW]), {"predict": np.array([0])}, None, "predict")  # fmt: skip
     left.write([encode_row(row)])
     left.close()
-    start_server()
+    start_server(serving={"log_retention_days": 0})  # the row is from 2025: keep it
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and list((root / "segments").glob("*.jsonl")):
         time.sleep(0.2)
@@ -128,3 +140,41 @@ def test_a_server_compacts_segments_left_by_dead_workers(
     assert list(root.glob("endpoint=churn/date=*/hour=*/*.parquet"))
     with cloche.Client(settings=settings) as sdk:
         assert sdk.logs.read("churn", since="2025-01-01")["request_id"].to_pylist() == ["old-1"]
+
+
+def test_retention_removes_old_hours_and_counts_them_in_metrics(
+    settings, start_server: ServerFactory
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from cloche.auth.tokens import create_token
+    from cloche.logs import service as logs
+    from cloche.serving.payload_log import PayloadLog, encode_row
+    from cloche.store.store import Store
+
+    root = logs.log_root(settings.home)
+    old = int((datetime.now(UTC) - timedelta(days=400)).timestamp() * 1000)
+    log = PayloadLog(root)
+    for i in range(5):  # five rows in an hour 400 days old, compacted
+        log.write([encode_row((old, f"old-{i}", "churn", "churn", 1, 7, False, 200, 1.0,
+                               np.array([ROW]), None, None, "predict"))])  # fmt: skip
+    log.close()
+    assert logs.compact(root) == 5
+    assert list(root.glob("endpoint=churn/date=*/hour=*"))
+    store = Store.open(settings)
+    try:
+        token = create_token(store, role="admin", name="metrics").token
+    finally:
+        store.close()
+    server = start_server(serving={"log_retention_days": 35})
+    deadline, text = time.monotonic() + 60, ""
+    while time.monotonic() < deadline:  # the first compaction runs a second after start
+        text = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+        if "cloche_payload_log_retention_rows_total 5" in text:
+            break
+        time.sleep(0.5)
+    assert "cloche_payload_log_retention_rows_total 5" in text, text[-2000:]
+    assert "cloche_payload_log_retention_files_total 1" in text
+    assert not list(root.glob("endpoint=churn/date=*/hour=*"))

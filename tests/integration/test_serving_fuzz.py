@@ -212,3 +212,53 @@ def test_bodies_that_once_got_a_5xx_get_a_4xx(
     assert_answered_well(response, body)
     assert response.status_code in (400, 422), response.text  # bad input: never a prediction
     assert_still_serving(http)
+
+
+# --- hostile shapes: refused by name before any data is looked at ------------------------------
+
+HOSTILE_SHAPES = {
+    "overflowing": ([2**40, 2**40], "elements, over"),
+    "negative": ([-1, 4], "non-negative"),
+    "too-many-dimensions": ([1] * 100, "100 dimensions"),
+    "int64-overflowing": ([2**63 - 1, 2], "elements, over"),
+}
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize(("shape", "says"), HOSTILE_SHAPES.values(), ids=list(HOSTILE_SHAPES))
+def test_hostile_shapes_get_400_naming_the_tensor_and_its_shape(
+    http: httpx.Client, shape: list[int], says: str, binary: bool
+) -> None:
+    tensor: dict[str, Any] = {"name": "x", "shape": shape, "datatype": "FP64"}
+    headers, tail = {}, b""
+    if binary:
+        tail = np.zeros(4).tobytes()
+        tensor["parameters"] = {"binary_data_size": len(tail)}
+    else:
+        tensor["data"] = GOOD_ROW
+    head = json.dumps({"inputs": [tensor]}).encode()
+    if binary:
+        headers = {"Inference-Header-Content-Length": str(len(head))}
+    response = http.post(INFER, content=head + tail, headers=headers)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["code"] == "invalid_shape"
+    assert "input 'x': shape" in body["error"] and says in body["error"]
+    assert len(response.content) < 1000  # a million-entry shape is not echoed back
+    assert_still_serving(http)
+
+
+def test_binary_size_that_disagrees_with_the_shape_gets_400_before_reading(
+    http: httpx.Client,
+) -> None:
+    # The header claims 1 MB of data for a [1, 4] FP64 tensor; the body holds 32 bytes.
+    tensor = {"name": "x", "shape": [1, 4], "datatype": "FP64",
+              "parameters": {"binary_data_size": 2**20}}  # fmt: skip
+    head = json.dumps({"inputs": [tensor]}).encode()
+    response = http.post(
+        INFER,
+        content=head + np.zeros(4).tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
+    assert response.status_code == 400, response.text
+    assert "needs 32 bytes, binary_data_size says 1048576" in response.json()["error"]

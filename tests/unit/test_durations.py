@@ -31,3 +31,28 @@ def test_since_takes_a_duration_back_from_now_or_an_iso_time() -> None:
     assert parse_since("2026-11-24T08:00:00") == datetime(2026, 11, 24, 8, tzinfo=UTC)
     with pytest.raises(InvalidInput, match="cannot read the time"):
         parse_since("yesterday")
+
+
+@pytest.mark.parametrize("text", ["36501d", "999999999d", "5215w", "9" * 5000 + "s"])
+def test_durations_too_large_for_a_date_are_refused_naming_the_largest(text: str) -> None:
+    with pytest.raises(InvalidInput, match=r"largest accepted duration, 36500d") as info:
+        parse_duration(text)
+    assert len(info.value.message) < 200  # a 5000-digit value is not echoed back
+    with pytest.raises(InvalidInput, match="36500d"):
+        parse_since(text)
+
+
+def test_the_largest_duration_still_makes_a_date() -> None:
+    assert parse_duration("36500d") == timedelta(days=36_500)
+    assert parse_since("36500d") is not None
+
+
+def test_monitor_windows_and_schedules_over_100_years_are_refused() -> None:
+    from pydantic import ValidationError
+
+    from cloche.monitoring.entities import MonitorConfig
+
+    MonitorConfig(every_s=36_500 * 86_400, window_s=3600)
+    for field in ("every_s", "window_s", "cooldown_s"):
+        with pytest.raises(ValidationError, match="less than or equal to 3153600000"):
+            MonitorConfig(**{field: 10**18})

@@ -10,6 +10,7 @@ import orjson
 
 from cloche.errors import BadRequest, InvalidInput
 from cloche.serving.inputs import InputSpec, rows_to_input
+from cloche.serving.protocols.json_pieces import PIECE_BYTES, loads_in_pieces
 
 PREDICT_ONLY = frozenset({"predict"})
 WITH_PROBABILITIES = frozenset({"predict", "probabilities"})
@@ -21,6 +22,10 @@ def parse_json(body: bytes) -> Any:
     if not body:
         raise BadRequest("the request body is empty", hint='send JSON like {"instances": [[...]]}')
     try:
+        if len(body) > 4 * PIECE_BYTES:  # a large body, on a thread: let the loop in meanwhile
+            payload = loads_in_pieces(body)
+            if payload is not None:
+                return payload
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None

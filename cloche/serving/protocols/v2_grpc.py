@@ -9,7 +9,6 @@ length-prefixed elements); either way they are checked and assembled exactly as 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,11 @@ from cloche.serving.protocols.grpc_gen.grpc_predict_v2_pb2 import (
 )
 from cloche.serving.protocols.v2_rest import (
     DATATYPES,
-    MAX_ELEMENTS,
     V2Request,
     assemble,
     check_output,
     datatype_of,
+    element_count,
     from_raw,
     to_bytes,
 )
@@ -97,18 +96,14 @@ def _header(tensor: ModelInferRequest.InferInputTensor, i: int) -> tuple[str, li
     if not tensor.name:
         raise InvalidInput(f"inputs[{i}] needs a name")
     where = f"input {tensor.name!r}"
+    count = element_count(where, tensor.shape)  # before copying a huge shape into a list
     shape = list(tensor.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"{where}: shape must be non-negative integers, got {shape}")
     if tensor.datatype not in DATATYPES:
         raise InvalidInput(
             f"{where}: unknown datatype {tensor.datatype!r}",
             hint=f"use one of {', '.join(DATATYPES)}",
         )
     _refuse_unsupported(where, tensor.parameters)
-    count = math.prod(shape)
-    if count > MAX_ELEMENTS:
-        raise InvalidInput(f"{where}: {count} elements is over the limit of {MAX_ELEMENTS}")
     return where, shape, count
 
 

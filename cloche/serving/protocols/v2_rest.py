@@ -7,14 +7,15 @@ and ``encode_v2(outputs, ...)`` -> (body, header_length or None). No I/O.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
-from cloche.errors import InvalidInput
-from cloche.serving.inputs import InputSpec, rows_to_input
+from cloche.errors import InvalidInput, InvalidShape
+from cloche.serving.inputs import CHUNK_ROWS, InputSpec, as_array, rows_to_input
 from cloche.serving.protocols.v1 import parse_json
 
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -34,6 +35,9 @@ DATATYPES: dict[str, np.dtype[Any]] = {
 }
 BY_NAME = {v.name: k for k, v in DATATYPES.items() if k != "BYTES"}
 MAX_ELEMENTS = 50_000_000
+FLAT_CHUNK = 200_000  # values per piece of a flat data list (rows go CHUNK_ROWS at a time)
+MAX_DIMS = 32  # numpy's own ceiling is 64; no model input comes near either
+SHAPE_HINT = f"send a shape of at most {MAX_DIMS} non-negative sizes that match the data"
 
 
 @dataclass(frozen=True)
@@ -80,22 +84,51 @@ def _tensor(item: Any, i: int, binary: memoryview, offset: int) -> tuple[str, np
     where = f"input {name!r}" if isinstance(name, str) else f"inputs[{i}]"
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"{where} needs a name")
-    # type() rather than isinstance(): true and false are ints to Python, not dimensions.
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise InvalidInput(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    if not isinstance(shape, list):
+        raise InvalidShape(f"{where}: shape must be a list of sizes", hint=SHAPE_HINT)
     if datatype not in DATATYPES:
         raise InvalidInput(
             f"{where}: unknown datatype {datatype!r}", hint=f"use one of {', '.join(DATATYPES)}"
         )
-    count = math.prod(shape)
-    if count > MAX_ELEMENTS:
-        raise InvalidInput(f"{where}: {count} elements is over the limit of {MAX_ELEMENTS}")
+    count = element_count(where, shape)
     params = _parameters(item, where)
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
         array, offset = _from_binary(where, datatype, shape, count, size, binary, offset)
         return name, array, offset
     return name, _from_json(where, datatype, shape, count, item.get("data")), offset
+
+
+def element_count(where: str, shape: Sequence[Any]) -> int:
+    """How many elements ``shape`` holds, once it is known to be one a tensor can have.
+
+    Checked in this order so that the cheap checks bound the costly ones: the number of
+    dimensions first (a million-entry shape is neither walked nor echoed back), then each size
+    (type() rather than isinstance(): true and false are ints to Python, not sizes), then the
+    product, which Python computes exactly, so [2**40, 2**40] is refused rather than wrapped.
+    """
+    if len(shape) > MAX_DIMS:
+        raise InvalidShape(
+            f"{where}: shape has {len(shape)} dimensions, over the limit of {MAX_DIMS}",
+            hint=SHAPE_HINT,
+        )
+    if not all(type(d) is int and d >= 0 for d in shape):
+        raise InvalidShape(
+            f"{where}: shape must be a list of non-negative integers, got {_show(shape)}",
+            hint=SHAPE_HINT,
+        )
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise InvalidShape(
+            f"{where}: shape {list(shape)} holds {count} elements, over {MAX_ELEMENTS}",
+            hint="send fewer rows per request",
+        )
+    return count
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _from_json(where: str, datatype: str, shape: list[int], count: int, data: Any) -> np.ndarray:
@@ -105,7 +138,7 @@ def _from_json(where: str, datatype: str, shape: list[int], count: int, data: An
     try:
         # A number too large for the datatype (1e39 as FP32) is an error, not a silent inf.
         with np.errstate(over="raise", invalid="raise"):
-            array = np.asarray(data, dtype=dtype)
+            array = as_array(data, dtype, FLAT_CHUNK if count == len(data) else CHUNK_ROWS)
     except (ValueError, TypeError, OverflowError, FloatingPointError):
         raise InvalidInput(f"{where}: data does not hold {datatype} values") from None
     if array.size != count:
@@ -124,8 +157,17 @@ def _from_binary(
     binary: memoryview,
     offset: int,
 ) -> tuple[np.ndarray, int]:
-    if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-        raise InvalidInput(f"{where}: binary_data_size {size!r} runs past the end of the body")
+    if type(size) is not int or size < 0:
+        raise InvalidShape(f"{where}: binary_data_size must be a whole number of bytes")
+    itemsize = DATATYPES[datatype].itemsize
+    if datatype != "BYTES" and size != count * itemsize:  # before any byte is looked at
+        raise InvalidShape(
+            f"{where}: shape {shape} of {datatype} needs {count * itemsize} bytes, "
+            f"binary_data_size says {size}",
+            hint=SHAPE_HINT,
+        )
+    if offset + size > len(binary):
+        raise InvalidInput(f"{where}: binary_data_size {size} runs past the end of the body")
     chunk = binary[offset : offset + size]
     return from_raw(where, datatype, shape, count, chunk, "binary_data_size"), offset + size
 
@@ -142,7 +184,7 @@ def from_raw(
         return _bytes_elements(where, chunk, shape, count)
     dtype = DATATYPES[datatype].newbyteorder("<")
     if len(chunk) != count * dtype.itemsize:
-        raise InvalidInput(
+        raise InvalidShape(
             f"{where}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
             f"{sized_by} says {len(chunk)}"
         )

@@ -55,3 +55,20 @@ def test_tensor_models_take_their_dtype() -> None:
 def test_bad_rows_name_the_field_and_the_expectation(rows, spec, message) -> None:
     with pytest.raises(InvalidInput, match=message):
         rows_to_input(rows, spec)
+
+
+def test_ragged_rows_with_no_single_bad_row_are_invalid_input_not_numpys_error() -> None:
+    unsized = InputSpec((), (), None, True, "float64")  # a tensor signature with no width
+    with pytest.raises(InvalidInput, match="differ in length or nesting"):
+        rows_to_input([[1.0, 2.0], [1.0, 2.0, 3.0]], unsized)
+
+
+def test_a_large_table_converts_in_pieces_to_the_same_array() -> None:
+    from cloche.serving.inputs import CHUNK_ROWS
+
+    n = 2 * CHUNK_ROWS + 3  # three pieces, the last a short one
+    rows = [[float(i), i * 2.0] for i in range(n)]
+    spec = InputSpec((), (), 2, True, "float64")
+    assert np.array_equal(rows_to_input(rows, spec), np.asarray(rows))
+    with pytest.raises(InvalidInput, match=rf"instances\[{n - 1}\]"):
+        rows_to_input([*rows[:-1], ["x", 1.0]], spec)

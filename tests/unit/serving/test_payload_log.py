@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def test_compaction_runs_as_a_command_and_one_at_a_time(tmp_path: Path) -> None:
         [sys.executable, "-m", "cloche.logs.compact", str(tmp_path)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert done.stdout.strip() == "2"
+    assert json.loads(done.stdout)["rows"] == 2
     assert logs.read_log(tmp_path, "churn")["request_id"].to_pylist() == ["r0", "r1"]
 
 
