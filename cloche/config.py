@@ -66,6 +66,12 @@ class ServingSettings(BaseModel):
         default=None, ge=0, le=65535, description="also serve OIP v2 over gRPC on this port"
     )
     grpc_max_message_mb: int = Field(default=64, gt=0, description="largest gRPC message")
+    max_request_rows: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="rows one prediction request may have; larger ones get 413 (a request "
+        "with more rows than max_batch_size is served in pieces of that size)",
+    )
     max_connections: int = Field(
         default=1000,
         gt=0,

@@ -8,7 +8,8 @@ hop (about 60 µs per batch, which an idle model would pay on every request) and
 hand-offs between the two threads. An idle model answers at once; a busy one
 spreads its per-call cost over many requests. The queue is bounded in rows: a full queue refuses
 at once (503) instead of growing memory, and a request past its deadline gets 504 without
-disturbing the others.
+disturbing the others. A request with more rows than a batch is split (``large.py``): its pieces
+join the queue one at a time, so it waits for room instead of being refused, and answers whole.
 
 A batch starts once a turn of the event loop reads no new request for it: while requests keep
 arriving (clients answering the last batch's replies with their next request), the batch waits
@@ -28,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from cloche.errors import ClocheError, InvalidInput, Overloaded, PredictFailed, Timeout
+from cloche.errors import (
+    ClocheError,
+    InvalidInput,
+    Overloaded,
+    PayloadTooLarge,
+    PredictFailed,
+    Timeout,
+)
+from cloche.serving.large import Answered, LargeRequest
 
 # (stacked inputs, which outputs) -> {output name: array with one entry per row}
 PredictFn = Callable[[np.ndarray, frozenset[str]], dict[str, np.ndarray]]
@@ -36,6 +45,9 @@ Result = dict[str, np.ndarray] | BaseException
 # Called with each answered batch before its requests are answered (the payload log).
 BatchHook = Callable[[Sequence["Job"], Sequence[Result]], None]
 MAX_FILL_S = 0.005  # never wait longer than this for a batch to fill, whatever the model costs
+# Rows one request may have (CLOCHE_SERVING__MAX_REQUEST_ROWS): its inputs and outputs are held
+# whole, and it holds its model for rows / max_batch_size calls.
+MAX_REQUEST_ROWS = 1_000_000
 
 
 class Job:
@@ -72,13 +84,20 @@ class AdaptiveBatcher:
         max_queue_rows: int,
         name: str,
         on_batch: BatchHook | None = None,
+        max_request_rows: int = MAX_REQUEST_ROWS,
+        on_large: Answered | None = None,
     ) -> None:
         self._predict = predict
         self._on_batch = on_batch
+        self._on_large = on_large
         self.max_batch_size = max_batch_size
         self.max_queue_rows = max_queue_rows
+        self.max_request_rows = max_request_rows
+        # One comparison on the hot path sends both large and over-the-cap requests aside.
+        self._split_above = min(max_batch_size, max_request_rows)
         self.name = name
         self._queue: deque[Job] = deque()
+        self._waiting: deque[Job] = deque()  # large requests' pieces waiting for queue room
         self.queued_rows = 0
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,12 +116,14 @@ class AdaptiveBatcher:
         self, inputs: np.ndarray, outputs: frozenset[str], timeout_s: float, meta: Any = None
     ) -> asyncio.Future[dict[str, np.ndarray]]:
         """``submit`` without its coroutine: the future of ``inputs``' outputs (the data plane
-        awaits it directly, one frame less per request). Raises Overloaded when full."""
-        if self.queued_rows + len(inputs) > self.max_queue_rows:
-            raise Overloaded(
-                f"{self.name} is at capacity ({self.queued_rows} rows queued)",
-                hint="retry after a moment, or deploy with a larger max_batch_size",
-            )
+        awaits it directly, one frame less per request). Raises Overloaded when the queue is
+        full, PayloadTooLarge past ``max_request_rows``."""
+        rows = len(inputs)
+        if rows > self._split_above:
+            return self._enqueue_large(inputs, outputs, timeout_s, meta)
+        if self.queued_rows + rows > self.max_queue_rows:
+            raise self._full()
+        # (What _push does, inline: one call less per request.)
         loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
         job = Job(inputs, outputs, loop.create_future(), now + timeout_s, timeout_s, meta)
@@ -117,6 +138,54 @@ class AdaptiveBatcher:
             self._fill_until = now + min(self._call_s, MAX_FILL_S)
             loop.call_soon(self._run_next_batch)
         return job.future
+
+    def _full(self) -> Overloaded:
+        return Overloaded(
+            f"the queue of {self.name} is full ({self.queued_rows} rows waiting, at most "
+            f"{self.max_queue_rows})",
+            hint="retry in a moment; if this persists, add workers (CLOCHE_SERVING__WORKERS) or "
+            "deploy with a larger max_batch_size (the queue holds 16 batches)",
+        )
+
+    def _enqueue_large(
+        self, inputs: np.ndarray, outputs: frozenset[str], timeout_s: float, meta: Any
+    ) -> asyncio.Future[dict[str, np.ndarray]]:
+        rows = len(inputs)
+        if rows > self.max_request_rows:
+            raise PayloadTooLarge(
+                f"{self.name} takes at most {self.max_request_rows:,} rows per request "
+                f"(CLOCHE_SERVING__MAX_REQUEST_ROWS); this one has {rows:,}",
+                hint="send the rows in several requests, or run a batch job "
+                "(`cloche batch`), or raise CLOCHE_SERVING__MAX_REQUEST_ROWS",
+            )
+        loop = self._loop = asyncio.get_running_loop()
+        whole = Job(inputs, outputs, loop.create_future(), loop.time() + timeout_s, timeout_s, meta)
+        LargeRequest(whole, self.max_batch_size, self._admit, self._on_large).start()
+        return whole.future
+
+    def _admit(self, piece: Job) -> None:
+        """Queue a large request's piece if the queue has room, else once a batch makes room."""
+        if self._waiting or self.queued_rows + piece.rows > self.max_queue_rows:
+            self._waiting.append(piece)
+        else:
+            self._push(piece)
+
+    def _admit_waiting(self) -> None:
+        waiting = self._waiting
+        while waiting and self.queued_rows + waiting[0].rows <= self.max_queue_rows:
+            self._push(waiting.popleft())
+
+    def _push(self, job: Job) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._queue.append(job)
+        self.queued_rows += job.rows
+        self._arrivals += 1
+        if not self._scheduled:
+            self._scheduled = True
+            self._arrivals_seen = self._arrivals
+            self._fill_until = loop.time() + min(self._call_s, MAX_FILL_S)
+            loop.call_soon(self._run_next_batch)
 
     def _take_batch(self, now: float) -> list[Job]:
         # Deadlines are checked when a batch is formed: the loop runs nothing else while the
@@ -157,6 +226,8 @@ class AdaptiveBatcher:
             loop.call_soon(self._run_next_batch)
             return
         batch = self._take_batch(now)
+        if self._waiting:  # the batch made room in the queue
+            self._admit_waiting()
         if batch:
             started = time.perf_counter()
             results = self._run(batch)

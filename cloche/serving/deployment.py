@@ -11,7 +11,7 @@ import numpy as np
 
 from cloche.registry.signatures import Signature
 from cloche.runtimes.base import LoadedModel, has_predict_proba
-from cloche.serving.batcher import AdaptiveBatcher, Job, Result
+from cloche.serving.batcher import MAX_REQUEST_ROWS, AdaptiveBatcher, Job, Result
 from cloche.serving.inputs import InputSpec
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import LineEncoder, PayloadLog, encode_row
@@ -65,6 +65,7 @@ class LiveDeployment:
         model: LoadedModel,
         payload_log: PayloadLog | None = None,
         metrics: WorkerMetrics | None = None,
+        max_request_rows: int = MAX_REQUEST_ROWS,
     ) -> LiveDeployment:
         signature = Signature.from_dict(spec.signature)
         if signature.is_empty:
@@ -98,12 +99,22 @@ class LiveDeployment:
             ]
             payload_log.write(lines)
 
+        def record_large(job: Job, result: dict[str, np.ndarray]) -> None:
+            # A large request's pieces carry no meta, so the batches above skip them: it is
+            # logged here, once and whole (model calls still count in metrics.batch).
+            if payload_log is not None and job.meta is not None and job.meta.logged:
+                payload_log.write(
+                    [encoder.answered(job.meta, job.inputs, result, time.perf_counter())]
+                )
+
         batcher = AdaptiveBatcher(
             predict,
             max_batch_size=spec.max_batch_size,
             max_queue_rows=spec.max_batch_size * QUEUE_BATCHES,
             name=f"{spec.endpoint}/{spec.ref}",
             on_batch=record,
+            max_request_rows=max_request_rows,
+            on_large=record_large,
         )
         inputs = InputSpec.from_signature(signature)
         return cls(spec, model, signature, inputs, frozenset(outputs), batcher, payload_log)

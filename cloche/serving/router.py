@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cloche.errors import DeploymentNotFound, EndpointNotFound, NotReady
+from cloche.serving.batcher import MAX_REQUEST_ROWS
 from cloche.serving.deployment import LiveDeployment
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.metrics import label as metrics_label
@@ -92,8 +93,10 @@ class Router:
         poll_seconds: float = 0.5,
         payload_log: PayloadLog | None = None,
         metrics: WorkerMetrics | None = None,
+        max_request_rows: int = MAX_REQUEST_ROWS,
     ) -> None:
         self.source = source
+        self.max_request_rows = max_request_rows
         self.payload_log = payload_log
         self.metrics = metrics
         self.cache = cache
@@ -165,7 +168,9 @@ class Router:
         model = self.cache.get(spec)
         if model is None:
             model = await asyncio.to_thread(self.cache.load, spec)
-        return LiveDeployment.start(spec, model, self.payload_log, self.metrics)
+        return LiveDeployment.start(
+            spec, model, self.payload_log, self.metrics, self.max_request_rows
+        )
 
     def gauges(self) -> dict[str, dict[str, float]]:
         """Point-in-time values for /metrics: queue depth and model load time."""

@@ -58,6 +58,7 @@ class Server:
             poll_seconds=settings.serving.poll_ms / 1000,
             payload_log=self.payload_log,
             metrics=self.metrics,
+            max_request_rows=settings.serving.max_request_rows,
         )
         self.data_plane = DataPlane(
             self.router,
