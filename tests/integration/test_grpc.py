@@ -88,8 +88,10 @@ def serving(
     required: bool = False,
     log: PayloadLog | None = None,
     metrics: WorkerMetrics | None = None,
+    max_message_mb: int = 1,
+    **router_options: Any,
 ) -> Iterator[GrpcServer]:
-    router = Router.for_store(store, payload_log=log, metrics=metrics)
+    router = Router.for_store(store, payload_log=log, metrics=metrics, **router_options)
     loop.run(router.refresh())
     server = loop.run(
         start_grpc_server(
@@ -97,7 +99,7 @@ def serving(
             TokenCache.for_store(store, required=required),
             host="127.0.0.1",
             port=0,
-            max_message_mb=1,
+            max_message_mb=max_message_mb,
         )
     )
     try:
@@ -229,6 +231,33 @@ def test_a_request_over_the_inline_decode_size_is_answered(
     response = stub.ModelInfer(request)
     predict = next(o for o in response.outputs if o.name == "predict")
     assert list(predict.shape) == [5] and response.id == request.id
+
+
+def test_a_request_of_40000_rows_gets_the_models_own_outputs(
+    loop: Loop, deployed: Store, expected
+) -> None:
+    # 40,000 rows (625 model calls at max_batch_size 64): once refused as over the queue.
+    X = np.random.default_rng(3).normal(size=(40_000, len(FEATURES)))
+    labels, proba = expected[1](X)
+    request = infer_request(np.zeros((0, 4)))
+    request.raw_input_contents.append(X.astype("<f8").tobytes())
+    request.inputs[0].shape[:] = list(X.shape)
+    options = [("grpc.max_receive_message_length", 8 * 2**20)]
+    with (
+        serving(loop, deployed, max_message_mb=8, max_request_rows=50_000) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.port}", options=options) as channel,
+    ):
+        stub = GRPCInferenceServiceStub(channel)
+        response = stub.ModelInfer(request, timeout=60)
+        names = [o.name for o in response.outputs]
+        out = dict(zip(names, response.raw_output_contents, strict=True))
+        assert np.frombuffer(out["predict"], "<i8").tolist() == labels.tolist()
+        np.testing.assert_allclose(np.frombuffer(out["probabilities"], "<f8").reshape(-1, 3), proba)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ModelInfer(infer_request(np.zeros((50_001, 4))), timeout=60)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "at most 50,000 rows" in refused.value.details()
+        assert "CLOCHE_SERVING__MAX_REQUEST_ROWS" in refused.value.details()
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,26 @@ def test_answers_failures_and_shadow_copies_are_logged(server, settings, transpo
     assert (agreement.shadow, agreement.compared, agreement.agreed) == ("churn:2", 5, 5)
 
 
+def test_a_request_larger_than_a_batch_is_logged_once_whole_and_mirrored_once(
+    server, settings
+) -> None:
+    rows = [[0.1 * (i % 7), 0.2, 0.3, 0.4] for i in range(1000)]  # 16 model calls of 64 rows
+    r = _predict(server.url, "churn", "big-1", {"instances": rows})
+    assert r.status_code == 200, r.text
+    with cloche.Client(settings=settings) as sdk:
+        logged = sdk.logs.read("churn", since="10m").to_pylist()
+        metrics = httpx.get(f"{server.url}/metrics", headers=server.auth).text
+    assert sorted((x["request_id"], x["shadow"]) for x in logged) == [
+        ("big-1", False),
+        ("big-1", True),
+    ]
+    live = next(x for x in logged if not x["shadow"])
+    assert len(json.loads(live["inputs"])) == 1000
+    assert json.loads(live["outputs"])["predict"] == r.json()["predictions"]
+    counted = [line for line in metrics.splitlines() if line.startswith("cloche_requests_total{")]
+    assert [line.rsplit(" ", 1)[1] for line in counted if 'status="200"' in line] == ["1"]
+
+
 def test_a_failed_request_logs_at_most_4_kib_of_its_body(server, settings) -> None:
     body = {"instances": [ROW] * 5000 + [["not a number", 1, 2, 3]]}  # about 110 kB
     assert _predict(server.url, "churn", "big-bad", body).status_code == 422
