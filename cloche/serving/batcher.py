@@ -144,7 +144,8 @@ class AdaptiveBatcher:
             f"the queue of {self.name} is full ({self.queued_rows} rows waiting, at most "
             f"{self.max_queue_rows})",
             hint="retry in a moment; if this persists, add workers (CLOCHE_SERVING__WORKERS) or "
-            "deploy with a larger max_batch_size (the queue holds 16 batches)",
+            f"deploy with a larger max_batch_size (the queue holds "
+            f"{self.max_queue_rows // self.max_batch_size} batches)",
         )
 
     def _enqueue_large(

@@ -57,9 +57,9 @@ class LargeRequest:
 
     def _piece_done(self, piece: asyncio.Future[dict[str, np.ndarray]]) -> None:
         whole = self.whole
-        if whole.future.done():  # the client is gone: queue no more of its work
+        error = piece.exception()  # (retrieved even when unused: asyncio warns of unread ones)
+        if whole.future.done():  # the client is gone, or another piece failed: no more work
             return
-        error = piece.exception()
         if error is not None:
             whole.future.set_exception(error)
             return
