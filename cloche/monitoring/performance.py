@@ -137,8 +137,13 @@ def evaluate(
             direction, getattr(thresholds, field), recorded.get(metric), thresholds
         )
         if metric in other and threshold is not None:
+            # Without labels the task may be a guess: the missing labels are the reason then.
             kind = "classification" if classifier else "regression"
-            skipped[metric] = f"does not apply: the model's task is {kind}"
+            skipped[metric] = (
+                f"does not apply: the model's task is {kind}"
+                if joined.labels
+                else "no labelled rows in the window"
+            )
         entry: dict[str, Any] = {
             "value": defined.get(metric),
             "recorded": recorded.get(metric),
