@@ -13,7 +13,7 @@ from cloche.batch.entities import BatchJob, BatchSchedule
 from cloche.batch.schedules import run_folders
 from cloche.batch.spec import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_ERROR_RATE
 from cloche.cli._common import JsonOpt, get_client
-from cloche.cli._output import err, out, print_json, success, when
+from cloche.cli._output import err, new_table, out, print_json, success, when
 
 app = typer.Typer(
     help="Batch prediction: score files with a registered model.", no_args_is_help=True
@@ -181,9 +181,13 @@ def _rate(job: BatchJob) -> str:
 
 
 def jobs_table(jobs: list[BatchJob], title: str = "Batch jobs") -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("job", "model", "state", "rows", "bad rows", "output", "created"):
-        table.add_column(column)
+    table = new_table(
+        title,
+        ("job", "model", "state", "rows", "bad rows", "output", "created"),
+        whole=("job", "model"),
+        dates=("created",),
+        right=("rows", "bad rows"),
+    )
     for job in jobs:
         table.add_row(
             job.id,
@@ -276,9 +280,12 @@ def schedules_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if json_:
         print_json(found)
         return
-    table = Table(title="Batch schedules", title_justify="left")
-    for column in ("schedule", "model", "cron (UTC)", "enabled", "next run", "last run", "output"):
-        table.add_column(column)
+    table = new_table(
+        "Batch schedules",
+        ("schedule", "model", "cron (UTC)", "enabled", "next run", "last run", "output"),
+        whole=("schedule",),
+        dates=("next run", "last run"),
+    )
     for s in found:
         table.add_row(
             s.id,

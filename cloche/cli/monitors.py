@@ -7,7 +7,7 @@ from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
 from cloche.cli._common import JsonOpt, YesOpt, get_client, parse_pairs
-from cloche.cli._output import out, print_json, success, when
+from cloche.cli._output import new_table, out, print_json, success, when
 from cloche.durations import parse_duration
 from cloche.errors import InvalidInput
 from cloche.monitoring.entities import (
@@ -138,9 +138,12 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if json_:
         print_json(found)
         return
-    table = Table(title="Monitors", title_justify="left")
-    for column in ("monitor", "endpoint", "every", "window", "alerts", "state", "next run"):
-        table.add_column(column)
+    table = new_table(
+        "Monitors",
+        ("monitor", "endpoint", "every", "window", "alerts", "state", "next run"),
+        whole=("monitor",),
+        dates=("next run",),
+    )
     for m in found:
         table.add_row(
             m.name,
@@ -328,9 +331,12 @@ def delete(ctx: typer.Context, name: NameArg, yes: YesOpt = False) -> None:
 
 
 def alerts_table(found: list[Alert]) -> Table:
-    table = Table(title="Alerts", title_justify="left")
-    for column in ("id", "monitor", "key", "state", "value", "threshold", "opened", "acked"):
-        table.add_column(column)
+    table = new_table(
+        "Alerts",
+        ("id", "monitor", "key", "state", "value", "threshold", "opened", "acked"),
+        whole=("id",),
+        dates=("opened",),
+    )
     for a in found:
         table.add_row(
             str(a.id),
