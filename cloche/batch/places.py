@@ -7,6 +7,10 @@ file a pattern or folder names must too (a link inside pointing out is refused);
 URLs must start with a prefix the operator lists (``CLOCHE_BATCH__ALLOWED_URLS``), and any other
 protocol, a chained URL (``simplecache::s3://...``) or a cache wrapper is refused.
 
+Local paths must be absolute (``check_absolute``, called with the spec's other checks in
+cloche/batch/plan.py): a relative one would be taken against the server's working folder, not
+the folder of the user who typed it (the SDK makes them absolute: cloche/client/_paths.py).
+
 The job service checks a spec when it is submitted or scheduled, and the engine checks the files
 it planned before reading them, since a pattern can match new files (or links) by the time the
 job runs. Which callers are confined is the service's business: see cloche/batch/service.py.
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cloche.errors import DestinationRefused
+from cloche.errors import DestinationRefused, InvalidInput
 
 if TYPE_CHECKING:
     from cloche.batch.spec import JobSpec
@@ -32,6 +36,31 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _GLOB = re.compile(r"[*?\[]")
 DIRS_SETTING = "CLOCHE_BATCH__ALLOWED_DIRS"
 URLS_SETTING = "CLOCHE_BATCH__ALLOWED_URLS"
+
+
+def is_url(value: str) -> bool:
+    """Whether ``value`` names an fsspec URL (or a chain of them) rather than a local path."""
+    return bool(_SCHEME.match(value)) or "::" in value
+
+
+def has_pattern(value: str) -> bool:
+    return bool(_GLOB.search(value))
+
+
+def check_absolute(spec: JobSpec) -> None:
+    """Refuse a relative local input or output: the server cannot know whose folder it meant."""
+    relative = [
+        f"{what} {value!r}"
+        for what, value in (("input", spec.input), ("output", spec.output))
+        if value.strip() and not is_url(value) and not os.path.isabs(value)
+    ]
+    if relative:
+        raise InvalidInput(
+            f"batch paths must be absolute on the server; {' and '.join(relative)} "
+            f"{'is' if len(relative) == 1 else 'are'} relative",
+            hint="give absolute paths (the CLI and SDK make typed paths absolute for you), "
+            "or an object-store URL such as s3://bucket/prefix",
+        )
 
 
 @dataclass(frozen=True)
@@ -54,7 +83,7 @@ class Places:
         self.check_output(spec.output)
 
     def check_input(self, value: str) -> None:
-        if _SCHEME.match(value) or "::" in value:
+        if is_url(value):
             self.check_url(value, "input")
             return
         path = Path(os.path.expanduser(value))
@@ -69,7 +98,7 @@ class Places:
         self.check_files(found, what="input")
 
     def check_output(self, value: str) -> None:
-        if _SCHEME.match(value) or "::" in value:  # jobs write local folders only
+        if is_url(value):  # jobs write local folders only
             raise _refused(
                 f"batch output {value!r} is not a local folder inside the folders this server "
                 "may use",
@@ -80,7 +109,7 @@ class Places:
     def check_files(self, paths: Iterable[str], *, what: str = "input") -> None:
         """Each file as the engine will open it: a local path (links resolved) or a URL."""
         for path in paths:
-            if _SCHEME.match(path) or "::" in path:
+            if is_url(path):
                 self.check_url(path, what)
             else:
                 self._inside(Path(path), path, what)
@@ -106,7 +135,9 @@ class Places:
             )
 
     def _inside(self, path: Path, given: str, what: str) -> None:
-        resolved = path.resolve()  # links followed, '..' removed, relative to the server's cwd
+        # Links followed and '..' removed; paths arrive absolute (check_absolute), so the
+        # server's working folder plays no part.
+        resolved = path.resolve()
         if not any(resolved == root or root in resolved.parents for root in self.dirs):
             shown = ", ".join(str(r) for r in self.dirs)
             named = given if str(resolved) == given else f"{given} (that is {resolved})"

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from cloche.batch import sources
+from cloche.batch.places import check_absolute
 from cloche.batch.schema import ColumnPlan
 from cloche.batch.sources import InputFile
 from cloche.batch.spec import JobSpec, ModelSource
@@ -207,6 +208,7 @@ def check_spec(spec: JobSpec) -> None:
         raise InvalidInput(
             "; ".join(problems), hint="see `cloche batch run --help` (options use dashes)"
         )
+    check_absolute(spec)
 
 
 def _listed() -> str:

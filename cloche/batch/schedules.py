@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from cloche import audit
 from cloche.batch import service
 from cloche.batch.entities import BatchJob, BatchSchedule
+from cloche.batch.ids import find_row
 from cloche.batch.places import Places
 from cloche.batch.plan import check_spec
 from cloche.batch.spec import JobSpec
@@ -49,7 +50,16 @@ def next_run(cron: str, after: datetime) -> datetime:
 
 def run_folder(base: str, at: datetime) -> str:
     """Where one run writes: the schedule's output folder plus the run's UTC time."""
-    stamp = audit.as_utc(at).strftime("%Y-%m-%dT%H%MZ")
+    return _join(base, audit.as_utc(at).strftime("%Y-%m-%dT%H%MZ"))
+
+
+def run_folders(base: str) -> str:
+    """Where the runs write, as shown to people: ``/data/out/<run time>``."""
+    return _join(base, "<run time>")
+
+
+def _join(base: str, stamp: str) -> str:
+    # One separator whatever the user typed ('out/', 'out//'): no '//' in paths people read.
     return str(PurePosixPath(base) / stamp) if "://" in base else f"{base.rstrip('/')}/{stamp}"
 
 
@@ -112,13 +122,11 @@ def _history(session: Session, schedule_id: str) -> list[BatchJob]:
 
 
 def _row(session: Session, schedule_id: str) -> BatchScheduleRow:
-    row = session.get(BatchScheduleRow, schedule_id)
-    if row is None:
-        raise ScheduleNotFound(
-            f"batch schedule {schedule_id!r} does not exist",
-            hint="`cloche batch schedules list` shows the schedules",
-        )
-    return row
+    missing = ScheduleNotFound(
+        f"batch schedule {schedule_id!r} does not exist",
+        hint="`cloche batch schedules list` shows the schedules",
+    )
+    return find_row(session, BatchScheduleRow, BatchScheduleRow.id, schedule_id, missing=missing)
 
 
 def get_schedule(store: Store, schedule_id: str) -> BatchSchedule:
@@ -151,13 +159,14 @@ def delete_schedule(store: Store, schedule_id: str, *, actor: str = "local") -> 
     """Delete the schedule; its past runs stay listed as jobs."""
     with store.transaction() as session:
         row = _row(session, schedule_id)
+        found_id = row.id  # the full id, when a prefix was given
         session.delete(row)
         audit.record(
             session,
             actor=actor,
             action="batch.schedule.delete",
             resource_type="batch_schedule",
-            resource=schedule_id,
+            resource=found_id,
         )
 
 

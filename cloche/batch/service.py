@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from cloche import audit
 from cloche.batch.entities import ACTIVE_STATES, FINAL_STATES, BatchJob
+from cloche.batch.ids import find_row
 from cloche.batch.places import Places
 from cloche.batch.plan import check_spec, plan_path
 from cloche.batch.spec import JobOutcome, JobSpec, ModelSource, Progress
@@ -106,15 +107,10 @@ def run(
 
 
 def _row(session: Session, job_id: str) -> BatchJobRow:
-    row = session.get(BatchJobRow, job_id)
-    if row is None and len(job_id) >= 4:  # a unique prefix is enough, as with git hashes
-        rows = session.scalars(select(BatchJobRow).where(BatchJobRow.id.startswith(job_id))).all()
-        row = rows[0] if len(rows) == 1 else None
-    if row is None:
-        raise BatchJobNotFound(
-            f"batch job {job_id!r} does not exist", hint="`cloche batch list` shows the jobs"
-        )
-    return row
+    missing = BatchJobNotFound(
+        f"batch job {job_id!r} does not exist", hint="`cloche batch list` shows the jobs"
+    )
+    return find_row(session, BatchJobRow, BatchJobRow.id, job_id, missing=missing)
 
 
 def entity(row: BatchJobRow) -> BatchJob:

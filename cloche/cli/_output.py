@@ -2,7 +2,7 @@
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,43 @@ def success(message: str) -> None:
     out.print(Text("✓ ", style="green") + Text(message))
 
 
+# Below this many columns a table's dates go on two lines (day above time) so that the
+# free-text columns beside them keep room enough to be read.
+NARROW = 100
+
+
+def new_table(
+    title: str,
+    columns: Sequence[str],
+    *,
+    whole: Collection[str] = (),
+    dates: Collection[str] = (),
+    right: Collection[str] = (),
+) -> Table:
+    """A titled table that stays readable in a narrow terminal (80 columns).
+
+    The ``whole`` columns (ids, names) are never wrapped, so the free-text columns give way
+    first; the ``dates`` columns (``when`` values) are kept whole on wide terminals and split at
+    the space, never inside the day, on narrow ones. Every column folds what does not fit rather
+    than cutting it to "…": a cut id or date (``2026-12-…``) can neither be read nor pasted into
+    the next command.
+    """
+    narrow = out.size.width < NARROW
+    # Narrow: no outer border or edge padding, four more characters for the text.
+    table = Table(title=title, title_justify="left", show_edge=not narrow, pad_edge=not narrow)
+    for column in columns:
+        table.add_column(
+            column,
+            justify="right" if column in right else "left",
+            no_wrap=column in whole or (column in dates and not narrow),
+            # A fixed width is the only one Rich never shrinks below (min_width is not kept
+            # when a table is too wide); 10 is a day, YYYY-MM-DD.
+            width=10 if column in dates and narrow else None,
+            overflow="fold",
+        )
+    return table
+
+
 def when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else ""
 
@@ -46,8 +83,8 @@ def size(n: int) -> str:
     return f"{n} B"
 
 
-def pairs(mapping: Mapping[str, Any], sep: str = "=") -> str:
-    return ", ".join(f"{k}{sep}{v}" for k, v in mapping.items())
+def pairs(mapping: Mapping[str, Any], link: str = "=", *, sep: str = ", ") -> str:
+    return sep.join(f"{k}{link}{v}" for k, v in mapping.items())
 
 
 def _short_list(values: Iterable[Any], limit: int = 6) -> str:
@@ -57,20 +94,18 @@ def _short_list(values: Iterable[Any], limit: int = 6) -> str:
 
 
 def models_table(models: list[ModelSummary]) -> Table:
-    table = Table(title="Models", title_justify="left")
-    for column in ("name", "latest", "versions", "framework", "aliases", "labels", "updated"):
-        table.add_column(
-            column,
-            justify="right" if column in ("latest", "versions") else "left",
-            no_wrap=column in ("name", "updated"),
-        )
+    table = new_table(
+        "Models",
+        ("name", "latest", "framework", "aliases", "labels", "updated"),
+        whole=("name", "latest", "aliases"),
+        dates=("updated",),
+    )
     for m in models:
         table.add_row(
             Text(m.name, style="bold"),
-            str(m.latest_version),
-            str(m.version_count),
+            f"{m.latest_version} of {m.version_count}",
             m.framework,
-            pairs(m.aliases, "→"),
+            pairs(m.aliases, "→", sep="\n"),  # one a line: an alias is never split
             pairs(m.labels),
             when(m.updated_at),
         )
@@ -78,19 +113,19 @@ def models_table(models: list[ModelSummary]) -> Table:
 
 
 def versions_table(versions: list[ModelVersion]) -> Table:
-    table = Table(title="Versions", title_justify="left")
-    for column in ("version", "framework", "size", "aliases", "metrics", "created", "by"):
-        table.add_column(
-            column,
-            justify="right" if column in ("version", "size") else "left",
-            no_wrap=column in ("version", "size", "created"),
-        )
+    table = new_table(
+        "Versions",
+        ("version", "framework", "size", "aliases", "metrics", "created", "by"),
+        whole=("version", "size", "aliases"),
+        dates=("created",),
+        right=("version", "size"),
+    )
     for v in versions:
         table.add_row(
             str(v.version),
             v.framework,
             size(v.size_bytes),
-            ", ".join(v.aliases),
+            "\n".join(v.aliases),
             pairs({k: f"{x:.4g}" for k, x in v.metrics.items()}),
             when(v.created_at),
             v.created_by,

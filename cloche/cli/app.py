@@ -27,8 +27,11 @@ from cloche.cli import (
     up,
 )
 from cloche.cli._common import Globals
+from cloche.cli._help import tidy_params, tidy_tree
 from cloche.cli._output import err
 from cloche.cli.export import export
+from cloche.edge.cli import SERVE_HELP, SYNC_HELP
+from cloche.edge.cli import main as edge_main
 from cloche.errors import ClocheError
 
 # Typer's own exceptions (usage errors, Exit, Abort) carry their exit codes already.
@@ -46,7 +49,15 @@ def report_error(exc: ClocheError, *, as_json: bool) -> None:
 
 
 class ClocheGroup(TyperGroup):
-    """The root group; wraps every subcommand, so errors are mapped in exactly one place."""
+    """The root group; wraps every subcommand, so errors are mapped in exactly one place, and
+    gives every command's help the same labels and literal text (cli/_help.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tidy_tree(self)
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:  # type: ignore[override]
+        return tidy_params(super().get_params(ctx))
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
@@ -85,6 +96,34 @@ app.command("logs")(logs.logs)
 app.command("feedback")(feedback.feedback)
 app.command("up")(up.up)
 app.command("export")(export)
+
+
+# `serve` and `edge` run on argparse (cloche/cli/launch.py sends them there before Typer loads,
+# because an edge bundle's runtime has no Typer). These stubs only make them appear in
+# `cloche --help`; should Typer be reached anyway (CliRunner, `python -m cloche.cli.app`), they
+# pass their arguments on to the same argparse CLI.
+_DISPATCH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+EDGE_PANEL = "Edge machine (no control plane needed)"
+
+
+@app.command(
+    "serve",
+    context_settings=_DISPATCH,
+    rich_help_panel=EDGE_PANEL,
+    help=f"{SERVE_HELP} Options: `cloche serve --help`.",
+)
+def serve(ctx: typer.Context) -> None:
+    raise typer.Exit(edge_main(["serve", *ctx.args]))
+
+
+@app.command(
+    "edge",
+    context_settings=_DISPATCH,
+    rich_help_panel=EDGE_PANEL,
+    help=f"`cloche edge sync DIR --to URL`: {SYNC_HELP[0].lower()}{SYNC_HELP[1:]}",
+)
+def edge(ctx: typer.Context) -> None:
+    raise typer.Exit(edge_main(["edge", *ctx.args]))
 
 
 def _show_version(value: bool) -> None:

@@ -4,10 +4,9 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from cloche.cli._common import JsonOpt, get_client
-from cloche.cli._output import out, print_json, when
+from cloche.cli._output import new_table, out, print_json, when
 
 
 def audit(
@@ -41,9 +40,12 @@ def audit(
     if not entries:
         out.print("No audit entries match.")
         return
-    table = Table(title="Audit log", title_justify="left")
-    for column in ("when", "actor", "action", "resource", "change"):
-        table.add_column(column, no_wrap=column in ("when", "action"), overflow="fold")
+    table = new_table(
+        "Audit log",
+        ("when", "actor", "action", "resource", "change"),
+        whole=("action",),
+        dates=("when",),
+    )
     for e in entries:
         table.add_row(when(e.at), e.actor, e.action, e.resource, _change(e.before, e.after))
     out.print(table)

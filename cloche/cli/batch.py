@@ -10,9 +10,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from cloche.batch.entities import BatchJob, BatchSchedule
+from cloche.batch.schedules import run_folders
 from cloche.batch.spec import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_ERROR_RATE
 from cloche.cli._common import JsonOpt, get_client
-from cloche.cli._output import err, out, print_json, success, when
+from cloche.cli._output import err, new_table, out, print_json, success, when
 
 app = typer.Typer(
     help="Batch prediction: score files with a registered model.", no_args_is_help=True
@@ -21,7 +22,9 @@ schedules_app = typer.Typer(help="Recurring batch jobs.", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
 
 JobArg = Annotated[str, typer.Argument(metavar="JOB", help="A job id (or a unique prefix).")]
-ScheduleArg = Annotated[str, typer.Argument(metavar="SCHEDULE", help="A schedule id.")]
+ScheduleArg = Annotated[
+    str, typer.Argument(metavar="SCHEDULE", help="A schedule id (or a unique prefix).")
+]
 EXIT_JOB_FAILED = 1
 
 
@@ -35,11 +38,21 @@ def run(
     ctx: typer.Context,
     model_ref: Annotated[str, typer.Argument(metavar="MODEL_REF", help="churn:3 or churn@prod.")],
     input: Annotated[
-        str, typer.Option("--input", "-i", help="A file, folder, glob or fsspec URL.")
+        str,
+        typer.Option(
+            "--input",
+            "-i",
+            help="A file, folder, glob (quote it) or fsspec URL; relative to this folder.",
+        ),
     ],
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Output folder (default: predictions/MODEL-TIME)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output folder (default: predictions/MODEL-TIME). Relative paths are taken "
+            "from this folder and sent absolute.",
+        ),
     ] = None,
     input_format: Annotated[
         str | None, typer.Option(help="csv, jsonl or parquet (default: from the file names).")
@@ -111,7 +124,7 @@ def _scheduled(made: BatchSchedule, json_: bool) -> None:
         print_json(made)
         return
     success(f"scheduled {made.id} ({made.cron}, UTC); first run {when(made.next_run_at)}")
-    out.print("`cloche up` runs it; each run writes to a dated folder under " + made.spec["output"])
+    out.print(f"`cloche up` runs it; each run writes to {run_folders(made.spec['output'])}")
 
 
 @contextmanager
@@ -168,9 +181,13 @@ def _rate(job: BatchJob) -> str:
 
 
 def jobs_table(jobs: list[BatchJob], title: str = "Batch jobs") -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("job", "model", "state", "rows", "bad rows", "output", "created"):
-        table.add_column(column)
+    table = new_table(
+        title,
+        ("job", "model", "state", "rows", "bad rows", "output", "created"),
+        whole=("job", "model"),
+        dates=("created",),
+        right=("rows", "bad rows"),
+    )
     for job in jobs:
         table.add_row(
             job.id,
@@ -263,9 +280,12 @@ def schedules_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if json_:
         print_json(found)
         return
-    table = Table(title="Batch schedules", title_justify="left")
-    for column in ("schedule", "model", "cron (UTC)", "enabled", "next run", "last run", "output"):
-        table.add_column(column)
+    table = new_table(
+        "Batch schedules",
+        ("schedule", "model", "cron (UTC)", "enabled", "next run", "last run", "output"),
+        whole=("schedule",),
+        dates=("next run", "last run"),
+    )
     for s in found:
         table.add_row(
             s.id,
@@ -288,22 +308,22 @@ def schedules_show(ctx: typer.Context, schedule: ScheduleArg, json_: JsonOpt = F
         return
     state = "enabled" if found.enabled else "paused"
     out.print(f"[bold]{found.id}[/] {found.model_ref} cron {found.cron!r} (UTC), {state}")
-    out.print(f"next run {when(found.next_run_at)}; output {found.spec.get('output')}/<run time>")
+    out.print(f"next run {when(found.next_run_at)}; output {run_folders(found.spec['output'])}")
     out.print(jobs_table(found.history, title="Runs") if found.history else "No runs yet.")
 
 
 @schedules_app.command("pause")
 def schedules_pause(ctx: typer.Context, schedule: ScheduleArg) -> None:
     """Stop queueing runs."""
-    get_client(ctx).batch.pause_schedule(schedule)
-    success(f"paused {schedule}")
+    found = get_client(ctx).batch.pause_schedule(schedule)
+    success(f"paused {found.id}")
 
 
 @schedules_app.command("resume")
 def schedules_resume(ctx: typer.Context, schedule: ScheduleArg) -> None:
     """Queue runs again from the next scheduled time."""
     found = get_client(ctx).batch.resume_schedule(schedule)
-    success(f"resumed {schedule}; next run {when(found.next_run_at)}")
+    success(f"resumed {found.id}; next run {when(found.next_run_at)}")
 
 
 @schedules_app.command("delete")

@@ -3,10 +3,9 @@
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from cloche.cli._common import JsonOpt, YesOpt, get_client
-from cloche.cli._output import out, print_json, success, when
+from cloche.cli._output import new_table, out, print_json, success, when
 from cloche.endpoints.entities import Endpoint
 from cloche.endpoints.traffic import parse_split
 
@@ -20,9 +19,12 @@ RefArg = Annotated[str, typer.Argument(metavar="MODEL_REF", help="churn, churn:3
 
 
 def print_endpoint(ep: Endpoint) -> None:
-    table = Table(title=f"Endpoint {ep.name}", title_justify="left")
-    for column in ("deployment", "framework", "traffic", "shadow", "max batch", "timeout", "since"):
-        table.add_column(column)
+    table = new_table(
+        f"Endpoint {ep.name}",
+        ("deployment", "framework", "traffic", "shadow", "max batch", "timeout", "since"),
+        whole=("deployment",),
+        dates=("since",),
+    )
     for d in ep.deployments:
         table.add_row(
             d.ref,
@@ -89,9 +91,9 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if not found:
         out.print("No endpoints. Create one with `cloche endpoints create NAME`.")
         return
-    table = Table(title="Endpoints", title_justify="left")
-    for column in ("name", "traffic", "shadow", "updated"):
-        table.add_column(column)
+    table = new_table(
+        "Endpoints", ("name", "traffic", "shadow", "updated"), whole=("name",), dates=("updated",)
+    )
     for ep in found:
         traffic = ", ".join(f"{ref}={pct}%" for ref, pct in ep.traffic().items())
         shadow = ", ".join(d.ref for d in ep.deployments if d.shadow)

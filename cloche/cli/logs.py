@@ -46,8 +46,8 @@ def logs(
         )
     out.print(view)
     out.print(
-        f"{table.num_rows} shown; {stats.logged} logged in all by {stats.workers} worker(s); "
-        f"{stats.dropped} could not be logged"
+        f"{table.num_rows} shown; {stats.logged} logged in all ({stats.synced} synced from edge "
+        f"sites, the rest served by {stats.workers} worker(s)); {stats.dropped} could not be logged"
     )
 
 

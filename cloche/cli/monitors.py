@@ -7,7 +7,7 @@ from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
 from cloche.cli._common import JsonOpt, YesOpt, get_client, parse_pairs
-from cloche.cli._output import out, print_json, success, when
+from cloche.cli._output import new_table, out, print_json, success, when
 from cloche.durations import parse_duration
 from cloche.errors import InvalidInput
 from cloche.monitoring.entities import (
@@ -138,9 +138,12 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if json_:
         print_json(found)
         return
-    table = Table(title="Monitors", title_justify="left")
-    for column in ("monitor", "endpoint", "every", "window", "alerts", "state", "next run"):
-        table.add_column(column)
+    table = new_table(
+        "Monitors",
+        ("monitor", "endpoint", "every", "window", "alerts", "state", "next run"),
+        whole=("monitor",),
+        dates=("next run",),
+    )
     for m in found:
         table.add_row(
             m.name,
@@ -169,16 +172,19 @@ def features_table(run: MonitorRun) -> Table:
     predictions = run.results.get("predictions")
     if predictions:
         _predictions_row(table, predictions)
-    for metric, v in run.results.get("performance", {}).items():
-        if isinstance(v, dict):
+    performance = run.results.get("performance", {})
+    for metric, v in performance.items():
+        if isinstance(v, dict) and "value" in v:  # a metric, not the skipped mapping
             recorded = "" if v.get("recorded") is None else f"recorded {_num(v['recorded'])}"
+            if metric in performance.get("skipped", {}):  # its reason is long: printed below
+                v = {**v, "reason": "skipped: why below"}
             table.add_row(
                 "(performance)",
                 metric,
                 _num(v["value"]),
                 _num(v["threshold"]),
                 _verdict(v),
-                recorded,
+                v.get("reason") or recorded,
             )
     return table
 
@@ -215,7 +221,11 @@ def _num(value: Any) -> str:
 
 
 def _verdict(v: dict[str, Any]) -> str:
-    return "[red]BREACH[/]" if v.get("breached") else "ok"
+    if v.get("breached"):
+        return "[red]BREACH[/]"
+    # Runs stored before verdicts were recorded have none: "ok" is what they meant.
+    verdict = v.get("verdict", "ok")
+    return {"not evaluated": "[yellow]not evaluated[/]", "no threshold": "-"}.get(verdict, "ok")
 
 
 def print_run(run: MonitorRun) -> None:
@@ -230,10 +240,18 @@ def print_run(run: MonitorRun) -> None:
         out.print(f"[yellow]{note}[/]")
     if note := run.results.get("predictions", {}).get("note"):
         out.print(f"[yellow]{note}[/]")
+    _print_performance_notes(run.results.get("performance", {}))
     for check, why in run.results.get("not_applicable", {}).items():
         out.print(f"{check}: not applicable ({why})")
     for line in run.results.get("alerts", {}).get("summary", []):
         out.print(line)
+
+
+def _print_performance_notes(performance: dict[str, Any]) -> None:
+    if note := performance.get("note"):
+        out.print(f"[yellow]performance: {note}[/]")
+    for metric, why in performance.get("skipped", {}).items():
+        out.print(f"performance: {metric} skipped ({why})", markup=False)
 
 
 @app.command()
@@ -313,9 +331,12 @@ def delete(ctx: typer.Context, name: NameArg, yes: YesOpt = False) -> None:
 
 
 def alerts_table(found: list[Alert]) -> Table:
-    table = Table(title="Alerts", title_justify="left")
-    for column in ("id", "monitor", "key", "state", "value", "threshold", "opened", "acked"):
-        table.add_column(column)
+    table = new_table(
+        "Alerts",
+        ("id", "monitor", "key", "state", "value", "threshold", "opened", "acked"),
+        whole=("id",),
+        dates=("opened",),
+    )
     for a in found:
         table.add_row(
             str(a.id),

@@ -3,12 +3,11 @@
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from cloche.auth.local_token import require_local_token
 from cloche.cli._common import JsonOpt, get_client, load_settings
-from cloche.cli._output import err, out, print_json, success, when
+from cloche.cli._output import err, new_table, out, print_json, success, when
 
 app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
 ROLE_HELP = (
@@ -59,9 +58,12 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if not found:
         out.print("No tokens. Create one with `cloche tokens create --role ROLE`.")
         return
-    table = Table(title="Tokens", title_justify="left")
-    for column in ("id", "name", "role", "created", "by", "status"):
-        table.add_column(column)
+    table = new_table(
+        "Tokens",
+        ("id", "name", "role", "created", "by", "status"),
+        whole=("id",),
+        dates=("created",),
+    )
     for t in found:
         status = (
             Text(f"revoked {when(t.revoked_at)}", style="dim")

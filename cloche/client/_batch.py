@@ -6,10 +6,11 @@ import builtins
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from cloche.batch.entities import BatchJob, BatchSchedule
 from cloche.batch.spec import JobSpec
+from cloche.client._paths import job_paths
 from cloche.errors import ClocheError, Timeout
 
 if TYPE_CHECKING:
@@ -19,14 +20,17 @@ if TYPE_CHECKING:
 
 OnProgress = Callable[[BatchJob], None] | None
 POLL_S = 0.5
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-def job_spec(input: str, output: str, spec: dict[str, Any]) -> JobSpec:
+def job_spec(input: str, output: str, spec: dict[str, Any], *, here: bool = True) -> JobSpec:
+    """The spec to send, its paths made absolute and checked (cloche/client/_paths.py)."""
     unknown = set(spec) - set(JobSpec.__dataclass_fields__)
     if unknown:
         known = ", ".join(sorted(set(JobSpec.__dataclass_fields__) - {"input", "output"}))
         raise TypeError(f"unknown batch option(s) {', '.join(sorted(unknown))}; known: {known}")
-    return JobSpec.from_dict({"input": str(input), "output": str(output), **spec})
+    input, output = job_paths(str(input), str(output), here=here)
+    return JobSpec.from_dict({"input": input, "output": output, **spec})
 
 
 class _Polling:
@@ -179,6 +183,8 @@ def _schedule_path(schedule_id: str = "", *rest: str) -> str:
 class HttpBatch(_Polling):
     def __init__(self, transport: HttpTransport) -> None:
         self._t = transport
+        # A server on this machine reads the files the user names here; a remote one its own.
+        self._here = urlsplit(transport.url).hostname in LOOPBACK_HOSTS
 
     def _job(self, method: str, path: str, **kwargs: Any) -> BatchJob:
         return BatchJob.model_validate(self._t.request(method, path, **kwargs).json())
@@ -187,7 +193,7 @@ class HttpBatch(_Polling):
         return BatchSchedule.model_validate(self._t.request(method, path, **kwargs).json())
 
     def submit(self, model: str, *, input: str, output: str, **spec: Any) -> BatchJob:
-        body = {"model": model, **job_spec(input, output, spec).to_dict()}
+        body = {"model": model, **job_spec(input, output, spec, here=self._here).to_dict()}
         return self._job("POST", _job_path("").rstrip("/"), json=body)
 
     def run(
@@ -217,7 +223,8 @@ class HttpBatch(_Polling):
     def schedule(
         self, model: str, *, cron: str, input: str, output: str, **spec: Any
     ) -> BatchSchedule:
-        body = {"model": model, "cron": cron, **job_spec(input, output, spec).to_dict()}
+        spec_data = job_spec(input, output, spec, here=self._here).to_dict()
+        body = {"model": model, "cron": cron, **spec_data}
         return self._schedule("POST", _schedule_path(), json=body)
 
     def schedules(self) -> builtins.list[BatchSchedule]:

@@ -104,6 +104,17 @@ def sync_command(argv: Sequence[str]) -> None:
 
 
 EDGE_USAGE = "usage: cloche edge sync DIR --to URL [--token T] [--endpoint NAME]"
+EDGE_HELP = f"""{EDGE_USAGE}
+
+Commands of an edge machine; they run without the control plane installed.
+
+commands:
+  sync    {SYNC_HELP}
+
+Its sibling `cloche serve DIR`: {SERVE_HELP}
+`cloche edge sync --help` and `cloche serve --help` show their options.
+"""
+HELP_FLAGS = ("-h", "--help")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -113,6 +124,9 @@ def main(argv: Sequence[str]) -> int:
             serve_command(argv[1:])
         elif argv[1:2] == ["sync"]:
             sync_command(argv[2:])
+        elif argv[1:] == [] or argv[1] in HELP_FLAGS:
+            # Asking what `cloche edge` does is not a usage error: show its commands, exit 0.
+            print(EDGE_HELP, end="")
         else:
             print(EDGE_USAGE, file=sys.stderr)
             return 2

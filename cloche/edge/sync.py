@@ -47,8 +47,6 @@ class Central:
     egress: Egress | None = None  # default: CLOCHE_EGRESS__ALLOW from the environment
 
     def upload(self, site: str, segment: str, offset: int, chunk: bytes) -> dict[str, int]:
-        target = f"{self.url.rstrip('/')}/api/v1/endpoints/{quote(self.endpoint)}/edge-logs"
-        destination = (self.egress or Egress.from_env()).check(target, what="central server")
         headers = {
             "Content-Type": "application/x-ndjson",
             "X-Cloche-Site": site,
@@ -57,9 +55,26 @@ class Central:
         }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        path = f"/api/v1/endpoints/{quote(self.endpoint)}/edge-logs"
+        answer: dict[str, int] = json.loads(self._request("POST", path, chunk, headers))
+        return answer
+
+    def probe(self) -> None:
+        """Raise Unavailable if the central server does not answer its health check.
+
+        A sync with nothing to upload makes no other request, and would otherwise report
+        success to a server that is down (an operator's cron job would never notice).
+        """
+        self._request("GET", "/api/v1/health", None, {})
+
+    def _request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> bytes:
+        target = f"{self.url.rstrip('/')}{path}"
+        destination = (self.egress or Egress.from_env()).check(target, what="central server")
         conn = connection(destination, timeout=self.timeout)
         try:
-            conn.request("POST", destination.target, body=chunk, headers=headers)
+            conn.request(method, destination.target, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -72,8 +87,7 @@ class Central:
             conn.close()
         if response.status != 200:
             raise _server_error(response.status, data)
-        answer: dict[str, int] = json.loads(data)
-        return answer
+        return data
 
 
 def _server_error(status: int, data: bytes) -> ClocheError:
@@ -137,6 +151,8 @@ def sync_spool(spool: Path, central: Central, *, chunk_bytes: int = CHUNK_BYTES)
             report.segments_removed += 1
         elif not closed:
             report.pending.append(path.name)
+    if report.uploaded_rows == 0 and report.repeated_chunks == 0:
+        central.probe()
     return report
 
 

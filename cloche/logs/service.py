@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
+from sqlalchemy import func, select
 
 from cloche.durations import parse_duration
 from cloche.errors import InvalidInput
@@ -29,6 +30,7 @@ from cloche.logs.table import SCHEMA, rows_to_table
 from cloche.registry.refs import check_name
 from cloche.serving.payload_log import META_COLUMNS, SEGMENT_SUFFIX, is_closed, read_segment
 from cloche.store.store import Store
+from cloche.store.tables import EdgeUploadRow
 
 ENDPOINT_AT = META_COLUMNS.index("endpoint")
 # An edge upload's segment is named with the time the central server received it (ms since the
@@ -37,9 +39,10 @@ EDGE_SEGMENT = re.compile(r"^edge-(\d{1,15})-[0-9a-f]+$")
 
 
 class LogStats(BaseModel):
-    logged: int = 0
+    logged: int = 0  # every row in the log: served by the workers here, plus ``synced``
     dropped: int = 0
     workers: int = 0
+    synced: int = 0  # of ``logged``, rows uploaded by edge sites (`cloche edge sync`)
 
 
 MAX_ROWS = 100_000
@@ -71,8 +74,18 @@ def read_endpoint_log(
 
 
 def endpoint_log_stats(store: Store) -> LogStats:
-    """Rows logged and rows that could not be logged, over every worker that served."""
-    return read_stats(log_root(store.home))
+    """Rows logged and rows that could not be logged, over every worker that served and every
+    edge upload taken.
+
+    The workers' counters (``read_stats``) only see what this server answered; rows synced from
+    an edge site were never served here, so they are counted from the uploads' record instead.
+    """
+    total = read_stats(log_root(store.home))
+    with store.transaction() as session:
+        synced = session.scalar(select(func.coalesce(func.sum(EdgeUploadRow.rows), 0)))
+    total.synced = int(synced or 0)
+    total.logged += total.synced
+    return total
 
 
 def parse_since(value: str | datetime | None, *, now: datetime | None = None) -> datetime | None:

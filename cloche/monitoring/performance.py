@@ -4,6 +4,12 @@ on the model version and with the monitor's thresholds.
 
 Only one-row requests answered by the primary version (status 200, not shadow, not explain)
 count: a label names one request, so it can only grade a request with one prediction.
+
+A metric that cannot be computed is named in ``skipped`` with the reason, never left out
+silently; a threshold on it is "not evaluated" (neither breached nor ok). ROC AUC and log loss
+are computed only when every labelled row has probabilities: the rows a client logged with
+probabilities are not a random sample of the labelled ones (often one client, one route), so a
+figure from them would grade another population than accuracy does, under the same name.
 """
 
 from __future__ import annotations
@@ -38,6 +44,14 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "rmse": ("max", "max_rmse", "root mean squared error"),
     "r2": ("min", "min_r2", "coefficient of determination R²"),
 }
+CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+REGRESSION = ("mae", "rmse", "r2")
+NEEDS_PROBABILITIES = ("roc_auc", "log_loss")
+HOW_TO_LOG_PROBABILITIES = (
+    'log predictions with probabilities: V1 "parameters": {"probabilities": true}, '
+    "or V2 infer with the probabilities output (its default)"
+)
+NOT_EVALUATED = "not evaluated"
 # Labels received this long before a window began still count (servers' clocks may differ).
 LABEL_CLOCK_SLACK = timedelta(days=1)
 # Names under which a version may have recorded a metric.
@@ -47,10 +61,14 @@ ALIASES = {"auc": "roc_auc", "f1_score": "f1", "r2_score": "r2", "logloss": "log
 @dataclass(frozen=True)
 class Joined:
     predictions: list[Any]
-    probabilities: list[list[float]] | None  # one row per prediction, or None if any lacks one
+    probabilities: list[list[float] | None]  # per prediction: None where none were logged
     labels: list[Any]
     logged: int | None  # one-row live predictions of the version in the window (None: unread)
     multi_row: int  # requests left out: more than one prediction
+
+    @property
+    def with_probabilities(self) -> int:
+        return sum(p is not None for p in self.probabilities)
 
 
 def evaluate(
@@ -62,10 +80,12 @@ def evaluate(
     end: datetime,
 ) -> dict[str, Any]:
     """``{"labelled_rows", "logged_rows", "task", <metric>: {value, recorded, threshold,
-    breached, definition}, ...}`` for the window, plus a ``note`` when something was skipped."""
+    breached, verdict, definition[, reason]}, "skipped": {<metric>: reason}, ...}`` for the
+    window, plus a ``note`` on what else was left out. ``verdict`` is breached, ok, no threshold
+    or not evaluated (a skipped metric with a threshold, or too few labelled rows)."""
     joined = _join(store, endpoint, version, start, end)
     sig = version.parsed_signature()
-    classifier = sig.task == "classification" or joined.probabilities is not None
+    classifier = sig.task == "classification" or joined.with_probabilities > 0
     if sig.task == "regression":
         classifier = False
     result: dict[str, Any] = {
@@ -73,48 +93,81 @@ def evaluate(
         "logged_rows": joined.logged,
         "task": "classification" if classifier else "regression",
     }
+    if classifier:
+        result["labelled_rows_with_probabilities"] = joined.with_probabilities
     notes = []
     if joined.logged is None:
         notes.append("no labels arrived since the window began: the log was not read")
     if joined.multi_row:
         notes.append(f"{joined.multi_row} requests with several rows were left out")
+    own, other = (CLASSIFICATION, REGRESSION) if classifier else (REGRESSION, CLASSIFICATION)
     values: dict[str, float | None] = {}
-    if joined.labels:
+    skipped: dict[str, str] = {}
+    if not joined.labels:
+        skipped = dict.fromkeys(own, "no labelled rows in the window")
+    else:
         try:
             import sklearn.metrics  # noqa: F401
         except ImportError:
-            notes.append("scikit-learn is not installed: performance was not computed")
+            skipped = dict.fromkeys(own, "scikit-learn is not installed")
         else:
             if classifier:
                 classes = list(sig.classes) if sig.classes else None
-                values = _classification(joined, classes, notes)
+                values, skipped = _classification(joined, classes, notes)
             else:
-                values = _regression(joined, notes)
-    enough = len(joined.labels) >= thresholds.min_labelled_rows
-    if joined.labels and not enough:
-        notes.append(
-            f"{len(joined.labels)} labelled rows, fewer than min_labelled_rows "
-            f"{thresholds.min_labelled_rows}: no verdict"
-        )
-    recorded = _recorded(version.metrics)
+                values, skipped = _regression(joined)
+    defined: dict[str, float] = {}
     for metric, value in values.items():
-        value = value if value is None or math.isfinite(value) else None
-        direction, field, definition = METRICS[metric]
-        limit = getattr(thresholds, field)
-        threshold = _threshold(direction, limit, recorded.get(metric), thresholds)
-        breached = bool(
-            enough
-            and value is not None
-            and threshold is not None
-            and (value < threshold if direction == "min" else value > threshold)
+        if value is None or not math.isfinite(value):
+            skipped.setdefault(metric, "undefined on these labels (not a finite number)")
+        else:
+            defined[metric] = value
+    enough = len(joined.labels) >= thresholds.min_labelled_rows
+    too_few = ""
+    if joined.labels and not enough:
+        too_few = (
+            f"{len(joined.labels)} labelled rows, fewer than min_labelled_rows "
+            f"{thresholds.min_labelled_rows}"
         )
-        result[metric] = {
-            "value": value,
+        notes.append(f"{too_few}: no verdict")
+    recorded = _recorded(version.metrics)
+    for metric in METRICS:
+        direction, field, definition = METRICS[metric]
+        threshold = _threshold(
+            direction, getattr(thresholds, field), recorded.get(metric), thresholds
+        )
+        if metric in other and threshold is not None:
+            # Without labels the task may be a guess: the missing labels are the reason then.
+            kind = "classification" if classifier else "regression"
+            skipped[metric] = (
+                f"does not apply: the model's task is {kind}"
+                if joined.labels
+                else "no labelled rows in the window"
+            )
+        entry: dict[str, Any] = {
+            "value": defined.get(metric),
             "recorded": recorded.get(metric),
             "threshold": threshold,
-            "breached": breached,
+            "breached": False,
             "definition": definition,
         }
+        if metric in defined:
+            value = defined[metric]
+            if threshold is None:
+                entry["verdict"] = "no threshold"
+            elif not enough:
+                entry["verdict"], entry["reason"] = NOT_EVALUATED, too_few
+            else:
+                entry["breached"] = value < threshold if direction == "min" else value > threshold
+                entry["verdict"] = "breached" if entry["breached"] else "ok"
+        elif metric in skipped and threshold is not None:
+            # A threshold must not pass silently on a metric that was never computed.
+            entry["verdict"], entry["reason"] = NOT_EVALUATED, skipped[metric]
+        else:
+            continue
+        result[metric] = entry
+    if skipped:
+        result["skipped"] = {m: skipped[m] for m in METRICS if m in skipped}
     if notes:
         result["note"] = "; ".join(notes)
     return result
@@ -122,8 +175,15 @@ def evaluate(
 
 def breaches(performance: dict[str, Any]) -> list[str]:
     """The breach keys of an evaluation: ``performance:<metric>``."""
+    return [f"performance:{m}" for m in METRICS if performance.get(m, {}).get("breached")]
+
+
+def not_evaluated(performance: dict[str, Any]) -> list[str]:
+    """``performance:<metric>`` for each threshold that could not be checked."""
     return [
-        f"performance:{k}" for k, v in performance.items() if isinstance(v, dict) and v["breached"]
+        f"performance:{m}"
+        for m in METRICS
+        if performance.get(m, {}).get("verdict") == NOT_EVALUATED
     ]
 
 
@@ -155,7 +215,7 @@ def _join(
 ) -> Joined:
     if not _labels_since(store, endpoint, start - LABEL_CLOCK_SLACK):
         # No label can grade this window: spare the read of its whole log (traffic-sized).
-        return Joined(predictions=[], probabilities=None, labels=[], logged=None, multi_row=0)
+        return Joined(predictions=[], probabilities=[], labels=[], logged=None, multi_row=0)
     table = read_log(log_root(store.home), endpoint, since=start, until=end)
     keep = pc.invert(pc.fill_null(table["shadow"], False))
     if "kind" in table.column_names:
@@ -183,10 +243,9 @@ def _join(
         answers[rid] = (predicted[0], row if isinstance(row, list) else None)
     labels = labels_for(store, endpoint, list(answers))
     ids = [rid for rid in answers if rid in labels]
-    probs = [p for p in (answers[rid][1] for rid in ids) if p is not None]
     return Joined(
         predictions=[answers[rid][0] for rid in ids],
-        probabilities=probs if ids and len(probs) == len(ids) else None,
+        probabilities=[answers[rid][1] for rid in ids],
         labels=[labels[rid] for rid in ids],
         logged=len(answers),
         multi_row=multi,
@@ -218,25 +277,31 @@ def _key(value: Any) -> str:
 
 def _classification(
     joined: Joined, classes: list[Any] | None, notes: list[str]
-) -> dict[str, float | None]:
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """The classification metrics, and the reason for each one that was skipped."""
     from sklearn import metrics
 
     y = [_key(v) for v in joined.labels]
     p = [_key(v) for v in joined.predictions]
-    proba = np.asarray(joined.probabilities, dtype=float) if joined.probabilities else None
+    proba, unused = _probabilities(joined)
     order = [_key(c) for c in classes] if classes else None
     if order is None:
         order = sorted(set(y) | set(p), key=_sortable)
         if proba is not None and proba.shape[1] != len(order):
-            notes.append("the model's classes are unknown: probabilities were not used")
+            unused = "needs the model's classes to read the probabilities: they are unknown"
             proba = None
     elif proba is not None and proba.shape[1] != len(order):
-        notes.append("probabilities do not match the model's classes: not used")
+        unused = (
+            f"needs probabilities with one column per class: {proba.shape[1]} columns for "
+            f"{len(order)} classes"
+        )
         proba = None
     strangers = sorted(set(y) - set(order))
     if strangers:
         notes.append(f"labels not among the model's classes: {', '.join(strangers[:10])}")
         order = order + strangers
+        if proba is not None:
+            unused = "labels not among the model's classes have no probability column"
         proba = None
     values: dict[str, float | None] = {"accuracy": float(metrics.accuracy_score(y, p))}
     binary = len(order) == 2
@@ -248,10 +313,14 @@ def _classification(
     values["recall"] = float(metrics.recall_score(y, p, zero_division=0, **average))
     values["f1"] = float(metrics.f1_score(y, p, zero_division=0, **average))
     if proba is None:
-        return values
+        return values, dict.fromkeys(NEEDS_PROBABILITIES, unused)
+    skipped: dict[str, str] = {}
     absent = [c for c in order if c not in set(y)]
     if absent:
-        notes.append(f"ROC AUC not computed: no label of class {', '.join(absent[:10])}")
+        skipped["roc_auc"] = (
+            f"needs labels of every class: no label of class {', '.join(absent[:10])} among "
+            f"the {len(y)} labelled rows"
+        )
     else:
         try:
             with warnings.catch_warnings():
@@ -266,14 +335,31 @@ def _classification(
                         )
                     )
         except ValueError as exc:
-            notes.append(f"ROC AUC not computed: {exc}")
+            skipped["roc_auc"] = f"scikit-learn refused it: {exc}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. rows not summing to 1: still a fair loss
             values["log_loss"] = float(metrics.log_loss(y, proba, labels=order))
     except ValueError as exc:
-        notes.append(f"log loss not computed: {exc}")
-    return values
+        skipped["log_loss"] = f"scikit-learn refused it: {exc}"
+    return values, skipped
+
+
+def _probabilities(joined: Joined) -> tuple[np.ndarray | None, str]:
+    """The labelled rows' probabilities as one array, only if every row has them; else why not."""
+    have, rows = joined.with_probabilities, len(joined.probabilities)
+    if have < rows:
+        return None, (
+            f"needs probabilities: {have} of {rows} labelled rows had them "
+            f"({HOW_TO_LOG_PROBABILITIES})"
+        )
+    try:
+        proba = np.asarray(joined.probabilities, dtype=float)
+    except ValueError:  # rows of different lengths
+        return None, "needs probabilities of one length: the logged rows differ"
+    if proba.ndim != 2:
+        return None, "needs probabilities of one number per class: the logged rows are not"
+    return proba, ""
 
 
 def _sortable(value: str) -> tuple[int, float | str]:
@@ -283,23 +369,25 @@ def _sortable(value: str) -> tuple[int, float | str]:
         return (1, value)
 
 
-def _regression(joined: Joined, notes: list[str]) -> dict[str, float | None]:
+def _regression(joined: Joined) -> tuple[dict[str, float | None], dict[str, str]]:
+    """The regression metrics, and the reason for each one that was skipped."""
     from sklearn import metrics
 
     try:
         y = np.asarray([_number(v) for v in joined.labels], dtype=float)
         p = np.asarray([_number(v) for v in joined.predictions], dtype=float)
     except (TypeError, ValueError):
-        notes.append("labels or predictions are not numbers: regression metrics not computed")
-        return {}
+        return {}, dict.fromkeys(REGRESSION, "needs numbers: labels or predictions are not")
     values: dict[str, float | None] = {
         "mae": float(metrics.mean_absolute_error(y, p)),
         "rmse": float(np.sqrt(metrics.mean_squared_error(y, p))),
     }
+    if len(y) < 2:
+        return values, {"r2": "needs at least 2 labelled rows"}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant labels: R² is undefined (None)
-        values["r2"] = float(metrics.r2_score(y, p)) if len(y) >= 2 else None
-    return values
+        warnings.simplefilter("ignore")  # constant labels: R² is undefined (nan, then skipped)
+        values["r2"] = float(metrics.r2_score(y, p))
+    return values, {}
 
 
 def _number(value: Any) -> float:

@@ -88,7 +88,11 @@ def _evaluate(
     if baseline is None:
         results["note"] = f"{version.ref} has no baseline: skew and quality were not computed"
     status = "breached" if breaches else "ok"
-    return status, current.rows, breaches, results, summary(breaches, current.rows)
+    message = summary(breaches, current.rows)
+    if unchecked := performance.not_evaluated(perf):
+        # A threshold that could not be checked is no pass: the one-line message says so too.
+        message += f"; not evaluated: {', '.join(unchecked)}"
+    return status, current.rows, breaches, results, message
 
 
 def _threshold(config: MonitorConfig, feature: str, default: float) -> float:

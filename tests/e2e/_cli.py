@@ -13,9 +13,11 @@ from cloche.cli.app import app
 runner = CliRunner()
 
 
-def cloche(*args: str | Path, input: str | None = None) -> Result:
-    """``cloche ARGS...`` with ``input`` on stdin."""
-    return runner.invoke(app, [str(a) for a in args], input=input)
+def cloche(
+    *args: str | Path, input: str | None = None, env: dict[str, str] | None = None
+) -> Result:
+    """``cloche ARGS...`` with ``input`` on stdin and ``env`` added to the environment."""
+    return runner.invoke(app, [str(a) for a in args], input=input, env=env)
 
 
 def ok_json(*args: str | Path) -> Any:

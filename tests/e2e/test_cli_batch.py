@@ -18,6 +18,8 @@ import pytest
 
 import cloche
 from cloche.config import Settings
+from cloche.store.store import Store
+from cloche.store.tables import BatchScheduleRow, utcnow
 
 CLOCHE = str(Path(sys.executable).parent / "cloche")
 FEATURES = ["a", "b", "c"]
@@ -51,9 +53,9 @@ def _env(home: Path) -> dict[str, str]:
     return env | {"CLOCHE_HOME": str(home), "COLUMNS": "160"}
 
 
-def _cloche(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cloche(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CLOCHE, *args], env=_env(home), capture_output=True, text=True, timeout=120
+        [CLOCHE, *args], env=_env(home), capture_output=True, text=True, timeout=120, cwd=cwd
     )
 
 
@@ -151,7 +153,8 @@ def test_existing_output_without_overwrite_is_refused_with_a_hint(
     ("args", "words", "code"),
     [
         (["ghost:1", "-i", "x.parquet"], "ghost", 4),
-        (["slow:1", "-i", "missing/*.parquet"], "missing", 1),
+        (["slow:1", "-i", "missing/*.parquet"], "matches no file", 2),
+        (["slow:1", "-i", "nope.parquet"], "does not exist", 2),
         (["slow:1", "-i", "x.parquet", "--output-format", "xlsx"], "xlsx", 2),
         (["slow:1", "-i", "x.parquet", "--schedule", "every monday"], "cron", 2),
     ],
@@ -159,7 +162,8 @@ def test_existing_output_without_overwrite_is_refused_with_a_hint(
 def test_bad_batch_commands_say_what_is_wrong(
     slow_model: Path, tmp_path: Path, args: list[str], words: str, code: int
 ) -> None:
-    result = _cloche(slow_model, "batch", "run", *args, "-o", str(tmp_path / "o"))
+    _write_data(tmp_path / "x.parquet", 10)
+    result = _cloche(slow_model, "batch", "run", *args, "-o", str(tmp_path / "o"), cwd=tmp_path)
     assert result.returncode == code, (result.returncode, result.stderr)
     assert words in result.stderr
 
@@ -169,3 +173,63 @@ def test_cancel_and_resume_unknown_job_are_clear(slow_model: Path) -> None:
         result = _cloche(slow_model, "batch", command, "bj_doesnotexist")
         assert result.returncode == 4
         assert "cloche batch list" in result.stderr
+
+
+def test_a_path_that_does_not_exist_is_refused_before_anything_is_queued(
+    slow_model: Path, tmp_path: Path
+) -> None:
+    for extra in (["--schedule", "0 6 * * 1"], ["--detach"]):
+        result = _cloche(
+            slow_model, "batch", "run", "slow:1", "-i", "data/typo.parquet", *extra, cwd=tmp_path
+        )
+        assert result.returncode == 2, result.stderr
+        assert "does not exist" in result.stderr and str(tmp_path / "data") in result.stderr
+    assert json.loads(_cloche(slow_model, "batch", "list", "--json").stdout) == []
+    schedules = _cloche(slow_model, "batch", "schedules", "list", "--json")
+    assert json.loads(schedules.stdout) == []
+
+
+def test_a_schedule_keeps_the_absolute_paths_typed_relative_and_shows_them_cleanly(
+    slow_model: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    _write_data(project / "data" / "in.parquet", 10)
+    args = ["-i", "data/in.parquet", "-o", "weekly//", "--schedule", "0 6 * * 1", "--json"]
+    made = _cloche(slow_model, "batch", "run", "slow:1", *args, cwd=project)
+    assert made.returncode == 0, made.stderr
+    schedule = json.loads(made.stdout)
+    assert schedule["spec"]["input"] == str(project / "data" / "in.parquet")
+    assert schedule["spec"]["output"] == str(project / "weekly")
+
+    shown = _cloche(slow_model, "batch", "schedules", "show", schedule["id"][:7])
+    assert shown.returncode == 0, shown.stderr
+    assert f"output {project / 'weekly'}/<run time>" in shown.stdout
+    assert "//" not in shown.stdout
+    paused = _cloche(slow_model, "batch", "schedules", "pause", schedule["id"][:7])
+    assert paused.returncode == 0 and schedule["id"] in paused.stdout
+
+
+def test_an_ambiguous_schedule_prefix_exits_2_naming_the_matches(slow_model: Path) -> None:
+    settings = Settings(home=slow_model)
+    store = Store.open(settings)
+    try:
+        with store.transaction() as session:
+            for id_ in ("bs_abc111", "bs_abc222"):
+                session.add(
+                    BatchScheduleRow(
+                        id=id_,
+                        model_ref="slow:1",
+                        cron="0 6 * * 1",
+                        spec={"input": "/srv/in", "output": "/srv/out"},
+                        enabled=True,
+                        next_run_at=utcnow(),
+                        created_by="test",
+                    )
+                )
+    finally:
+        store.close()
+    for command in ("show", "pause", "resume", "delete"):
+        result = _cloche(slow_model, "batch", "schedules", command, "bs_abc")
+        assert result.returncode == 2, (command, result.stderr)
+        assert "bs_abc111, bs_abc222" in result.stderr

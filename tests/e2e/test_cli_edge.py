@@ -211,6 +211,30 @@ def test_sync_to_an_unreachable_server_exits_6_and_keeps_the_spool(bundle: Path)
     assert logged_rows(bundle) == 1
 
 
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed when the block ends: nothing listens there
+
+
+def test_sync_with_an_empty_spool_to_an_unreachable_server_still_exits_6(bundle: Path) -> None:
+    # Nothing to upload must not read as "synced": a cron job would never see the link is down.
+    url = f"http://127.0.0.1:{closed_port()}"
+    done = run_cli(bundle.parent, "edge", "sync", bundle, "--to", url, env=LOOPBACK)
+    assert done.returncode == 6, (done.stdout, done.stderr)
+    assert f"cannot reach the central server at {url}" in done.stderr
+    assert "uploaded" not in done.stdout
+
+
+def test_sync_with_an_empty_spool_to_a_reachable_server_succeeds(
+    bundle: Path, tmp_path: Path
+) -> None:
+    with cloche_up(tmp_path / "central") as server:
+        done = run_cli(bundle.parent, "edge", "sync", bundle, "--to", server.url, env=LOOPBACK)
+    assert done.returncode == 0, done.stderr
+    assert "uploaded 0 rows" in done.stdout
+
+
 def test_bad_edge_command_lines_say_what_to_do(bundle: Path) -> None:
     home = bundle.parent
     bad_url = run_cli(home, "edge", "sync", bundle, "--to", "ftp://central")

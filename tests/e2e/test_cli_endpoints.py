@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from cloche.logs.ingest import ingest_edge_log
+from cloche.serving.payload_log import encode_row
+from cloche.store.store import Store
 from tests.e2e._cli import cloche, ok_json
 
 
@@ -61,3 +65,24 @@ def test_bad_input_gets_a_message_and_exit_code(
 def test_logs_of_an_endpoint_with_no_traffic_is_empty(two_versions: None) -> None:
     payload = ok_json("logs", "churn", "--since", "1h")
     assert payload["rows"] == [] and payload["stats"]["dropped"] == 0
+
+
+def edge_chunk(rows: int) -> bytes:
+    """``rows`` answered predictions of churn:1, as an edge server spools them."""
+    now_ms = int(time.time() * 1000)
+    row = ["churn", "churn", 1, 0, False, 200, 1.5, [[0.5]], {"predict": [1]}, None, "predict"]
+    return b"".join(encode_row([now_ms + i, f"edge-{i}", *row]) for i in range(rows))
+
+
+def test_logs_count_the_rows_synced_from_an_edge_site(two_versions: None, store: Store) -> None:
+    ok_json("endpoints", "deploy", "churn", "churn:1")
+    taken = ingest_edge_log(
+        store, "churn", site="plant-7", segment="seg-1.jsonl", offset=0, body=edge_chunk(3)
+    )
+    assert taken.accepted and taken.rows == 3
+    result = cloche("logs", "churn", "--since", "1h", env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "edge-0" in result.stdout and "edge-2" in result.stdout
+    assert "3 shown; 3 logged in all (3 synced from edge sites" in result.stdout
+    stats = ok_json("logs", "churn", "--since", "1h")["stats"]
+    assert (stats["logged"], stats["synced"]) == (3, 3)

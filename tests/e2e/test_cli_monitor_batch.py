@@ -78,6 +78,6 @@ def test_bad_batch_job_runs_say_what_to_do(job: str, args: list[str], words: str
 
 
 def test_help_says_the_monitor_is_required() -> None:
-    result = cloche("monitors", "run", "--help")
+    result = cloche("monitors", "run", "--help", env={"COLUMNS": "200"})  # unwrapped
     assert result.exit_code == 0 and "--batch-job" in result.output
     assert "(MONITOR is" in result.output and "required: it holds them" in result.output

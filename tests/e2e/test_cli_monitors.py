@@ -135,3 +135,41 @@ def test_bad_monitor_commands_say_what_to_do(served: Path, args: list[str], word
     result = cloche(*args)
     assert result.exit_code != 0
     assert words in result.output
+
+
+def test_run_names_probability_metrics_skipped_when_some_labelled_rows_lack_them(
+    served: Path, tmp_path: Path, settings: Settings
+) -> None:
+    """The fixture's predictions carry no probabilities; 20 more here do: 20 of 60 labelled."""
+    start = int((datetime.now(UTC) - timedelta(minutes=20)).timestamp() * 1000)
+    log = PayloadLog(log_root(settings.home))
+    served_by = ("churn", "churn", 1, 1, False, 200, 1.0, [[0.0] * 4])
+    outputs = {"predict": [0], "probabilities": [[0.6, 0.4]]}
+    log.write(
+        [encode_row((start + i, f"p{i}", *served_by, outputs, None, "predict")) for i in range(20)]
+    )
+    log.close()
+    labels = tmp_path / "labels.csv"
+    ids = [f"r{i}" for i in range(40)] + [f"p{i}" for i in range(20)]
+    labels.write_text(
+        "request_id,label\n" + "".join(f"{rid},{i % 2}\n" for i, rid in enumerate(ids))
+    )
+    assert cloche("feedback", "churn", labels).exit_code == 0
+    made = cloche("monitors", "create", "churn", "--threshold", "performance.min_roc_auc=0.8")
+    assert made.exit_code == 0, made.output
+
+    found = ok_json("monitors", "run", "churn")
+    table = cloche("monitors", "run", "churn")
+
+    perf = found["results"]["performance"]
+    assert perf["labelled_rows"] == 60 and perf["labelled_rows_with_probabilities"] == 20
+    why = "needs probabilities: 20 of 60 labelled rows had them"
+    assert perf["skipped"]["roc_auc"].startswith(why)
+    assert perf["skipped"]["log_loss"].startswith(why)
+    assert perf["roc_auc"]["verdict"] == "not evaluated" and perf["roc_auc"]["breached"] is False
+    assert "performance:roc_auc" not in found["breaches"]
+    assert table.exit_code == 0, table.output
+    text = " ".join(table.output.split())  # the console wraps long lines
+    assert f"performance: roc_auc skipped ({why}" in text
+    assert f"performance: log_loss skipped ({why}" in text
+    assert "not evaluated: performance:roc_auc" in text

@@ -67,7 +67,7 @@ def test_bad_role_exits_2_and_names_the_roles() -> None:
 
 
 def test_create_help_lists_every_role() -> None:
-    result = cloche("tokens", "create", "--help")
+    result = cloche("tokens", "create", "--help", env={"COLUMNS": "200"})  # unwrapped
     assert result.exit_code == 0, result.output
     help_text = " ".join(result.stdout.split())
     for role in ("admin", "publisher", "deployer", "edge", "predictor", "viewer"):

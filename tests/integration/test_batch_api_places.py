@@ -87,6 +87,26 @@ def test_a_forbidden_input_is_403_naming_the_setting(
     assert service.list_jobs(store) == []
 
 
+@pytest.mark.parametrize(
+    ("input", "output"), [("data/in", "{data}/out"), ("{data}/in", "out"), ("in", "out/")]
+)
+@pytest.mark.parametrize("resource", ["batch-jobs", "batch-schedules"])
+def test_a_relative_path_is_422_saying_paths_must_be_absolute(
+    server: LiveServer, store: Store, data: Path, input: str, output: str, resource: str
+) -> None:
+    extra = {"cron": "0 6 * * 1"} if resource == "batch-schedules" else {}
+    answer = post(
+        server, resource, input=input.format(data=data), output=output.format(data=data), **extra
+    )
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert "paths must be absolute on the server" in error["message"]
+    assert "give absolute paths" in error["hint"]
+    assert service.list_jobs(store) == []
+    assert httpx.get(f"{server.url}/api/v1/batch-schedules", headers=server.auth).json() == []
+
+
 @pytest.mark.parametrize("output", ["/tmp/elsewhere", "{data}/../out", "s3://bucket-a/prefix"])
 def test_a_forbidden_output_is_403(server: LiveServer, data: Path, output: str) -> None:
     answer = post(server, "batch-jobs", input=str(data / "in"), output=output.format(data=data))

@@ -15,7 +15,7 @@ import pytest
 
 import cloche
 from cloche.config import Settings
-from cloche.errors import Forbidden, ModelNotFound
+from cloche.errors import Forbidden, InvalidInput, ModelNotFound
 from cloche.store.store import Store
 from cloche.store.tables import BatchScheduleRow, utcnow
 from tests.integration.conftest import ServerFactory
@@ -96,8 +96,9 @@ def test_a_schema_that_does_not_match_fails_before_scoring_and_names_the_columns
 def test_unknown_model_is_refused_before_a_job_exists(
     client: cloche.Client, settings: Settings
 ) -> None:
+    data = write_inputs(settings.home / "data" / "in", (10,))
     with pytest.raises(ModelNotFound):
-        client.batch.run("ghost:1", input="x.parquet", output=str(settings.home / "o"))
+        client.batch.run("ghost:1", input=str(data), output=str(settings.home / "o"))
     assert client.batch.list() == []
 
 
@@ -150,4 +151,53 @@ def test_up_runs_a_scheduled_job_into_a_dated_folder(
     run_dir = Path(history[0].output)
     assert run_dir.parent == settings.home / "weekly"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{4}Z", run_dir.name)
+    assert read_predictions(run_dir).num_rows == 30
+
+
+def test_relative_paths_are_sent_absolute_from_the_callers_folder(
+    client: cloche.Client, churn: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = settings.home / "project"
+    write_inputs(project / "data", (10,))
+    monkeypatch.chdir(project)
+    made = client.batch.schedule("churn", cron="0 6 * * 1", input="data/*.parquet", output="out/")
+    assert made.spec["input"] == str(project / "data" / "*.parquet")
+    assert made.spec["output"] == str(project / "out")
+    with pytest.raises(InvalidInput, match="does not exist"):
+        client.batch.submit("churn", input="data/typo.parquet", output="out")
+    assert client.batch.list() == []
+
+
+def test_a_schedule_made_in_one_folder_runs_on_a_server_started_in_another(
+    start_server: ServerFactory,
+    settings: Settings,
+    sklearn_model_file: Path,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    project, elsewhere = settings.home / "project", settings.home / "elsewhere"
+    write_inputs(project / "data", (30,))
+    write_inputs(elsewhere / "data", (6,))  # what a path taken from the server's folder reads
+    monkeypatch.chdir(elsewhere)
+    server = start_server(scheduler={"tick_seconds": 0.2})
+    sdk = cloche.Client(server.url)
+    request.addfinalizer(sdk.close)
+    sdk.models.upload(sklearn_model_file, name="churn")
+    monkeypatch.chdir(project)
+    made = sdk.batch.schedule("churn", cron="0 6 * * 1", input="data", output="weekly")
+    monkeypatch.chdir(elsewhere)
+    with store.transaction() as session:  # as if Monday 06:00 had just come
+        row = session.get(BatchScheduleRow, made.id)
+        assert row is not None
+        row.next_run_at = utcnow()
+    history = []
+    for _ in range(150):
+        history = sdk.batch.get_schedule(made.id[:6]).history
+        if history and history[0].done:
+            break
+        time.sleep(0.2)
+    assert history and history[0].state == "succeeded", history
+    run_dir = Path(history[0].output)
+    assert run_dir.parent == project / "weekly"
     assert read_predictions(run_dir).num_rows == 30

@@ -22,11 +22,12 @@ Deployer = Annotated[Principal, Depends(require(Permission.DEPLOY))]
 class JobRequest(BaseModel):
     model: str = Field(description="model reference: name, name:3 or name@prod")
     input: str = Field(
-        description="a file, folder or glob inside CLOCHE_BATCH__ALLOWED_DIRS, or an "
-        "object-store URL under a prefix of CLOCHE_BATCH__ALLOWED_URLS"
+        description="an absolute file, folder or glob inside CLOCHE_BATCH__ALLOWED_DIRS, or "
+        "an object-store URL under a prefix of CLOCHE_BATCH__ALLOWED_URLS"
     )
     output: str = Field(
-        description="a folder inside CLOCHE_BATCH__ALLOWED_DIRS (a schedule adds one per run)"
+        description="an absolute folder inside CLOCHE_BATCH__ALLOWED_DIRS (a schedule adds "
+        "one per run)"
     )
     input_format: Literal["parquet", "jsonl", "csv"] | None = None
     output_format: Literal["parquet", "jsonl", "csv"] = "parquet"

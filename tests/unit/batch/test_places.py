@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cloche.batch.places import Places, check_prefix
+from cloche.batch.places import Places, check_absolute, check_prefix
 from cloche.batch.spec import JobSpec
 from cloche.config import Settings
-from cloche.errors import DestinationRefused
+from cloche.errors import DestinationRefused, InvalidInput
 
 URLS = ("s3://bucket-a/prefix", "gs://b")
 
@@ -99,3 +99,24 @@ def test_settings_list_only_object_store_prefixes(monkeypatch: pytest.MonkeyPatc
     for bad in ("file:///data", "memory://x", "simplecache::s3://a", "s3://", "http://h/x"):
         with pytest.raises(ValueError, match="object-store prefix"):
             check_prefix(bad)
+
+
+@pytest.mark.parametrize(
+    ("input", "output", "named"),
+    [
+        ("data/in.csv", "/srv/out", "input 'data/in.csv' is relative"),
+        ("/srv/in.csv", "out", "output 'out' is relative"),
+        ("in.csv", "~/out", "input 'in.csv' and output '~/out' are relative"),
+    ],
+)
+def test_relative_paths_are_refused_saying_they_must_be_absolute(
+    input: str, output: str, named: str
+) -> None:
+    with pytest.raises(InvalidInput, match="must be absolute on the server") as caught:
+        check_absolute(JobSpec(input=input, output=output))
+    assert named in caught.value.message
+    assert caught.value.hint and "absolute" in caught.value.hint
+
+
+def test_absolute_paths_and_urls_pass_the_absolute_check() -> None:
+    check_absolute(JobSpec(input="s3://bucket-a/prefix/*.parquet", output="/srv/out"))
