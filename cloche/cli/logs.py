@@ -45,9 +45,14 @@ def logs(
             _short(result),
         )
     out.print(view)
+    source = f"by {stats.workers} worker(s)"
+    if stats.synced:
+        source = (
+            f"({stats.synced} synced from edge sites, the rest served by {stats.workers} worker(s))"
+        )
     out.print(
-        f"{table.num_rows} shown; {stats.logged} logged in all ({stats.synced} synced from edge "
-        f"sites, the rest served by {stats.workers} worker(s)); {stats.dropped} could not be logged"
+        f"{table.num_rows} shown; {stats.logged} logged in all {source}; "
+        f"{stats.dropped} could not be logged"
     )
 
 
