@@ -57,6 +57,10 @@ class LargeRequest:
 
     def _piece_done(self, piece: asyncio.Future[dict[str, np.ndarray]]) -> None:
         whole = self.whole
+        if piece.cancelled():  # the worker is stopping: the whole request goes with its piece
+            if not whole.future.done():
+                whole.future.cancel()
+            return
         error = piece.exception()  # (retrieved even when unused: asyncio warns of unread ones)
         if whole.future.done():  # the client is gone, or another piece failed: no more work
             return
