@@ -7,7 +7,7 @@ UV_BOOT := .cache/uv-bootstrap
 UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOT)/bin/uv)
 # onnx: so that `cloche export` of the demo model works in the demo's install
 BASE_EXTRAS := sklearn,onnx
-TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,ray,dev
+TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,ray,dev,docs
 TORCH := torch==2.13.0
 # The locks: every package each install set takes, pinned with hashes (`make lock` refreshes them).
 DEMO_LOCK := requirements/demo.txt
@@ -20,7 +20,7 @@ UV_PIN := uv==0.13.9
 LATEST := .venv-latest
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes -q
 
-.PHONY: demo test test-latest checks lock lint format services clean bench
+.PHONY: demo test test-latest checks lock lint format services clean bench docs docs-serve
 
 demo: $(VENV)/.base-installed
 	$(PY) examples/demo.py
@@ -89,9 +89,17 @@ $(VENV)/.test-installed: pyproject.toml $(TEST_LOCK) | $(PY)
 	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null 2>&1 || true
 	@touch $@ $(VENV)/.base-installed
 
+# The docs site (mkdocs.yml): built into site/ with --strict, so a broken link or reference fails.
+# NO_MKDOCS_2_WARNING: Material prints an end-of-life banner for MkDocs 1.x on every build.
+docs: $(VENV)/.test-installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.test-installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000
+
 bench: $(VENV)/.test-installed
 	$(PY) bench/serving.py
 	$(PY) bench/time_to_value.py
 
 clean:
-	rm -rf $(VENV) $(LATEST) .cache .cloche .cloche-demo
+	rm -rf $(VENV) $(LATEST) .cache .cloche .cloche-demo site
