@@ -1,0 +1,75 @@
+"""podman for the image tests: the runc runtime, the testbed's containers.conf, a cached base.
+
+No image registry is reachable here, so the base image is Debian bookworm with python3 made by
+debootstrap (cached in podman's store as BASE_IMAGE): it has neither pip nor venv, which the
+Dockerfiles must cope with.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+BASE_IMAGE = "localhost/cloche-test-base:bookworm"
+CONF = Path(__file__).with_name("containers.conf")
+MIRROR = "http://deb.debian.org/debian"
+
+
+def podman(*args: str, timeout: float = 600, check: bool = True) -> str:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: run `bash scripts/services.sh` (make test does)")
+    env = {**os.environ, "CONTAINERS_CONF": str(CONF)}
+    done = subprocess.run(
+        ["podman", "--runtime", "runc", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def base_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Debian bookworm minbase with python3, made once and kept in podman's image store."""
+    if (
+        subprocess.run(
+            ["podman", "image", "exists", BASE_IMAGE],
+            env={**os.environ, "CONTAINERS_CONF": str(CONF)},
+        ).returncode
+        == 0
+    ):
+        return BASE_IMAGE
+    rootfs = tmp_path_factory.mktemp("rootfs")
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", "--include=python3", "bookworm", str(rootfs), MIRROR],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    env = {**os.environ, "CONTAINERS_CONF": str(CONF)}
+    # The with-block closes tar's pipe: an open one fails the session as a ResourceWarning.
+    with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
+        subprocess.run(
+            ["podman", "import", "-", BASE_IMAGE],
+            stdin=tar.stdout,
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=300,
+        )
+    assert tar.returncode == 0
+    return BASE_IMAGE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
