@@ -73,3 +73,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def build_offline(context: Path, *, base: str, tag: str, dockerfile: Path | None = None) -> None:
+    """Build ``context`` with no network (no registry is reachable) on the ``base`` image."""
+    file = ["-f", str(dockerfile)] if dockerfile is not None else []
+    podman(
+        "build",
+        "-q",
+        "--network",
+        "none",
+        "--build-arg",
+        f"BASE={base}",
+        *file,
+        "-t",
+        tag,
+        str(context),
+    )

@@ -20,7 +20,7 @@ from cloche.export.service import export_model
 from cloche.registry.inspection import inspect_here
 from cloche.registry.upload import upload_model
 from cloche.store.store import Store
-from tests.e2e._podman import base_image, free_port, podman
+from tests.e2e._podman import base_image, build_offline, free_port, podman
 
 pytestmark = pytest.mark.slow
 __all__ = ["base_image"]  # a fixture: imported for pytest to find
@@ -39,17 +39,7 @@ def bundle(store: Store, sklearn_model_file: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def image(base_image: str, bundle: Path) -> Iterator[str]:
     tag = f"localhost/cloche-edge-test:{uuid.uuid4().hex[:12]}"
-    podman(
-        "build",
-        "-q",
-        "--network",
-        "none",
-        "--build-arg",
-        f"BASE={base_image}",
-        "-t",
-        tag,
-        str(bundle),
-    )
+    build_offline(bundle, base=base_image, tag=tag)
     yield tag
     podman("rmi", "-f", tag, check=False)
 

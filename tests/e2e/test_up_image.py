@@ -22,7 +22,7 @@ import pytest
 
 import cloche
 from cloche.export.downloads import pip_command
-from tests.e2e._podman import base_image, free_port, podman
+from tests.e2e._podman import base_image, build_offline, free_port, podman
 
 pytestmark = pytest.mark.slow
 __all__ = ["base_image"]  # a fixture: imported for pytest to find
@@ -65,18 +65,8 @@ def image(base_image: str, wheelhouse: Path, tmp_path: Path) -> Iterator[str]:
         shutil.copytree(wheelhouse, context / "deploy" / "wheels")
     tag = f"localhost/cloche-up-test:{uuid.uuid4().hex[:12]}"
     try:
-        podman(
-            "build",
-            "-q",
-            "--network",
-            "none",
-            "--build-arg",
-            f"BASE={base_image}",
-            "-f",
-            str(context / "deploy" / "Dockerfile"),
-            "-t",
-            tag,
-            str(context),
+        build_offline(
+            context, base=base_image, tag=tag, dockerfile=context / "deploy" / "Dockerfile"
         )
         yield tag
     finally:
