@@ -200,7 +200,7 @@ def test_a_framework_named_by_the_uploader_is_checked_like_a_detected_one(
 SECRETS = {
     "CLOCHE_DB_URL": "postgresql://cloche:hunter2@db.internal/cloche",
     "CLOCHE_ALERTS__SMTP_PASSWORD": "smtp-secret",
-    "CLOCHE_AUTH__REQUIRED": "true",
+    "CLOCHE_S3__SECRET_ACCESS_KEY": "s3-secret-value",
     "AWS_SECRET_ACCESS_KEY": "aws-secret",
     "GITHUB_TOKEN": "ghp_secret",
     "SLACK_WEBHOOK": "https://hooks.slack.example/T0/B0/secret",
