@@ -7,13 +7,18 @@ Dockerfiles must cope with.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from cloche.export.downloads import pip_command
 
 BASE_IMAGE = "localhost/cloche-test-base:bookworm"
 CONF = Path(__file__).with_name("containers.conf")
@@ -90,3 +95,52 @@ def build_offline(context: Path, *, base: str, tag: str, dockerfile: Path | None
         tag,
         str(context),
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+LOCK = REPO / "requirements" / "demo.txt"
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Path:
+    """The lock's wheels (about 185 MB, downloaded once per lock) and a fresh cloche wheel."""
+    key = hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    dest = cache / "cloche-test-wheels" / key
+    # The venv may have no pip (uv makes it); the script needs a python that has one.
+    python = pip_command()[0]
+    subprocess.run(
+        ["bash", str(REPO / "deploy" / "wheelhouse.sh"), str(dest)],
+        check=True,
+        capture_output=True,
+        timeout=1200,
+        env={**os.environ, "PYTHON": python},
+    )
+    return dest
+
+
+@pytest.fixture(scope="session")
+def up_image(
+    base_image: str, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """deploy/Dockerfile built once per session: the `cloche up` image the image tests run."""
+    # A context laid out like the repository, holding only what .dockerignore lets through;
+    # hard links spare copying the wheels when the cache shares the file system.
+    context = tmp_path_factory.mktemp("up-image") / "context"
+    (context / "requirements").mkdir(parents=True)
+    shutil.copy(LOCK, context / "requirements" / "demo.txt")
+    shutil.copytree(REPO / "deploy", context / "deploy", ignore=shutil.ignore_patterns("wheels"))
+    shutil.copy(REPO / ".dockerignore", context / ".dockerignore")
+    try:
+        shutil.copytree(wheelhouse, context / "deploy" / "wheels", copy_function=os.link)
+    except OSError:
+        shutil.rmtree(context / "deploy" / "wheels", ignore_errors=True)
+        shutil.copytree(wheelhouse, context / "deploy" / "wheels")
+    tag = f"localhost/cloche-up-test:{uuid.uuid4().hex[:12]}"
+    try:
+        build_offline(
+            context, base=base_image, tag=tag, dockerfile=context / "deploy" / "Dockerfile"
+        )
+        yield tag
+    finally:
+        podman("rmi", "-f", tag, check=False)

@@ -8,10 +8,6 @@ predictions included, needs a token: the admin one `cloche up` wrote into the da
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,66 +17,20 @@ import httpx
 import pytest
 
 import cloche
-from cloche.export.downloads import pip_command
-from tests.e2e._podman import base_image, build_offline, free_port, podman
+from tests.e2e._podman import base_image, free_port, podman, up_image, wheelhouse
 
 pytestmark = pytest.mark.slow
-__all__ = ["base_image"]  # a fixture: imported for pytest to find
-
-REPO = Path(__file__).resolve().parents[2]
-LOCK = REPO / "requirements" / "demo.txt"
-
-
-@pytest.fixture(scope="session")
-def wheelhouse() -> Path:
-    """The lock's wheels (about 185 MB, downloaded once per lock) and a fresh cloche wheel."""
-    key = hashlib.sha256(LOCK.read_bytes()).hexdigest()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    dest = cache / "cloche-test-wheels" / key
-    # The venv may have no pip (uv makes it); the script needs a python that has one.
-    python = pip_command()[0]
-    subprocess.run(
-        ["bash", str(REPO / "deploy" / "wheelhouse.sh"), str(dest)],
-        check=True,
-        capture_output=True,
-        timeout=1200,
-        env={**os.environ, "PYTHON": python},
-    )
-    return dest
+__all__ = ["base_image", "up_image", "wheelhouse"]  # fixtures: imported for pytest to find
 
 
 @pytest.fixture
-def image(base_image: str, wheelhouse: Path, tmp_path: Path) -> Iterator[str]:
-    # A context laid out like the repository, holding only what .dockerignore lets through;
-    # hard links spare copying the wheels when the cache shares the file system.
-    context = tmp_path / "context"
-    (context / "requirements").mkdir(parents=True)
-    shutil.copy(LOCK, context / "requirements" / "demo.txt")
-    shutil.copytree(REPO / "deploy", context / "deploy", ignore=shutil.ignore_patterns("wheels"))
-    shutil.copy(REPO / ".dockerignore", context / ".dockerignore")
-    try:
-        shutil.copytree(wheelhouse, context / "deploy" / "wheels", copy_function=os.link)
-    except OSError:
-        shutil.rmtree(context / "deploy" / "wheels", ignore_errors=True)
-        shutil.copytree(wheelhouse, context / "deploy" / "wheels")
-    tag = f"localhost/cloche-up-test:{uuid.uuid4().hex[:12]}"
-    try:
-        build_offline(
-            context, base=base_image, tag=tag, dockerfile=context / "deploy" / "Dockerfile"
-        )
-        yield tag
-    finally:
-        podman("rmi", "-f", tag, check=False)
-
-
-@pytest.fixture
-def running(image: str) -> Iterator[tuple[str, str]]:
+def running(up_image: str) -> Iterator[tuple[str, str]]:
     """The container's id and its published loopback URL, its /data on a fresh volume."""
     port, volume = free_port(), f"cloche-up-test-{uuid.uuid4().hex[:12]}"
     container = ""
     try:
         container = podman(
-            "run", "-d", "-p", f"127.0.0.1:{port}:8080", "-v", f"{volume}:/data", image
+            "run", "-d", "-p", f"127.0.0.1:{port}:8080", "-v", f"{volume}:/data", up_image
         ).strip()
         yield container, f"http://127.0.0.1:{port}"
     finally:
