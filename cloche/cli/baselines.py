@@ -27,7 +27,7 @@ def create(
     json_: JsonOpt = False,
 ) -> None:
     """Attach (or replace) the baseline dataset of a version, and profile it now."""
-    found = get_client(ctx).monitors.create_baseline(ref, data)  # type: ignore[attr-defined]
+    found = get_client(ctx).monitors.create_baseline(ref, data)
     if json_:
         print_json(found.model_dump(mode="json"))
         return

@@ -9,6 +9,7 @@ that `cloche up` wrote to ``$CLOCHE_HOME/local-token``.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,16 +17,18 @@ from typing import TYPE_CHECKING, Any
 from cloche.config import Settings
 
 if TYPE_CHECKING:
-    from cloche.client._base import (
-        AlertsAPI,
-        AuditAPI,
-        BatchAPI,
-        EndpointsAPI,
-        LogsAPI,
-        ModelsAPI,
-        MonitorsAPI,
-        TokensAPI,
-    )
+    from cloche.client.alerts import AlertsAPI
+    from cloche.client.audit import AuditAPI
+    from cloche.client.batch import BatchAPI
+    from cloche.client.endpoints import EndpointsAPI
+    from cloche.client.logs import LogsAPI
+    from cloche.client.models import ModelsAPI
+    from cloche.client.monitors import MonitorsAPI
+    from cloche.client.tokens import TokensAPI
+
+# Each resource is one module of cloche.client holding its interface and both of its forms
+# (in-process and HTTP) side by side; a new resource is a new module and a line here.
+RESOURCES = ("models", "endpoints", "logs", "batch", "monitors", "alerts", "tokens", "audit")
 
 
 class Client:
@@ -52,32 +55,18 @@ class Client:
     ) -> None:
         url = url or os.environ.get("CLOCHE_URL") or None
         if url:
-            from cloche.client import _batch, _http, _http_endpoints, _monitoring
+            from cloche.client import _http
 
             token = token or os.environ.get("CLOCHE_TOKEN") or None
             if token is None:
                 token = _http.local_token_for(url, lambda: (settings or _settings_for(home)).home)
             self._transport: Any = _http.HttpTransport(url, token=token, timeout=timeout)
-            self.models = _http.HttpModels(self._transport)
-            self.endpoints = _http_endpoints.HttpEndpoints(self._transport)
-            self.logs = _http_endpoints.HttpLogs(self._transport)
-            self.batch = _batch.HttpBatch(self._transport)
-            self.monitors = _monitoring.HttpMonitors(self._transport)
-            self.alerts = _monitoring.HttpAlerts(self._transport)
-            self.tokens = _http.HttpTokens(self._transport)
-            self.audit = _http.HttpAudit(self._transport)
         else:
-            from cloche.client import _batch, _local, _monitoring
+            from cloche.client import _local
 
             self._transport = _local.LocalTransport(settings or _settings_for(home))
-            self.models = _local.LocalModels(self._transport)
-            self.endpoints = _local.LocalEndpoints(self._transport)
-            self.logs = _local.LocalLogs(self._transport)
-            self.batch = _batch.LocalBatch(self._transport)
-            self.monitors = _monitoring.LocalMonitors(self._transport)
-            self.alerts = _monitoring.LocalAlerts(self._transport)
-            self.tokens = _local.LocalTokens(self._transport)
-            self.audit = _local.LocalAudit(self._transport)
+        for name in RESOURCES:
+            setattr(self, name, resource_forms(name)[1 if url else 0](self._transport))
         self.url = url
 
     def close(self) -> None:
@@ -92,3 +81,10 @@ class Client:
 
 def _settings_for(home: str | Path | None) -> Settings:
     return Settings(home=Path(home)) if home is not None else Settings()
+
+
+def resource_forms(name: str) -> tuple[type, type]:
+    """The in-process and HTTP classes of the resource ``name`` (its module: cloche.client.NAME)."""
+    module = importlib.import_module(f"cloche.client.{name}")
+    forms = [getattr(module, f"{kind}{name.capitalize()}") for kind in ("Local", "Http")]
+    return forms[0], forms[1]

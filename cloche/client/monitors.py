@@ -1,25 +1,74 @@
-"""Monitors and alerts in the SDK, both transports (the REST twin mirrors the service)."""
+"""Monitors: drift, data quality and accuracy checks on an endpoint, their runs, and feedback.
+
+The interface (`MonitorsAPI`) and its two forms side by side: in-process on
+CLOCHE_HOME's store, and over a server's REST API.
+"""
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
+from cloche.client import _files
+from cloche.client._http import API, HttpTransport
+from cloche.client._local import LocalTransport
 from cloche.monitoring.entities import (
-    Alert,
     Baseline,
     FeedbackResult,
     Monitor,
     MonitorConfig,
     MonitorRun,
 )
+from cloche.registry.refs import parse_ref
 
-if TYPE_CHECKING:
-    from cloche.client._http import HttpTransport
-    from cloche.client._local import LocalTransport
+
+class MonitorsAPI(Protocol):
+    def create(
+        self,
+        endpoint: str,
+        *,
+        name: str | None = None,
+        config: MonitorConfig | dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Monitor:
+        """Watch ``endpoint``; ``options`` are MonitorConfig fields (every_s, window_s,
+        skew_threshold, drift_threshold, feature_thresholds, metric, alerts, cooldown_s, ...)."""
+        ...
+
+    def list(self, *, endpoint: str | None = None) -> builtins.list[Monitor]: ...
+
+    def get(self, name: str) -> Monitor: ...
+
+    def runs(self, name: str, *, limit: int = 20) -> builtins.list[MonitorRun]:
+        """The monitor's runs, newest first, with each feature's value, threshold, verdict."""
+        ...
+
+    def run(self, name: str, *, batch_job: str | None = None) -> MonitorRun:
+        """Run it now over the window that ends now; alerts included. With ``batch_job`` (an
+        id or unique prefix), compare that finished batch job's inputs and predictions with
+        its model version's baseline instead, under this monitor's thresholds and alerts."""
+        ...
+
+    def pause(self, name: str) -> Monitor: ...
+
+    def resume(self, name: str) -> Monitor: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def feedback(self, endpoint: str, labels: Sequence[Mapping[str, Any]]) -> FeedbackResult:
+        """Ground-truth labels, ``[{"request_id": ..., "label": ...}]`` (at most 10,000), for
+        requests ``endpoint`` answered; monitors grade the model with them. Ids not in the
+        payload log of the last 30 days are returned in ``unknown_request_ids``, not stored;
+        a second label for a request replaces the first."""
+        ...
+
+    def create_baseline(self, ref: str, data: str | Path) -> Baseline:
+        """Attach (or replace) the baseline dataset of the version ``ref`` names (Parquet,
+        CSV or JSON lines) and profile it now, as its monitors compare with it."""
+        ...
 
 
 def _config(
@@ -104,30 +153,7 @@ class LocalMonitors:
         return Baseline.model_validate(found)
 
 
-class LocalAlerts:
-    def __init__(self, transport: LocalTransport) -> None:
-        self._t = transport
-
-    def list(
-        self, *, state: str | None = None, monitor: str | None = None, limit: int = 100
-    ) -> builtins.list[Alert]:
-        from cloche.monitoring import service
-
-        return service.list_alerts(self._t.store, state=state, monitor=monitor, limit=limit)
-
-    def get(self, alert_id: int) -> Alert:
-        from cloche.monitoring import service
-
-        return service.get_alert(self._t.store, alert_id)
-
-    def ack(self, alert_id: int) -> Alert:
-        from cloche.monitoring import service
-
-        return service.ack_alert(self._t.store, alert_id, actor=self._t.actor)
-
-
 def _monitor_path(name: str = "", *rest: str) -> str:
-    from cloche.client._http import API
 
     parts = [quote(p, safe="") for p in (name, *rest) if p]
     return f"{API}/monitors" + "".join("/" + p for p in parts)
@@ -182,16 +208,13 @@ class HttpMonitors:
         self._t.request("DELETE", _monitor_path(name))
 
     def feedback(self, endpoint: str, labels: Sequence[Mapping[str, Any]]) -> FeedbackResult:
-        from cloche.client._http import API
 
         body = {"labels": [dict(item) for item in labels]}
         path = f"{API}/endpoints/{quote(endpoint, safe='')}/feedback"
         return FeedbackResult.model_validate(self._t.request("POST", path, json=body).json())
 
     def create_baseline(self, ref: str, data: str | Path) -> Baseline:
-        from cloche.client import _files
         from cloche.client._http import API
-        from cloche.registry.refs import parse_ref
 
         model = str(parse_ref(ref))  # a bad reference fails here, before the upload
         with _files.open_dataset(data) as fh:
@@ -202,29 +225,3 @@ class HttpMonitors:
                 files={"file": (Path(data).name, fh)},
             )
         return Baseline.model_validate(reply.json())
-
-
-class HttpAlerts:
-    def __init__(self, transport: HttpTransport) -> None:
-        self._t = transport
-
-    def list(
-        self, *, state: str | None = None, monitor: str | None = None, limit: int = 100
-    ) -> builtins.list[Alert]:
-        from cloche.client._http import API
-
-        params: dict[str, Any] = {"limit": limit}
-        params |= {k: v for k, v in (("state", state), ("monitor", monitor)) if v}
-        found = self._t.request("GET", f"{API}/alerts", params=params).json()
-        return [Alert.model_validate(a) for a in found]
-
-    def get(self, alert_id: int) -> Alert:
-        from cloche.client._http import API
-
-        return Alert.model_validate(self._t.request("GET", f"{API}/alerts/{int(alert_id)}").json())
-
-    def ack(self, alert_id: int) -> Alert:
-        from cloche.client._http import API
-
-        reply = self._t.request("POST", f"{API}/alerts/{int(alert_id)}/ack")
-        return Alert.model_validate(reply.json())

@@ -1,26 +1,105 @@
-"""Batch jobs in the SDK, both transports (the REST twin mirrors the service calls one to one)."""
+"""Batch prediction: jobs over files or folders, their progress, and schedules.
+
+The interface (`OnProgress`) and its two forms side by side: in-process on
+CLOCHE_HOME's store, and over a server's REST API.
+"""
 
 from __future__ import annotations
 
 import builtins
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from cloche.batch.entities import BatchJob, BatchSchedule
+from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
+from cloche.client._http import API, HttpTransport
+from cloche.client._local import LocalTransport
 from cloche.client._paths import job_paths
 from cloche.errors import ClocheError, Timeout
 
-if TYPE_CHECKING:
-    from cloche.batch.places import Places
-    from cloche.client._http import HttpTransport
-    from cloche.client._local import LocalTransport
-
 OnProgress = Callable[[BatchJob], None] | None
+
+
 POLL_S = 0.5
+
+
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class BatchAPI(Protocol):
+    """Batch prediction. ``spec`` keywords are those of `cloche batch run`: input, output,
+    input_format, output_format, id_column, passthrough, workers, chunk_rows, max_error_rate,
+    overwrite, engine (``"ray"`` runs on the cluster of the CLOCHE_BATCH__RAY_ADDRESS setting).
+
+    Over HTTP, and for jobs queued for `cloche up` or scheduled, paths must lie in the
+    server's CLOCHE_BATCH__ALLOWED_DIRS (links resolved) or under CLOCHE_BATCH__ALLOWED_URLS
+    (DestinationRefused otherwise); a job run in-process in the foreground is not confined."""
+
+    def run(
+        self,
+        model: str,
+        *,
+        input: str,
+        output: str,
+        on_progress: OnProgress = None,
+        **spec: Any,
+    ) -> BatchJob:
+        """Run a job to its end and return it, whatever state it ended in.
+
+        In-process the job runs here; over HTTP the server runs it and this polls it.
+        """
+        ...
+
+    def submit(self, model: str, *, input: str, output: str, **spec: Any) -> BatchJob:
+        """Queue a job for `cloche up` to run; returns at once."""
+        ...
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        on_progress: OnProgress = None,
+        timeout: float | None = None,
+    ) -> BatchJob:
+        """Poll a job until it ends."""
+        ...
+
+    def list(
+        self, *, state: str | None = None, schedule_id: str | None = None, limit: int = 50
+    ) -> list[BatchJob]: ...
+
+    def get(self, job_id: str) -> BatchJob: ...
+
+    def cancel(self, job_id: str) -> BatchJob: ...
+
+    def resume(
+        self,
+        job_id: str,
+        *,
+        wait: bool = True,
+        on_progress: OnProgress = None,
+    ) -> BatchJob:
+        """Continue a stopped job from its last finished chunk."""
+        ...
+
+    def schedule(
+        self, model: str, *, cron: str, input: str, output: str, **spec: Any
+    ) -> BatchSchedule:
+        """Run the job on a cron schedule (UTC) in `cloche up`, each run in a dated folder."""
+        ...
+
+    def schedules(self) -> builtins.list[BatchSchedule]: ...
+
+    def get_schedule(self, schedule_id: str) -> BatchSchedule: ...
+
+    def pause_schedule(self, schedule_id: str) -> BatchSchedule: ...
+
+    def resume_schedule(self, schedule_id: str) -> BatchSchedule: ...
+
+    def delete_schedule(self, schedule_id: str) -> None: ...
 
 
 def job_spec(input: str, output: str, spec: dict[str, Any], *, here: bool = True) -> JobSpec:
@@ -168,13 +247,11 @@ class LocalBatch(_Polling):
 
 
 def _job_path(job_id: str, *rest: str) -> str:
-    from cloche.client._http import API
 
     return f"{API}/batch-jobs/" + "/".join(quote(p, safe="") for p in (job_id, *rest))
 
 
 def _schedule_path(schedule_id: str = "", *rest: str) -> str:
-    from cloche.client._http import API
 
     parts = [quote(p, safe="") for p in (schedule_id, *rest) if p]
     return f"{API}/batch-schedules" + "".join("/" + p for p in parts)

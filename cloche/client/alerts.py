@@ -1,0 +1,71 @@
+"""Alerts: what monitors raised, and acknowledging them.
+
+The interface (`AlertsAPI`) and its two forms side by side: in-process on
+CLOCHE_HOME's store, and over a server's REST API.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Protocol
+
+from cloche.client._http import API, HttpTransport
+from cloche.client._local import LocalTransport
+from cloche.monitoring.entities import Alert
+
+
+class AlertsAPI(Protocol):
+    def list(
+        self, *, state: str | None = None, monitor: str | None = None, limit: int = 100
+    ) -> builtins.list[Alert]: ...
+
+    def get(self, alert_id: int) -> Alert: ...
+
+    def ack(self, alert_id: int) -> Alert:
+        """Acknowledge: the alert stays open while breached but is not notified again."""
+        ...
+
+
+class LocalAlerts:
+    def __init__(self, transport: LocalTransport) -> None:
+        self._t = transport
+
+    def list(
+        self, *, state: str | None = None, monitor: str | None = None, limit: int = 100
+    ) -> builtins.list[Alert]:
+        from cloche.monitoring import service
+
+        return service.list_alerts(self._t.store, state=state, monitor=monitor, limit=limit)
+
+    def get(self, alert_id: int) -> Alert:
+        from cloche.monitoring import service
+
+        return service.get_alert(self._t.store, alert_id)
+
+    def ack(self, alert_id: int) -> Alert:
+        from cloche.monitoring import service
+
+        return service.ack_alert(self._t.store, alert_id, actor=self._t.actor)
+
+
+class HttpAlerts:
+    def __init__(self, transport: HttpTransport) -> None:
+        self._t = transport
+
+    def list(
+        self, *, state: str | None = None, monitor: str | None = None, limit: int = 100
+    ) -> builtins.list[Alert]:
+
+        params: dict[str, Any] = {"limit": limit}
+        params |= {k: v for k, v in (("state", state), ("monitor", monitor)) if v}
+        found = self._t.request("GET", f"{API}/alerts", params=params).json()
+        return [Alert.model_validate(a) for a in found]
+
+    def get(self, alert_id: int) -> Alert:
+
+        return Alert.model_validate(self._t.request("GET", f"{API}/alerts/{int(alert_id)}").json())
+
+    def ack(self, alert_id: int) -> Alert:
+
+        reply = self._t.request("POST", f"{API}/alerts/{int(alert_id)}/ack")
+        return Alert.model_validate(reply.json())

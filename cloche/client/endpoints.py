@@ -1,0 +1,182 @@
+"""Endpoints: create them, deploy versions and split traffic between them.
+
+The interface (`EndpointsAPI`) and its two forms side by side: in-process on
+CLOCHE_HOME's store, and over a server's REST API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+from urllib.parse import quote
+
+from cloche.client._http import API, HttpTransport
+from cloche.client._local import LocalTransport
+from cloche.endpoints import service as endpoints
+from cloche.endpoints.entities import Endpoint
+from cloche.registry.refs import check_name
+
+
+class EndpointsAPI(Protocol):
+    def create(self, name: str, *, description: str = "", log_sample_rate: float = 1.0) -> Endpoint:
+        """Create an endpoint with no deployments; ``log_sample_rate`` of requests are logged."""
+        ...
+
+    def update(
+        self, name: str, *, description: str | None = None, log_sample_rate: float | None = None
+    ) -> Endpoint:
+        """Change an endpoint's description or payload-log sampling rate."""
+        ...
+
+    def list(self) -> list[Endpoint]: ...
+
+    def get(self, name: str) -> Endpoint: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def deploy(
+        self,
+        name: str,
+        ref: str,
+        *,
+        traffic: int | None = None,
+        shadow: bool = False,
+        max_batch_size: int = 64,
+        timeout_ms: int = 10_000,
+    ) -> Endpoint:
+        """Deploy a model version; with ``traffic`` N the others scale down to 100-N."""
+        ...
+
+    def traffic(self, name: str, split: Mapping[str, int]) -> Endpoint:
+        """Set the split, e.g. ``{"churn:3": 90, "churn:4": 10}``; shares sum to 100."""
+        ...
+
+    def undeploy(self, name: str, ref: str) -> Endpoint: ...
+
+
+class LocalEndpoints:
+    def __init__(self, transport: LocalTransport) -> None:
+        self._t = transport
+
+    def create(self, name: str, *, description: str = "", log_sample_rate: float = 1.0) -> Endpoint:
+        return endpoints.create_endpoint(
+            self._t.store,
+            name=name,
+            description=description,
+            log_sample_rate=log_sample_rate,
+            actor=self._t.actor,
+        )
+
+    def update(
+        self, name: str, *, description: str | None = None, log_sample_rate: float | None = None
+    ) -> Endpoint:
+        return endpoints.update_endpoint(
+            self._t.store,
+            name=name,
+            description=description,
+            log_sample_rate=log_sample_rate,
+            actor=self._t.actor,
+        )
+
+    def list(self) -> list[Endpoint]:
+        return endpoints.list_endpoints(self._t.store)
+
+    def get(self, name: str) -> Endpoint:
+        return endpoints.get_endpoint(self._t.store, name)
+
+    def delete(self, name: str) -> None:
+        endpoints.delete_endpoint(self._t.store, name=name, actor=self._t.actor)
+
+    def deploy(
+        self,
+        name: str,
+        ref: str,
+        *,
+        traffic: int | None = None,
+        shadow: bool = False,
+        max_batch_size: int = 64,
+        timeout_ms: int = 10_000,
+    ) -> Endpoint:
+        return endpoints.deploy(
+            self._t.store,
+            endpoint=name,
+            ref=ref,
+            traffic=traffic,
+            shadow=shadow,
+            max_batch_size=max_batch_size,
+            timeout_ms=timeout_ms,
+            actor=self._t.actor,
+        )
+
+    def traffic(self, name: str, split: Mapping[str, int]) -> Endpoint:
+        return endpoints.set_traffic(self._t.store, endpoint=name, split=split, actor=self._t.actor)
+
+    def undeploy(self, name: str, ref: str) -> Endpoint:
+        return endpoints.undeploy(self._t.store, endpoint=name, ref=ref, actor=self._t.actor)
+
+
+def endpoint_path(name: str, *rest: str) -> str:
+    parts = [quote(check_name(name), safe=""), *(quote(r, safe="") for r in rest)]
+    return f"{API}/endpoints/" + "/".join(parts)
+
+
+class HttpEndpoints:
+    def __init__(self, transport: HttpTransport) -> None:
+        self._t = transport
+
+    def create(self, name: str, *, description: str = "", log_sample_rate: float = 1.0) -> Endpoint:
+        check_name(name)
+        body = {"name": name, "description": description, "log_sample_rate": log_sample_rate}
+        return Endpoint.model_validate(
+            self._t.request("POST", f"{API}/endpoints", json=body).json()
+        )
+
+    def update(
+        self, name: str, *, description: str | None = None, log_sample_rate: float | None = None
+    ) -> Endpoint:
+        body = {"description": description, "log_sample_rate": log_sample_rate}
+        return Endpoint.model_validate(
+            self._t.request("PATCH", endpoint_path(name), json=body).json()
+        )
+
+    def list(self) -> list[Endpoint]:
+        return [
+            Endpoint.model_validate(e) for e in self._t.request("GET", f"{API}/endpoints").json()
+        ]
+
+    def get(self, name: str) -> Endpoint:
+        return Endpoint.model_validate(self._t.request("GET", endpoint_path(name)).json())
+
+    def delete(self, name: str) -> None:
+        self._t.request("DELETE", endpoint_path(name))
+
+    def deploy(
+        self,
+        name: str,
+        ref: str,
+        *,
+        traffic: int | None = None,
+        shadow: bool = False,
+        max_batch_size: int = 64,
+        timeout_ms: int = 10_000,
+    ) -> Endpoint:
+        body = {
+            "model": ref,
+            "traffic": traffic,
+            "shadow": shadow,
+            "max_batch_size": max_batch_size,
+            "timeout_ms": timeout_ms,
+        }
+        response = self._t.request("POST", endpoint_path(name, "deployments"), json=body)
+        return Endpoint.model_validate(response.json())
+
+    def traffic(self, name: str, split: Mapping[str, int]) -> Endpoint:
+        response = self._t.request(
+            "PUT", endpoint_path(name, "traffic"), json={"traffic": dict(split)}
+        )
+        return Endpoint.model_validate(response.json())
+
+    def undeploy(self, name: str, ref: str) -> Endpoint:
+        return Endpoint.model_validate(
+            self._t.request("DELETE", endpoint_path(name, "deployments", ref)).json()
+        )

@@ -1,0 +1,52 @@
+"""API tokens: create, list and revoke them (admin).
+
+The interface (`TokensAPI`) and its two forms side by side: in-process on
+CLOCHE_HOME's store, and over a server's REST API.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cloche.auth import tokens
+from cloche.auth.tokens import NewToken, TokenInfo
+from cloche.client._http import API, HttpTransport, path_segment
+from cloche.client._local import LocalTransport
+
+
+class TokensAPI(Protocol):
+    def create(self, *, role: str, name: str = "") -> NewToken: ...
+
+    def list(self) -> list[TokenInfo]: ...
+
+    def revoke(self, token_id: str) -> TokenInfo: ...
+
+
+class LocalTokens:
+    def __init__(self, transport: LocalTransport) -> None:
+        self._t = transport
+
+    def create(self, *, role: str, name: str = "") -> NewToken:
+        return tokens.create_token(self._t.store, role=role, name=name, actor=self._t.actor)
+
+    def list(self) -> list[TokenInfo]:
+        return tokens.list_tokens(self._t.store)
+
+    def revoke(self, token_id: str) -> TokenInfo:
+        return tokens.revoke_token(self._t.store, token_id=token_id, actor=self._t.actor)
+
+
+class HttpTokens:
+    def __init__(self, transport: HttpTransport) -> None:
+        self._t = transport
+
+    def create(self, *, role: str, name: str = "") -> NewToken:
+        response = self._t.request("POST", f"{API}/tokens", json={"role": role, "name": name})
+        return NewToken.model_validate(response.json())
+
+    def list(self) -> list[TokenInfo]:
+        return [TokenInfo.model_validate(t) for t in self._t.request("GET", f"{API}/tokens").json()]
+
+    def revoke(self, token_id: str) -> TokenInfo:
+        response = self._t.request("DELETE", f"{API}/tokens/{path_segment(token_id)}")
+        return TokenInfo.model_validate(response.json())
