@@ -37,6 +37,9 @@ def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 def _upload(url: str, path: Path, name: str = "churn", **kw: Any) -> httpx.Response:
     files = [("files", (path.name, path.read_bytes()))]
+    # The server inspects the upload in a child that imports the framework: seconds on a busy
+    # machine, past httpx's 5 s default.
+    kw.setdefault("timeout", 60)
     return httpx.post(f"{url}/api/v1/models", data={"name": name}, files=files, **kw)
 
 
