@@ -108,6 +108,15 @@ class ParityFailed(InvalidInput):
     code = "parity_failed"
 
 
+class PipelineDefinitionError(InvalidInput):
+    """A pipeline or component is ill-formed: a wrong type, an unknown input or output, a cycle.
+
+    Raised when the pipeline is defined (decorated or loaded), naming the step and the field.
+    """
+
+    code = "pipeline_definition_error"
+
+
 class Unauthorized(ClocheError):
     code = "unauthorized"
     http_status = HTTPStatus.UNAUTHORIZED
