@@ -199,6 +199,14 @@ class AlertNotFound(NotFound):
     code = "alert_not_found"
 
 
+class PipelineRunNotFound(NotFound):
+    code = "pipeline_run_not_found"
+
+
+class PipelineNotFound(NotFound):
+    code = "pipeline_not_found"
+
+
 class Conflict(ClocheError):
     code = "conflict"
     http_status = HTTPStatus.CONFLICT

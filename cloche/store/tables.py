@@ -305,3 +305,50 @@ class EdgeUploadRow(Base):
     endpoint: Mapped[str] = mapped_column(String(64), index=True)
     staging: Mapped[str] = mapped_column(String(64), unique=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PipelineRunRow(Base):
+    """One run of a pipeline: its graph and parameters as run, its state and who started it."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(64), index=True)
+    source_hash: Mapped[str] = mapped_column(String(64))
+    graph: Mapped[dict[str, Any]] = mapped_column(JSON)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    executor: Mapped[str] = mapped_column(String(16), default="inprocess")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+
+
+class PipelineStepRow(Base):
+    """One attempt of one step of a run (per loop item), with what went in and came out.
+
+    ``cache_key`` hashes the component's source, its resolved inputs (artifacts by content) and
+    its output names: a later run with the same key may reuse ``outputs`` instead of running.
+    """
+
+    __tablename__ = "pipeline_steps"
+    __table_args__ = (
+        UniqueConstraint("run_id", "step", "iteration", "attempt", name="uq_pipeline_step"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id"), index=True)
+    step: Mapped[str] = mapped_column(String(128))
+    iteration: Mapped[int] = mapped_column(Integer, default=-1)  # loop item; -1 outside loops
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(24))
+    cache_key: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    cached_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    log: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

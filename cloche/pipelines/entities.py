@@ -1,0 +1,62 @@
+"""What the pipeline service returns: plain data shared by the CLI, SDK and REST."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+RUN_STATES = ("pending", "running", "waiting", "succeeded", "failed", "cancelled")
+STEP_STATES = (
+    "pending", "running", "waiting", "succeeded", "failed", "skipped", "cached", "cancelled"
+)  # fmt: skip
+FINAL_RUN_STATES = frozenset({"succeeded", "failed", "cancelled"})
+DONE_STEP_STATES = frozenset({"succeeded", "cached"})
+
+
+class StepRecord(BaseModel):
+    step: str
+    iteration: int = Field(default=-1, description="the loop item's index; -1 outside loops")
+    attempt: int = 1
+    state: str = Field(description=", ".join(STEP_STATES))
+    cached_from: str | None = Field(default=None, description="the run whose outputs it reused")
+    inputs: dict[str, Any] = {}
+    outputs: dict[str, Any] = {}
+    error: str = ""
+    log: str = ""
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.step, self.iteration
+
+
+class PipelineRun(BaseModel):
+    id: str
+    pipeline: str
+    source_hash: str
+    params: dict[str, Any]
+    state: str = Field(description=", ".join(RUN_STATES))
+    executor: str = "inprocess"
+    error: str = ""
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    created_by: str = ""
+    steps: list[StepRecord] = []
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_RUN_STATES
+
+    def latest(self) -> dict[tuple[str, int], StepRecord]:
+        """Each step's (and loop item's) last attempt."""
+        found: dict[tuple[str, int], StepRecord] = {}
+        for record in sorted(self.steps, key=lambda r: r.attempt):
+            found[record.key] = record
+        return found
+
+    def step_states(self) -> dict[str, str]:
+        return {f"{s}[{i}]" if i >= 0 else s: r.state for (s, i), r in self.latest().items()}

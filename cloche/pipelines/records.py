@@ -1,0 +1,162 @@
+"""The store's record of pipeline runs: one row per run, one per step attempt."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloche.errors import PipelineRunNotFound
+from cloche.pipelines.entities import PipelineRun, StepRecord
+from cloche.pipelines.graph import PipelineGraph
+from cloche.store.store import Store
+from cloche.store.tables import PipelineRunRow, PipelineStepRow
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    return "pr_" + secrets.token_hex(6)
+
+
+def create_run(
+    store: Store, graph: PipelineGraph, params: dict[str, Any], *, executor: str, actor: str
+) -> PipelineRun:
+    with store.transaction() as session:
+        row = PipelineRunRow(
+            id=new_run_id(),
+            pipeline=graph.name,
+            source_hash=graph.source_hash,
+            graph=graph.model_dump(mode="json"),
+            params=params,
+            state="pending",
+            executor=executor,
+            error="",
+            created_by=actor,
+        )
+        session.add(row)
+        session.flush()
+        return entity(session, row)
+
+
+def get_run(store: Store, run_id: str) -> PipelineRun:
+    with store.transaction() as session:
+        return entity(session, _row(session, run_id))
+
+
+def run_graph(store: Store, run_id: str) -> PipelineGraph:
+    with store.transaction() as session:
+        return PipelineGraph.model_validate(_row(session, run_id).graph)
+
+
+def list_runs(store: Store, *, pipeline: str | None = None, limit: int = 50) -> list[PipelineRun]:
+    query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc()).limit(limit)
+    if pipeline is not None:
+        query = query.where(PipelineRunRow.pipeline == pipeline)
+    with store.transaction() as session:
+        return [entity(session, row, steps=False) for row in session.scalars(query)]
+
+
+def set_run_state(store: Store, run_id: str, state: str, *, error: str = "") -> None:
+    with store.transaction() as session:
+        row = _row(session, run_id)
+        row.state = state
+        row.error = error
+        if state == "running" and row.started_at is None:
+            row.started_at = now()
+        if state in ("succeeded", "failed", "cancelled"):
+            row.ended_at = now()
+
+
+def record_step(store: Store, run_id: str, record: StepRecord, *, cache_key: str | None) -> None:
+    """Insert or update the attempt ``record`` names (run, step, iteration, attempt)."""
+    with store.transaction() as session:
+        row = session.scalars(
+            select(PipelineStepRow).where(
+                PipelineStepRow.run_id == run_id,
+                PipelineStepRow.step == record.step,
+                PipelineStepRow.iteration == record.iteration,
+                PipelineStepRow.attempt == record.attempt,
+            )
+        ).one_or_none()
+        if row is None:
+            row = PipelineStepRow(
+                run_id=run_id, step=record.step, iteration=record.iteration, attempt=record.attempt
+            )
+            session.add(row)
+        row.state = record.state
+        row.cache_key = cache_key
+        row.cached_from = record.cached_from
+        row.inputs = record.inputs
+        row.outputs = record.outputs
+        row.error = record.error
+        row.log = record.log
+        row.started_at = record.started_at
+        row.ended_at = record.ended_at
+
+
+def cached_outputs(store: Store, cache_key: str) -> tuple[str, dict[str, Any]] | None:
+    """The newest succeeded attempt with this key: its run and its outputs."""
+    query = (
+        select(PipelineStepRow)
+        .where(PipelineStepRow.cache_key == cache_key, PipelineStepRow.state == "succeeded")
+        .order_by(PipelineStepRow.id.desc())
+        .limit(1)
+    )
+    with store.transaction() as session:
+        row = session.scalars(query).one_or_none()
+        return (row.run_id, dict(row.outputs)) if row is not None else None
+
+
+def _row(session: Session, run_id: str) -> PipelineRunRow:
+    row = session.get(PipelineRunRow, run_id)
+    if row is None:
+        raise PipelineRunNotFound(
+            f"no pipeline run {run_id!r}", hint="list runs with `cloche pipelines runs list`"
+        )
+    return row
+
+
+def entity(session: Session, row: PipelineRunRow, *, steps: bool = True) -> PipelineRun:
+    records: list[StepRecord] = []
+    if steps:
+        query = (
+            select(PipelineStepRow)
+            .where(PipelineStepRow.run_id == row.id)
+            .order_by(PipelineStepRow.id)
+        )
+        records = [
+            StepRecord(
+                step=s.step,
+                iteration=s.iteration,
+                attempt=s.attempt,
+                state=s.state,
+                cached_from=s.cached_from,
+                inputs=s.inputs,
+                outputs=s.outputs,
+                error=s.error,
+                log=s.log,
+                started_at=s.started_at,
+                ended_at=s.ended_at,
+            )
+            for s in session.scalars(query)
+        ]
+    return PipelineRun(
+        id=row.id,
+        pipeline=row.pipeline,
+        source_hash=row.source_hash,
+        params=row.params,
+        state=row.state,
+        executor=row.executor,
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        created_by=row.created_by,
+        steps=records,
+    )

@@ -1,0 +1,145 @@
+"""Running a pipeline in-process: steps in dependency order, branches decided when reached,
+loops per item, exit steps always; a run started again skips what already finished."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cloche.errors import ClocheError
+from cloche.pipelines import records
+from cloche.pipelines.component import Component
+from cloche.pipelines.entities import DONE_STEP_STATES, PipelineRun, StepRecord
+from cloche.pipelines.graph import Branch, Condition, TaskSpec
+from cloche.pipelines.pipeline import Pipeline
+from cloche.pipelines.step import RunState, run_step
+from cloche.pipelines.values import run_params
+from cloche.store.store import Store
+
+OPERATORS = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def start_run(
+    store: Store, pipeline: Pipeline, params: dict[str, Any], *, actor: str
+) -> PipelineRun:
+    """Record a new run (parameters checked) without running it."""
+    checked = run_params(pipeline.graph, params)
+    return records.create_run(store, pipeline.graph, checked, executor="inprocess", actor=actor)
+
+
+def execute_run(
+    store: Store,
+    run_id: str,
+    components: dict[str, Component],
+    *,
+    root: Path,
+    use_cache: bool = True,
+) -> PipelineRun:
+    """Run (or resume) ``run_id``; steps already succeeded or cached are not run again."""
+    run = records.get_run(store, run_id)
+    graph = records.run_graph(store, run_id)
+    state = RunState(store, run_id, graph, components, run.params, root, use_cache)
+    finished = _finished(run, state)
+    records.set_run_state(store, run_id, "running")
+    failed: list[str] = []
+    for task_id in graph.order():
+        task = graph.task(task_id)
+        if failed and task.exit_group is None:
+            _skip(state, task, -1, f"not run: step {failed[0]!r} failed")
+            continue
+        try:
+            failed += _run_task(state, task, finished)
+        except ClocheError as exc:  # inputs that cannot be resolved: the step fails, recorded
+            _fail(state, task, exc)
+            failed.append(task.id)
+    error = f"step {failed[0]!r} failed" if failed else ""
+    records.set_run_state(store, run_id, "failed" if failed else "succeeded", error=error)
+    return records.get_run(store, run_id)
+
+
+def _run_task(state: RunState, task: TaskSpec, finished: set[tuple[str, int]]) -> list[str]:
+    items = _items(state, task)
+    failed: list[str] = []
+    for iteration, item in items:
+        if (task.id, iteration) in finished:
+            continue
+        if not _taken(state, task, iteration, item):
+            _skip(state, task, iteration, "not run: its branch was not taken")
+            continue
+        if not run_step(state, task, iteration, item):
+            failed.append(task.id if iteration < 0 else f"{task.id}[{iteration}]")
+    return failed[:1]
+
+
+def _items(state: RunState, task: TaskSpec) -> list[tuple[int, Any]]:
+    if task.loop is None:
+        return [(-1, None)]
+    loop = next(lp for lp in state.graph.loops if lp.id == task.loop)
+    values = state.value(loop.items, -1, None)
+    if not isinstance(values, list):
+        raise ClocheError(f"the loop of step {task.id!r} got {type(values).__name__}, not a list")
+    return list(enumerate(values))
+
+
+def _taken(state: RunState, task: TaskSpec, iteration: int, item: Any) -> bool:
+    arms = {b.id: b for b in state.graph.branches}
+    return all(_arm_taken(state, arms[b], iteration, item) for b in task.branches)
+
+
+def _arm_taken(state: RunState, arm: Branch, iteration: int, item: Any) -> bool:
+    for earlier in state.graph.branches:
+        if earlier.group != arm.group or earlier.index >= arm.index or earlier.condition is None:
+            continue
+        if _holds(state, earlier.condition, iteration, item):
+            return False
+    return arm.condition is None or _holds(state, arm.condition, iteration, item)
+
+
+def _holds(state: RunState, condition: Condition, iteration: int, item: Any) -> bool:
+    left = state.value(condition.left, iteration, item)
+    right = state.value(condition.right, iteration, item)
+    try:
+        return bool(OPERATORS[condition.op](left, right))
+    except TypeError as exc:
+        raise ClocheError(f"a condition compares values that cannot be compared: {exc}") from None
+
+
+def _finished(run: PipelineRun, state: RunState) -> set[tuple[str, int]]:
+    done: set[tuple[str, int]] = set()
+    for key, record in run.latest().items():
+        state.attempts[key] = record.attempt
+        if record.state in DONE_STEP_STATES or record.state == "skipped":
+            done.add(key)
+            state.outputs[key] = record.outputs
+    return done
+
+
+def _skip(state: RunState, task: TaskSpec, iteration: int, why: str) -> None:
+    _record(state, task, iteration, "skipped", why)
+
+
+def _fail(state: RunState, task: TaskSpec, exc: ClocheError) -> None:
+    _record(state, task, -1, "failed", f"{exc.code}: {exc.message}")
+
+
+def _record(state: RunState, task: TaskSpec, iteration: int, status: str, why: str) -> None:
+    key = (task.id, iteration)
+    state.attempts[key] = state.attempts.get(key, 0) + 1
+    stamp = records.now()
+    record = StepRecord(
+        step=task.id,
+        iteration=iteration,
+        attempt=state.attempts[key],
+        state=status,
+        error=why,
+        started_at=stamp,
+        ended_at=stamp,
+    )
+    records.record_step(state.store, state.run_id, record, cache_key=None)

@@ -1,0 +1,187 @@
+"""One step of a run: resolve its inputs, reuse a cached result or call it, retrying as told,
+and record every attempt in the store."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloche.errors import ClocheError, Timeout
+from cloche.pipelines import records
+from cloche.pipelines.component import Component
+from cloche.pipelines.entities import StepRecord
+from cloche.pipelines.graph import Argument, PipelineGraph, TaskSpec
+from cloche.pipelines.values import (
+    Outputs,
+    artifact_object,
+    artifact_record,
+    cache_key,
+    check_returned,
+    intact,
+    resolve,
+)
+from cloche.store.store import Store
+
+MAX_LOG_CHARS = 64_000
+
+
+@dataclass
+class RunState:
+    store: Store
+    run_id: str
+    graph: PipelineGraph
+    components: dict[str, Component]
+    params: dict[str, Any]
+    root: Path
+    use_cache: bool = True
+    outputs: Outputs = field(default_factory=dict)
+    attempts: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def value(self, arg: Argument, iteration: int, item: Any) -> Any:
+        return resolve(
+            arg, params=self.params, outputs=self.outputs, iteration=iteration, item=item
+        )
+
+
+def run_step(state: RunState, task: TaskSpec, iteration: int, item: Any) -> bool:
+    """Run (or reuse) one step for one loop item; True when it succeeded."""
+    spec = state.graph.components[task.component]
+    inputs = {
+        name: resolve(
+            arg, params=state.params, outputs=state.outputs, iteration=iteration, item=item
+        )
+        for name, arg in task.arguments.items()
+    }
+    for name, pspec in spec.params.items():
+        inputs.setdefault(name, pspec.default)
+    key = cache_key(spec, inputs)
+    if task.caching and state.use_cache and _reuse(state, task, iteration, inputs, key):
+        return True
+    attempts = 1 + task.retry.attempts
+    delay = task.retry.backoff_seconds
+    for _ in range(attempts):
+        if _attempt(state, task, iteration, inputs, key):
+            return True
+        if _ < attempts - 1 and delay > 0:
+            time.sleep(min(delay, task.retry.max_backoff_seconds))
+            delay *= task.retry.backoff_factor
+    return False
+
+
+def _reuse(
+    state: RunState, task: TaskSpec, iteration: int, inputs: dict[str, Any], key: str
+) -> bool:
+    hit = records.cached_outputs(state.store, key)
+    if hit is None or not intact(hit[1]):
+        return False
+    stamp = records.now()
+    record = StepRecord(
+        step=task.id,
+        iteration=iteration,
+        attempt=_next_attempt(state, task.id, iteration),
+        state="cached",
+        cached_from=hit[0],
+        inputs=inputs,
+        outputs=hit[1],
+        started_at=stamp,
+        ended_at=stamp,
+    )
+    records.record_step(state.store, state.run_id, record, cache_key=key)
+    state.outputs[(task.id, iteration)] = hit[1]
+    return True
+
+
+def _attempt(
+    state: RunState, task: TaskSpec, iteration: int, inputs: dict[str, Any], key: str
+) -> bool:
+    spec = state.graph.components[task.component]
+    record = StepRecord(
+        step=task.id,
+        iteration=iteration,
+        attempt=_next_attempt(state, task.id, iteration),
+        state="running",
+        inputs=inputs,
+        started_at=records.now(),
+    )
+    records.record_step(state.store, state.run_id, record, cache_key=None)
+    folder = state.root / state.run_id / (task.id if iteration < 0 else f"{task.id}-{iteration}")
+    arguments = {n: v for n, v in inputs.items() if n not in spec.inputs}
+    arguments |= {n: artifact_object(n, inputs[n]) for n in spec.inputs}
+    written = {
+        n: artifact_object(n, {"type": t, "uri": str(folder / n)}) for n, t in spec.outputs.items()
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            value = _call(state.components[task.component], arguments | written, task)
+        outputs = check_returned(spec, task.id, value)
+        for name, artifact in written.items():
+            outputs[name] = artifact_record(artifact, spec.outputs[name], step=task.id)
+    except Exception as exc:
+        record = record.model_copy(
+            update={
+                "state": "failed",
+                "error": _describe(exc),
+                "log": _tail(log),
+                "ended_at": records.now(),
+            }
+        )
+        records.record_step(state.store, state.run_id, record, cache_key=None)
+        return False
+    record = record.model_copy(
+        update={
+            "state": "succeeded",
+            "outputs": outputs,
+            "log": _tail(log),
+            "ended_at": records.now(),
+        }
+    )
+    records.record_step(state.store, state.run_id, record, cache_key=key if task.caching else None)
+    state.outputs[(task.id, iteration)] = outputs
+    return True
+
+
+def _call(component: Component, arguments: dict[str, Any], task: TaskSpec) -> Any:
+    if task.timeout_seconds is None:
+        return component.python_func(**arguments)
+    # In-process, a step past its timeout is abandoned, not stopped: its thread may go on.
+    # The process executor stops it for real.
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = component.python_func(**arguments)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"step-{task.id}", daemon=True)
+    thread.start()
+    thread.join(task.timeout_seconds)
+    if thread.is_alive():
+        raise Timeout(f"step {task.id!r} ran past its timeout of {task.timeout_seconds:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _next_attempt(state: RunState, step: str, iteration: int) -> int:
+    state.attempts[(step, iteration)] = state.attempts.get((step, iteration), 0) + 1
+    return state.attempts[(step, iteration)]
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ClocheError):
+        return f"{exc.code}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+    frames = traceback.format_exception(exc)
+    return "".join(frames[-3:]).strip()[-4000:]
+
+
+def _tail(log: io.StringIO) -> str:
+    return log.getvalue()[-MAX_LOG_CHARS:]
