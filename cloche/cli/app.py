@@ -23,6 +23,7 @@ from cloche.cli import (
     logs,
     models,
     monitors,
+    pipelines,
     tokens,
     up,
 )
@@ -91,6 +92,7 @@ app.add_typer(monitors.app, name="monitors")
 app.add_typer(monitors.alerts_app, name="alerts")
 app.add_typer(baselines.app, name="baselines")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(pipelines.app, name="pipelines")
 app.command("audit")(audit.audit)
 app.command("logs")(logs.logs)
 app.command("feedback")(feedback.feedback)

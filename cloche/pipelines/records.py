@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloche.batch.ids import find_row
 from cloche.errors import PipelineRunNotFound
 from cloche.pipelines.entities import PipelineRun, StepRecord
 from cloche.pipelines.graph import PipelineGraph
@@ -114,12 +115,11 @@ def cached_outputs(store: Store, cache_key: str) -> tuple[str, dict[str, Any]] |
 
 
 def _row(session: Session, run_id: str) -> PipelineRunRow:
-    row = session.get(PipelineRunRow, run_id)
-    if row is None:
-        raise PipelineRunNotFound(
-            f"no pipeline run {run_id!r}", hint="list runs with `cloche pipelines runs list`"
-        )
-    return row
+    """The run ``run_id`` names, in full or by a unique prefix as batch jobs are."""
+    missing = PipelineRunNotFound(
+        f"no pipeline run {run_id!r}", hint="list runs with `cloche pipelines runs`"
+    )
+    return find_row(session, PipelineRunRow, PipelineRunRow.id, run_id, missing=missing)
 
 
 def entity(session: Session, row: PipelineRunRow, *, steps: bool = True) -> PipelineRun:

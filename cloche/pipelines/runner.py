@@ -14,6 +14,7 @@ from cloche.pipelines.graph import Branch, Condition, TaskSpec
 from cloche.pipelines.pipeline import Pipeline
 from cloche.pipelines.step import RunState, run_step
 from cloche.pipelines.values import run_params
+from cloche.store.private import private_dir
 from cloche.store.store import Store
 
 OPERATORS = {
@@ -143,3 +144,23 @@ def _record(state: RunState, task: TaskSpec, iteration: int, status: str, why: s
         ended_at=stamp,
     )
     records.record_step(state.store, state.run_id, record, cache_key=None)
+
+
+def run_pipeline(
+    store: Store,
+    pipeline: Pipeline,
+    params: dict[str, Any],
+    *,
+    actor: str,
+    use_cache: bool = True,
+) -> PipelineRun:
+    """Start a run and run it to the end here; artifacts go under CLOCHE_HOME/pipelines."""
+    run = start_run(store, pipeline, params, actor=actor)
+    return execute_run(
+        store, run.id, pipeline.components, root=artifacts_root(store), use_cache=use_cache
+    )
+
+
+def artifacts_root(store: Store) -> Path:
+    # Owner-only like the rest of CLOCHE_HOME: artifacts may hold the data they were made from.
+    return private_dir(private_dir(store.home / "pipelines") / "runs")

@@ -1,0 +1,132 @@
+"""`cloche pipelines`: run a pipeline file, see its steps, list runs, read a step's log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e._cli import cloche, ok_json
+
+PIPELINE = """
+import json
+from pathlib import Path
+
+from cloche.pipelines import Dataset, If, Input, Output, component, pipeline
+
+
+@component
+def make(n: int, data: Output[Dataset]) -> None:
+    Path(data.path).write_text(json.dumps(list(range(n))))
+    print(f"made {n} rows")
+
+
+@component
+def total(data: Input[Dataset]) -> int:
+    return sum(json.loads(Path(data.path).read_text()))
+
+
+@component
+def shout(text: str) -> str:
+    if text == "boom":
+        raise RuntimeError("shouted too loud")
+    return text.upper()
+
+
+@pipeline(name="sums")
+def sums(n: int = 4, word: str = "big") -> None:
+    rows = make(n=n)
+    count = total(data=rows.outputs["data"])
+    with If(count.output > 5):
+        shout(text=word)
+"""
+
+
+@pytest.fixture
+def pipeline_file(tmp_path: Path) -> Path:
+    path = tmp_path / "sums.py"
+    path.write_text(PIPELINE)
+    return path
+
+
+def test_run_prints_each_step_and_records_the_run(pipeline_file: Path) -> None:
+    result = cloche("pipelines", "run", pipeline_file, "--param", "n=5")
+    assert result.exit_code == 0, result.output
+    assert "make" in result.output and "total" in result.output and "output=10" in result.output
+    assert "succeeded" in result.output
+    runs = ok_json("pipelines", "runs")
+    assert [(r["pipeline"], r["state"], r["params"]) for r in runs] == [
+        ("sums", "succeeded", {"n": 5, "word": "big"})
+    ]
+    shown = ok_json("pipelines", "show", runs[0]["id"][:8])
+    assert {s["step"]: s["state"] for s in shown["steps"]} == {
+        "make": "succeeded", "total": "succeeded", "shout": "succeeded"
+    }  # fmt: skip
+    logs = cloche("pipelines", "logs", runs[0]["id"], "make")
+    assert logs.exit_code == 0 and "made 5 rows" in logs.output
+
+
+def test_a_second_run_comes_from_the_cache_unless_told_not_to(pipeline_file: Path) -> None:
+    assert cloche("pipelines", "run", pipeline_file).exit_code == 0
+    cached = ok_json("pipelines", "run", pipeline_file)
+    assert {s["state"] for s in cached["steps"]} == {"cached"}
+    fresh = ok_json("pipelines", "run", pipeline_file, "--no-cache")
+    assert {s["state"] for s in fresh["steps"]} == {"succeeded"}
+
+
+def test_a_failed_step_exits_1_and_its_error_is_shown(pipeline_file: Path) -> None:
+    result = cloche("pipelines", "run", f"{pipeline_file}:sums", "-p", "word=boom")
+    assert result.exit_code == 1
+    assert "shouted too loud" in result.output
+    assert "step 'shout' failed" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["-p", "n=four"], 2, "parameter 'n' takes a int, not 'four'"),
+        (["-p", "size=3"], 2, "has no parameter 'size'"),
+        (["-p", "n"], 2, "invalid --param 'n'"),
+    ],
+)
+def test_bad_parameters_exit_2_with_what_to_write(
+    pipeline_file: Path, args: list[str], code: int, message: str
+) -> None:
+    result = cloche("pipelines", "run", pipeline_file, *args)
+    assert result.exit_code == code, result.output
+    assert message in " ".join(result.output.split())
+    assert ok_json("pipelines", "runs") == []  # nothing half-recorded
+
+
+def test_a_file_that_does_not_import_or_names_no_such_pipeline_is_refused(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("import not_a_module_anywhere\n")
+    result = cloche("pipelines", "run", broken)
+    assert result.exit_code == 2 and "could not be imported" in result.output
+    fine = tmp_path / "sums.py"
+    fine.write_text(PIPELINE)
+    result = cloche("pipelines", "run", f"{fine}:other")
+    assert result.exit_code == 4 and "pipelines: sums" in " ".join(result.output.split())
+
+
+def test_an_unknown_run_is_not_found_with_how_to_list_them() -> None:
+    result = cloche("pipelines", "show", "pr_000000000000")
+    assert result.exit_code == 4 and "cloche pipelines runs" in result.output
+
+
+def test_the_installed_command_runs_a_pipeline_file(pipeline_file: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "CLOCHE_HOME": str(tmp_path / "home")}
+    env.pop("CLOCHE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "cloche", "pipelines", "run", str(pipeline_file), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "succeeded"
