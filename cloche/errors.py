@@ -255,6 +255,12 @@ class PredictFailed(ClocheError):
     code = "predict_failed"
 
 
+class StepFailed(ClocheError):
+    """A pipeline step's own code raised; the message holds the end of its traceback."""
+
+    code = "step_failed"
+
+
 class Unavailable(ClocheError):
     code = "unavailable"
     http_status = HTTPStatus.SERVICE_UNAVAILABLE

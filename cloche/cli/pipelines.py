@@ -57,6 +57,17 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Run every step, even one whose result is cached.")
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            metavar="inprocess|process",
+            help="inprocess: steps run in threads here; process: each in a process of its own "
+            "(a crash or a timeout stops only that step).",
+        ),
+    ] = "inprocess",
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Independent steps that run at the same time.")
+    ] = runner.DEFAULT_WORKERS,
     json_: JsonOpt = False,
 ) -> None:
     """Run a pipeline here, step by step, and record the run; exits 1 if it failed."""
@@ -65,7 +76,13 @@ def run(
     params = loading.parse_params(pipeline.graph, raw)
     with _local_store(ctx) as store:
         found = runner.run_pipeline(
-            store, pipeline, params, actor=local_actor(), use_cache=not no_cache
+            store,
+            pipeline,
+            params,
+            actor=local_actor(),
+            use_cache=not no_cache,
+            executor=executor,
+            workers=workers,
         )
     _show(found, json_)
     if found.state != "succeeded":

@@ -3,13 +3,15 @@ loops per item, exit steps always; a run started again skips what already finish
 
 from __future__ import annotations
 
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from cloche.errors import ClocheError
+from cloche.errors import ClocheError, InvalidInput
 from cloche.pipelines import records
 from cloche.pipelines.component import Component
 from cloche.pipelines.entities import DONE_STEP_STATES, PipelineRun, StepRecord
+from cloche.pipelines.executors import EXECUTORS
 from cloche.pipelines.graph import Branch, Condition, TaskSpec
 from cloche.pipelines.pipeline import Pipeline
 from cloche.pipelines.step import RunState, run_step
@@ -17,6 +19,8 @@ from cloche.pipelines.values import run_params
 from cloche.store.private import private_dir
 from cloche.store.store import Store
 
+# Steps of one run at a time: enough for I/O-bound steps (service calls) on a small machine.
+DEFAULT_WORKERS = 4
 OPERATORS = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
@@ -28,11 +32,18 @@ OPERATORS = {
 
 
 def start_run(
-    store: Store, pipeline: Pipeline, params: dict[str, Any], *, actor: str
+    store: Store,
+    pipeline: Pipeline,
+    params: dict[str, Any],
+    *,
+    actor: str,
+    executor: str = "inprocess",
 ) -> PipelineRun:
-    """Record a new run (parameters checked) without running it."""
+    """Record a new run (parameters and executor checked) without running it."""
+    if executor not in EXECUTORS:
+        raise InvalidInput(f"unknown executor {executor!r}", hint=f"one of: {', '.join(EXECUTORS)}")
     checked = run_params(pipeline.graph, params)
-    return records.create_run(store, pipeline.graph, checked, executor="inprocess", actor=actor)
+    return records.create_run(store, pipeline.graph, checked, executor=executor, actor=actor)
 
 
 def execute_run(
@@ -42,41 +53,85 @@ def execute_run(
     *,
     root: Path,
     use_cache: bool = True,
+    workers: int = DEFAULT_WORKERS,
 ) -> PipelineRun:
-    """Run (or resume) ``run_id``; steps already succeeded or cached are not run again."""
+    """Run (or resume) ``run_id``: up to ``workers`` independent steps at a time; steps already
+    succeeded or cached are not run again. After a failure no new step starts but exit steps."""
     run = records.get_run(store, run_id)
     graph = records.run_graph(store, run_id)
-    state = RunState(store, run_id, graph, components, run.params, root, use_cache)
+    state = RunState(
+        store,
+        run_id,
+        graph,
+        components,
+        run.params,
+        root,
+        use_cache,
+        executor=run.executor,
+        workers=max(1, workers),
+    )
     finished = _finished(run, state)
     records.set_run_state(store, run_id, "running")
-    failed: list[str] = []
-    for task_id in graph.order():
-        task = graph.task(task_id)
-        if failed and task.exit_group is None:
-            _skip(state, task, -1, f"not run: step {failed[0]!r} failed")
-            continue
-        try:
-            failed += _run_task(state, task, finished)
-        except ClocheError as exc:  # inputs that cannot be resolved: the step fails, recorded
-            _fail(state, task, exc)
-            failed.append(task.id)
+    failed = _schedule(state, finished, state.workers)
     error = f"step {failed[0]!r} failed" if failed else ""
     records.set_run_state(store, run_id, "failed" if failed else "succeeded", error=error)
     return records.get_run(store, run_id)
 
 
-def _run_task(state: RunState, task: TaskSpec, finished: set[tuple[str, int]]) -> list[str]:
-    items = _items(state, task)
+def _schedule(state: RunState, finished: set[tuple[str, int]], workers: int) -> list[str]:
+    """Start each step once all its upstream steps have ended; the steps that failed, in order."""
+    dependencies = state.graph.dependencies()
+    pending = list(state.graph.order())
+    ended: set[str] = set()
     failed: list[str] = []
-    for iteration, item in items:
-        if (task.id, iteration) in finished:
-            continue
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline") as pool:
+        running: dict[Future[list[str]], str] = {}
+        while pending or running:
+            for task_id in [t for t in pending if dependencies[t] <= ended]:
+                pending.remove(task_id)
+                task = state.graph.task(task_id)
+                if failed and task.exit_group is None:
+                    _skip(state, task, -1, f"not run: step {failed[0]!r} failed")
+                    ended.add(task_id)
+                    continue
+                running[pool.submit(_guarded, state, task, finished)] = task_id
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                failed += future.result()
+                ended.add(running.pop(future))
+    return failed
+
+
+def _guarded(state: RunState, task: TaskSpec, finished: set[tuple[str, int]]) -> list[str]:
+    try:
+        return _run_task(state, task, finished)
+    except ClocheError as exc:  # inputs that cannot be resolved: the step fails, recorded
+        _fail(state, task, exc)
+        return [task.id]
+
+
+def _run_task(state: RunState, task: TaskSpec, finished: set[tuple[str, int]]) -> list[str]:
+    """Run a step, or a loop's step once per item (``parallelism`` items at a time)."""
+    items = [(i, item) for i, item in _items(state, task) if (task.id, i) not in finished]
+
+    def one(iteration: int, item: Any) -> str | None:
         if not _taken(state, task, iteration, item):
             _skip(state, task, iteration, "not run: its branch was not taken")
-            continue
-        if not run_step(state, task, iteration, item):
-            failed.append(task.id if iteration < 0 else f"{task.id}[{iteration}]")
-    return failed[:1]
+            return None
+        if run_step(state, task, iteration, item):
+            return None
+        return task.id if iteration < 0 else f"{task.id}[{iteration}]"
+
+    if len(items) <= 1:
+        outcomes = [one(i, item) for i, item in items]
+    else:
+        loop = next(lp for lp in state.graph.loops if lp.id == task.loop)
+        width = min(len(items), loop.parallelism or state.workers)
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="pipeline-loop") as pool:
+            outcomes = list(pool.map(lambda pair: one(*pair), items))
+    return [f for f in outcomes if f is not None][:1]
 
 
 def _items(state: RunState, task: TaskSpec) -> list[tuple[int, Any]]:
@@ -153,11 +208,18 @@ def run_pipeline(
     *,
     actor: str,
     use_cache: bool = True,
+    executor: str = "inprocess",
+    workers: int = DEFAULT_WORKERS,
 ) -> PipelineRun:
     """Start a run and run it to the end here; artifacts go under CLOCHE_HOME/pipelines."""
-    run = start_run(store, pipeline, params, actor=actor)
+    run = start_run(store, pipeline, params, actor=actor, executor=executor)
     return execute_run(
-        store, run.id, pipeline.components, root=artifacts_root(store), use_cache=use_cache
+        store,
+        run.id,
+        pipeline.components,
+        root=artifacts_root(store),
+        use_cache=use_cache,
+        workers=workers,
     )
 
 

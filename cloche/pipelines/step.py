@@ -3,17 +3,13 @@ and record every attempt in the store."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloche.errors import ClocheError, Timeout
-from cloche.pipelines import records
+from cloche.errors import ClocheError, StepFailed
+from cloche.pipelines import executors, records
 from cloche.pipelines.component import Component
 from cloche.pipelines.entities import StepRecord
 from cloche.pipelines.graph import Argument, PipelineGraph, TaskSpec
@@ -40,6 +36,8 @@ class RunState:
     params: dict[str, Any]
     root: Path
     use_cache: bool = True
+    executor: str = "inprocess"
+    workers: int = 1
     outputs: Outputs = field(default_factory=dict)
     attempts: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -117,58 +115,28 @@ def _attempt(
         n: artifact_object(n, {"type": t, "uri": str(folder / n)}) for n, t in spec.outputs.items()
     }
     folder.mkdir(parents=True, exist_ok=True)
-    log = io.StringIO()
     try:
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            value = _call(state.components[task.component], arguments | written, task)
+        value, log = executors.call(
+            state.executor,
+            state.components[task.component].python_func,
+            arguments | written,
+            written,
+            timeout=task.timeout_seconds,
+            name=task.id,
+        )
         outputs = check_returned(spec, task.id, value)
         for name, artifact in written.items():
             outputs[name] = artifact_record(artifact, spec.outputs[name], step=task.id)
-    except Exception as exc:
-        record = record.model_copy(
-            update={
-                "state": "failed",
-                "error": _describe(exc),
-                "log": _tail(log),
-                "ended_at": records.now(),
-            }
-        )
+    except ClocheError as exc:
+        failure = {"state": "failed", "error": _describe(exc), "log": exc.details.get("log", "")}
+        record = record.model_copy(update=failure | {"ended_at": records.now()})
         records.record_step(state.store, state.run_id, record, cache_key=None)
         return False
-    record = record.model_copy(
-        update={
-            "state": "succeeded",
-            "outputs": outputs,
-            "log": _tail(log),
-            "ended_at": records.now(),
-        }
-    )
+    success = {"state": "succeeded", "outputs": outputs, "log": log}
+    record = record.model_copy(update=success | {"ended_at": records.now()})
     records.record_step(state.store, state.run_id, record, cache_key=key if task.caching else None)
     state.outputs[(task.id, iteration)] = outputs
     return True
-
-
-def _call(component: Component, arguments: dict[str, Any], task: TaskSpec) -> Any:
-    if task.timeout_seconds is None:
-        return component.python_func(**arguments)
-    # In-process, a step past its timeout is abandoned, not stopped: its thread may go on.
-    # The process executor stops it for real.
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = component.python_func(**arguments)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"step-{task.id}", daemon=True)
-    thread.start()
-    thread.join(task.timeout_seconds)
-    if thread.is_alive():
-        raise Timeout(f"step {task.id!r} ran past its timeout of {task.timeout_seconds:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def _next_attempt(state: RunState, step: str, iteration: int) -> int:
@@ -176,12 +144,7 @@ def _next_attempt(state: RunState, step: str, iteration: int) -> int:
     return state.attempts[(step, iteration)]
 
 
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ClocheError):
-        return f"{exc.code}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
-    frames = traceback.format_exception(exc)
-    return "".join(frames[-3:]).strip()[-4000:]
-
-
-def _tail(log: io.StringIO) -> str:
-    return log.getvalue()[-MAX_LOG_CHARS:]
+def _describe(exc: ClocheError) -> str:
+    if isinstance(exc, StepFailed):
+        return exc.message  # the end of the step's own traceback
+    return f"{exc.code}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")

@@ -130,3 +130,10 @@ def test_the_installed_command_runs_a_pipeline_file(pipeline_file: Path, tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["state"] == "succeeded"
+
+
+def test_each_step_can_run_in_a_process_of_its_own(pipeline_file: Path) -> None:
+    found = ok_json("pipelines", "run", pipeline_file, "--executor", "process", "--workers", "2")
+    assert found["executor"] == "process" and found["state"] == "succeeded"
+    bad = cloche("pipelines", "run", pipeline_file, "--executor", "threads")
+    assert bad.exit_code == 2 and "unknown executor 'threads'" in bad.output

@@ -235,3 +235,120 @@ def test_bad_parameters_are_refused_before_anything_is_recorded(
 
     with pytest.raises(InvalidInput, match=re.escape(message)):
         start_run(store, needs_path, params, actor="t")
+
+
+def run_with(store: Store, tmp_path: Path, pipe: Pipeline, executor: str, workers: int = 4):  # type: ignore[no-untyped-def]
+    started = start_run(store, pipe, {}, actor="test", executor=executor)
+    return execute_run(store, started.id, pipe.components, root=tmp_path / "runs", workers=workers)
+
+
+@component
+def nap(seconds: float, tag: str) -> str:
+    time.sleep(seconds)
+    return tag
+
+
+def test_independent_steps_and_loop_items_run_at_the_same_time(
+    store: Store, tmp_path: Path
+) -> None:
+    @pipeline(name="parallel")
+    def parallel() -> None:
+        for tag in ("a", "b", "c"):
+            nap(seconds=0.5, tag=tag)
+        with ParallelFor(["x", "y", "z"], parallelism=3) as item:
+            nap(seconds=0.5, tag=item)
+
+    result = run_with(store, tmp_path, parallel, "inprocess", workers=4)
+    assert result.state == "succeeded"
+    records = list(result.latest().values())
+    assert len(records) == 6
+    # Every step started before the first one ended: they ran side by side, not in a line.
+    first_end = min(r.ended_at for r in records)  # type: ignore[type-var]
+    assert all(r.started_at < first_end for r in records)  # type: ignore[operator]
+
+
+def test_steps_in_parallel_threads_keep_their_own_logs(store: Store, tmp_path: Path) -> None:
+    @component
+    def chatty(tag: str) -> None:
+        for _ in range(50):
+            print(tag)
+            time.sleep(0.001)
+
+    @pipeline(name="chatty")
+    def chatty_pipeline() -> None:
+        chatty(tag="one")
+        chatty(tag="two")
+
+    result = run_with(store, tmp_path, chatty_pipeline, "inprocess", workers=2)
+    logs = {r.step: set(r.log.split()) for r in result.steps if r.state == "succeeded"}
+    assert logs == {"chatty": {"one"}, "chatty-2": {"two"}}
+
+
+def test_the_process_executor_runs_each_step_in_its_own_process(
+    store: Store, tmp_path: Path
+) -> None:
+    @component
+    def where(metrics: Output[Metrics]) -> int:
+        import os
+
+        metrics.log_metric("pid", os.getpid())
+        Path(metrics.path).write_text("{}")
+        print("in a child")
+        return os.getpid()
+
+    @pipeline(name="isolated")
+    def isolated() -> None:
+        where()
+
+    import os
+
+    result = run_with(store, tmp_path, isolated, "process")
+    step = result.latest()[("where", -1)]
+    assert result.state == "succeeded", step.error
+    assert step.outputs["output"] != os.getpid()
+    assert step.outputs["metrics"]["metadata"] == {"pid": float(step.outputs["output"])}
+    assert step.log == "in a child\n"
+
+
+def test_a_crashing_step_process_fails_only_that_step(store: Store, tmp_path: Path) -> None:
+    @component
+    def crash() -> None:
+        import os
+
+        os._exit(7)
+
+    @pipeline(name="crashing")
+    def crashing() -> None:
+        with ExitHandler(label(text="after")):
+            crash()
+
+    result = run_with(store, tmp_path, crashing, "process")
+    assert result.state == "failed"
+    assert "exited with code 7" in result.latest()[("crash", -1)].error
+    assert result.latest()[("label", -1)].state == "succeeded"
+
+
+def test_a_step_process_past_its_timeout_is_stopped(store: Store, tmp_path: Path) -> None:
+    marker = tmp_path / "finished"
+
+    @component
+    def sleepy(path: str) -> None:
+        time.sleep(3)
+        Path(path).write_text("done")
+
+    @pipeline(name="sleepy")
+    def sleepy_pipeline(path: str) -> None:
+        sleepy(path=path).set_timeout(0.3)
+
+    started = start_run(
+        store, sleepy_pipeline, {"path": str(marker)}, actor="t", executor="process"
+    )
+    result = execute_run(store, started.id, sleepy_pipeline.components, root=tmp_path)
+    assert "was stopped" in result.latest()[("sleepy", -1)].error
+    time.sleep(3.2)
+    assert not marker.exists()  # killed, not abandoned
+
+
+def test_an_unknown_executor_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidInput, match="unknown executor 'ray-ish'"):
+        start_run(store, scoring(), {}, actor="t", executor="ray-ish")
