@@ -19,9 +19,9 @@ podman 4.3 (Debian 12's) differs from Kubernetes:
 - One serving worker per pod (the manifests' two, times two replicas, on a two-core machine).
 
 What podman ignores, the test does itself: it polls each pod's readiness route (podman drops
-readinessProbe; liveness and startup probes become a curl healthcheck that never runs without
-systemd); Service and PodDisruptionBudget are accepted and ignored (they are checked against
-the Kubernetes schemas in tests/unit/deploy/test_kubernetes_manifests.py).
+readinessProbe, and turns livenessProbe into a healthcheck that needs curl and never runs
+without systemd). Service and PodDisruptionBudget are accepted and ignored; every manifest is
+checked against the Kubernetes schemas in tests/unit/deploy/test_kubernetes_manifests.py.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def test_both_replicas_of_the_kubernetes_deployment_serve_one_store_under_podman
     assert podman("exec", first, "id", "-u").strip() == "10001"
     assert "Read-only file system" in podman("exec", first, "sh", "-c", "touch /x 2>&1 || true")
     # Each pod has its own home, hence its own local admin token, in the one shared database:
-    # either token works on either replica.
+    # the model goes in through the first pod and each pod is asked with the other's token.
     tokens = [podman("exec", c, "cloche", "tokens", "local").strip() for c in (first, second)]
     assert tokens[0] != tokens[1]
 
@@ -190,8 +190,9 @@ def test_both_replicas_of_the_kubernetes_deployment_serve_one_store_under_podman
 
 
 def predict_when_deployed(url: str, token: str, instances: list[list[float]]) -> dict[str, Any]:
-    """A replica picks a deployment up on its next poll of the store: 404 until then."""
-    deadline = time.monotonic() + 30
+    """A replica picks a deployment up on its next poll of the store: 404 until then (its
+    first scikit-learn model also pays the import, slow on a loaded two-core machine)."""
+    deadline = time.monotonic() + 60
     while True:
         answer = httpx.post(
             f"{url}/v1/models/churn:predict",
