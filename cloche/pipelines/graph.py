@@ -159,19 +159,30 @@ class PipelineGraph(_Data):
 
 
 def topological_order(dependencies: dict[str, set[str]]) -> list[str]:
-    pending = {tid: set(up) for tid, up in dependencies.items()}
+    """Kahn's algorithm; ties broken by name, so the order is the same on every machine."""
+    import heapq
+
+    waiting = {tid: len(set(up)) for tid, up in dependencies.items()}
+    downstream: dict[str, list[str]] = {tid: [] for tid in dependencies}
+    for tid, up in dependencies.items():
+        for other in set(up):
+            downstream.setdefault(other, []).append(tid)
+    ready = [tid for tid, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
     order: list[str] = []
-    while pending:
-        ready = sorted(tid for tid, up in pending.items() if not up - set(order))
-        if not ready:
-            cycle = ", ".join(sorted(pending))
-            raise PipelineDefinitionError(
-                f"the steps {cycle} depend on each other in a cycle",
-                hint="a step can only use outputs of steps defined before it",
-            )
-        order.extend(ready)
-        for tid in ready:
-            del pending[tid]
+    while ready:
+        tid = heapq.heappop(ready)
+        order.append(tid)
+        for later in downstream.get(tid, []):
+            waiting[later] -= 1
+            if waiting[later] == 0:
+                heapq.heappush(ready, later)
+    if len(order) < len(waiting):
+        cycle = ", ".join(sorted(set(waiting) - set(order)))
+        raise PipelineDefinitionError(
+            f"the steps {cycle} depend on each other in a cycle",
+            hint="a step can only use outputs of steps defined before it",
+        )
     return order
 
 
