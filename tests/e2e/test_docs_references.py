@@ -5,6 +5,7 @@ data-plane routes (which are dispatched by hand, not declared) matches what the 
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib.util
 import os
@@ -180,3 +181,54 @@ def test_routes_off_the_table_are_not_served() -> None:
     assert not listed & set(unlisted)
     for request, answer in zip(unlisted, asyncio.run(_answers(unlisted)), strict=True):
         assert _no_such_route(answer), (request, answer)
+
+
+# The layer diagram (docs/img/layers.svg) draws these as the interfaces, above everything else.
+INTERFACES = (
+    "cloche.cli",
+    "cloche.client",
+    "cloche.api",
+    "cloche.edge",
+    "cloche.serving.server",
+    "cloche.serving.app",
+    "cloche.serving.grpc_server",
+    "cloche.__main__",
+)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every cloche module a file imports, at its top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("cloche.")}
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def test_the_code_keeps_the_layers_the_diagram_draws() -> None:
+    diagram = (ROOT / "docs" / "img" / "layers.svg").read_text()
+    packages = sorted(p.name for p in (ROOT / "cloche").iterdir() if (p / "__init__.py").exists())
+    # Every package of cloche is on the diagram, by its folder or (for auth, audit) its name.
+    assert not [p for p in packages if f"cloche/{p}" not in diagram and p not in diagram]
+    upward = []
+    store_imports = set()
+    for path in sorted((ROOT / "cloche").rglob("*.py")):
+        module = _module(path)
+        if module == "cloche" or _within(module, INTERFACES):  # (cloche/__init__ is the SDK's)
+            continue
+        upward += [f"{module} -> {n}" for n in _imports(path) if _within(n, INTERFACES)]
+        if _within(module, ("cloche.store",)):
+            store_imports |= {n.split(".")[1] for n in _imports(path)}
+    assert not upward  # no service, engine or foundation module reaches up to an interface
+    assert store_imports <= {"store", "config", "errors"}
