@@ -223,9 +223,12 @@ def _needs(operation: dict[str, Any]) -> str:
         return "**Needs:** no token (liveness, for load balancers)."
     permission = operation.get("x-permission")
     if not permission:
-        return "**Needs:** a token (`Authorization: Bearer ...`)."
+        return "**Needs:** a token (`Authorization: Bearer ...`; 401 `unauthorized` without one)."
     roles = ", ".join(f"`{role}`" for role in roles_with(permission))
-    return f"**Needs:** a token whose role grants `{permission}`: {roles}."
+    return (
+        f"**Needs:** a token whose role grants `{permission}`: {roles} "
+        "(401 `unauthorized` without a valid token, 403 `forbidden` with another role)."
+    )
 
 
 def _operation(
