@@ -232,7 +232,7 @@ def main() -> None:
                         f"{kind:8} {r:>4} {c:>5} | {_cells(b, 12)} | {_cells(x, 10)} | "
                         f"{x['rps'] / b['rps']:>5.2f}"
                     )
-                    ratios[f"{kind}, {r} row{'s' if r > 1 else ''}, {c} conn"] = x["rps"] / b["rps"]
+                    ratios[_label(kind, r, c)] = x["rps"] / b["rps"]
     if not args.no_chart:
         note = f"{args.seconds} s per cell, one run"
         write_chart(ratios, caption(command_line(), note), "serving-quick" if args.quick else "")
