@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _charts import Chart, add_replay_options, caption, command_line, replay_caption, write
 
 REPO = Path(__file__).resolve().parent.parent
 FEATURES = [f"f{i}" for i in range(20)]
@@ -156,7 +158,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--workers", type=int, default=0, help="cloche workers; 0: one per core")
     parser.add_argument("--no-double", action="store_true", help="skip the doubled input")
+    parser.add_argument("--no-chart", action="store_true", help="do not write docs/img/bench/")
+    add_replay_options(parser)
     args = parser.parse_args()
+    if args.chart_from:
+        write_charts(parse_results(args.chart_from.read_text()), replay_caption(args))
+        return
 
     with tempfile.TemporaryDirectory(prefix="cloche-bench-batch-") as tmp:
         work = Path(tmp)
@@ -193,6 +200,49 @@ def main() -> None:
                 )
             )
         report(results)
+    if not args.no_chart:
+        write_charts(results, caption(command_line(), "one run"))
+
+
+def parse_results(output: str) -> list[Result]:
+    """The rows of this script's printed table."""
+    results = []
+    pattern = r"^(\S.*?)\s+([\d,]+)\s+[\d.]+\s+([\d,]+)\s+(\d+)MB\s+(\d+)MB"
+    for line in output.splitlines():
+        found = re.match(pattern, line)
+        if found:
+            name, rows_text, speed, rss, pss = found.groups()
+            rows = int(rows_text.replace(",", ""))
+            # Seconds from the printed rows/s, which is less rounded than the printed seconds.
+            seconds = rows / int(speed.replace(",", ""))
+            results.append(Result(name, rows, seconds, int(rss) << 20, int(pss) << 20))
+    return results
+
+
+def write_charts(results: list[Result], note: str) -> None:
+    """docs/img/bench/batch-speed.svg and batch-memory.svg, one bar per row of the table."""
+    names = [f"{r.name} ({r.rows:,} rows)" for r in results]
+    speed = Chart(
+        title="Batch scoring speed: cloche batch run beside one ideal process",
+        unit="rows per second (higher is better)",
+        categories=names,
+        series={"rows/s": [r.rows_per_s for r in results]},
+        caption=note,
+        fmt=lambda v: f"{v:,.0f}",
+    )
+    memory = Chart(
+        title="Batch scoring memory: peak of each process tree",
+        unit="MiB (lower is better)",
+        categories=names,
+        series={
+            "peak RSS": [r.peak_rss / 2**20 for r in results],
+            "peak PSS": [r.peak_pss / 2**20 for r in results],
+        },
+        caption=note,
+        fmt=lambda v: f"{v:,.0f}",
+    )
+    write(speed, "batch-speed")
+    write(memory, "batch-memory")
 
 
 def report(results: list[Result]) -> None:

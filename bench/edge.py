@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _charts import Chart, add_replay_options, caption, command_line, replay_caption, write
 
 NOT_RUNTIME = ("pip", "setuptools", "_distutils_hack", "pkg_resources", "__pycache__")
 
@@ -170,7 +172,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["hgb", "lr"], default="hgb")
     parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--no-chart", action="store_true", help="do not write docs/img/bench/")
+    add_replay_options(parser)
     args = parser.parse_args()
+    if args.chart_from:
+        write_charts(parse_rows(args.chart_from.read_text()), replay_caption(args))
+        return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="cloche-edge-bench-") as tmp:
         root = Path(tmp)
@@ -206,6 +213,46 @@ def main() -> None:
             f"  {rows_n:>4} rows: onnxruntime {onnx_t * 1e6:9.1f} us, original "
             f"{native_t * 1e6:9.1f} us, original / onnx = {native_t / onnx_t:5.2f}x"
         )
+    if not args.no_chart:
+        note = f"{args.model} classifier, median of {args.starts} cold starts, one run"
+        write_charts(
+            {name: (size / 2**20, median) for name, (size, _, median, _) in rows.items()},
+            caption(command_line(), note),
+        )
+
+
+def parse_rows(output: str) -> dict[str, tuple[float, float]]:
+    """bundle -> (runtime MiB, median cold start s), from this script's printed table."""
+    rows = {}
+    for line in output.splitlines():
+        found = re.match(r"^(\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", line)
+        if found:
+            rows[found[1]] = (float(found[2]), float(found[4]))
+    return rows
+
+
+def write_charts(rows: dict[str, tuple[float, float]], note: str) -> None:
+    """docs/img/bench/edge-size.svg and edge-cold-start.svg: bundle -> (runtime MiB, start s)."""
+    size = Chart(
+        title="Edge bundles: size of the installed runtime",
+        unit="MiB (lower is better)",
+        categories=list(rows),
+        series={"runtime": [mb for mb, _ in rows.values()]},
+        caption=note,
+        fmt=lambda v: f"{v:,.1f} MB",
+    )
+    start = Chart(
+        title="Edge bundles: cold start to a first prediction",
+        unit="seconds (lower is better)",
+        categories=list(rows),
+        series={"cold start": [s for _, s in rows.values()]},
+        caption=note,
+        reference=1.5,
+        reference_label="goal for ONNX: 1.5 s",
+        fmt=lambda v: f"{v:.2f} s",
+    )
+    write(size, "edge-size")
+    write(start, "edge-cold-start")
 
 
 if __name__ == "__main__":

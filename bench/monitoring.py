@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+from _charts import Chart, caption, command_line, write
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -390,6 +391,7 @@ def main() -> None:
     parser.add_argument("--baseline-rows", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-evidently", action="store_true")
+    parser.add_argument("--no-chart", action="store_true", help="do not write docs/img/bench/")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -419,6 +421,25 @@ def main() -> None:
         if not args.no_evidently:
             evidently = run_evidently(work, work / "home", work / "baseline.parquet", args.hours)
         report(args, cloche, exact, evidently)
+    if not args.no_chart:
+        seconds = {"cloche monitor run": cloche["seconds"], "exact (numpy/scipy)": exact["seconds"]}
+        if evidently is not None:
+            seconds["evidently preset"] = evidently["seconds"]
+        note = f"{args.rows:,} rows over {args.hours} hourly partitions, one run"
+        write_chart(seconds, caption(command_line(), note))
+
+
+def write_chart(seconds: dict[str, float], note: str) -> None:
+    """docs/img/bench/monitoring.svg: seconds of one monitor run beside the exact figures."""
+    chart = Chart(
+        title="Monitoring: one monitor run (skew, drift, quality) beside exact computation",
+        unit="seconds (lower is better)",
+        categories=list(seconds),
+        series={"seconds": list(seconds.values())},
+        caption=note,
+        fmt=lambda v: f"{v:,.2f} s",
+    )
+    write(chart, "monitoring")
 
 
 def _mb(n: float) -> str:

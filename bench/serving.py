@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _charts import Chart, add_replay_options, caption, command_line, replay_caption, write
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -175,7 +176,13 @@ def main() -> None:
     parser.add_argument("--rows", default="1,64", help="rows per request, comma-separated")
     parser.add_argument("--conns", default="1,16,64", help="connections, comma-separated")
     parser.add_argument("--monitor", action="store_true", help="a monitor on cloche's endpoint")
+    parser.add_argument("--no-chart", action="store_true", help="do not write docs/img/bench/")
+    add_replay_options(parser)
     args = parser.parse_args()
+    if args.chart_from:
+        name = "serving-quick" if args.quick else ""
+        write_chart(parse_ratios(args.chart_from.read_text()), replay_caption(args), name)
+        return
     wrk = ensure_wrk()
     conns = [64] if args.quick else _ints(args.conns)
     rows_list = [1] if args.quick else _ints(args.rows)
@@ -186,6 +193,7 @@ def main() -> None:
         f"{'model':8} {'rows':>4} {'conns':>5} | {'baseline rps':>12} {'p50':>6} {'p99':>6} | "
         f"{'cloche rps':>10} {'p50':>6} {'p99':>6} | {'ratio':>5}"
     )
+    ratios: dict[str, float] = {}
     for kind in kinds:
         with tempfile.TemporaryDirectory(prefix="cloche-bench-") as tmp:
             work = Path(tmp)
@@ -224,6 +232,40 @@ def main() -> None:
                         f"{kind:8} {r:>4} {c:>5} | {_cells(b, 12)} | {_cells(x, 10)} | "
                         f"{x['rps'] / b['rps']:>5.2f}"
                     )
+                    ratios[_label(kind, r, c)] = x["rps"] / b["rps"]
+    if not args.no_chart:
+        note = f"{args.seconds} s per cell, one run"
+        write_chart(ratios, caption(command_line(), note), "serving-quick" if args.quick else "")
+
+
+def _label(kind: str, rows: int, conns: int) -> str:
+    return f"{kind}, {rows} row{'s' if rows > 1 else ''}, {conns} conn"
+
+
+def parse_ratios(output: str) -> dict[str, float]:
+    """The ratio column of this script's printed table, by row."""
+    ratios = {}
+    for line in output.splitlines():
+        found = re.match(r"^(\w+)\s+(\d+)\s+(\d+)\s+\|.*\|\s+([\d.]+)\s*$", line)
+        if found:
+            kind, rows, conns, ratio = found.groups()
+            ratios[_label(kind, int(rows), int(conns))] = float(ratio)
+    return ratios
+
+
+def write_chart(ratios: dict[str, float], note: str, name: str = "") -> None:
+    """docs/img/bench/serving.svg: cloche's requests/s over the bare baseline's, per cell."""
+    chart = Chart(
+        title="Online serving: cloche requests/s ÷ a bare Starlette app's, same model",
+        unit="ratio (higher is better; 1.0 = as fast as the bare app)",
+        categories=list(ratios),
+        series={"cloche / baseline": list(ratios.values())},
+        caption=note,
+        reference=1.0,
+        reference_label="1.0",
+        fmt=lambda v: f"{v:.2f}x",
+    )
+    write(chart, name or "serving")
 
 
 def _ints(text: str) -> list[int]:

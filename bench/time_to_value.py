@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,8 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from _charts import Chart, add_replay_options, caption, command_line, replay_caption, write
 
 REPO = Path(__file__).resolve().parent.parent
 MARKER = "first prediction"
@@ -94,7 +97,12 @@ def time_mlflow(work: Path, env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="empty uv caches for both sides")
+    parser.add_argument("--no-chart", action="store_true", help="do not write docs/img/bench/")
+    add_replay_options(parser)
     args = parser.parse_args()
+    if args.chart_from:
+        write_chart(parse_results(args.chart_from.read_text()), replay_caption(args))
+        return
     with tempfile.TemporaryDirectory(prefix="cloche-ttv-") as tmp:
         work = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOCHE_", "VIRTUAL_ENV"))}
@@ -109,6 +117,31 @@ def main() -> None:
     print(f"  {'cloche (clone + make demo)':40s} {results['cloche']:7.1f} s")
     print(f"  {'MLflow (venv + install + register)':40s} {results['mlflow']:7.1f} s")
     print(f"  {'ratio cloche / MLflow':40s} {results['cloche'] / results['mlflow']:7.2f}")
+    if not args.no_chart:
+        write_chart(results, caption(command_line(), f"{cache} uv cache, one run"))
+
+
+def parse_results(output: str) -> dict[str, float]:
+    """{"cloche": s, "mlflow": s} from this script's printed lines."""
+    results = {}
+    for line in output.splitlines():
+        found = re.match(r"^\s+(cloche|MLflow) \(.*?\)\s+([\d.]+) s", line)
+        if found:
+            results[found[1].lower()] = float(found[2])
+    return results
+
+
+def write_chart(results: dict[str, float], note: str) -> None:
+    """docs/img/bench/time-to-value.svg: seconds from a fresh start to a first prediction."""
+    chart = Chart(
+        title="Time to a first prediction from a fresh start",
+        unit="seconds (lower is better)",
+        categories=["cloche (clone + make demo)", "MLflow (venv + install + register)"],
+        series={"seconds": [results["cloche"], results["mlflow"]]},
+        caption=note,
+        fmt=lambda v: f"{v:,.1f} s",
+    )
+    write(chart, "time-to-value")
 
 
 if __name__ == "__main__":

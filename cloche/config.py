@@ -21,38 +21,67 @@ from cloche.hosts import is_loopback
 
 class StoreSettings(BaseModel):
     artifacts_url: str | None = Field(
-        default=None, description="fsspec URL of the artifact store; default $CLOCHE_HOME/artifacts"
+        default=None,
+        description="where model files and baselines live, an fsspec URL (a folder, s3://..., "
+        "gs://...); default $CLOCHE_HOME/artifacts",
     )
-    max_upload_mb: int = Field(default=2048, gt=0, description="largest model or dataset upload")
+    max_upload_mb: int = Field(
+        default=2048, gt=0, description="largest model or dataset upload, in MiB (413 beyond it)"
+    )
 
 
 class RegistrySettings(BaseModel):
     inspect_timeout_s: float = Field(
         default=300.0,
         gt=0,
-        description="longest a server waits for an upload to load in its inspecting process",
+        description="seconds a server waits for an upload to load in its inspecting child "
+        "process (then 504 inspection_timeout)",
     )
 
 
 class ServerSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    host: str = Field(
+        default="127.0.0.1",
+        description="address `cloche up` listens on (`--host` overrides it); beyond loopback, "
+        "every request needs a token",
+    )
+    port: int = Field(
+        default=8080, ge=0, le=65535, description="port `cloche up` listens on (`--port`)"
+    )
     max_json_kb: int = Field(
         default=1024,
         gt=0,
-        description="largest JSON body of a control-plane request; uploads have their own cap "
-        "(store.max_upload_mb)",
+        description="largest JSON body of a control-plane request, in KiB (413 beyond it); "
+        "uploads have their own cap (store.max_upload_mb)",
     )
     max_edge_chunk_mb: int = Field(
-        default=8, gt=0, description="largest chunk of an edge log that `cloche edge sync` may send"
+        default=8,
+        gt=0,
+        description="largest chunk of an edge log, in MiB, that the central server takes "
+        "from `cloche edge sync`",
     )
 
 
 class ServingSettings(BaseModel):
-    workers: int = Field(default=0, ge=0, description="worker processes; 0 means one per core")
-    max_request_mb: int = Field(default=64, gt=0, description="largest prediction request body")
-    poll_ms: int = Field(default=500, ge=50, description="how often workers check for deploys")
-    drain_seconds: float = Field(default=30.0, ge=0, description="SIGTERM grace for requests")
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="worker processes of `cloche up` (`--workers`); 0 means one per core; with "
+        "1, the server runs in the `cloche up` process itself and no supervisor restarts it",
+    )
+    max_request_mb: int = Field(
+        default=64, gt=0, description="largest prediction request body, in MiB (413 beyond it)"
+    )
+    poll_ms: int = Field(
+        default=500,
+        ge=50,
+        description="milliseconds between each worker's checks of the store for endpoint changes",
+    )
+    drain_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="on SIGTERM, how many seconds requests already accepted may take to finish",
+    )
     server_timing: bool = Field(
         default=False, description="send each request's stage timings in a Server-Timing header"
     )
@@ -63,9 +92,14 @@ class ServingSettings(BaseModel):
         "leave the libraries' defaults",
     )
     grpc_port: int | None = Field(
-        default=None, ge=0, le=65535, description="also serve OIP v2 over gRPC on this port"
+        default=None,
+        ge=0,
+        le=65535,
+        description="also serve OIP v2 over gRPC on this port (`--grpc-port`); default: off",
     )
-    grpc_max_message_mb: int = Field(default=64, gt=0, description="largest gRPC message")
+    grpc_max_message_mb: int = Field(
+        default=64, gt=0, description="largest gRPC message, either way, in MiB"
+    )
     max_request_rows: int = Field(
         default=1_000_000,
         gt=0,
@@ -75,63 +109,71 @@ class ServingSettings(BaseModel):
     max_connections: int = Field(
         default=1000,
         gt=0,
-        description="open connections per worker; past it, requests get 503 and the "
-        "connection closes (idle and slow clients cannot exhaust a worker)",
+        description="open connections per worker (HTTP), calls in flight (gRPC); past it, "
+        "requests get 503 (RESOURCE_EXHAUSTED) and the connection closes (idle and slow clients "
+        "cannot exhaust a worker)",
     )
     header_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
         description="a connection's request line and headers must arrive within this many "
-        "seconds (from connecting, or from a request's first byte); else 408 and close",
+        "seconds (from connecting, or from a request's first byte); else 408 and close; also "
+        "gRPC's handshake deadline",
     )
     read_timeout_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="longest pause while a request body arrives; else 408 and close",
+        description="longest pause, in seconds, while a request body arrives; else 408 and close",
     )
     log_retention_days: float = Field(
         default=35.0,
         ge=0,
         le=36_500,
-        description="payload-log hours older than this are deleted at compaction (35: feedback "
-        "finds the requests of the last 30 days); 0 keeps them forever",
+        description="payload-log hours older than this many days are deleted at compaction (35: "
+        "feedback finds the requests of the last 30 days); 0 keeps them forever",
     )
     log_max_mb: int = Field(
         default=10_240,
         ge=0,
-        description="over this many MiB, the payload log's oldest hours are deleted first; "
-        "0: no cap",
+        description="over this many MiB, the payload log's oldest hours are deleted first "
+        "(never the current hour or an open segment); 0: no cap",
     )
     keep_alive_seconds: int = Field(
-        default=5, gt=0, description="an idle keep-alive connection closes after this long"
+        default=5, gt=0, description="an idle keep-alive connection closes after this many seconds"
     )
 
 
 class AuthSettings(BaseModel):
     required: bool | None = Field(
         default=None,
-        description="require a token on every data-plane request; default: only when bound "
-        "beyond loopback (the control plane always requires one)",
+        description="require a token on every data-plane request (health checks excepted); "
+        "default: only when bound beyond loopback (the control plane always requires one)",
     )
 
 
 class BatchSettings(BaseModel):
     allowed_dirs: list[Path] = Field(
         default=[],
-        description="folders that jobs sent over the API may read and write; "
-        "default: the server's home and working directory",
+        description="folders (a JSON list) that batch jobs sent over the API, queued or scheduled "
+        "may read and write; default: the server's home and working directory (a foreground CLI "
+        "or in-process SDK job is not confined)",
     )
     allowed_urls: list[str] = Field(
         default=[],
-        description="object-store URL prefixes (s3://bucket/prefix, gs://bucket) that jobs sent "
-        "over the API may read; default: none",
+        description='object-store URL prefixes (a JSON list, e.g. ["s3://bucket/prefix", '
+        '"gs://bucket"]) that jobs sent over the API may read; default: none',
     )
     ray_address: str | None = Field(
         default=None,
         description="Ray cluster that `--engine ray` jobs run on (a server setting, never a "
         "request's); default: a local Ray",
     )
-    max_concurrent_jobs: int = Field(default=1, ge=1, description="jobs `cloche up` runs at once")
+    max_concurrent_jobs: int = Field(
+        default=1,
+        ge=1,
+        description="batch jobs `cloche up` runs at once (each in its own process, with its own "
+        "workers)",
+    )
 
     @field_validator("allowed_urls")
     @classmethod
@@ -167,8 +209,14 @@ class EgressSettings(BaseModel):
 
 
 class SchedulerSettings(BaseModel):
-    enabled: bool = Field(default=True, description="run schedules and queued jobs in `cloche up`")
-    tick_seconds: float = Field(default=2.0, gt=0, description="how often the scheduler looks")
+    enabled: bool = Field(
+        default=True,
+        description="run the scheduler in `cloche up`: it queues scheduled runs and starts "
+        "queued jobs (one at a time across workers and replicas, by a lease in the store)",
+    )
+    tick_seconds: float = Field(
+        default=2.0, gt=0, description="seconds between the scheduler's looks"
+    )
 
 
 class Settings(BaseSettings):
@@ -176,8 +224,15 @@ class Settings(BaseSettings):
         env_prefix="CLOCHE_", env_nested_delimiter="__", extra="ignore"
     )
 
-    home: Path = Path(".cloche")
-    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
+    home: Path = Field(
+        default=Path(".cloche"),
+        description="registry home: SQLite database, artifacts, caches, payload log",
+    )
+    db_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/cloche (pip install "
+        "'cloche[postgres]'), so several servers share one state; default: SQLite in home",
+    )
     store: StoreSettings = StoreSettings()
     registry: RegistrySettings = RegistrySettings()
     server: ServerSettings = ServerSettings()

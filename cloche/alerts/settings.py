@@ -26,28 +26,36 @@ class DeliverySettings(BaseModel):
 
     smtp_host: str = Field(default="localhost", description="SMTP server for email channels")
     smtp_port: int | None = Field(
-        default=None, ge=1, le=65535, description="default: 587 starttls, 465 ssl, 25 none"
+        default=None,
+        ge=1,
+        le=65535,
+        description="port of the SMTP server; default: 587 starttls, 465 ssl, 25 none",
     )
     smtp_security: SmtpSecurity = Field(
         default="starttls",
         description="starttls: upgrade when the server offers it (credentials are never sent "
         "without TLS); ssl: TLS from the start; none: plain text",
     )
-    smtp_from: str = Field(default="cloche@localhost", description="the From address")
+    smtp_from: str = Field(
+        default="cloche@localhost", description="the From address of alert emails"
+    )
     smtp_user_env: str = Field(
-        default="CLOCHE_ALERTS__SMTP_USER", description="environment variable with the user"
+        default="CLOCHE_ALERTS__SMTP_USER",
+        description="name of the environment variable holding the SMTP user",
     )
     smtp_password_env: str = Field(
         default="CLOCHE_ALERTS__SMTP_PASSWORD",
-        description="environment variable with the password",
+        description="name of the environment variable holding the SMTP password",
     )
     smtp_ca_file: str | None = Field(
         default=None, description="CA bundle to verify the SMTP server; default: the system's"
     )
     attempts: int = Field(default=4, ge=1, le=20, description="tries per channel and message")
-    backoff_s: float = Field(default=1.0, ge=0, description="wait before the 2nd try; doubles")
-    max_backoff_s: float = Field(default=60.0, ge=0, description="longest wait between tries")
-    timeout_s: float = Field(default=10.0, gt=0, description="bound on each network step")
+    backoff_s: float = Field(default=1.0, ge=0, description="seconds before the 2nd try; doubles")
+    max_backoff_s: float = Field(
+        default=60.0, ge=0, description="longest wait between tries, in seconds"
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="seconds each network step may take")
 
     @field_validator("smtp_user_env", "smtp_password_env")
     @classmethod
