@@ -46,6 +46,26 @@ class ServerSettings(BaseModel):
     max_edge_chunk_mb: int = Field(
         default=8, gt=0, description="largest chunk of an edge log that `cloche edge sync` may send"
     )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate chain: serve HTTPS (REST and predictions) instead of HTTP; "
+        "needs tls_key_file",
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of tls_cert_file (keep it 0600)"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "set both CLOCHE_SERVER__TLS_CERT_FILE and CLOCHE_SERVER__TLS_KEY_FILE, or neither"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class ServingSettings(BaseModel):
