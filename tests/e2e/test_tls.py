@@ -1,0 +1,130 @@
+"""Native TLS in `cloche up`: clients that trust the CA predict over HTTPS from every worker;
+plain HTTP and clients that do not trust it fail cleanly; a bad key is a clear error."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import ssl
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import cloche
+from cloche.config import Settings
+from tests.e2e._cli import cloche as run_cli
+from tests.e2e._servers import START_SECONDS, UpProcess, cloche_up
+
+pytestmark = pytest.mark.slow
+
+ROW = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
+HTTPS_LINE = re.compile(r"cloche is running at (https://\S+)")
+
+
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate it signed for 127.0.0.1: (ca, cert, key) files."""
+    now = datetime.now(UTC)
+
+    def build(
+        subject: str, issuer: str, public: object, signer: object, *, ca: bool
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = build("test CA", "test CA", ca_key.public_key(), ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build("127.0.0.1", "test CA", key.public_key(), ca_key, ca=False)
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    paths[2].chmod(0o600)
+    return paths
+
+
+def wait_https(up: UpProcess, ca: ssl.SSLContext) -> str:
+    """The https URL from the banner, once GET /v2/health/ready answers 200 over TLS."""
+    deadline = time.monotonic() + START_SECONDS
+    while not (found := HTTPS_LINE.search(up.log())):
+        up._check_alive(deadline, "printed no https URL")
+        time.sleep(0.05)
+    url = found.group(1)
+    with httpx.Client(base_url=url, verify=ca, timeout=2.0) as http:
+        while True:
+            try:
+                if http.get("/v2/health/ready").status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            up._check_alive(deadline, "was not ready over https")
+            time.sleep(0.05)
+
+
+def test_cloche_up_serves_https_to_clients_trusting_its_ca_and_refuses_plain_http(
+    settings: Settings, sklearn_model_file: Path, tmp_path: Path
+) -> None:
+    ca, cert, key = make_certificates(tmp_path)
+    with cloche.Client(settings=settings) as sdk:
+        sdk.models.upload(sklearn_model_file, name="churn")
+        sdk.endpoints.create("churn")
+        sdk.endpoints.deploy("churn", "churn:1")
+    trust = ssl.create_default_context(cafile=str(ca))
+    env = {"CLOCHE_SERVER__TLS_CERT_FILE": str(cert), "CLOCHE_SERVER__TLS_KEY_FILE": str(key)}
+    with cloche_up(settings.home, workers=2, env=env, wait=False) as up:
+        url = wait_https(up, trust)
+        # A new connection each time: the kernel spreads them over both workers' TLS contexts.
+        for _ in range(6):
+            with httpx.Client(base_url=url, verify=trust, timeout=10) as http:
+                answer = http.post("/v1/models/churn:predict", json=ROW)
+                assert answer.status_code == 200 and answer.json()["version"] == 1
+        with httpx.Client(base_url=url, verify=trust, timeout=10) as http:
+            assert http.get("/api/v1/models", headers=up.auth).json()[0]["name"] == "churn"
+        plain = url.replace("https://", "http://")
+        started = time.monotonic()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{plain}/v2/health/ready", timeout=5)
+        assert time.monotonic() - started < 5  # closed at once, not left hanging
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"{url}/v2/health/ready", timeout=5)  # the system CAs do not know ours
+        # And the server is no worse for them.
+        with httpx.Client(base_url=url, verify=trust, timeout=10) as http:
+            assert http.post("/v1/models/churn:predict", json=ROW).status_code == 200
+
+
+def test_a_key_that_does_not_fit_is_a_clear_error_before_serving(tmp_path: Path) -> None:
+    _, cert, _ = make_certificates(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, _, wrong_key = make_certificates(other)
+    env = {"CLOCHE_SERVER__TLS_CERT_FILE": str(cert), "CLOCHE_SERVER__TLS_KEY_FILE": str(wrong_key)}
+    result = run_cli("up", "--port", "0", env=env)
+    assert result.exit_code == 2, result.output
+    assert "cannot use the TLS certificate" in result.output
+    half = run_cli("up", "--port", "0", env={"CLOCHE_SERVER__TLS_CERT_FILE": str(cert)})
+    assert half.exit_code == 2 and "TLS_KEY_FILE" in half.output
