@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shutil
+import socket
 import ssl
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -87,7 +92,7 @@ def wait_https(up: UpProcess, ca: ssl.SSLContext) -> str:
 
 
 def test_cloche_up_serves_https_to_clients_trusting_its_ca_and_refuses_plain_http(
-    settings: Settings, sklearn_model_file: Path, tmp_path: Path
+    settings: Settings, sklearn_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ca, cert, key = make_certificates(tmp_path)
     with cloche.Client(settings=settings) as sdk:
@@ -103,8 +108,11 @@ def test_cloche_up_serves_https_to_clients_trusting_its_ca_and_refuses_plain_htt
             with httpx.Client(base_url=url, verify=trust, timeout=10) as http:
                 answer = http.post("/v1/models/churn:predict", json=ROW)
                 assert answer.status_code == 200 and answer.json()["version"] == 1
-        with httpx.Client(base_url=url, verify=trust, timeout=10) as http:
-            assert http.get("/api/v1/models", headers=up.auth).json()[0]["name"] == "churn"
+        # The SDK (and so the CLI) over HTTPS: httpx reads the CA from SSL_CERT_FILE.
+        with monkeypatch.context() as env_patch:
+            env_patch.setenv("SSL_CERT_FILE", str(ca))
+            with cloche.Client(url, home=settings.home) as sdk:
+                assert [m.name for m in sdk.models.list()] == ["churn"]
         plain = url.replace("https://", "http://")
         started = time.monotonic()
         with pytest.raises(httpx.TransportError):
@@ -128,3 +136,90 @@ def test_a_key_that_does_not_fit_is_a_clear_error_before_serving(tmp_path: Path)
     assert "cannot use the TLS certificate" in result.output
     half = run_cli("up", "--port", "0", env={"CLOCHE_SERVER__TLS_CERT_FILE": str(cert)})
     assert half.exit_code == 2 and "TLS_KEY_FILE" in half.output
+
+
+HAPROXY_BLOCK = re.compile(r'```text title="/etc/haproxy/haproxy.cfg"\n(.*?)```', re.S)
+TLS_PAGE = Path(__file__).parents[2] / "docs" / "operations" / "tls.md"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def haproxy(config: str, folder: Path, port: int, trust: ssl.SSLContext) -> Iterator[str]:
+    """HAProxy in the foreground on ``config``; its https URL once it accepts TLS."""
+    binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if binary is None:
+        pytest.fail("haproxy is not installed; `make services` (scripts/services.sh) installs it")
+    path = folder / "haproxy.cfg"
+    path.write_text(config)
+    log = (folder / "haproxy.log").open("wb")
+    proc = subprocess.Popen([binary, "-db", "-f", str(path)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
+                    trust.wrap_socket(raw, server_hostname="127.0.0.1").close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"haproxy did not start: {(folder / 'haproxy.log').read_text()}"
+                    ) from None
+                time.sleep(0.05)
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def test_the_documented_haproxy_config_relays_https_and_cloche_refuses_tokenless_relays(
+    settings: Settings, sklearn_model_file: Path, tmp_path: Path
+) -> None:
+    ca, cert, key = make_certificates(tmp_path)
+    pem = tmp_path / "cloche.pem"  # HAProxy takes the chain and the key in one file
+    pem.write_bytes(cert.read_bytes() + key.read_bytes())
+    pem.chmod(0o600)
+    trust = ssl.create_default_context(cafile=str(ca))
+    with cloche.Client(settings=settings) as sdk:
+        sdk.models.upload(sklearn_model_file, name="churn")
+        sdk.endpoints.create("churn")
+        sdk.endpoints.deploy("churn", "churn:1")
+        predictor = sdk.tokens.create(role="predictor", name="behind the proxy").token
+    found = HAPROXY_BLOCK.search(TLS_PAGE.read_text())
+    assert found, "docs/operations/tls.md lost its HAProxy configuration"
+    front = free_port()
+    # Left open to loopback on purpose (no CLOCHE_AUTH__REQUIRED): the misconfiguration that
+    # X-Forwarded-For, set by the proxy, must still keep from serving the network token-less.
+    with cloche_up(settings.home, workers=1) as up:
+        back = up.url.rsplit(":", 1)[1]
+        config = (
+            found.group(1)
+            .replace("127.0.0.1:8443", f"127.0.0.1:{front}")
+            .replace("/etc/haproxy/cloche.pem", str(pem))
+            .replace("127.0.0.1:8080", f"127.0.0.1:{back}")
+        )
+        with (
+            haproxy(config, tmp_path, front, trust) as url,
+            httpx.Client(base_url=url, verify=trust, timeout=10) as http,
+        ):
+            # As a client that reached the proxy by its public name would send it.
+            public = {"Host": "cloche.example.com", "Authorization": f"Bearer {predictor}"}
+            served = http.post("/v1/models/churn:predict", json=ROW, headers=public)
+            assert served.status_code == 200, served.text
+            assert served.json()["version"] == 1
+            relayed = http.post("/v1/models/churn:predict", json=ROW)
+            assert relayed.status_code == 403
+            assert "through a proxy" in relayed.json()["error"]["message"]
+            assert http.get("/api/v1/models").status_code == 401
+        # The same token-less request straight to cloche, from this machine, is served.
+        assert httpx.post(f"{up.url}/v1/models/churn:predict", json=ROW).status_code == 200
