@@ -48,7 +48,7 @@ def snapshot(settings: Settings) -> dict[str, Any]:
         prod = sdk.models.show("churn@prod")
         endpoint = sdk.endpoints.get("churn")
         return {
-            "prod": (prod.version, prod.sha256, prod.description, prod.aliases),
+            "prod": (prod.version, prod.sha256, prod.description, prod.aliases, prod.created_at),
             "versions": [v.version for v in sdk.models.get("churn").versions],
             "endpoint": (
                 endpoint.log_sample_rate,
