@@ -29,13 +29,14 @@ from typing import Any
 import fsspec
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import CompileError, DataError, IntegrityError, OperationalError
 
 from cloche.config import Settings
 from cloche.errors import (
     BackupExists,
     BackupInconsistent,
     BackupInvalid,
+    InvalidInput,
     RestoreTargetNotEmpty,
     Unavailable,
 )
@@ -80,6 +81,8 @@ class BackupSummary:
 def create_backup(settings: Settings, dest: Path, *, force: bool = False) -> BackupSummary:
     """Write the store of ``settings`` to ``dest`` (mode 0600), while servers may be running."""
     dest = dest.resolve()
+    if not dest.parent.is_dir():
+        raise InvalidInput(f"{dest.parent} is not a folder", hint="create it first")
     if dest.exists() and not force:
         raise BackupExists(f"{dest} already exists", hint="pick a new name, or pass --force")
     home = settings.home.resolve()
@@ -138,7 +141,9 @@ def restore_backup(settings: Settings, source: Path, *, force: bool = False) -> 
         _refuse_non_empty(settings, log_root(home))
     with _staging(home, "restore") as staging:
         manifest = archive.read_archive(source, staging)
-        revision = str(manifest.get("schema_revision"))
+        revision = manifest.get("schema_revision")
+        if not isinstance(revision, str) or not revision:
+            raise BackupInvalid("the backup's manifest names no schema revision")
         refuse_unknown(revision, what=f"the backup {source.name}")
         tables = _table_names(manifest)
         counts = _restore_database(settings, staging, revision, tables, force=force)
@@ -373,7 +378,14 @@ def _restore_database(
 
 def _load(conn: Connection, staging: Path, revision: str, tables: list[str]) -> dict[str, int]:
     upgrade(conn, revision)
-    counts = dump.load_tables(conn, staging / "db", tables)
+    try:
+        counts = dump.load_tables(conn, staging / "db", tables)
+    except (CompileError, IntegrityError, DataError, ValueError) as exc:
+        # Rows that do not fit their schema revision: hand-edited, manifest included.
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+        raise BackupInvalid(
+            f"the backup's rows do not load into schema revision {revision}: {detail}"
+        ) from None
     upgrade(conn, "head")
     return counts
 

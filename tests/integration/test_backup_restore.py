@@ -3,6 +3,7 @@ refused before anything is written."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import stat
@@ -161,7 +162,9 @@ def _manifest(archive: Path) -> dict[str, Any]:
         return json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("damage", ["tampered row", "dropped member", "newer schema"])
+@pytest.mark.parametrize(
+    "damage", ["tampered row", "dropped member", "newer schema", "rows and manifest rewritten"]
+)
 def test_a_bad_archive_leaves_the_target_untouched(
     tmp_path: Path, sklearn_model_file: Path, damage: str
 ) -> None:
@@ -176,6 +179,16 @@ def test_a_bad_archive_leaves_the_target_untouched(
     elif damage == "dropped member":
         change = {artifact: None}
         expected = BackupInvalid
+    elif damage == "rows and manifest rewritten":
+        # Hashes match, but the row does not fit its schema: caught when it loads.
+        row = b'{"id":9,"name":"x","no_such_column":1}\n'
+        members = {
+            **manifest["members"],
+            "db/models.jsonl": {"sha256": hashlib.sha256(row).hexdigest(), "size": len(row)},
+        }
+        rewritten = json.dumps({**manifest, "members": members}).encode()
+        change = {"db/models.jsonl": row, "manifest.json": rewritten}
+        expected = BackupInvalid
     else:
         newer = {**manifest, "schema_revision": "0999_from_the_future"}
         change = {"manifest.json": json.dumps(newer).encode()}
@@ -187,6 +200,8 @@ def test_a_bad_archive_leaves_the_target_untouched(
         restore_backup(new, bad)
     if damage == "newer schema":
         assert "0999_from_the_future" in refused.value.message
+    if damage == "rows and manifest rewritten":
+        assert "do not load into schema revision" in refused.value.message
     assert _empty(new)
     assert not (new.home / "tmp").exists() or not any((new.home / "tmp").iterdir())
     restore_backup(new, good)  # and the good archive still restores there
