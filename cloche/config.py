@@ -48,8 +48,8 @@ class ServerSettings(BaseModel):
     )
     tls_cert_file: Path | None = Field(
         default=None,
-        description="PEM certificate chain: serve HTTPS (REST and predictions) instead of HTTP; "
-        "needs tls_key_file",
+        description="PEM certificate chain: serve HTTPS (REST and predictions) and gRPC over "
+        "TLS instead of plaintext; needs tls_key_file",
     )
     tls_key_file: Path | None = Field(
         default=None, description="PEM private key of tls_cert_file (keep it 0600)"

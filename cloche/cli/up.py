@@ -227,8 +227,8 @@ def _banner(settings: Settings, port: int, local_token: "Path", workers: int) ->
     out.print(f"  Predict: {base}/v1/models/ENDPOINT:predict  ({workers} worker(s))", markup=False)
     if settings.serving.grpc_port is not None:
         grpc_at = f"[{shown}]" if ":" in shown else shown
-        plain = ", plaintext: TLS covers HTTP only" if settings.server.tls else ""
-        out.print(f"  gRPC:  {grpc_at}:{settings.serving.grpc_port}  (OIP v2{plain})", markup=False)
+        tls = ", TLS" if settings.server.tls else ""
+        out.print(f"  gRPC:  {grpc_at}:{settings.serving.grpc_port}  (OIP v2{tls})", markup=False)
     out.print(f"  Home:  {settings.home.resolve()}", markup=False)
     if host in ("0.0.0.0", "::"):
         out.print(f"  Listening on all interfaces ({host}).", markup=False)

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.slow
 
 ROW = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
 HTTPS_LINE = re.compile(r"cloche is running at (https://\S+)")
+GRPC_LINE = re.compile(r"gRPC:\s+127\.0\.0\.1:(\d+)\s+\(OIP v2, TLS\)")
 
 
 def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
@@ -91,7 +92,28 @@ def wait_https(up: UpProcess, ca: ssl.SSLContext) -> str:
             time.sleep(0.05)
 
 
-def test_cloche_up_serves_https_to_clients_trusting_its_ca_and_refuses_plain_http(
+def check_grpc_over_tls(port: int, ca: Path) -> None:
+    """gRPC answers a channel that trusts the CA, and never a plaintext one."""
+    import grpc
+
+    from cloche.serving.protocols.grpc_gen import grpc_predict_v2_pb2 as pb
+    from cloche.serving.protocols.grpc_gen.grpc_predict_v2_pb2_grpc import (
+        GRPCInferenceServiceStub,
+    )
+
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        assert stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
+        ready = stub.ModelReady(pb.ModelReadyRequest(name="churn"), timeout=10)
+        assert ready.ready
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            GRPCInferenceServiceStub(channel).ServerReady(pb.ServerReadyRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_cloche_up_serves_https_and_grpc_to_clients_trusting_its_ca_and_refuses_plaintext(
     settings: Settings, sklearn_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ca, cert, key = make_certificates(tmp_path)
@@ -100,9 +122,14 @@ def test_cloche_up_serves_https_to_clients_trusting_its_ca_and_refuses_plain_htt
         sdk.endpoints.create("churn")
         sdk.endpoints.deploy("churn", "churn:1")
     trust = ssl.create_default_context(cafile=str(ca))
-    env = {"CLOCHE_SERVER__TLS_CERT_FILE": str(cert), "CLOCHE_SERVER__TLS_KEY_FILE": str(key)}
+    env = {
+        "CLOCHE_SERVER__TLS_CERT_FILE": str(cert),
+        "CLOCHE_SERVER__TLS_KEY_FILE": str(key),
+        "CLOCHE_SERVING__GRPC_PORT": "0",
+    }
     with cloche_up(settings.home, workers=2, env=env, wait=False) as up:
         url = wait_https(up, trust)
+        grpc_port = int(GRPC_LINE.search(up.log()).group(1))  # type: ignore[union-attr]
         # A new connection each time: the kernel spreads them over both workers' TLS contexts.
         for _ in range(6):
             with httpx.Client(base_url=url, verify=trust, timeout=10) as http:
@@ -120,6 +147,7 @@ def test_cloche_up_serves_https_to_clients_trusting_its_ca_and_refuses_plain_htt
         assert time.monotonic() - started < 5  # closed at once, not left hanging
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(f"{url}/v2/health/ready", timeout=5)  # the system CAs do not know ours
+        check_grpc_over_tls(grpc_port, ca)
         # And the server is no worse for them.
         with httpx.Client(base_url=url, verify=trust, timeout=10) as http:
             assert http.post("/v1/models/churn:predict", json=ROW).status_code == 200
