@@ -60,6 +60,26 @@ class ServerSettings(BaseModel):
         description="largest chunk of an edge log, in MiB, that the central server takes "
         "from `cloche edge sync`",
     )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate chain: serve HTTPS (REST and predictions) and gRPC over "
+        "TLS instead of plaintext; needs tls_key_file",
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of tls_cert_file (keep it 0600)"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "set both CLOCHE_SERVER__TLS_CERT_FILE and CLOCHE_SERVER__TLS_KEY_FILE, or neither"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class ServingSettings(BaseModel):

@@ -241,6 +241,25 @@ class ExportOutputExists(Conflict):
     code = "export_output_exists"
 
 
+class BackupExists(Conflict):
+    """A backup archive would replace a file that is already there."""
+
+    code = "backup_exists"
+
+
+class RestoreTargetNotEmpty(Conflict):
+    """A restore into a store that already holds data (without ``--force``)."""
+
+    code = "restore_target_not_empty"
+
+
+class BackupInconsistent(Conflict):
+    """The store changed under a backup in a way the archive cannot hold (a model deleted
+    while its files were being copied); running the backup again succeeds."""
+
+    code = "backup_inconsistent"
+
+
 class HashMismatch(ClocheError):
     """A stored artifact no longer matches the hash recorded at upload."""
 
@@ -283,6 +302,13 @@ class DownloadFailed(Unavailable):
     code = "download_failed"
 
 
+class SchemaTooNew(Unavailable):
+    """A database (or backup) at a schema revision this cloche does not know: a newer version
+    of cloche wrote it."""
+
+    code = "schema_too_new"
+
+
 class Timeout(ClocheError):
     code = "timeout"
     http_status = HTTPStatus.GATEWAY_TIMEOUT
@@ -311,6 +337,13 @@ class BundleTampered(HashMismatch):
     """A file of an edge bundle differs from what its manifest recorded, or was added to it."""
 
     code = "bundle_tampered"
+
+
+class BackupInvalid(InvalidInput):
+    """A file that is not a whole, untampered cloche backup: no manifest, truncated, a member
+    whose hash differs from the manifest's, or a member that would land outside the store."""
+
+    code = "backup_invalid"
 
 
 def all_error_classes() -> list[type[ClocheError]]:

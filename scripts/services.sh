@@ -2,6 +2,7 @@
 # What the tests need beyond Python packages, from Debian's packages where missing; idempotent:
 # - podman, runc and debootstrap: an exported bundle's Dockerfile is built and run in a test
 #   (tests/e2e/test_bundle_image.py), on a base image made with debootstrap;
+# - haproxy: tests/e2e/test_tls.py runs the TLS proxy configuration of docs/operations/tls.md;
 # - the PostgreSQL server on 127.0.0.1:5432 (trust auth).
 set -euo pipefail
 
@@ -12,6 +13,12 @@ if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null \
     echo "services: installing podman, runc and debootstrap from Debian's packages" >&2
     as_root apt-get update -q
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q podman runc debootstrap
+fi
+
+if ! command -v haproxy >/dev/null; then
+    echo "services: installing haproxy from Debian's packages" >&2
+    as_root apt-get update -q
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q haproxy
 fi
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from cloche import __version__
 from cloche.cli import (
     audit,
+    backup,
     baselines,
     batch,
     endpoints,
@@ -93,6 +94,7 @@ app.add_typer(monitors.alerts_app, name="alerts")
 app.add_typer(baselines.app, name="baselines")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(backup.app, name="backup")
 app.command("audit")(audit.audit)
 app.command("logs")(logs.logs)
 app.command("feedback")(feedback.feedback)

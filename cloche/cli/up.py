@@ -16,7 +16,7 @@ from rich.text import Text
 from cloche.cli._common import load_settings
 from cloche.cli._output import err, out
 from cloche.config import Settings
-from cloche.errors import Unavailable
+from cloche.errors import InvalidInput, Unavailable
 
 if TYPE_CHECKING:  # the server stack loads when `up` runs, not for every other command
     from pathlib import Path
@@ -82,6 +82,7 @@ def up(
     # Dicts (not section objects) so unset fields still come from CLOCHE_SERVER__* etc.
     sections = {"server": server, "serving": serving}
     settings = load_settings(**{k: v for k, v in sections.items() if v})
+    settings = _check_tls(settings)
     count = workers if workers is not None else settings.serving.workers
     count = count or os.cpu_count() or 1
     # Workers of this server share a metrics folder named after it.
@@ -129,7 +130,36 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "loop": "uvloop",
         "timeout_graceful_shutdown": int(settings.serving.drain_seconds),
         **uvicorn_options(settings.serving),  # httptools with read deadlines; connection cap
+        **_tls_options(settings),
     }
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's ssl options; each worker loads the files into its own context."""
+    cert, key = settings.server.tls_cert_file, settings.server.tls_key_file
+    if cert is None or key is None:
+        return {}
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
+def _check_tls(settings: Settings) -> Settings:
+    """Load the certificate and key now: a bad file is a clear error before anything binds."""
+    cert, key = settings.server.tls_cert_file, settings.server.tls_key_file
+    if cert is None or key is None:
+        return settings
+    import ssl
+
+    cert, key = cert.resolve(), key.resolve()  # workers may start in another folder
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidInput(
+            f"cannot use the TLS certificate {cert} with key {key}: {exc}",
+            hint="CLOCHE_SERVER__TLS_CERT_FILE must be a PEM certificate (chain) and "
+            "CLOCHE_SERVER__TLS_KEY_FILE its unencrypted PEM key, both readable",
+        ) from None
+    server = settings.server.model_copy(update={"tls_cert_file": cert, "tls_key_file": key})
+    return settings.model_copy(update={"server": server})
 
 
 def _serve_in_process(settings: Settings, store: "Store", sock: socket.socket) -> None:
@@ -156,6 +186,9 @@ def _serve_workers(settings: Settings, sock: socket.socket, count: int) -> None:
     os.environ["CLOCHE_SERVER__PORT"] = str(sock.getsockname()[1])
     if settings.serving.grpc_port is not None:
         os.environ["CLOCHE_SERVING__GRPC_PORT"] = str(settings.serving.grpc_port)
+    if settings.server.tls_cert_file is not None and settings.server.tls_key_file is not None:
+        os.environ["CLOCHE_SERVER__TLS_CERT_FILE"] = str(settings.server.tls_cert_file)
+        os.environ["CLOCHE_SERVER__TLS_KEY_FILE"] = str(settings.server.tls_key_file)
     config = uvicorn.Config(
         "cloche.serving.server:app_factory",
         factory=True,
@@ -186,14 +219,16 @@ def _bind(host: str, port: int) -> socket.socket:
 def _banner(settings: Settings, port: int, local_token: "Path", workers: int) -> None:
     host = settings.server.host
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    scheme = "https" if settings.server.tls else "http"
+    base = f"{scheme}://[{shown}]:{port}" if ":" in shown else f"{scheme}://{shown}:{port}"
     out.print(Text("cloche is running at ", style="bold green") + Text(base, style="bold"))
     out.print(f"  API:   {base}/api/v1", markup=False)
     out.print(f"  Docs:  {base}/api/docs", markup=False)
     out.print(f"  Predict: {base}/v1/models/ENDPOINT:predict  ({workers} worker(s))", markup=False)
     if settings.serving.grpc_port is not None:
         grpc_at = f"[{shown}]" if ":" in shown else shown
-        out.print(f"  gRPC:  {grpc_at}:{settings.serving.grpc_port}  (OIP v2)", markup=False)
+        tls = ", TLS" if settings.server.tls else ""
+        out.print(f"  gRPC:  {grpc_at}:{settings.serving.grpc_port}  (OIP v2{tls})", markup=False)
     out.print(f"  Home:  {settings.home.resolve()}", markup=False)
     if host in ("0.0.0.0", "::"):
         out.print(f"  Listening on all interfaces ({host}).", markup=False)

@@ -224,6 +224,7 @@ async def start_grpc_server(
     max_calls: int | None = None,
     handshake_seconds: float = 10.0,
     idle_seconds: float = 300.0,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> GrpcServer:
     """Serve OIP v2 gRPC on ``host:port`` from the running event loop.
 
@@ -231,7 +232,8 @@ async def start_grpc_server(
     kernel spreads connections among them); off, a port in use is an error. ``max_calls``
     bounds the calls in flight (more answer RESOURCE_EXHAUSTED); a connection that has not
     finished its handshake after ``handshake_seconds``, or has had no call for
-    ``idle_seconds``, is closed, as HTTP ones are (serving/connections.py).
+    ``idle_seconds``, is closed, as HTTP ones are (serving/connections.py). ``tls`` (the PEM
+    certificate chain and key) serves TLS instead of plaintext, as HTTP does with them.
     """
     limit = max_message_mb * 2**20
     server = grpc.aio.server(
@@ -250,7 +252,11 @@ async def start_grpc_server(
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            chain, key = tls
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
     except RuntimeError as exc:  # recent grpcio raises on a failed bind; older ones return 0
         raise _cannot_serve(address, str(exc)) from None
     if not bound:

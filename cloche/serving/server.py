@@ -101,7 +101,15 @@ class Server:
             reuse_port=True,
             max_calls=self.settings.serving.max_connections,
             handshake_seconds=self.settings.serving.header_timeout_seconds,
+            tls=self._tls_files(),
         )
+
+    def _tls_files(self) -> tuple[bytes, bytes] | None:
+        """The certificate chain and key of CLOCHE_SERVER__TLS_*, for gRPC (read at start)."""
+        cert, key = self.settings.server.tls_cert_file, self.settings.server.tls_key_file
+        if cert is None or key is None:
+            return None
+        return cert.read_bytes(), key.read_bytes()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloche.errors import Unavailable
+from cloche.errors import SchemaTooNew, Unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _migrate_lock = threading.Lock()
@@ -48,25 +48,81 @@ def make_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def migrate(engine: Engine) -> None:
-    """Upgrade the schema to the newest Alembic revision (a no-op when already there)."""
-    from alembic import command
+def _alembic_config() -> Any:
     from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest schema revision this cloche knows."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None  # the package ships its migrations
+    return head
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this cloche's migrations (not one of a newer version)."""
+    from alembic.script import ScriptDirectory
+
+    try:
+        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises several kinds for an id it cannot resolve
+        return False
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The schema revision ``conn``'s database is at; None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(conn: Connection, target: str = "head") -> None:
+    """Run the migrations up to ``target`` on ``conn``, inside its transaction."""
+    from alembic import command
+
+    cfg = _alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, target)
+
+
+def refuse_unknown(revision: str, *, what: str) -> None:
+    """SchemaTooNew when ``revision`` was written by a newer cloche than this one."""
+    if is_known_revision(revision):
+        return
+    from cloche import __version__
+
+    raise SchemaTooNew(
+        f"{what} is at schema revision {revision!r}, which this cloche ({__version__}) does not "
+        f"know: a newer cloche wrote it (the newest revision known here is {head_revision()!r})",
+        hint="run the cloche version that wrote it, or a newer one; cloche never downgrades "
+        "a schema by itself (see docs/operations/upgrades.md)",
+    )
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to the newest Alembic revision (a no-op when already there).
+
+    A database from a newer cloche is refused before anything runs: migrating it is
+    impossible, and serving it with an older schema in mind could corrupt it.
+    """
+    head = head_revision()
     with _migrate_lock, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Replicas starting together on one database take turns; the lock ends with the
             # transaction, and a replica that waited then finds the schema already current.
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        if MigrationContext.configure(conn).get_current_revision() == head:
+        current = current_revision(conn)
+        if current == head:
             return
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        if current is not None:
+            refuse_unknown(current, what="the metadata database")
+        upgrade(conn)
 
 
 class Database:
