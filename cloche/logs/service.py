@@ -29,6 +29,7 @@ from cloche.errors import InvalidInput
 from cloche.logs.table import SCHEMA, rows_to_table
 from cloche.registry.refs import check_name
 from cloche.serving.payload_log import META_COLUMNS, SEGMENT_SUFFIX, is_closed, read_segment
+from cloche.store.layout import log_root
 from cloche.store.store import Store
 from cloche.store.tables import EdgeUploadRow
 
@@ -46,10 +47,6 @@ class LogStats(BaseModel):
 
 
 MAX_ROWS = 100_000
-
-
-def log_root(home: Path) -> Path:
-    return home / "logs"
 
 
 def read_endpoint_log(

@@ -40,7 +40,6 @@ from cloche.errors import (
     RestoreTargetNotEmpty,
     Unavailable,
 )
-from cloche.logs.service import log_root
 from cloche.store import archive, dump
 from cloche.store.artifacts import ArtifactStore
 from cloche.store.db import (
@@ -50,6 +49,7 @@ from cloche.store.db import (
     refuse_unknown,
     upgrade,
 )
+from cloche.store.layout import log_root
 from cloche.store.private import private_dir
 
 LOCK_WAIT_SECONDS = 60.0
