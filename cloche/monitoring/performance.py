@@ -396,3 +396,37 @@ def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError(value)
     return float(value)
+
+
+def dataset_metrics(
+    task: str,
+    labels: list[Any],
+    predictions: list[Any],
+    probabilities: list[list[float]] | None,
+    classes: list[Any] | None,
+) -> tuple[dict[str, float], dict[str, str], list[str]]:
+    """Label-based metrics of predictions on a labelled dataset (an evaluation, not a window):
+    the defined values, each skipped metric with its reason, and notes, as monitors compute
+    them."""
+    joined = Joined(
+        predictions=list(predictions),
+        probabilities=list(probabilities) if probabilities is not None else [None] * len(labels),
+        labels=list(labels),
+        logged=None,
+        multi_row=0,
+    )
+    notes: list[str] = []
+    if task == "classification":
+        values, skipped = _classification(joined, classes, notes)
+    else:
+        values, skipped = _regression(joined)
+    defined = {m: v for m, v in values.items() if v is not None and math.isfinite(v)}
+    for metric in set(values) - set(defined):
+        skipped.setdefault(metric, "undefined on these labels (not a finite number)")
+    return defined, skipped, notes
+
+
+def better_or_equal(metric: str, candidate: float, reference: float) -> bool:
+    """Whether ``candidate`` is no worse than ``reference`` on ``metric`` (its direction)."""
+    direction = METRICS[metric][0]
+    return candidate >= reference if direction == "min" else candidate <= reference

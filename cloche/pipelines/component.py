@@ -106,6 +106,12 @@ def component_spec(func: Callable[..., Any], name: str) -> ComponentSpec:
             optional=has_default,
         )
     returns = _returns(hints.get("return", type(None)), name)
+    clash = sorted(set(returns) & set(outputs))
+    if clash:
+        raise PipelineDefinitionError(
+            f"component {name!r}: {clash[0]!r} is both a returned value and an output artifact",
+            hint="give one of them another name",
+        )
     return ComponentSpec(
         name=name,
         params=params,

@@ -108,3 +108,15 @@ def test_metrics_keep_logged_values_as_floats() -> None:
     metrics.log_metric("auc", 1)
     assert metrics.metadata == {"auc": 1.0}
     assert metrics.path == "/tmp/x"
+
+
+class Clash(NamedTuple):
+    metrics: dict  # type: ignore[type-arg]
+
+
+def test_a_returned_value_and_an_artifact_with_one_name_are_refused() -> None:
+    def clashing(metrics: Output[Metrics]) -> Clash:
+        raise AssertionError
+
+    with pytest.raises(PipelineDefinitionError, match="both a returned value and an output"):
+        component(clashing)

@@ -1,0 +1,72 @@
+"""Registry and endpoint steps: upload a version, create an endpoint, deploy, split traffic,
+move an alias."""
+
+from __future__ import annotations
+
+import cloche
+from cloche.errors import EndpointNotFound
+from cloche.pipelines.component import component
+
+
+@component
+def upload_model(
+    path: str,
+    name: str,
+    aliases: list[str] | None = None,
+    baseline: str = "",
+    labels: dict | None = None,  # type: ignore[type-arg]
+    metrics: dict | None = None,  # type: ignore[type-arg]
+) -> str:
+    """Register a model file or folder as a new version; returns its reference (``churn:3``)."""
+    with cloche.Client() as client:
+        version = client.models.upload(
+            path,
+            name=name,
+            aliases=aliases or [],
+            baseline=baseline or None,
+            labels=labels or {},
+            metrics=metrics or {},
+        )
+    print(f"registered {version.ref}")
+    return version.ref
+
+
+@component
+def create_endpoint(name: str, description: str = "", log_sample_rate: float = 1.0) -> str:
+    """Make sure the endpoint exists (created if it does not); returns its name."""
+    with cloche.Client() as client:
+        try:
+            client.endpoints.get(name)
+            print(f"endpoint {name} exists")
+        except EndpointNotFound:
+            client.endpoints.create(name, description=description, log_sample_rate=log_sample_rate)
+            print(f"created endpoint {name}")
+    return name
+
+
+@component
+def deploy_model(endpoint: str, model: str, traffic: int = 100) -> dict:  # type: ignore[type-arg]
+    """Deploy a version (``churn:3``, ``churn@staging``) with ``traffic`` percent of requests;
+    the others keep the rest in proportion. Returns the endpoint's traffic split."""
+    with cloche.Client() as client:
+        found = client.endpoints.deploy(endpoint, model, traffic=traffic)
+    print(f"{endpoint}: {found.traffic()}")
+    return found.traffic()
+
+
+@component
+def set_traffic(endpoint: str, split: dict) -> dict:  # type: ignore[type-arg]
+    """Set the endpoint's split, ``{"churn:2": 90, "churn:3": 10}`` (sums to 100)."""
+    with cloche.Client() as client:
+        found = client.endpoints.traffic(endpoint, {str(k): int(v) for k, v in split.items()})
+    print(f"{endpoint}: {found.traffic()}")
+    return found.traffic()
+
+
+@component
+def promote_alias(model: str, alias: str) -> str:
+    """Point ``alias`` (``prod``) at the version ``model`` names; returns that version."""
+    with cloche.Client() as client:
+        version = client.models.alias(model, alias)
+    print(f"{version.name}@{alias} -> {version.ref}")
+    return version.ref
