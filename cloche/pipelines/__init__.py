@@ -12,9 +12,11 @@ the field) and its graph is plain data with the hash of its source: see docs/gui
 from cloche.pipelines.artifacts import Artifact, Dataset, Input, Metrics, Model, Output
 from cloche.pipelines.component import Component, component
 from cloche.pipelines.dsl import Task
+from cloche.pipelines.entities import PipelineRun
 from cloche.pipelines.graph import PipelineGraph
 from cloche.pipelines.groups import Elif, Else, ExitHandler, If, ParallelFor
 from cloche.pipelines.pipeline import Pipeline, pipeline
+from cloche.pipelines.runner import run
 
 __all__ = [
     "Artifact",
@@ -31,7 +33,9 @@ __all__ = [
     "ParallelFor",
     "Pipeline",
     "PipelineGraph",
+    "PipelineRun",
     "Task",
     "component",
     "pipeline",
+    "run",
 ]

@@ -7,6 +7,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from cloche.config import Settings
 from cloche.errors import ClocheError, InvalidInput
 from cloche.pipelines import records
 from cloche.pipelines.component import Component
@@ -226,3 +227,32 @@ def run_pipeline(
 def artifacts_root(store: Store) -> Path:
     # Owner-only like the rest of CLOCHE_HOME: artifacts may hold the data they were made from.
     return private_dir(private_dir(store.home / "pipelines") / "runs")
+
+
+def run(
+    pipeline: Pipeline,
+    params: dict[str, Any] | None = None,
+    *,
+    executor: str = "inprocess",
+    workers: int = DEFAULT_WORKERS,
+    use_cache: bool = True,
+    settings: Settings | None = None,
+) -> PipelineRun:
+    """Run ``pipeline`` here to its end and return the recorded run (``cloche pipelines run``
+    from Python). The run is recorded in this machine's CLOCHE_HOME; its steps reach cloche as
+    ``cloche.Client()`` does (CLOCHE_URL when set)."""
+    from cloche.client._local import local_actor
+
+    store = Store.open(settings or Settings())
+    try:
+        return run_pipeline(
+            store,
+            pipeline,
+            dict(params or {}),
+            actor=local_actor(),
+            use_cache=use_cache,
+            executor=executor,
+            workers=workers,
+        )
+    finally:
+        store.close()
