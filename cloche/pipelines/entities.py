@@ -46,6 +46,8 @@ class PipelineRun(BaseModel):
     ended_at: datetime | None = None
     created_by: str = ""
     steps: list[StepRecord] = []
+    # The graph as run, for drawing it; left out of JSON answers (it is the pipeline's own).
+    graph: dict[str, Any] = Field(default={}, exclude=True, repr=False)
 
     @property
     def done(self) -> bool:
@@ -60,3 +62,12 @@ class PipelineRun(BaseModel):
 
     def step_states(self) -> dict[str, str]:
         return {f"{s}[{i}]" if i >= 0 else s: r.state for (s, i), r in self.latest().items()}
+
+    def _repr_html_(self) -> str:  # a notebook shows the graph, each step in its state
+        from cloche.pipelines.graph import PipelineGraph
+        from cloche.pipelines.render import graph_svg
+
+        header = f"<p><b>{self.pipeline}</b> {self.id}: {self.state}</p>"
+        if not self.graph:
+            return header
+        return header + graph_svg(PipelineGraph.model_validate(self.graph), self.step_states())

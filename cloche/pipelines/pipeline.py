@@ -59,6 +59,11 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"<pipeline {self.name}: {len(self.graph.tasks)} steps>"
 
+    def _repr_html_(self) -> str:  # a notebook shows the graph
+        from cloche.pipelines.render import graph_svg
+
+        return graph_svg(self.graph)
+
 
 @typing.overload
 def pipeline(func: Callable[..., Any]) -> Pipeline: ...

@@ -159,4 +159,5 @@ def entity(session: Session, row: PipelineRunRow, *, steps: bool = True) -> Pipe
         ended_at=row.ended_at,
         created_by=row.created_by,
         steps=records,
+        graph=row.graph if steps else {},
     )
