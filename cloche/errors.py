@@ -213,6 +213,12 @@ class Conflict(ClocheError):
     exit_code = 5
 
 
+class NotWaitingForApproval(Conflict):
+    """A decision for a pipeline step that is not an approval waiting for one."""
+
+    code = "not_waiting_for_approval"
+
+
 class ModelInUse(Conflict):
     code = "model_in_use"
 

@@ -150,6 +150,28 @@ def logs(
             out.print(record.error, markup=False, highlight=False, style="red")
 
 
+@app.command()
+def approve(
+    ctx: typer.Context,
+    run_id: RunArg,
+    step: Annotated[str, typer.Argument(metavar="STEP", help="The approval step, e.g. approval.")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approving.")] = False,
+    comment: Annotated[str, typer.Option(help="Why, for the run and the audit log.")] = "",
+    json_: JsonOpt = False,
+) -> None:
+    """Approve (or --reject) a run's approval step that is waiting for a decision."""
+    from cloche.pipelines.approvals import decide
+
+    with _local_store(ctx) as store:
+        found = decide(
+            store, run_id, step, approved=not reject, actor=local_actor(), comment=comment
+        )
+    if json_:
+        print_json(found)
+        return
+    success(f"{'rejected' if reject else 'approved'} {step} of {found.id}")
+
+
 def _show(found: PipelineRun, json_: bool) -> None:
     if json_:
         print_json(found)

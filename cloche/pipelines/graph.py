@@ -38,6 +38,8 @@ class ComponentSpec(_Data):
     outputs: dict[str, str] = {}  # artifact parameter the step writes -> artifact type
     returns: dict[str, str] = {}  # returned value -> parameter type ("output" for one value)
     source_hash: str
+    # "approval": the runner waits for a person's decision instead of calling a function.
+    kind: Literal["python", "approval"] = "python"
 
 
 class Argument(_Data):

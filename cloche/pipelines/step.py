@@ -59,6 +59,8 @@ def run_step(state: RunState, task: TaskSpec, iteration: int, item: Any) -> bool
     for name, pspec in spec.params.items():
         inputs.setdefault(name, pspec.default)
     key = cache_key(spec, inputs)
+    if spec.kind == "approval":  # a person's decision is never reused
+        return _await_approval(state, task, iteration, inputs)
     if task.caching and state.use_cache and _reuse(state, task, iteration, inputs, key):
         return True
     attempts = 1 + task.retry.attempts
@@ -92,6 +94,39 @@ def _reuse(
     )
     records.record_step(state.store, state.run_id, record, cache_key=key)
     state.outputs[(task.id, iteration)] = hit[1]
+    return True
+
+
+def _await_approval(
+    state: RunState, task: TaskSpec, iteration: int, inputs: dict[str, Any]
+) -> bool:
+    from cloche.pipelines.approvals import await_decision
+
+    record = StepRecord(
+        step=task.id,
+        iteration=iteration,
+        attempt=_next_attempt(state, task.id, iteration),
+        state="waiting",
+        inputs=inputs,
+        started_at=records.now(),
+    )
+    records.record_step(state.store, state.run_id, record, cache_key=None)
+    records.set_run_state(state.store, state.run_id, "waiting")
+    try:
+        timeout = float(inputs.get("timeout_seconds") or 86_400.0)
+        decision = await_decision(state.store, state.run_id, task.id, iteration, timeout=timeout)
+    except ClocheError as exc:
+        failure = {"state": "failed", "error": _describe(exc), "ended_at": records.now()}
+        records.record_step(
+            state.store, state.run_id, record.model_copy(update=failure), cache_key=None
+        )
+        return False
+    finally:
+        records.set_run_state(state.store, state.run_id, "running")
+    outputs = decision._asdict()
+    done = {"state": "succeeded", "outputs": outputs, "ended_at": records.now()}
+    records.record_step(state.store, state.run_id, record.model_copy(update=done), cache_key=None)
+    state.outputs[(task.id, iteration)] = outputs
     return True
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -352,3 +353,19 @@ class PipelineStepRow(Base):
     log: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PipelineDecisionRow(Base):
+    """Someone's approval or rejection of a run's approval step (one per step and loop item)."""
+
+    __tablename__ = "pipeline_decisions"
+    __table_args__ = (UniqueConstraint("run_id", "step", "iteration", name="uq_pipeline_decision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id"), index=True)
+    step: Mapped[str] = mapped_column(String(128))
+    iteration: Mapped[int] = mapped_column(Integer, default=-1)
+    approved: Mapped[bool] = mapped_column(Boolean)
+    decided_by: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

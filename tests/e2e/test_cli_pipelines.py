@@ -137,3 +137,53 @@ def test_each_step_can_run_in_a_process_of_its_own(pipeline_file: Path) -> None:
     assert found["executor"] == "process" and found["state"] == "succeeded"
     bad = cloche("pipelines", "run", pipeline_file, "--executor", "threads")
     assert bad.exit_code == 2 and "unknown executor 'threads'" in bad.output
+
+
+GATED = """
+from cloche.pipelines import If, component, pipeline
+from cloche.pipelines.components import approval
+
+
+@component
+def promote(ref: str) -> str:
+    return ref
+
+
+@pipeline(name="gated")
+def gated() -> None:
+    decision = approval(message="promote churn:2?", timeout_seconds=60)
+    with If(decision.outputs["approved"] == True):
+        promote(ref="churn:2")
+"""
+
+
+def test_a_run_waits_for_approve_from_another_shell(tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "gated.py"
+    path.write_text(GATED)
+    env = {**os.environ}
+    env.pop("CLOCHE_URL", None)
+    with subprocess.Popen(
+        [sys.executable, "-m", "cloche", "pipelines", "run", str(path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as running:
+        deadline = time.monotonic() + 60
+        while True:
+            runs = ok_json("pipelines", "runs")
+            if runs and runs[0]["state"] == "waiting":
+                break
+            assert running.poll() is None and time.monotonic() < deadline, running.stderr
+            time.sleep(0.2)
+        refused = cloche("pipelines", "approve", runs[0]["id"], "promote")
+        assert refused.exit_code == 5 and "not an approval waiting" in refused.output
+        approved = cloche("pipelines", "approve", runs[0]["id"], "approval", "--comment", "ok")
+        assert approved.exit_code == 0, approved.output
+        out, err = running.communicate(timeout=60)
+    assert running.returncode == 0, err
+    steps = {s["step"]: s for s in json.loads(out)["steps"]}
+    assert steps["approval"]["outputs"]["approved"] is True
+    assert steps["promote"]["state"] == "succeeded"

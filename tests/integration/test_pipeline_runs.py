@@ -352,3 +352,82 @@ def test_a_step_process_past_its_timeout_is_stopped(store: Store, tmp_path: Path
 def test_an_unknown_executor_is_refused(store: Store) -> None:
     with pytest.raises(InvalidInput, match="unknown executor 'ray-ish'"):
         start_run(store, scoring(), {}, actor="t", executor="ray-ish")
+
+
+def _approval_pipeline(timeout: float = 30.0) -> Pipeline:
+    from cloche.pipelines.components import approval
+
+    @pipeline(name="gated")
+    def gated() -> None:
+        decision = approval(message="promote?", timeout_seconds=timeout)
+        with If(decision.outputs["approved"] == True):  # noqa: E712
+            label(text="promoted")
+        with Else():
+            label(text="kept")
+
+    return gated
+
+
+def _wait_for(store: Store, run_id: str, state: str) -> None:
+    from cloche.pipelines import records
+
+    deadline = time.monotonic() + 20
+    while records.get_run(store, run_id).state != state:
+        assert time.monotonic() < deadline, records.get_run(store, run_id)
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("approve", [True, False])
+def test_an_approval_waits_for_a_decision_recorded_with_who_made_it(
+    store: Store, tmp_path: Path, approve: bool
+) -> None:
+    import threading
+
+    from cloche.audit import list_audit
+    from cloche.pipelines.approvals import decide
+
+    gated = _approval_pipeline()
+    started = start_run(store, gated, {}, actor="t")
+    results = []
+    runner = threading.Thread(
+        target=lambda: results.append(
+            execute_run(store, started.id, gated.components, root=tmp_path)
+        )
+    )
+    runner.start()
+    _wait_for(store, started.id, "waiting")
+    decide(store, started.id, "approval", approved=approve, actor="alice", comment="looks good")
+    runner.join(30)
+    result = results[0]
+    assert result.state == "succeeded"
+    assert result.latest()[("approval", -1)].outputs == {
+        "approved": approve, "decided_by": "alice", "comment": "looks good"
+    }  # fmt: skip
+    states = result.step_states()
+    assert (states["label"], states["label-2"]) == (
+        ("succeeded", "skipped") if approve else ("skipped", "succeeded")
+    )
+    entry = list_audit(store, resource=f"{started.id}/approval")[0]
+    assert entry.actor == "alice"
+    assert entry.action == ("pipeline.approve" if approve else "pipeline.reject")
+
+
+def test_an_approval_no_one_decides_fails_its_step_when_it_times_out(
+    store: Store, tmp_path: Path
+) -> None:
+    gated = _approval_pipeline(timeout=0.3)
+    result = run(store, tmp_path, gated)
+    assert result.state == "failed"
+    assert (
+        "no one approved or rejected step 'approval' within 0.3 s"
+        in result.latest()[("approval", -1)].error
+    )
+
+
+def test_a_decision_for_a_step_not_waiting_is_refused(store: Store, tmp_path: Path) -> None:
+    from cloche.errors import NotWaitingForApproval
+    from cloche.pipelines.approvals import decide
+
+    done = run(store, tmp_path, scoring())
+    with pytest.raises(NotWaitingForApproval, match="is not an approval waiting"):
+        decide(store, done.id, "summarise", approved=True, actor="bob")

@@ -7,6 +7,7 @@ Steps reach cloche the way ``cloche.Client()`` does: CLOCHE_URL and CLOCHE_TOKEN
 CLOCHE_HOME in-process.
 """
 
+from cloche.pipelines.approvals import approval
 from cloche.pipelines.components.batch import batch_predict, check_drift
 from cloche.pipelines.components.evaluate import evaluate_model
 from cloche.pipelines.components.serving import (
@@ -18,6 +19,7 @@ from cloche.pipelines.components.serving import (
 )
 
 __all__ = [
+    "approval",
     "batch_predict",
     "check_drift",
     "create_endpoint",

@@ -1,4 +1,4 @@
-"""Pipeline runs and the attempts of their steps.
+"""Pipeline runs, the attempts of their steps, and decisions on their approval steps.
 
 Revision ID: 0008
 Revises: 0007
@@ -50,8 +50,23 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.UniqueConstraint("run_id", "step", "iteration", "attempt", name="uq_pipeline_step"),
     )
+    op.create_table(
+        "pipeline_decisions",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column(
+            "run_id", sa.String(32), sa.ForeignKey("pipeline_runs.id"), nullable=False, index=True
+        ),
+        sa.Column("step", sa.String(128), nullable=False),
+        sa.Column("iteration", sa.Integer, nullable=False),
+        sa.Column("approved", sa.Boolean, nullable=False),
+        sa.Column("decided_by", sa.String(128), nullable=False),
+        sa.Column("comment", sa.Text, nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("run_id", "step", "iteration", name="uq_pipeline_decision"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("pipeline_decisions")
     op.drop_table("pipeline_steps")
     op.drop_table("pipeline_runs")
