@@ -234,6 +234,12 @@ class SchedulerSettings(BaseModel):
         description="run the scheduler in `cloche up`: it queues scheduled runs and starts "
         "queued jobs (one at a time across workers and replicas, by a lease in the store)",
     )
+    max_pipeline_runs: int = Field(
+        default=2,
+        ge=1,
+        description="pipeline runs `cloche up` runs at once, each in its own process (a run "
+        "queued beyond them waits)",
+    )
     tick_seconds: float = Field(
         default=2.0, gt=0, description="seconds between the scheduler's looks"
     )

@@ -108,14 +108,17 @@ class Scheduler:
 
 
 def for_server(store: Store, settings: Settings) -> Scheduler:
-    """The scheduler `cloche up` runs: scheduled batch runs, queued jobs, then due monitors."""
+    """The scheduler `cloche up` runs: scheduled batch runs, queued jobs and pipeline runs,
+    then due monitors."""
     from cloche.batch import schedules
     from cloche.batch.places import Places
     from cloche.batch.runner import JobRunner
     from cloche.monitoring import child, runs
+    from cloche.pipelines.server_runs import PipelineRunner
     from cloche.store.tables import utcnow
 
     runner = JobRunner(store, settings, max_jobs=settings.batch.max_concurrent_jobs)
+    pipelines = PipelineRunner(store, settings, max_runs=settings.scheduler.max_pipeline_runs)
 
     places = Places.from_settings(settings)
 
@@ -130,7 +133,7 @@ def for_server(store: Store, settings: Settings) -> Scheduler:
 
     return Scheduler(
         store,
-        [queue_scheduled_runs, runner.tick, run_due_monitors],
+        [queue_scheduled_runs, runner.tick, pipelines.tick, run_due_monitors],
         every_s=settings.scheduler.tick_seconds,
-        on_stop=[runner.stop],
+        on_stop=[runner.stop, pipelines.stop],
     )

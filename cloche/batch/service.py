@@ -21,8 +21,8 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -154,7 +154,14 @@ def runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def runner_alive(row: BatchJobRow, *, now_s: float | None = None) -> bool:
+class HasRunner(Protocol):
+    """A row some process runs (a batch job, a pipeline run): who, and when it last said so."""
+
+    runner: str | None
+    heartbeat_at: datetime | None
+
+
+def runner_alive(row: HasRunner, *, now_s: float | None = None) -> bool:
     """Whether the process running ``row`` still runs it: its pid (same host) and heartbeat."""
     if row.runner is None or row.heartbeat_at is None:
         return False

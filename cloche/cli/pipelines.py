@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +16,7 @@ from cloche.cli._common import Globals, JsonOpt, load_settings, parse_pairs
 from cloche.cli._output import new_table, out, print_json, success, when
 from cloche.client._local import local_actor
 from cloche.errors import InvalidInput, NotFound
-from cloche.pipelines import loading, records, runner
+from cloche.pipelines import loading, records, registered, runner
 from cloche.pipelines.entities import PipelineRun
 from cloche.store.store import Store
 
@@ -46,8 +48,9 @@ def run(
     target: Annotated[
         str,
         typer.Argument(
-            metavar="FILE.py[:NAME]",
-            help="The file that defines the pipeline, and its name if the file has several.",
+            metavar="FILE.py[:NAME] | NAME",
+            help="A file that defines the pipeline (run here), or a registered pipeline's name "
+            "(queued for `cloche up` on this store to run).",
         ),
     ],
     param: Annotated[
@@ -61,32 +64,77 @@ def run(
         str,
         typer.Option(
             metavar="inprocess|process",
-            help="inprocess: steps run in threads here; process: each in a process of its own "
+            help="inprocess: steps run in threads; process: each in a process of its own "
             "(a crash or a timeout stops only that step).",
         ),
     ] = "inprocess",
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Independent steps that run at the same time.")
     ] = runner.DEFAULT_WORKERS,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="For a registered pipeline: wait for its run to end.")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Run a pipeline here, step by step, and record the run; exits 1 if it failed."""
-    pipeline = loading.load_pipeline(target)
+    """Run a pipeline here, or queue a registered one for the server; exits 1 if it failed."""
     raw = parse_pairs(param, option="--param", example="threshold=0.8")
-    params = loading.parse_params(pipeline.graph, raw)
-    with _local_store(ctx) as store:
-        found = runner.run_pipeline(
-            store,
-            pipeline,
-            params,
-            actor=local_actor(),
-            use_cache=not no_cache,
-            executor=executor,
-            workers=workers,
-        )
+    if ".py" not in target:
+        with _local_store(ctx) as store:
+            params = loading.parse_params(registered.newest_graph(store, target), raw)
+            found = registered.queue_run(
+                store, target, params, actor=local_actor(), executor=executor
+            )
+            if wait:
+                found = _wait(store, found.id)
+        if not wait:
+            print_json(found) if json_ else success(f"queued {found.id} for the server to run")
+            return
+    else:
+        pipeline = loading.load_pipeline(target)
+        params = loading.parse_params(pipeline.graph, raw)
+        with _local_store(ctx) as store:
+            found = runner.run_pipeline(
+                store,
+                pipeline,
+                params,
+                actor=local_actor(),
+                use_cache=not no_cache,
+                executor=executor,
+                workers=workers,
+            )
     _show(found, json_)
     if found.state != "succeeded":
         raise typer.Exit(1)
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    target: Annotated[
+        str, typer.Argument(metavar="FILE.py[:NAME]", help="The file that defines the pipeline.")
+    ],
+    json_: JsonOpt = False,
+) -> None:
+    """Register a pipeline file with the store so `cloche up` can run it (a new version only
+    when its source changed)."""
+    pipeline = loading.load_pipeline(target)
+    path = Path(target.partition(":")[0] if not Path(target).exists() else target)
+    with _local_store(ctx) as store:
+        found = registered.register(
+            store, pipeline, source=path.read_text(), file_name=path.name, actor=local_actor()
+        )
+    if json_:
+        print_json(found)
+        return
+    success(f"{found.name} version {found.version} ({found.steps} steps) is registered")
+
+
+def _wait(store: Store, run_id: str) -> PipelineRun:
+    while True:
+        found = records.get_run(store, run_id)
+        if found.done:
+            return found
+        time.sleep(0.5)
 
 
 @app.command("runs")

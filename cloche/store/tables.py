@@ -325,6 +325,27 @@ class PipelineRunRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_by: Mapped[str] = mapped_column(String(128), default="")
+    # Runs queued for the server: the registered version they run, and who runs them now.
+    pipeline_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    runner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PipelineRow(Base):
+    """A registered pipeline version: its source file as given, so the server can run it."""
+
+    __tablename__ = "pipelines"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_pipeline_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str] = mapped_column(String(255))
+    source_hash: Mapped[str] = mapped_column(String(64))
+    graph: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
 
 
 class PipelineStepRow(Base):

@@ -1,4 +1,4 @@
-"""Pipeline runs, the attempts of their steps, and decisions on their approval steps.
+"""Registered pipelines, their runs, the attempts of run steps, and approval decisions.
 
 Revision ID: 0008
 Revises: 0007
@@ -29,6 +29,22 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_by", sa.String(128), nullable=False),
+        sa.Column("pipeline_version", sa.Integer, nullable=True),
+        sa.Column("runner", sa.String(128), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_table(
+        "pipelines",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(64), nullable=False, index=True),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("file_name", sa.String(255), nullable=False),
+        sa.Column("source_hash", sa.String(64), nullable=False),
+        sa.Column("graph", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(128), nullable=False),
+        sa.UniqueConstraint("name", "version", name="uq_pipeline_version"),
     )
     op.create_table(
         "pipeline_steps",
@@ -69,4 +85,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("pipeline_decisions")
     op.drop_table("pipeline_steps")
+    op.drop_table("pipelines")
     op.drop_table("pipeline_runs")
