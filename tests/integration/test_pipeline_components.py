@@ -151,3 +151,23 @@ def test_a_component_refused_by_the_service_fails_its_step_with_the_services_mes
     run = run_pipeline(store, promote, {}, actor="t")
     assert run.state == "failed"
     assert "model_not_found" in run.latest()[("promote_alias", -1)].error
+
+
+def test_deploying_again_sets_the_share_on_the_deployment_already_there(
+    store: Store, settings: Settings, sklearn_model_file: Path, weak_model_file: Path
+) -> None:
+    _production(settings, weak_model_file)
+    with cloche.Client(settings=settings) as client:
+        client.models.upload(sklearn_model_file, name="churn")
+
+    @pipeline(name="canary")
+    def canary(share: int) -> None:
+        deploy_model(endpoint="churn", model="churn:2", traffic=share)
+
+    assert run_pipeline(store, canary, {"share": 10}, actor="t").state == "succeeded"
+    again = run_pipeline(store, canary, {"share": 10}, actor="t", use_cache=False)
+    assert again.state == "succeeded", again.steps[-1].error
+    more = run_pipeline(store, canary, {"share": 30}, actor="t")
+    assert more.state == "succeeded", more.steps[-1].error
+    with cloche.Client(settings=settings) as client:
+        assert client.endpoints.get("churn").traffic() == {"churn:1": 70, "churn:2": 30}

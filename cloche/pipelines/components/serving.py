@@ -47,11 +47,31 @@ def create_endpoint(name: str, description: str = "", log_sample_rate: float = 1
 @component
 def deploy_model(endpoint: str, model: str, traffic: int = 100) -> dict:  # type: ignore[type-arg]
     """Deploy a version (``churn:3``, ``churn@staging``) with ``traffic`` percent of requests;
-    the others keep the rest in proportion. Returns the endpoint's traffic split."""
+    the others keep the rest in proportion. Run again (a resumed run), it sets that share on the
+    deployment already there. Returns the endpoint's traffic split."""
     with cloche.Client() as client:
-        found = client.endpoints.deploy(endpoint, model, traffic=traffic)
+        version = client.models.show(model).ref
+        current = client.endpoints.get(endpoint).traffic()
+        if version in current:  # run again after a restart: the deployment is there already
+            if current[version] != traffic:
+                found = client.endpoints.traffic(endpoint, _rescaled(current, version, traffic))
+            else:
+                found = client.endpoints.get(endpoint)
+        else:
+            found = client.endpoints.deploy(endpoint, version, traffic=traffic)
     print(f"{endpoint}: {found.traffic()}")
     return found.traffic()
+
+
+def _rescaled(current: dict[str, int], version: str, traffic: int) -> dict[str, int]:
+    """``version`` at ``traffic``, the others sharing the rest in proportion (as deploy does)."""
+    others = {ref: share for ref, share in current.items() if ref != version}
+    rest, total = 100 - traffic, sum(others.values())
+    split = {ref: (share * rest // total if total else 0) for ref, share in others.items()}
+    if others:
+        first = next(iter(split))
+        split[first] += rest - sum(split.values())
+    return {**split, version: traffic if others else 100}
 
 
 @component
