@@ -86,7 +86,7 @@ def _in_thread(
                 box["value"] = func(**arguments)
             except BaseException as exc:
                 box["error"] = exc
-            box["log"] = log.getvalue()
+            box["log"] = log.getvalue()[-MAX_LOG_CHARS:]
 
     if timeout is None:
         target()

@@ -24,8 +24,6 @@ from cloche.pipelines.values import (
 )
 from cloche.store.store import Store
 
-MAX_LOG_CHARS = 64_000
-
 
 @dataclass
 class RunState:
@@ -50,12 +48,7 @@ class RunState:
 def run_step(state: RunState, task: TaskSpec, iteration: int, item: Any) -> bool:
     """Run (or reuse) one step for one loop item; True when it succeeded."""
     spec = state.graph.components[task.component]
-    inputs = {
-        name: resolve(
-            arg, params=state.params, outputs=state.outputs, iteration=iteration, item=item
-        )
-        for name, arg in task.arguments.items()
-    }
+    inputs = {name: state.value(arg, iteration, item) for name, arg in task.arguments.items()}
     for name, pspec in spec.params.items():
         inputs.setdefault(name, pspec.default)
     key = cache_key(spec, inputs)
