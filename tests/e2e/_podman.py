@@ -170,7 +170,9 @@ set -eu
 if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
     pw="$(mktemp)"
     printf '%s' "$POSTGRES_PASSWORD" > "$pw"
-    initdb -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile="$pw" \\
+    # UTF8 as in the official image: minbase's POSIX locale would make it SQL_ASCII, where
+    # psycopg hands text back as bytes.
+    initdb -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile="$pw" -E UTF8 --locale=C.UTF-8 \\
         --auth-local=trust --auth-host=scram-sha-256 > /dev/null
     rm -f "$pw"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
