@@ -104,7 +104,7 @@ LOCK = REPO / "requirements" / "image.txt"
 
 @pytest.fixture(scope="session")
 def wheelhouse() -> Path:
-    """The lock's wheels (about 185 MB, downloaded once per lock) and a fresh cloche wheel."""
+    """The lock's wheels (about 190 MB, downloaded once per lock) and a fresh cloche wheel."""
     key = hashlib.sha256(LOCK.read_bytes()).hexdigest()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     dest = cache / "cloche-test-wheels" / key
