@@ -1,5 +1,8 @@
 """deploy/compose as a user runs it: PostgreSQL, two `cloche up` replicas, HAProxy in front.
 
+Under load through the balancer, one replica is killed (SIGKILL), started again, and the other
+stopped (SIGTERM, drained): no request fails, and the remaining replica serves each time.
+
 podman-compose brings the project's own compose.yaml and haproxy.cfg up from a copy of
 deploy/compose, with the database password in a generated .env as the docs say. The images
 are the `cloche up` image of ``_podman.py`` and stand-ins for the public postgres and haproxy
@@ -38,7 +41,9 @@ from tests.e2e._podman import (
     wheelhouse,
 )
 
-pytestmark = pytest.mark.slow
+# The first session builds the stand-ins and the cloche image (minutes, counted in setup);
+# after that the test itself takes about 1.5 min, bounded by its own waits.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 # fixtures: imported for pytest to find
 __all__ = ["base_image", "haproxy_image", "postgres_image", "up_image", "wheelhouse"]
 
@@ -165,7 +170,49 @@ def served(stack: Stack, service: str, token: str) -> int:
     )
 
 
-def test_a_killed_replica_behind_the_balancer_loses_no_request(
+def load_through(stack: Stack, auth: dict[str, str], meanwhile: Callable[[], object]) -> None:
+    """Predictions through the balancer from 4 threads; ``meanwhile()`` after the 100th.
+
+    The load goes on for 3 s after ``meanwhile`` returned (the balancer notices a dead or
+    draining replica within 2 s) and to 600 requests at least. Asserts that every request
+    answered 200 and that enough came after ``meanwhile`` to tell.
+    """
+    total, trigger, after_s = 600, 100, 3.0
+    results: list[tuple[float, int | str]] = []
+    lock = threading.Lock()
+    started = threading.Event()
+    done_at = float("inf")
+
+    def client() -> None:
+        with httpx.Client(base_url=stack.url, headers=auth, timeout=30) as http:
+            while True:
+                with lock:
+                    if len(results) >= total and time.monotonic() > done_at + after_s:
+                        return
+                    if len(results) >= trigger:
+                        started.set()
+                try:
+                    outcome: int | str = http.post(PREDICT, json=ROW).status_code
+                except httpx.HTTPError as exc:
+                    outcome = repr(exc)
+                with lock:
+                    results.append((time.monotonic(), outcome))
+
+    with ThreadPoolExecutor(4) as pool:
+        clients = [pool.submit(client) for _ in range(4)]
+        assert started.wait(60), "the load never got going"
+        meanwhile()
+        done_at = time.monotonic()
+        for done in clients:
+            done.result(timeout=120)
+
+    failed = [outcome for _, outcome in results if outcome != 200]
+    assert failed == [], f"{len(failed)} of {len(results)} failed: {failed[:5]}"
+    after = sum(1 for at, _ in results if at > done_at)
+    assert after >= 100, f"only {after} requests after the event: too few to tell"
+
+
+def test_replicas_behind_the_balancer_lose_no_request_when_one_is_killed_or_stopped(
     stack: Stack, sklearn_model_file: Path
 ) -> None:
     wait_for(lambda: stack.inside("cloche-1", "/v2/health/ready") is not None, "cloche-1", stack)
@@ -195,38 +242,42 @@ def test_a_killed_replica_behind_the_balancer_loses_no_request(
     # Both replicas answered the warm-up (round the balancer); replica 1's token works on 2.
     assert all(served(stack, s, token) > 0 for s in ("cloche-1", "cloche-2"))
 
-    total, kill_after = 600, 100
-    results: list[tuple[float, int | str]] = []
-    lock = threading.Lock()
-    started = threading.Event()
+    # SIGKILL: no drain; requests in flight on replica 1 die with it and are replayed.
+    survivor: dict[str, int] = {}
 
-    def client() -> None:
-        with httpx.Client(base_url=stack.url, headers=auth, timeout=30) as http:
-            while True:
-                with lock:
-                    if len(results) >= total:
-                        return
-                    if len(results) >= kill_after:
-                        started.set()
-                try:
-                    outcome: int | str = http.post(PREDICT, json=ROW).status_code
-                except httpx.HTTPError as exc:
-                    outcome = repr(exc)
-                with lock:
-                    results.append((time.monotonic(), outcome))
-
-    with ThreadPoolExecutor(4) as pool:
-        clients = [pool.submit(client) for _ in range(4)]
-        assert started.wait(60), "the load never got going"
-        # SIGKILL: no drain, requests in flight on replica 1 die with it.
+    def kill_replica_1() -> None:
         podman("kill", stack.container("cloche-1"))
-        killed_at = time.monotonic()
-        survivor_at_kill = served(stack, "cloche-2", token)
-        for done in clients:
-            done.result(timeout=120)
+        survivor["at kill"] = served(stack, "cloche-2", token)
 
-    failed = [outcome for _, outcome in results if outcome != 200]
-    assert failed == [], f"{len(failed)} of {len(results)} failed: {failed[:5]}"
-    after_kill = sum(1 for at, _ in results if at > killed_at)
-    assert after_kill >= 100, f"only {after_kill} requests after the kill: too few to tell"
-    assert served(stack, "cloche-2", token) > survivor_at_kill
+    load_through(stack, auth, kill_replica_1)
+    assert served(stack, "cloche-2", token) > survivor["at kill"]
+
+    # Replica 1 comes back and the balancer sends it traffic again once it is ready.
+    podman("start", stack.container("cloche-1"))
+    wait_for(lambda: stack.inside("cloche-1", "/v2/health/ready") is not None, "restart", stack)
+    back = served(stack, "cloche-1", token)
+    with httpx.Client(base_url=stack.url, headers=auth, timeout=30) as http:
+
+        def rejoined() -> bool:
+            assert http.post(PREDICT, json=ROW).status_code == 200
+            return served(stack, "cloche-1", token) > back
+
+        wait_for(rejoined, "replica 1 back in the pool", stack, timeout=30)
+
+    # `podman stop` sends SIGTERM (as orchestrators do) and waits: replica 2 answers
+    # not-ready, the balancer takes it out, it finishes what it holds and exits; no request
+    # fails. (After a bare SIGTERM, the restart policy would start it again.)
+    stopping, stop = ThreadPoolExecutor(1), []
+
+    def stop_replica_2() -> None:
+        survivor["at stop"] = served(stack, "cloche-1", token)
+        stop.append(stopping.submit(podman, "stop", "-t", "30", stack.container("cloche-2")))
+
+    with stopping:
+        load_through(stack, auth, stop_replica_2)
+        stop[0].result(timeout=60)
+    assert served(stack, "cloche-1", token) > survivor["at stop"]
+    state = podman(
+        "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", stack.container("cloche-2")
+    )
+    assert state.split() == ["exited", "0"], state
