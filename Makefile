@@ -7,10 +7,13 @@ UV_BOOT := .cache/uv-bootstrap
 UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOT)/bin/uv)
 # onnx: so that `cloche export` of the demo model works in the demo's install
 BASE_EXTRAS := sklearn,onnx
+# The `cloche up` image (deploy/Dockerfile): the demo's set plus a PostgreSQL driver for replicas.
+IMAGE_EXTRAS := sklearn,onnx,postgres
 TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,ray,dev,docs
 TORCH := torch==2.13.0
 # The locks: every package each install set takes, pinned with hashes (`make lock` refreshes them).
 DEMO_LOCK := requirements/demo.txt
+IMAGE_LOCK := requirements/image.txt
 TEST_LOCK := requirements/test.txt
 BUILD_LOCK := requirements/build.txt
 # torch comes from this machine's disk through pip; its own dependencies are pinned here.
@@ -46,10 +49,11 @@ checks:
 	$(PY) -m pytest -q -p no:cacheprovider --durations=20
 
 # Refresh the locks to the newest versions the ranges allow (then run `make test`); the demo's
-# set is constrained by the test set's, so the two agree in the one .venv they share.
+# and image's sets are constrained by the test set's, so all agree on every version.
 lock: | $(UV)
 	$(UV) pip compile $(LOCK_FLAGS) --upgrade pyproject.toml $(foreach e,$(subst $(comma), ,$(TEST_EXTRAS)),--extra $(e)) -o $(TEST_LOCK)
 	$(UV) pip compile $(LOCK_FLAGS) --upgrade pyproject.toml $(foreach e,$(subst $(comma), ,$(BASE_EXTRAS)),--extra $(e)) -c $(TEST_LOCK) -o $(DEMO_LOCK)
+	$(UV) pip compile $(LOCK_FLAGS) --upgrade pyproject.toml $(foreach e,$(subst $(comma), ,$(IMAGE_EXTRAS)),--extra $(e)) -c $(TEST_LOCK) -o $(IMAGE_LOCK)
 	echo 'hatchling>=1.25' | $(UV) pip compile $(LOCK_FLAGS) --upgrade - -o $(BUILD_LOCK)
 	printf '%s\n' $(TORCH_DEPS) | $(UV) pip compile --universal --python-version 3.11 -q --upgrade --no-annotate - -c $(TEST_LOCK) -o $(TORCH_LOCK)
 

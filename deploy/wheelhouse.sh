@@ -4,13 +4,13 @@
 # without pip), and cloche's wheel with its hash in cloche.txt.
 #
 # Usage: deploy/wheelhouse.sh [DEST]   (default deploy/wheels; PYTHON picks a python with pip)
-# The lock's wheels are downloaded again only when requirements/demo.txt changed.
+# The lock's wheels are downloaded again only when requirements/image.txt changed.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$(mkdir -p "${1:-$repo/deploy/wheels}" && cd "${1:-$repo/deploy/wheels}" && pwd)"
 python="${PYTHON:-python3}"
-lock="$repo/requirements/demo.txt"
+lock="$repo/requirements/image.txt"
 lock_sha="$(sha256sum "$lock" | cut -d' ' -f1)"
 
 if [[ "$(cat "$dest/.lock-sha256" 2>/dev/null)" != "$lock_sha" ]]; then

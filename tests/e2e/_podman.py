@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,12 +99,12 @@ def build_offline(context: Path, *, base: str, tag: str, dockerfile: Path | None
 
 
 REPO = Path(__file__).resolve().parents[2]
-LOCK = REPO / "requirements" / "demo.txt"
+LOCK = REPO / "requirements" / "image.txt"
 
 
 @pytest.fixture(scope="session")
 def wheelhouse() -> Path:
-    """The lock's wheels (about 185 MB, downloaded once per lock) and a fresh cloche wheel."""
+    """The lock's wheels (about 190 MB, downloaded once per lock) and a fresh cloche wheel."""
     key = hashlib.sha256(LOCK.read_bytes()).hexdigest()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     dest = cache / "cloche-test-wheels" / key
@@ -128,7 +129,7 @@ def up_image(
     # hard links spare copying the wheels when the cache shares the file system.
     context = tmp_path_factory.mktemp("up-image") / "context"
     (context / "requirements").mkdir(parents=True)
-    shutil.copy(LOCK, context / "requirements" / "demo.txt")
+    shutil.copy(LOCK, context / "requirements" / LOCK.name)
     shutil.copytree(REPO / "deploy", context / "deploy", ignore=shutil.ignore_patterns("wheels"))
     shutil.copy(REPO / ".dockerignore", context / ".dockerignore")
     try:
@@ -144,3 +145,82 @@ def up_image(
         yield tag
     finally:
         podman("rmi", "-f", tag, check=False)
+
+
+# Stand-ins for the public images deploy/compose names (no registry is reachable here), built
+# from the debootstrap base with Debian's packages. Each honours the interface compose.yaml
+# uses, and only that: the official postgres image's POSTGRES_USER / POSTGRES_PASSWORD /
+# POSTGRES_DB and PGDATA, and haproxy on PATH as the `haproxy` user.
+POSTGRES_STANDIN = """\
+ARG BASE
+FROM ${BASE}
+RUN apt-get update -q && apt-get install -q -y --no-install-recommends postgresql-15 \\
+    && rm -rf /var/lib/apt/lists/* /var/lib/postgresql/15 \\
+    && mkdir -p /var/lib/postgresql/data && chown postgres:postgres /var/lib/postgresql/data
+COPY entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    PGDATA=/var/lib/postgresql/data
+USER postgres
+ENTRYPOINT ["sh", "/usr/local/bin/docker-entrypoint.sh"]
+CMD ["postgres"]
+"""
+# What the official image's entrypoint does on a first start, for the variables compose sets.
+POSTGRES_ENTRYPOINT = """\
+set -eu
+if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+    pw="$(mktemp)"
+    printf '%s' "$POSTGRES_PASSWORD" > "$pw"
+    # UTF8 as in the official image: minbase's POSIX locale would make it SQL_ASCII, where
+    # psycopg hands text back as bytes.
+    initdb -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile="$pw" -E UTF8 --locale=C.UTF-8 \\
+        --auth-local=trust --auth-host=scram-sha-256 > /dev/null
+    rm -f "$pw"
+    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    db="${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"
+    if [ "$db" != postgres ]; then
+        echo "CREATE DATABASE \\"$db\\"" | postgres --single -D "$PGDATA" postgres > /dev/null
+    fi
+fi
+exec "$@"
+"""
+HAPROXY_STANDIN = """\
+ARG BASE
+FROM ${BASE}
+RUN apt-get update -q && apt-get install -q -y --no-install-recommends haproxy \\
+    && rm -rf /var/lib/apt/lists/*
+USER haproxy
+"""
+
+
+def standin_image(base: str, name: str, files: dict[str, str]) -> str:
+    """Build ``files`` (a Dockerfile and what it copies) on ``base`` once, keyed by content.
+
+    The build fetches Debian packages from the mirror the base came from (the only network the
+    image tests use); a second session finds the image in podman's store.
+    """
+    base_id = podman("image", "inspect", "--format", "{{.Id}}", base).strip()
+    digest = hashlib.sha256(base_id.encode())
+    for path, text in sorted(files.items()):
+        digest.update(f"{path}\0{text}\0".encode())
+    tag = f"localhost/cloche-test-{name}:{digest.hexdigest()[:12]}"
+    env = {**os.environ, "CONTAINERS_CONF": str(CONF)}
+    if subprocess.run(["podman", "image", "exists", tag], env=env).returncode == 0:
+        return tag
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, text in files.items():
+            (Path(tmp) / path).write_text(text)
+        podman("build", "-q", "--build-arg", f"BASE={base}", "-t", tag, tmp, timeout=900)
+    return tag
+
+
+@pytest.fixture(scope="session")
+def postgres_image(base_image: str) -> str:
+    """Stands in for docker.io/library/postgres in deploy/compose."""
+    files = {"Dockerfile": POSTGRES_STANDIN, "entrypoint.sh": POSTGRES_ENTRYPOINT}
+    return standin_image(base_image, "postgres", files)
+
+
+@pytest.fixture(scope="session")
+def haproxy_image(base_image: str) -> str:
+    """Stands in for docker.io/library/haproxy in deploy/compose."""
+    return standin_image(base_image, "haproxy", {"Dockerfile": HAPROXY_STANDIN})
