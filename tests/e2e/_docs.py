@@ -159,10 +159,22 @@ def run_page(page: Path, *, shells: bool, terminal: Shell | None = None) -> int:
     document: Document = page_parser(shells=shells).parse(page)
     document.namespace["__shell__"] = terminal
     count = 0
-    for example in document:
-        example.evaluate()
-        count += 1
+    try:
+        for example in document:
+            example.evaluate()
+            count += 1
+    finally:
+        close_clients(document.namespace)
     return count
+
+
+def close_clients(namespace: dict[str, object]) -> None:
+    """Close the clients a page's Python blocks opened (cloche's, tritonclient's): a reader
+    leaves them to the end of the script, and the test must not leave their sockets open."""
+    for value in namespace.values():
+        module = type(value).__module__
+        if module.startswith(("cloche.client", "tritonclient")) and hasattr(value, "close"):
+            value.close()
 
 
 SHELL_BLOCK = re.compile(r"^```(console|bash)\s*$", re.MULTILINE)

@@ -146,18 +146,20 @@ def guides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guides]:
             yield Guides(env, data, Receiver.received)
     finally:
         receiver.shutdown()
+        receiver.server_close()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", GUIDES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_example_of_a_guide_runs_against_cloche_up(
-    page: Path, guides: Guides, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    page: Path, guides: Guides, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     text = page.read_text()
     # A fence in another language would be skipped silently: the pages use these four only
     # (text for what is not a command, e.g. a file's contents or a log line).
     assert set(FENCE.findall(text)) <= {"", "python", "console", "bash", "text", "json"}, page
-    folder = tmp_path / "work"
+    # Under the server's CLOCHE_BATCH__ALLOWED_DIRS, as a user's files would be for a job it runs.
+    folder = guides.data.parent / "pages" / str(page.relative_to(ROOT)).replace("/", "-")
     shutil.copytree(guides.data, folder)
     monkeypatch.chdir(folder)
     for key in [k for k in os.environ if k.startswith("CLOCHE_")]:
