@@ -76,19 +76,21 @@ def test_the_site_fetches_nothing_from_the_internet(tmp_path: Path) -> None:
         assert 'src="http' not in html, page
 
 
+def test_some_page_has_a_python_example() -> None:
+    assert any("```python" in page.read_text() for page in [*OFFLINE, *GUIDES])
+
+
 @pytest.mark.parametrize("page", OFFLINE, ids=lambda p: str(p.relative_to(DOCS)))
 def test_every_python_block_of_a_page_runs(page: Path) -> None:
     run_page(page, shells=False)
 
 
 class Receiver(BaseHTTPRequestHandler):
-    """A webhook on loopback: keeps every JSON body POSTed to it (the alert examples' channel)."""
-
-    received: list[object] = []
+    """A webhook on loopback, the alert examples' channel: takes every POST with a 200, which
+    the pages show as `delivered`."""
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.received.append(json.loads(body or b"null"))
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
         self.end_headers()
 
@@ -108,7 +110,6 @@ class Guides:
 
     env: dict[str, str]
     data: Path  # what examples/make_churn.py made; each page gets a copy
-    webhook: list[object]
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +144,7 @@ def guides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guides]:
                 TERM="dumb",
             )
             env.pop("CLOCHE_SERVING__POLL_MS", None)
-            yield Guides(env, data, Receiver.received)
+            yield Guides(env, data)
     finally:
         receiver.shutdown()
         receiver.server_close()
