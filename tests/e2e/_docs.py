@@ -182,6 +182,7 @@ SHELL_BLOCK = re.compile(r"^```(console|bash)\s*$", re.MULTILINE)
 
 @contextmanager
 def page_shell(cwd: Path, env: dict[str, str]) -> Iterator[Shell]:
+    """A page's terminal in ``cwd`` with ``env``; what it left in the background ends with it."""
     terminal = Shell(cwd, env)
     try:
         yield terminal
