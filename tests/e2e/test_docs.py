@@ -1,19 +1,38 @@
-"""The docs site cannot drift from the code: it builds with --strict (a broken link, a missing
-page or an SDK/CLI reference that no longer resolves fails), and every ```python block of its
-pages runs. Shell blocks are ```console and are not run."""
+"""The docs cannot drift from the code: the site builds with --strict (a broken link, a missing
+page or an SDK/CLI reference that no longer resolves fails), and the examples run.
+
+The README's and the guides' examples (Python, doctest, ```console and ```bash blocks) run with
+sybil against one real `cloche up` started for the session, each page in a folder of its own
+holding the files `python examples/make_churn.py` makes, its shown output compared (see
+_docs.py). The other pages' ```python blocks run offline, as they stand.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from mktestdocs import check_md_file
+
+from tests.e2e._docs import SHELL_BLOCK, page_shell, run_page
+from tests.e2e._servers import cloche_up, server_env
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted((ROOT / "docs").rglob("*.md"))
+DOCS = ROOT / "docs"
+# The pages whose every example runs against a server; the others' Python blocks run offline.
+GUIDES = [ROOT / "README.md", DOCS / "getting-started.md", *sorted((DOCS / "guides").glob("*.md"))]
+OFFLINE = [p for p in sorted(DOCS.rglob("*.md")) if p not in GUIDES]
+FENCE = re.compile(r"^```(\w*)", re.MULTILINE)
 
 
 def test_the_site_builds_with_strict_and_no_warnings(tmp_path: Path) -> None:
@@ -58,9 +77,100 @@ def test_the_site_fetches_nothing_from_the_internet(tmp_path: Path) -> None:
 
 
 def test_some_page_has_a_python_example() -> None:
-    assert any("```python" in page.read_text() for page in PAGES)
+    assert any("```python" in page.read_text() for page in [*OFFLINE, *GUIDES])
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT / "docs")))
+@pytest.mark.parametrize("page", OFFLINE, ids=lambda p: str(p.relative_to(DOCS)))
 def test_every_python_block_of_a_page_runs(page: Path) -> None:
-    check_md_file(fpath=page, memory=True)  # blocks of a page share their names, in order
+    run_page(page, shells=False)
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook on loopback, the alert examples' channel: takes every POST with a 200, which
+    the pages show as `delivered`."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Guides:
+    """The session's `cloche up`, the environment its pages' examples run in, their files."""
+
+    env: dict[str, str]
+    data: Path  # what examples/make_churn.py made; each page gets a copy
+
+
+@pytest.fixture(scope="session")
+def guides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guides]:
+    base = tmp_path_factory.mktemp("guides")
+    data = base / "data"
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "make_churn.py"), str(data)],
+        check=True,
+        timeout=300,
+    )
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    grpc_port, edge_port = free_port(), free_port()
+    allow = {
+        "CLOCHE_EGRESS__ALLOW": "127.0.0.1",  # the webhook receiver, and edge sync to the server
+        "CLOCHE_BATCH__ALLOWED_DIRS": json.dumps([str(base)]),  # jobs sent to the server
+        "CLOCHE_SERVING__GRPC_PORT": str(grpc_port),
+    }
+    try:
+        with cloche_up(base / "home", env=allow) as server:
+            env = server_env(server.home, allow)
+            env.update(
+                CLOCHE_URL=server.url,
+                CLOCHE_TOKEN=server.auth["Authorization"].removeprefix("Bearer "),
+                GRPC_ADDRESS=f"127.0.0.1:{grpc_port}",
+                EDGE_PORT=str(edge_port),  # for the edge guide's `cloche serve`
+                WEBHOOK_URL=f"http://127.0.0.1:{receiver.server_address[1]}/hooks/ops",
+                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                COLUMNS="100",  # the CLI's tables wrap as the pages show them
+                NO_COLOR="1",
+                TERM="dumb",
+            )
+            env.pop("CLOCHE_SERVING__POLL_MS", None)
+            yield Guides(env, data)
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", GUIDES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_of_a_guide_runs_against_cloche_up(
+    page: Path, guides: Guides, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = page.read_text()
+    # A fence in another language would be skipped silently (```sh, ```shell): the examples are
+    # python, console and bash; text and data formats for what is not run (a long-running
+    # `cloche up`, `make test` itself, a file's contents).
+    runnable, inert = {"python", "console", "bash"}, {"", "text", "json", "yaml", "toml", "ini"}
+    assert set(FENCE.findall(text)) <= runnable | inert, page
+    # Under the server's CLOCHE_BATCH__ALLOWED_DIRS, as a user's files would be for a job it runs.
+    folder = guides.data.parent / "pages" / str(page.relative_to(ROOT)).replace("/", "-")
+    shutil.copytree(guides.data, folder)
+    monkeypatch.chdir(folder)
+    for key in [k for k in os.environ if k.startswith("CLOCHE_")]:
+        monkeypatch.delenv(key)
+    for key, value in guides.env.items():
+        monkeypatch.setenv(key, value)  # for the Python blocks, as the shell blocks have it
+    with page_shell(folder, dict(guides.env)) as terminal:
+        ran = run_page(page, shells=True, terminal=terminal)
+    # Each block is at least one example (a doctest block is one per `>>>`): none was skipped.
+    blocks = text.count("```python") + len(SHELL_BLOCK.findall(text))
+    assert ran >= blocks > 0, f"{ran} examples ran, the page has {blocks} blocks"
