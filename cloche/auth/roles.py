@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -49,6 +50,14 @@ class Principal:
 
 
 LOCAL_USER = Principal(actor="local", role="admin")
+
+
+def local_actor() -> str:
+    """Who acts on this machine's CLOCHE_HOME directly (CLI, in-process SDK, local runs)."""
+    try:
+        return f"local:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "local"
 
 
 def check_role(role: str) -> str:

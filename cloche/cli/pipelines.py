@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cloche.auth.roles import local_actor
 from cloche.cli._common import Globals, JsonOpt, load_settings, parse_pairs
 from cloche.cli._output import new_table, out, print_json, success, when
-from cloche.client._local import local_actor
 from cloche.errors import InvalidInput, NotFound
 from cloche.pipelines import loading, records, registered, runner
 from cloche.pipelines.entities import PipelineRun

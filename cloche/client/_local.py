@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
 from functools import cached_property
 from pathlib import Path
 
-from cloche.auth.roles import Principal
+from cloche.auth.roles import Principal, local_actor
 from cloche.config import Settings
 from cloche.store.store import Store
-
-
-def local_actor() -> str:
-    try:
-        return f"local:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "local"
 
 
 def as_path(value: str | Path | None) -> Path | None:

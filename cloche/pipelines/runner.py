@@ -241,7 +241,7 @@ def run(
     """Run ``pipeline`` here to its end and return the recorded run (``cloche pipelines run``
     from Python). The run is recorded in this machine's CLOCHE_HOME; its steps reach cloche as
     ``cloche.Client()`` does (CLOCHE_URL when set)."""
-    from cloche.client._local import local_actor
+    from cloche.auth.roles import local_actor
 
     store = Store.open(settings or Settings())
     try:
