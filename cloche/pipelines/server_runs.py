@@ -166,7 +166,7 @@ def main(argv: list[str]) -> int:
         print(f"pipeline run {argv[0]}: {exc}", file=sys.stderr)
         records.set_run_state(store, argv[0], "failed", error=f"{exc.code}: {exc.message}")
         return int(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - failed, not left running to be resumed forever
+    except Exception as exc:  # failed, not left running to be resumed forever
         log.exception("pipeline run %s failed unexpectedly", argv[0])
         records.set_run_state(store, argv[0], "failed", error=f"internal error: {exc!r}")
         return 1
