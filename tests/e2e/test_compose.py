@@ -262,7 +262,8 @@ def test_replicas_behind_the_balancer_lose_no_request_when_one_is_killed_or_stop
             assert http.post(PREDICT, json=ROW).status_code == 200
             return served(stack, "cloche-1", token) > back
 
-        wait_for(rejoined, "replica 1 back in the pool", stack, timeout=30)
+        # Within seconds normally; HAProxy may hold a name that failed to resolve for a while.
+        wait_for(rejoined, "replica 1 back in the pool", stack, timeout=90)
 
     # `podman stop` sends SIGTERM (as orchestrators do) and waits: replica 2 answers
     # not-ready, the balancer takes it out, it finishes what it holds and exits; no request
