@@ -25,7 +25,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -140,7 +139,7 @@ def cloche(executor: str, home: Path) -> dict[str, float]:
 def prefect() -> dict[str, float]:
     python = PREFECT_VENV / "bin" / "python"
     if not python.exists():
-        uv = [sys.executable, "-m", "uv"] if _has_uv_module() else ["uv"]
+        uv = _uv()
         subprocess.run([*uv, "venv", "-q", "-p", "3.11", str(PREFECT_VENV)], check=True)
         subprocess.run([*uv, "pip", "install", "-q", "-p", str(python), "prefect"], check=True)
     with tempfile.TemporaryDirectory() as home:
@@ -153,10 +152,13 @@ def prefect() -> dict[str, float]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _has_uv_module() -> bool:
-    import importlib.util
+def _uv() -> list[str]:
+    """uv on PATH, else the copy `make` bootstraps into .cache/uv-bootstrap."""
+    import shutil
 
-    return importlib.util.find_spec("uv") is not None
+    found = shutil.which("uv")
+    local = Path(__file__).resolve().parents[1] / ".cache" / "uv-bootstrap" / "bin" / "uv"
+    return [found] if found else [str(local)]
 
 
 def best(measure: Callable[[], dict[str, float]], repeat: int) -> dict[str, float]:
