@@ -20,56 +20,16 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
+
+# The demo's customers and model pipeline (examples/demo.py), so the guides' models are its.
+from demo import make_customers, pipeline
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-NUMERIC = ["tenure_months", "monthly_spend", "support_calls"]
-
-
-def customers(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Synthetic customers; churn rises with support calls and falls with tenure."""
-    rng = np.random.default_rng(seed)
-    plan = rng.choice(["basic", "pro", "enterprise"], size=n, p=[0.5, 0.35, 0.15])
-    tenure = rng.integers(1, 72, size=n)
-    spend = rng.gamma(2.0, 30.0, size=n) + np.select(
-        [plan == "pro", plan == "enterprise"], [20.0, 80.0], 0.0
-    )
-    calls = rng.poisson(1.5, size=n)
-    logit = (
-        -1.0
-        + 2.5 * (tenure < 12)
-        - 0.01 * tenure
-        + 2.0 * (calls >= 4)
-        - 1.2 * (plan == "enterprise")
-    )
-    churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    frame = pd.DataFrame(
-        {
-            "plan": plan,
-            "tenure_months": tenure,
-            "monthly_spend": spend.round(2),
-            "support_calls": calls,
-        }
-    )
-    return frame, churned
-
-
-def pipeline(classifier: object) -> Pipeline:
-    features = ColumnTransformer(
-        [
-            ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
-            ("numeric", StandardScaler(), NUMERIC),
-        ]
-    )
-    return Pipeline([("features", features), ("classifier", classifier)])
 
 
 def main(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    X, y = customers(2000, seed=7)
+    X, y = make_customers(2000, seed=7)
     joblib.dump(pipeline(LogisticRegression(max_iter=200)).fit(X, y), folder / "churn.joblib")
     boosted = pipeline(GradientBoostingClassifier(n_estimators=30, random_state=0)).fit(X, y)
     joblib.dump(boosted, folder / "churn-v2.joblib")
@@ -77,7 +37,7 @@ def main(folder: Path) -> None:
     parts = folder / "data" / "customers"
     parts.mkdir(parents=True, exist_ok=True)
     for i in range(3):
-        rows, _ = customers(1000, seed=100 + i)
+        rows, _ = make_customers(1000, seed=100 + i)
         ids = pd.RangeIndex(i * 1000, (i + 1) * 1000)
         rows.insert(0, "customer_id", [f"c{n:05d}" for n in ids])
         rows.insert(1, "region", np.where(ids % 2 == 0, "eu", "us"))
