@@ -17,7 +17,7 @@ from cloche.cli._common import Globals, JsonOpt, load_settings, parse_pairs
 from cloche.cli._output import new_table, out, print_json, success, when
 from cloche.errors import InvalidInput, NotFound
 from cloche.pipelines import loading, records, registered, runner
-from cloche.pipelines.entities import PipelineRun
+from cloche.pipelines.entities import PipelineRun, step_key
 from cloche.store.store import Store
 
 app = typer.Typer(
@@ -182,8 +182,7 @@ def logs(
     """What a step printed, and its error, attempt by attempt."""
     with _local_store(ctx) as store:
         found = records.get_run(store, run_id)
-    name, _, rest = step.partition("[")
-    iteration = int(rest.rstrip("]")) if rest else -1
+    name, iteration = step_key(step)
     attempts = [r for r in found.steps if r.step == name and r.iteration == iteration]
     if not attempts:
         raise NotFound(

@@ -22,7 +22,7 @@ from cloche import audit
 from cloche.errors import NotWaitingForApproval, Timeout
 from cloche.pipelines import records
 from cloche.pipelines.component import Component
-from cloche.pipelines.entities import PipelineRun
+from cloche.pipelines.entities import PipelineRun, step_key
 from cloche.pipelines.graph import PipelineGraph
 from cloche.store.store import Store
 from cloche.store.tables import PipelineDecisionRow
@@ -59,8 +59,7 @@ def decide(
     """Record the decision on ``step`` (``name`` or ``name[i]``) of a run waiting for it."""
     run = records.get_run(store, run_id)
     graph = PipelineGraph.model_validate(run.graph)
-    name, _, rest = step.partition("[")
-    iteration = int(rest.rstrip("]")) if rest else -1
+    name, iteration = step_key(step)
     latest = run.latest().get((name, iteration))
     is_approval = any(
         t.id == name and graph.components[t.component].kind == "approval" for t in graph.tasks

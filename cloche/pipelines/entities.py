@@ -7,12 +7,24 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from cloche.errors import InvalidInput
+
 RUN_STATES = ("pending", "running", "waiting", "succeeded", "failed", "cancelled")
 STEP_STATES = (
     "pending", "running", "waiting", "succeeded", "failed", "skipped", "cached", "cancelled"
 )  # fmt: skip
 FINAL_RUN_STATES = frozenset({"succeeded", "failed", "cancelled"})
 DONE_STEP_STATES = frozenset({"succeeded", "cached"})
+
+
+def step_key(text: str) -> tuple[str, int]:
+    """``train`` or ``train[2]`` (a loop item, as ``step_states`` names them) as (step, item)."""
+    name, bracket, rest = text.partition("[")
+    if not bracket:
+        return name, -1
+    if not rest.endswith("]") or not rest[:-1].isdigit():
+        raise InvalidInput(f"{text!r} is not a step", hint="write STEP or STEP[N], e.g. train[2]")
+    return name, int(rest[:-1])
 
 
 class StepRecord(BaseModel):

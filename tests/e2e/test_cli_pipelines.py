@@ -187,3 +187,9 @@ def test_a_run_waits_for_approve_from_another_shell(tmp_path: Path) -> None:
     steps = {s["step"]: s for s in json.loads(out)["steps"]}
     assert steps["approval"]["outputs"]["approved"] is True
     assert steps["promote"]["state"] == "succeeded"
+
+
+def test_a_malformed_step_name_exits_2_with_how_to_write_one(pipeline_file: Path) -> None:
+    run_id = ok_json("pipelines", "run", pipeline_file)["id"]
+    result = cloche("pipelines", "logs", run_id, "make[x]")
+    assert result.exit_code == 2 and "STEP[N]" in result.output
