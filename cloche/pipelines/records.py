@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -14,11 +13,7 @@ from cloche.errors import PipelineRunNotFound
 from cloche.pipelines.entities import PipelineRun, StepRecord
 from cloche.pipelines.graph import PipelineGraph
 from cloche.store.store import Store
-from cloche.store.tables import PipelineRunRow, PipelineStepRow
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+from cloche.store.tables import PipelineRunRow, PipelineStepRow, utcnow
 
 
 def new_run_id() -> str:
@@ -69,9 +64,9 @@ def set_run_state(store: Store, run_id: str, state: str, *, error: str = "") -> 
         row.state = state
         row.error = error
         if state == "running" and row.started_at is None:
-            row.started_at = now()
+            row.started_at = utcnow()
         if state in ("succeeded", "failed", "cancelled"):
-            row.ended_at = now()
+            row.ended_at = utcnow()
 
 
 def record_step(store: Store, run_id: str, record: StepRecord, *, cache_key: str | None) -> None:

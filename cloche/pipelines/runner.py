@@ -19,6 +19,7 @@ from cloche.pipelines.step import RunState, run_step
 from cloche.pipelines.values import run_params
 from cloche.store.private import private_dir
 from cloche.store.store import Store
+from cloche.store.tables import utcnow
 
 # Steps of one run at a time: enough for I/O-bound steps (service calls) on a small machine.
 DEFAULT_WORKERS = 4
@@ -189,7 +190,7 @@ def _fail(state: RunState, task: TaskSpec, exc: ClocheError) -> None:
 def _record(state: RunState, task: TaskSpec, iteration: int, status: str, why: str) -> None:
     key = (task.id, iteration)
     state.attempts[key] = state.attempts.get(key, 0) + 1
-    stamp = records.now()
+    stamp = utcnow()
     record = StepRecord(
         step=task.id,
         iteration=iteration,

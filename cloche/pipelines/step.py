@@ -23,6 +23,7 @@ from cloche.pipelines.values import (
     resolve,
 )
 from cloche.store.store import Store
+from cloche.store.tables import utcnow
 
 
 @dataclass
@@ -73,7 +74,7 @@ def _reuse(
     hit = records.cached_outputs(state.store, key)
     if hit is None or not intact(hit[1]):
         return False
-    stamp = records.now()
+    stamp = utcnow()
     record = StepRecord(
         step=task.id,
         iteration=iteration,
@@ -101,7 +102,7 @@ def _await_approval(
         attempt=_next_attempt(state, task.id, iteration),
         state="waiting",
         inputs=inputs,
-        started_at=records.now(),
+        started_at=utcnow(),
     )
     records.record_step(state.store, state.run_id, record, cache_key=None)
     records.set_run_state(state.store, state.run_id, "waiting")
@@ -109,7 +110,7 @@ def _await_approval(
         timeout = float(inputs.get("timeout_seconds") or 86_400.0)
         decision = await_decision(state.store, state.run_id, task.id, iteration, timeout=timeout)
     except ClocheError as exc:
-        failure = {"state": "failed", "error": _describe(exc), "ended_at": records.now()}
+        failure = {"state": "failed", "error": _describe(exc), "ended_at": utcnow()}
         records.record_step(
             state.store, state.run_id, record.model_copy(update=failure), cache_key=None
         )
@@ -117,7 +118,7 @@ def _await_approval(
     finally:
         records.set_run_state(state.store, state.run_id, "running")
     outputs = decision._asdict()
-    done = {"state": "succeeded", "outputs": outputs, "ended_at": records.now()}
+    done = {"state": "succeeded", "outputs": outputs, "ended_at": utcnow()}
     records.record_step(state.store, state.run_id, record.model_copy(update=done), cache_key=None)
     state.outputs[(task.id, iteration)] = outputs
     return True
@@ -133,7 +134,7 @@ def _attempt(
         attempt=_next_attempt(state, task.id, iteration),
         state="running",
         inputs=inputs,
-        started_at=records.now(),
+        started_at=utcnow(),
     )
     records.record_step(state.store, state.run_id, record, cache_key=None)
     folder = state.root / state.run_id / (task.id if iteration < 0 else f"{task.id}-{iteration}")
@@ -157,11 +158,11 @@ def _attempt(
             outputs[name] = artifact_record(artifact, spec.outputs[name], step=task.id)
     except ClocheError as exc:
         failure = {"state": "failed", "error": _describe(exc), "log": exc.details.get("log", "")}
-        record = record.model_copy(update=failure | {"ended_at": records.now()})
+        record = record.model_copy(update=failure | {"ended_at": utcnow()})
         records.record_step(state.store, state.run_id, record, cache_key=None)
         return False
     success = {"state": "succeeded", "outputs": outputs, "log": log}
-    record = record.model_copy(update=success | {"ended_at": records.now()})
+    record = record.model_copy(update=success | {"ended_at": utcnow()})
     records.record_step(state.store, state.run_id, record, cache_key=key if task.caching else None)
     state.outputs[(task.id, iteration)] = outputs
     return True
