@@ -145,8 +145,14 @@ class WorkerInit:
     parent_pid: int
 
 
-def worker_main(init: WorkerInit, tasks: Any, events: Any, stop: Any) -> None:
-    """A worker process: load the model once, then run tasks until told to stop."""
+def worker_main(
+    init: WorkerInit, tasks: Any, events: Any, stop: Any, holding: Any, slot: int
+) -> None:
+    """A worker process: load the model once, then run tasks until told to stop.
+
+    ``holding[slot]`` is the task this worker is on (-1: none), written before it scores in
+    shared memory, not sent as an event: a killed worker's queue thread may never send its last
+    events, and the parent must still say which file the dead worker was scoring."""
     # Ctrl-C reaches the whole process group; the parent alone decides, and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(init.parent_pid)
@@ -163,7 +169,7 @@ def worker_main(init: WorkerInit, tasks: Any, events: Any, stop: Any) -> None:
         if stop.is_set():
             events.put(("skipped", task.id))
             continue
-        events.put(("started", task.id, os.getpid()))
+        holding[slot] = task.id
         try:
             run_task(
                 task,
@@ -177,6 +183,7 @@ def worker_main(init: WorkerInit, tasks: Any, events: Any, stop: Any) -> None:
             events.put(("aborted", task.id))
         except Exception as exc:
             events.put(("failed", task.id, describe(exc)))
+        holding[slot] = -1
 
 
 def describe(exc: BaseException) -> str:
@@ -205,9 +212,10 @@ class WorkerPool:
         self.tasks: Any = ctx.Queue()
         self.events: Any = ctx.Queue()
         self.stop = ctx.Event()
-        args = (init, self.tasks, self.events, self.stop)
-        self.processes = [
-            ctx.Process(target=worker_main, args=args, name=f"cloche-batch-{i}", daemon=True)
+        self.holding: Any = ctx.Array("q", [-1] * size, lock=False)
+        args = (init, self.tasks, self.events, self.stop, self.holding)
+        self.processes: list[mp.process.BaseProcess] = [
+            ctx.Process(target=worker_main, args=(*args, i), name=f"cloche-batch-{i}", daemon=True)
             for i in range(size)
         ]
         with _thread_limits(size > 1):
@@ -222,6 +230,11 @@ class WorkerPool:
 
     def dead(self) -> list[mp.process.BaseProcess]:
         return [p for p in self.processes if p.exitcode is not None]
+
+    def held_by(self, process: mp.process.BaseProcess) -> int | None:
+        """The task ``process`` was on when it last wrote its slot, if any."""
+        task = int(self.holding[self.processes.index(process)])
+        return task if task >= 0 else None
 
     def close(self, *, abort: bool, grace_s: float = 30.0) -> list[tuple[Any, ...]]:
         """Stop the workers (after their current batch if ``abort``); the events left unread."""

@@ -246,14 +246,11 @@ class _PoolRun:
     def __init__(self, plan: JobPlan, monitor: Monitor, tasks: dict[int, Task]) -> None:
         self.plan, self.monitor, self.tasks = plan, monitor, tasks
         self.running: dict[int, Task] = {}
-        self.holders: dict[int, int] = {}  # worker pid -> the task it is on
 
     def handle(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
         if kind == "chunk":
             self.monitor.chunk_done(event[1])
-        elif kind == "started":
-            self.holders[event[2]] = event[1]
         elif kind in ("done", "aborted", "skipped"):
             self.running.pop(event[1], None)
         elif kind == "failed":
@@ -271,7 +268,7 @@ class _PoolRun:
         if self.monitor.stopping:
             return
         process = pool.dead()[0]
-        task = self.holders.get(process.pid or -1)
+        task = pool.held_by(process)
         where = f" while scoring {self._file(task)}" if task in self.running else ""
         self.monitor.fail(f"a worker process exited unexpectedly (code {process.exitcode}){where}")
 

@@ -11,12 +11,24 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import secrets
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_instances: dict[int, str] = {}
+
+
+def instance_id() -> str:
+    """This process's name for its metrics file: its pid and a random part, so a process that
+    reuses a dead worker's pid (a restarted container's workers do) never overwrites the dead
+    one's totals. Per pid, so a forked child gets its own."""
+    pid = os.getpid()
+    if pid not in _instances:
+        _instances[pid] = f"{pid}-{secrets.token_hex(4)}"
+    return _instances[pid]
 
 
 class Histogram:
@@ -72,6 +84,7 @@ class WorkerMetrics:
     def snapshot(self, gauges: dict[str, dict[str, float]]) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
+            "instance": instance_id(),
             "requests": [[*k, v] for k, v in self.requests.items()],
             "latency": {k: h.to_dict() for k, h in self.latency.items()},
             "batch_rows": {k: h.to_dict() for k, h in self.batch_rows.items()},
@@ -83,9 +96,10 @@ class WorkerMetrics:
 
 def publish(folder: Path, snapshot: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{snapshot['pid']}.tmp"
+    name = snapshot.get("instance") or str(snapshot["pid"])
+    tmp = folder / f".{name}.tmp"
     tmp.write_text(json.dumps(snapshot))
-    tmp.replace(folder / f"{snapshot['pid']}.json")
+    tmp.replace(folder / f"{name}.json")
 
 
 def render(folder: Path) -> str:
@@ -97,12 +111,7 @@ def render(folder: Path) -> str:
     explain_latency: dict[str, dict[str, Any]] = {}
     gauges: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     workers = 0
-    for path in sorted(folder.glob("*.json")):
-        try:
-            snap = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        alive = _alive(int(snap.get("pid", 0)))
+    for snap, alive in _snapshots(folder):
         workers += alive
         for endpoint, deployment, status, count in snap["requests"]:
             requests[(endpoint, deployment, int(status))] += int(count)
@@ -161,6 +170,24 @@ def render(folder: Path) -> str:
         for label, value in sorted(series.items()):
             out.append(f"{name}{{{label}}} {value:g}" if label else f"{name} {value:g}")
     return "\n".join(out) + "\n"
+
+
+def _snapshots(folder: Path) -> list[tuple[dict[str, Any], bool]]:
+    """Every readable snapshot, and whether its process still runs: of several files naming one
+    live pid, only the newest is that process; the others were dead workers' before it."""
+    found: list[tuple[float, Path, dict[str, Any]]] = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            found.append((path.stat().st_mtime, path, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            continue
+    newest: dict[int, Path] = {}
+    for _, path, snap in sorted(found, key=lambda f: f[0]):
+        newest[int(snap.get("pid", 0))] = path
+    return [
+        (snap, newest.get(pid := int(snap.get("pid", 0))) == path and _alive(pid))
+        for _, path, snap in found
+    ]
 
 
 def _alive(pid: int) -> bool:

@@ -10,7 +10,7 @@ def _worker(pid: int, requests: int, queue: float) -> dict:
         m.request("churn", "churn:1", 200, 0.003)
     m.batch("churn:1", requests)
     snap = m.snapshot({"cloche_queue_rows": {'deployment="churn:1"': queue}})
-    snap["pid"] = pid
+    snap["pid"], snap["instance"] = pid, f"{pid}-{requests}"
     return snap
 
 
@@ -23,6 +23,18 @@ def test_workers_add_up_and_a_dead_workers_gauges_drop_out(tmp_path: Path) -> No
     assert 'cloche_request_seconds_bucket{endpoint="churn",le="0.005"} 7' in text
     assert 'cloche_request_seconds_count{endpoint="churn"} 7' in text
     assert 'cloche_queue_rows{deployment="churn:1"} 2' in text
+
+
+def test_a_worker_reusing_a_dead_workers_pid_keeps_the_dead_ones_totals(tmp_path: Path) -> None:
+    dead = _worker(os.getpid(), 3, 9.0)  # a killed worker whose pid the next one got
+    publish(tmp_path, dead)
+    past = os.stat(tmp_path / f"{dead['instance']}.json").st_mtime - 10
+    os.utime(tmp_path / f"{dead['instance']}.json", (past, past))
+    publish(tmp_path, _worker(os.getpid(), 4, 2.0))
+    text = render(tmp_path)
+    assert 'cloche_requests_total{endpoint="churn",deployment="churn:1",status="200"} 7' in text
+    assert "cloche_workers 1" in text
+    assert 'cloche_queue_rows{deployment="churn:1"} 2' in text  # the dead one's gauge dropped
 
 
 def test_label_values_are_escaped(tmp_path: Path) -> None:
@@ -45,7 +57,7 @@ def test_explanations_are_counted_apart_from_predictions(tmp_path: Path) -> None
     old = m.snapshot({})  # a worker of a release without explain figures
     for key in ("explain_requests", "explain_latency"):
         del old[key]
-    old["pid"] = 2**22 + 12345
+    old["pid"], old["instance"] = 2**22 + 12345, "old"
     publish(tmp_path, old)
     text = render(tmp_path)
     assert 'cloche_requests_total{endpoint="churn",deployment="churn:1",status="200"} 2' in text
