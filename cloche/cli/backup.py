@@ -52,7 +52,7 @@ def restore(
 ) -> None:
     """Restore a backup into CLOCHE_HOME (or CLOCHE_DB_URL), migrating it to this version's
     schema. The archive is verified whole before anything is written."""
-    from cloche.store.backup import restore_backup
+    from cloche.store.restore import restore_backup
 
     summary = restore_backup(load_settings(), file, force=force)
     if json_:

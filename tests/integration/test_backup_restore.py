@@ -22,7 +22,8 @@ from cloche.errors import (
     RestoreTargetNotEmpty,
     SchemaTooNew,
 )
-from cloche.store.backup import create_backup, restore_backup
+from cloche.store.backup import create_backup
+from cloche.store.restore import restore_backup
 from cloche.store.store import Store
 
 
