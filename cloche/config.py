@@ -60,6 +60,12 @@ class ServerSettings(BaseModel):
         description="largest chunk of an edge log, in MiB, that the central server takes "
         "from `cloche edge sync`",
     )
+    db_wait_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="how long `cloche up` waits for an unreachable metadata database (a "
+        "PostgreSQL container still starting) before it gives up",
+    )
     tls_cert_file: Path | None = Field(
         default=None,
         description="PEM certificate chain: serve HTTPS (REST and predictions) and gRPC over "

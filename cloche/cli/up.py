@@ -6,6 +6,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -91,13 +92,12 @@ def up(
     os.umask(0o077)
 
     from cloche.auth.local_token import ensure_local_token
-    from cloche.store.store import Store
 
     with contextlib.ExitStack() as cleanup:
         sock = cleanup.enter_context(_bind(settings.server.host, settings.server.port))
         if settings.serving.grpc_port is not None:
             settings = _reserve_grpc(settings, settings.serving.grpc_port, cleanup)
-        store = Store.open(settings)
+        store = _open_store(settings)
         cleanup.callback(store.close)
         local_token = ensure_local_token(store)
         port = sock.getsockname()[1]
@@ -107,6 +107,30 @@ def up(
         else:
             _serve_workers(settings, sock, count)
     err.print("cloche stopped.")
+
+
+def _open_store(settings: Settings) -> "Store":
+    """The store, waiting up to ``server.db_wait_seconds`` for a database still starting.
+
+    Replicas started beside their database (compose, a pod) reach it before it accepts
+    connections; waiting here beats exiting and hoping a restart policy tries again.
+    """
+    from cloche.store.store import Store
+
+    # SQLite is a local file: when it cannot be opened, waiting will not change that.
+    wait = 0.0 if settings.database_url.startswith("sqlite") else settings.server.db_wait_seconds
+    deadline = time.monotonic() + wait
+    said = False
+    while True:
+        try:
+            return Store.open(settings)
+        except Unavailable as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if not said:
+                err.print(f"waiting for the metadata database: {exc}")
+                said = True
+            time.sleep(1)
 
 
 def _reserve_grpc(settings: Settings, port: int, cleanup: contextlib.ExitStack) -> Settings:

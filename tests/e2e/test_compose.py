@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -131,17 +132,34 @@ def stack(
         running.compose("up", "-d")
         yield running
     finally:
-        try:
-            running.compose("down", "-v", "-t", "5")
-        finally:
+        tear_down(running)
+
+
+def tear_down(stack: Stack) -> None:
+    """Remove the project's containers and volumes, best effort and bounded in time.
+
+    A podman that hangs while cleaning up (seen once in CI: `volume rm` stuck for 10 min)
+    leaves a project behind under its own unique name; it must not fail or stall the run.
+    """
+    steps: list[Callable[[], object]] = [
+        lambda: stack.compose("down", "-v", "-t", "5", timeout=120),
+        lambda: [
+            podman("volume", "rm", "-f", volume, check=False, timeout=60)
             for volume in podman(
                 "volume",
                 "ls",
                 "-q",
                 "--filter",
-                f"label=io.podman.compose.project={running.project}",
-            ).split():
-                podman("volume", "rm", "-f", volume, check=False)
+                f"label=io.podman.compose.project={stack.project}",
+                timeout=60,
+            ).split()
+        ],
+    ]
+    for step in steps:
+        try:
+            step()
+        except (AssertionError, subprocess.TimeoutExpired) as exc:
+            warnings.warn(f"cleaning up {stack.project}: {exc}", stacklevel=1)
 
 
 def wait_for(check: Callable[[], object], what: str, stack: Stack, timeout: float = 120) -> None:
@@ -153,12 +171,35 @@ def wait_for(check: Callable[[], object], what: str, stack: Stack, timeout: floa
         except (AssertionError, httpx.HTTPError):
             pass
         if time.monotonic() > deadline:
-            logs = {
-                s: podman("logs", "--tail", "30", stack.container(s), check=False)
-                for s in ("db", "cloche-1", "cloche-2", "lb")
-            }
-            raise AssertionError(f"timed out waiting for {what}: {logs}")
+            raise AssertionError(f"timed out waiting for {what}:\n{diagnosis(stack)}")
         time.sleep(0.5)
+
+
+def diagnosis(stack: Stack) -> str:
+    """Each service's state and last log lines, stderr included (where cloche and
+    PostgreSQL write)."""
+    parts = [
+        podman(
+            "ps",
+            "-a",
+            "--filter",
+            f"label=com.docker.compose.project={stack.project}",
+            "--format",
+            "{{.Names}} {{.Status}}",
+            check=False,
+            timeout=60,
+        )
+    ]
+    for service in ("db", "cloche-1", "cloche-2", "lb"):
+        done = subprocess.run(
+            ["podman", "--runtime", "runc", "logs", "--tail", "30", stack.container(service)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "CONTAINERS_CONF": str(CONF)},
+        )
+        parts.append(f"--- {service} ---\n{done.stdout}{done.stderr}")
+    return "\n".join(parts)
 
 
 def served(stack: Stack, service: str, token: str) -> int:
