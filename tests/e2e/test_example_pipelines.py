@@ -140,8 +140,8 @@ def test_weekly_scoring_of_usual_customers_sends_no_alert(site: Site) -> None:
 # Continuous rollout
 
 
-def _start_rollout(site: Site, model_file: str) -> subprocess.Popen[str]:
-    params = [f"model_file={model_file}", f"url={site.server.url}", site.channels]
+def _start_rollout(site: Site, model_file: str, *more: str) -> subprocess.Popen[str]:
+    params = [f"model_file={model_file}", f"url={site.server.url}", site.channels, *more]
     return subprocess.Popen(
         cloche_command(
             "pipelines", "run", str(ROLLOUT), *[a for p in params for a in ("-p", p)], "--json"
@@ -234,3 +234,21 @@ def test_a_rejected_canary_is_rolled_back_and_alerted(site: Site) -> None:
     [body] = site.hook.bodies
     assert body["alert"]["title"] == "rollout rejected: traffic is back on prod"
     assert "not today" in body["text"]
+
+
+def test_a_canary_without_traffic_is_no_evidence_so_it_is_rolled_back_and_alerted(
+    site: Site,
+) -> None:
+    _production(site, "churn.joblib")
+    run = _finished(_start_rollout(site, "churn-v2.joblib", "requests=0"))
+    assert run["state"] == "succeeded", run
+    canary = _outputs(run, "check_endpoint")
+    assert canary["healthy"] is False and canary["requests"] == 0
+    states = _states(run)
+    assert states["approval"] == "skipped" and states["deploy_model-4"] == "succeeded"
+    assert _outputs(run, "report")["output"] == {
+        "traffic": {"churn:1": 100, "churn:2": 0}, "production": "churn:1"
+    }  # fmt: skip
+    [body] = site.hook.bodies
+    assert body["alert"]["title"] == "rollout rolled back: the canary was unhealthy"
+    assert "0 requests in the window" in body["text"]
