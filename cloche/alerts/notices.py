@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cloche import audit
 from cloche.alerts.channels import parse_channel
 from cloche.alerts.delivery import Delivery, deliver_all
 from cloche.config import Settings
 from cloche.errors import InvalidInput
+from cloche.store.store import Store
 
 MAX_TITLE = 200
 MAX_TEXT = 10_000
@@ -49,10 +51,17 @@ class Notice:
 
 
 def send_notice(
-    settings: Settings, channels: list[str], title: str, text: str = "", *, actor: str
+    store: Store,
+    settings: Settings,
+    channels: list[str],
+    title: str,
+    text: str = "",
+    *,
+    actor: str,
 ) -> list[Delivery]:
     """Send a notice on each channel (``webhook:URL``, ``email:ADDR``, ``log``); one Delivery
-    per channel, in their order. Never raises for a channel that is down: the delivery says so."""
+    per channel, in their order, and an audit entry saying who sent what where. Never raises
+    for a channel that is down: the delivery says so."""
     if not channels:
         raise InvalidInput("name at least one channel to send the notice to")
     title = title.strip()
@@ -62,4 +71,15 @@ def send_notice(
         )
     parsed = [parse_channel(spec) for spec in channels]  # all checked before any is sent
     notice = Notice(title=title, body=text, sender=actor)
-    return deliver_all(parsed, notice, settings=settings.alerts, egress=settings.egress.policy())
+    found = deliver_all(parsed, notice, settings=settings.alerts, egress=settings.egress.policy())
+    with store.transaction() as session:
+        audit.record(
+            session,
+            actor=actor,
+            action="alert.send",
+            resource_type="notice",
+            resource=title,
+            # Masked as everywhere else a channel is shown: a webhook's path is its secret.
+            after={c.display(): d.ok for c, d in zip(parsed, found, strict=True)},
+        )
+    return found

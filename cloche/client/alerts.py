@@ -60,7 +60,9 @@ class LocalAlerts:
     ) -> builtins.list[Delivery]:
         from cloche.alerts.notices import send_notice
 
-        return send_notice(self._t.settings, list(channels), title, text, actor=self._t.actor)
+        return send_notice(
+            self._t.store, self._t.settings, list(channels), title, text, actor=self._t.actor
+        )
 
 
 class HttpAlerts:

@@ -39,6 +39,10 @@ def test_a_notice_reaches_the_webhook_and_says_what_was_delivered(
     [body] = hook.bodies
     assert body["alert"]["title"] == "rollout stopped"
     assert body["text"].startswith("cloche: rollout stopped\n\nchurn:2 is worse than churn@prod")
+    [entry] = client.audit.list(resource_type="notice")
+    assert (entry.action, entry.resource) == ("alert.send", "rollout stopped")
+    port = hook.url.split(":")[2].split("/")[0]
+    assert entry.after == {f"webhook:http://127.0.0.1:{port}/...": True, "log": True}
 
 
 def test_a_destination_the_egress_policy_refuses_is_reported_not_reached(

@@ -147,11 +147,13 @@ class NoticeRequest(BaseModel):
 
 
 @router.post("/alerts/send")
-def send_notice(principal: Deployer, settings: SettingsDep, body: NoticeRequest) -> list[Any]:
+def send_notice(
+    principal: Deployer, store: StoreDep, settings: SettingsDep, body: NoticeRequest
+) -> list[dict[str, Any]]:
     """Send a message to alert channels now (as a pipeline's send_alert step does); what
     happened on each channel. Webhooks go only where the server's egress policy allows."""
     found = notices.send_notice(
-        settings, body.channels, body.title, body.text, actor=principal.actor
+        store, settings, body.channels, body.title, body.text, actor=principal.actor
     )
     return [d.to_dict() for d in found]
 

@@ -10,6 +10,7 @@ import pytest
 from cloche.alerts.notices import Notice, send_notice
 from cloche.config import Settings
 from cloche.errors import InvalidInput
+from cloche.store.store import Store
 
 
 def test_a_notice_reads_as_chat_text_an_email_subject_and_json() -> None:
@@ -24,21 +25,23 @@ def test_a_notice_reads_as_chat_text_an_email_subject_and_json() -> None:
     assert notice.to_dict()["kind"] == "notice"
 
 
-def test_the_log_channel_is_delivered(settings: Settings) -> None:
-    [delivery] = send_notice(settings, ["log"], "scored", "3000 rows", actor="ci")
+def test_the_log_channel_is_delivered(store: Store, settings: Settings) -> None:
+    [delivery] = send_notice(store, settings, ["log"], "scored", "3000 rows", actor="ci")
     assert delivery.ok and delivery.channel == "log" and delivery.attempts == 1
 
 
-def test_a_bad_channel_is_refused_naming_the_forms_channels_take(settings: Settings) -> None:
+def test_a_bad_channel_is_refused_naming_the_forms_channels_take(
+    store: Store, settings: Settings
+) -> None:
     with pytest.raises(InvalidInput, match="is not one of: webhook:"):
-        send_notice(settings, ["log", "pager:ops"], "scored", actor="ci")
+        send_notice(store, settings, ["log", "pager:ops"], "scored", actor="ci")
 
 
 @pytest.mark.parametrize(
     ("channels", "title"), [([], "scored"), (["log"], " "), (["log"], "x" * 201)]
 )
 def test_no_channel_or_a_bad_title_is_refused(
-    settings: Settings, channels: list[str], title: str
+    store: Store, settings: Settings, channels: list[str], title: str
 ) -> None:
     with pytest.raises(InvalidInput):
-        send_notice(settings, channels, title, actor="ci")
+        send_notice(store, settings, channels, title, actor="ci")
