@@ -6,6 +6,7 @@ Run it in an empty folder (`python examples/make_churn.py [FOLDER]`); it writes,
   `tenure_months`, `monthly_spend` and `support_calls`;
 - `churn-v2.joblib`: gradient boosting on the same features, the better model;
 - `train.parquet`: the 2,000 rows both were trained on (the baseline monitors compare with);
+- `holdout.parquet`: 1,000 other customers with their label, `churned` (to evaluate versions);
 - `data/customers/part-0.parquet` ... `part-2.parquet`: 3,000 customers to score, with a
   `customer_id` and a `region` beside the features.
 
@@ -34,6 +35,9 @@ def main(folder: Path) -> None:
     boosted = pipeline(GradientBoostingClassifier(n_estimators=30, random_state=0)).fit(X, y)
     joblib.dump(boosted, folder / "churn-v2.joblib")
     X.to_parquet(folder / "train.parquet")
+    holdout, labels = make_customers(1000, seed=11)
+    holdout["churned"] = labels
+    holdout.to_parquet(folder / "holdout.parquet")
     parts = folder / "data" / "customers"
     parts.mkdir(parents=True, exist_ok=True)
     for i in range(3):

@@ -25,7 +25,7 @@ from cloche.alerts.webhook import webhook_sender
 from cloche.egress import Egress
 
 if TYPE_CHECKING:
-    from cloche.alerts.digest import AlertMessage
+    from cloche.alerts.message import Message
 
 log = logging.getLogger("cloche.alerts")
 
@@ -63,7 +63,7 @@ class Delivery:
 
 def deliver(
     channel: Channel,
-    message: AlertMessage,
+    message: Message,
     *,
     settings: DeliverySettings | None = None,
     egress: Egress | None = None,
@@ -86,7 +86,7 @@ def deliver(
 
 def deliver_all(
     channels: Iterable[Channel],
-    message: AlertMessage,
+    message: Message,
     *,
     settings: DeliverySettings | None = None,
     egress: Egress | None = None,

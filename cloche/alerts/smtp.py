@@ -18,13 +18,13 @@ from cloche.alerts.failure import AttemptFailed
 from cloche.alerts.settings import DeliverySettings
 
 if TYPE_CHECKING:
-    from cloche.alerts.digest import AlertMessage
+    from cloche.alerts.message import Message
 
 log = logging.getLogger("cloche.alerts")
 
 
-def email_sender(channel: Channel) -> Callable[[AlertMessage, DeliverySettings], None]:
-    def send(message: AlertMessage, settings: DeliverySettings) -> None:
+def email_sender(channel: Channel) -> Callable[[Message, DeliverySettings], None]:
+    def send(message: Message, settings: DeliverySettings) -> None:
         credentials = _credentials(settings)
         secrets = [credentials[1]] if credentials else []
         try:
@@ -50,7 +50,7 @@ def _credentials(settings: DeliverySettings) -> tuple[str, str] | None:
     return (user, password) if user else None
 
 
-def _email(message: AlertMessage, sender: str, to: tuple[str, ...]) -> EmailMessage:
+def _email(message: Message, sender: str, to: tuple[str, ...]) -> EmailMessage:
     email = EmailMessage()
     email["Subject"] = message.subject
     email["From"] = sender

@@ -25,13 +25,11 @@ from cloche.errors import DestinationRefused, InvalidInput, Unavailable
 if TYPE_CHECKING:
     import httpx
 
-    from cloche.alerts.digest import AlertMessage
+    from cloche.alerts.message import Message
 
 
-def webhook_sender(
-    channel: Channel, egress: Egress
-) -> Callable[[AlertMessage, DeliverySettings], None]:
-    def send(message: AlertMessage, settings: DeliverySettings) -> None:
+def webhook_sender(channel: Channel, egress: Egress) -> Callable[[Message, DeliverySettings], None]:
+    def send(message: Message, settings: DeliverySettings) -> None:
         destination = _checked(_webhook_url(channel), egress)
         _post(destination, {"text": message.text, "alert": message.to_dict()}, settings)
 

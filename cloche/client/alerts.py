@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, Protocol
 
+from cloche.alerts.delivery import Delivery
 from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
 from cloche.monitoring.entities import Alert
@@ -23,6 +24,13 @@ class AlertsAPI(Protocol):
 
     def ack(self, alert_id: int) -> Alert:
         """Acknowledge: the alert stays open while breached but is not notified again."""
+        ...
+
+    def send(
+        self, channels: builtins.list[str], title: str, text: str = ""
+    ) -> builtins.list[Delivery]:
+        """Send a message to alert channels (``webhook:URL``, ``email:ADDR``, ``log``) now;
+        what happened on each. A channel that is down is reported, not raised."""
         ...
 
 
@@ -47,6 +55,15 @@ class LocalAlerts:
 
         return service.ack_alert(self._t.store, alert_id, actor=self._t.actor)
 
+    def send(
+        self, channels: builtins.list[str], title: str, text: str = ""
+    ) -> builtins.list[Delivery]:
+        from cloche.alerts.notices import send_notice
+
+        return send_notice(
+            self._t.store, self._t.settings, list(channels), title, text, actor=self._t.actor
+        )
+
 
 class HttpAlerts:
     def __init__(self, transport: HttpTransport) -> None:
@@ -69,3 +86,10 @@ class HttpAlerts:
 
         reply = self._t.request("POST", f"{API}/alerts/{int(alert_id)}/ack")
         return Alert.model_validate(reply.json())
+
+    def send(
+        self, channels: builtins.list[str], title: str, text: str = ""
+    ) -> builtins.list[Delivery]:
+        body = {"channels": list(channels), "title": title, "text": text}
+        reply = self._t.request("POST", f"{API}/alerts/send", json=body)
+        return [Delivery.from_dict(d) for d in reply.json()]

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 
+from cloche.alerts import notices
 from cloche.alerts.masking import for_principal
 from cloche.api.deps import Reader, SettingsDep, StoreDep, Writer, require
 from cloche.api.routes import UPLOAD, make_router
@@ -137,6 +138,24 @@ def list_alerts(
 def get_alert(principal: Reader, store: StoreDep, alert_id: int) -> Alert:
     """One alert with its deliveries."""
     return for_principal(principal, service.get_alert(store, alert_id))
+
+
+class NoticeRequest(BaseModel):
+    channels: list[str] = Field(description="webhook:URL, webhook:env:VAR, email:ADDR or log")
+    title: str = Field(description="one line, at most 200 characters")
+    text: str = Field(default="", description="the message, at most 10,000 characters")
+
+
+@router.post("/alerts/send")
+def send_notice(
+    principal: Deployer, store: StoreDep, settings: SettingsDep, body: NoticeRequest
+) -> list[dict[str, Any]]:
+    """Send a message to alert channels now (as a pipeline's send_alert step does); what
+    happened on each channel. Webhooks go only where the server's egress policy allows."""
+    found = notices.send_notice(
+        store, settings, body.channels, body.title, body.text, actor=principal.actor
+    )
+    return [d.to_dict() for d in found]
 
 
 @router.post("/alerts/{alert_id}/ack")

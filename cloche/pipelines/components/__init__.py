@@ -8,8 +8,10 @@ CLOCHE_HOME in-process.
 """
 
 from cloche.pipelines.approvals import approval
+from cloche.pipelines.components.alerts import send_alert
 from cloche.pipelines.components.batch import batch_predict, check_drift
 from cloche.pipelines.components.evaluate import evaluate_model
+from cloche.pipelines.components.health import check_endpoint
 from cloche.pipelines.components.serving import (
     create_endpoint,
     deploy_model,
@@ -22,10 +24,12 @@ __all__ = [
     "approval",
     "batch_predict",
     "check_drift",
+    "check_endpoint",
     "create_endpoint",
     "deploy_model",
     "evaluate_model",
     "promote_alias",
+    "send_alert",
     "set_traffic",
     "upload_model",
 ]
