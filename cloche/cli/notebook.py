@@ -50,6 +50,7 @@ def notebook(
         err.print(f"added the starter notebook {copied}", highlight=False)
     err.print(f"notebooks in {directory.resolve()}; cloche.Client() reaches {url}", highlight=False)
     command = workspace.jupyter_command(directory, port=port, browser=not no_browser)
+    os.chdir(directory)  # kernels started without a notebook's path start here too
     if os.name == "posix":  # JupyterLab takes this process's place: Ctrl-C and signals reach it
         os.execve(command[0], command, env)
     raise typer.Exit(subprocess.call(command, env=env))

@@ -4,6 +4,7 @@ notebooks when empty), the server's URL and credential for the kernels, and the 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -90,4 +91,7 @@ def jupyter_command(directory: Path, *, port: int | None, browser: bool) -> list
         command += [f"--ServerApp.port={port}", "--ServerApp.port_retries=0"]
     if not browser:
         command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # JupyterLab refuses root, which containers often are; it listens on loopback only.
+        command.append("--allow-root")
     return command
