@@ -72,3 +72,30 @@ def test_a_run_seen_by_its_id_reads_the_same_record(settings: Settings) -> None:
 def test_a_bad_parameter_is_refused_before_anything_runs(settings: Settings) -> None:
     with pytest.raises(InvalidInput, match="n"):
         start(small, {"n": "three"}, settings=settings)
+
+
+def test_watch_redraws_one_display_in_place_until_the_run_ends(settings: Settings) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    release.clear()
+    InteractiveShell.instance()
+    try:
+        handle = start(small, {"n": 5}, settings=settings)
+        threading.Timer(1.5, release.set).start()  # the first drawings show it still running
+        with capture_output() as captured:
+            run = handle.watch(timeout=60)
+        handle.close()
+    finally:
+        release.set()
+        InteractiveShell.clear_instance()
+    assert run.state == "succeeded"
+    drawn = [o.data["text/html"] for o in captured.outputs]
+    assert len(drawn) >= 2
+    ids = {o.transient["display_id"] for o in captured.outputs}
+    assert len(ids) == 1  # one display, updated
+    assert [o.update for o in captured.outputs] == [False] + [True] * (len(drawn) - 1)
+    assert 'data-step="held" data-state="succeeded"' not in drawn[0]
+    assert (
+        'data-step="double" data-state="succeeded"' in drawn[-1] and ": succeeded</p>" in drawn[-1]
+    )
