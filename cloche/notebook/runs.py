@@ -43,7 +43,12 @@ class RunHandle:
         return self._follow(lambda run: None, timeout)
 
     def watch(self, timeout: float | None = None) -> PipelineRun:
-        """Draw the run and redraw it as its steps move on, until it ends; returns it."""
+        """Draw the run and redraw it as its steps move on, until it ends; returns it. Outside
+        IPython there is nothing to draw on: it waits, as ``wait()`` does."""
+        from cloche.notebook.display import current_shell
+
+        if current_shell() is None:
+            return self.wait(timeout)
         from IPython.display import HTML, display
 
         handle = display(HTML(self._repr_html_()), display_id=True)

@@ -99,3 +99,13 @@ def test_watch_redraws_one_display_in_place_until_the_run_ends(settings: Setting
     assert (
         'data-step="double" data-state="succeeded"' in drawn[-1] and ": succeeded</p>" in drawn[-1]
     )
+
+
+def test_outside_ipython_watch_only_waits(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release.set()
+    handle = start(small, {"n": 4}, settings=settings)
+    run = handle.watch(timeout=60)
+    handle.close()
+    assert run.state == "succeeded" and capsys.readouterr().out == ""
