@@ -3,6 +3,7 @@ refreshed in place (an IPython display handle) until the run ends."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -122,6 +123,8 @@ def start(
             )
         except BaseException as exc:  # shown by wait()/watch(), not lost in the thread
             handle._error = exc
+            with contextlib.suppress(Exception):  # nor left "running" in the record
+                records.set_run_state(store, run.id, "failed", error=f"{exc!r}")
         finally:
             store.close()
 
