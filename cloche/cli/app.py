@@ -24,6 +24,7 @@ from cloche.cli import (
     logs,
     models,
     monitors,
+    notebook,
     pipelines,
     tokens,
     up,
@@ -100,6 +101,7 @@ app.command("logs")(logs.logs)
 app.command("feedback")(feedback.feedback)
 app.command("up")(up.up)
 app.command("export")(export)
+app.command("notebook")(notebook.notebook)
 
 
 # `serve` and `edge` run on argparse (cloche/cli/launch.py sends them there before Typer loads,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,10 @@ class Client:
         for name in RESOURCES:
             setattr(self, name, resource_forms(name)[1 if url else 0](self._transport))
         self.url = url
+        if "IPython" in sys.modules:  # in a notebook, results render as tables
+            from cloche.notebook.display import enable
+
+            enable()
 
     def close(self) -> None:
         self._transport.close()

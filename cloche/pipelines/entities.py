@@ -76,10 +76,12 @@ class PipelineRun(BaseModel):
         return {f"{s}[{i}]" if i >= 0 else s: r.state for (s, i), r in self.latest().items()}
 
     def _repr_html_(self) -> str:  # a notebook shows the graph, each step in its state
+        from html import escape
+
         from cloche.pipelines.graph import PipelineGraph
         from cloche.pipelines.render import graph_svg
 
-        header = f"<p><b>{self.pipeline}</b> {self.id}: {self.state}</p>"
+        header = f"<p><b>{escape(self.pipeline)}</b> {escape(self.id)}: {escape(self.state)}</p>"
         if not self.graph:
             return header
         return header + graph_svg(PipelineGraph.model_validate(self.graph), self.step_states())

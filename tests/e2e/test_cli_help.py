@@ -19,7 +19,7 @@ def test_root_help_lists_every_command_the_edge_ones_included() -> None:
     assert result.exit_code == 0, result.output
     for command in (
         "models", "endpoints", "batch", "monitors", "alerts", "baselines", "tokens",
-        "audit", "logs", "feedback", "up", "export", "serve", "edge",
+        "audit", "logs", "feedback", "up", "export", "notebook", "serve", "edge",
     ):  # fmt: skip
         assert re.search(rf"│ {command} +\S", result.stdout), command
     assert "Serve an exported bundle" in result.stdout
