@@ -307,3 +307,18 @@ def _entity(row: PipelineScheduleRow) -> PipelineSchedule:
         created_at=audit.as_utc(row.created_at),
         created_by=row.created_by,
     )
+
+
+def recent_runs(store: Store, schedule_id: str, *, limit: int = 20) -> list[PipelineRun]:
+    """The newest runs the schedule made."""
+    from cloche.pipelines.records import entity
+
+    with store.transaction() as session:
+        found = _row(session, schedule_id).id
+        rows = session.scalars(
+            select(PipelineRunRow)
+            .where(PipelineRunRow.trigger == trigger_of(found))
+            .order_by(PipelineRunRow.created_at.desc())
+            .limit(limit)
+        )
+        return [entity(session, row, steps=False) for row in rows]
