@@ -22,6 +22,10 @@ def check_cron(cron: str) -> str:
     text = " ".join(cron.split())
     if len(text.split(" ")) != 5 or not croniter.is_valid(text):
         raise InvalidInput(f"--cron {cron!r} is not a cron expression", hint=_CRON_HINT)
+    try:  # valid fields can still name no day at all, e.g. February 31st
+        croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+    except ValueError:
+        raise InvalidInput(f"--cron {cron!r} names no time that exists", hint=_CRON_HINT) from None
     return text
 
 

@@ -36,6 +36,7 @@ from cloche.store.store import Store
 from cloche.store.tables import PipelineRunRow, utcnow
 
 log = logging.getLogger(__name__)
+MAX_LIMIT = 1_000_000  # for --max-runs and --max-concurrent: within any database's integer
 
 
 class PipelineSchedule(BaseModel):
@@ -131,8 +132,10 @@ def _check_limits(
             hint="give an end in the future (UTC), or none",
         )
     for flag, value in (("--max-runs", max_runs), ("--max-concurrent", max_concurrent)):
-        if value is not None and value < 1:
-            raise InvalidInput(f"{flag} must be 1 or more, not {value}", hint=f"leave {flag} out")
+        if value is not None and not 1 <= value <= MAX_LIMIT:
+            raise InvalidInput(
+                f"{flag} must be from 1 to {MAX_LIMIT}, not {value}", hint=f"or leave {flag} out"
+            )
 
 
 def list_schedules(store: Store, *, pipeline: str | None = None) -> list[PipelineSchedule]:

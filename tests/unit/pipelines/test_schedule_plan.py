@@ -95,3 +95,8 @@ def test_no_fire_time_after_the_end() -> None:
     state = ScheduleState(HOURLY, next_run_at=at(1, 6), end_at=at(1, 7, 30), catch_up=True)
     decided = plan(state, now=at(1, 9, 1), unfinished=0)
     assert decided.fire == [at(1, 6), at(1, 7)] and decided.next_run_at is None
+
+
+def test_a_cron_naming_no_real_day_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="names no time that exists"):
+        check_cron("0 0 31 2 *")
