@@ -20,7 +20,7 @@ from sqlalchemy import select
 from cloche.alerts.channels import Channel, parse_channel
 from cloche.alerts.delivery import Delivery
 from cloche.alerts.digest import AlertMessage
-from cloche.errors import ClocheError, InvalidInput
+from cloche.errors import ClocheError, InvalidInput, PipelineNotFound
 from cloche.pipelines import registered
 from cloche.pipelines.graph import PipelineGraph
 from cloche.store.store import Store
@@ -34,7 +34,7 @@ def check_registered(store: Store, specs: Iterable[str]) -> None:
             continue
         try:
             registered.newest_graph(store, channel.pipeline or "")
-        except ClocheError:
+        except PipelineNotFound:
             raise InvalidInput(
                 f"alert channel {channel} names no registered pipeline",
                 hint=f"register it first: cloche pipelines register FILE.py (defining "

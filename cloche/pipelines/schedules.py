@@ -195,14 +195,15 @@ def queue_due(store: Store, *, now: datetime | None = None) -> list[PipelineRun]
             continue  # another tick took these fire times
         if decided.skipped:
             log.warning("pipeline schedule %s: %s", schedule_id, decided.note)
-        notes = list(decided.skipped)
+        notes, failed = list(decided.skipped), 0
         for _ in decided.fire:
             try:
                 queued.append(_queue(store, schedule_id, pipeline, params))
             except ClocheError as exc:  # e.g. the pipeline was deleted: said on the schedule
                 log.warning("pipeline schedule %s could not queue its run: %s", schedule_id, exc)
                 notes.append(f"could not queue a run: {exc.message}")
-        _set_note(store, schedule_id, "; ".join(notes))
+                failed += 1
+        _set_note(store, schedule_id, "; ".join(notes), failed=failed)
     return queued
 
 
@@ -233,11 +234,12 @@ def _claim(
         return moved.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
-def _set_note(store: Store, schedule_id: str, note: str) -> None:
+def _set_note(store: Store, schedule_id: str, note: str, *, failed: int) -> None:
+    """Say what was skipped or failed; a run that could not be queued was not made."""
     with store.transaction() as session:
         row = session.get(PipelineScheduleRow, schedule_id)
         if row is not None:
-            row.note = note
+            row.note, row.runs_made = note, row.runs_made - failed
 
 
 def _unfinished(session: Session, schedule_id: str) -> int:

@@ -112,3 +112,20 @@ def test_a_paused_schedule_queues_nothing_and_delete_removes_it(registered_store
     assert schedules.queue_due(store, now=NOW + timedelta(days=3)) == []
     schedules.delete_schedule(store, made.id)
     assert schedules.list_schedules(store) == []
+
+
+def test_a_run_that_cannot_be_queued_is_said_on_the_schedule(registered_store: Store) -> None:
+    from sqlalchemy import delete
+
+    from cloche.store.tables import PipelineRow
+
+    store = registered_store
+    made = schedules.create_schedule(store, "nightly", cron="0 6 * * *", now=NOW)
+    with store.transaction() as session:
+        session.execute(delete(PipelineRow).where(PipelineRow.name == "nightly"))
+    assert schedules.queue_due(store, now=NOW + timedelta(hours=1)) == []
+    after = schedules.get_schedule(store, made.id)
+    assert "could not queue a run: no registered pipeline 'nightly'" in after.note
+    assert after.runs_made == 0 and after.next_run_at == NOW.replace(hour=6, minute=0) + timedelta(
+        days=1
+    )
