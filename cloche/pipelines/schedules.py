@@ -14,7 +14,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -57,8 +57,10 @@ class PipelineSchedule(BaseModel):
     created_at: datetime
     created_by: str = ""
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def state(self) -> str:
+        """active, paused, or finished (past its end or its max runs)."""
         return "finished" if self.next_run_at is None else "active" if self.enabled else "paused"
 
 

@@ -41,6 +41,7 @@ def test_schedule_list_show_pause_resume_delete(nightly: str) -> None:
         "--max-runs", "3", "--max-concurrent", "1", "--end", "2999-01-01T00:00",
     )  # fmt: skip
     assert made["params"] == {"word": "yo"} and made["max_runs"] == 3
+    assert made["state"] == "active"
     assert [s["id"] for s in ok_json("pipelines", "schedules", "list")] == [made["id"]]
     shown = ok_json("pipelines", "schedules", "show", made["id"][:8])
     assert shown["cron"] == "0 6 * * 1" and shown["runs"] == []
