@@ -11,6 +11,7 @@ failed delivery, recorded on the alerts like any other channel's.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,8 @@ from cloche.pipelines import registered
 from cloche.pipelines.graph import PipelineGraph
 from cloche.store.store import Store
 from cloche.store.tables import PipelineRunRow
+
+log = logging.getLogger("cloche.alerts")
 
 
 def check_registered(store: Store, specs: Iterable[str]) -> None:
@@ -85,6 +88,9 @@ def deliver(
     except ClocheError as exc:
         reason = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
         return Delivery(spec, ok=False, attempts=1, last_error=reason)
+    except Exception as exc:  # the store is away, a bug: recorded, the monitor run goes on
+        log.exception("alert to %s failed", spec)
+        return Delivery(spec, ok=False, attempts=1, last_error=f"unexpected error: {exc!r}")
     return Delivery(spec, ok=True, attempts=1, delivered_at=_now())
 
 
