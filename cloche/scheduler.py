@@ -114,6 +114,7 @@ def for_server(store: Store, settings: Settings) -> Scheduler:
     from cloche.batch.places import Places
     from cloche.batch.runner import JobRunner
     from cloche.monitoring import child, runs
+    from cloche.pipelines import schedules as pipeline_schedules
     from cloche.pipelines.server_runs import PipelineRunner
     from cloche.store.tables import utcnow
 
@@ -125,6 +126,9 @@ def for_server(store: Store, settings: Settings) -> Scheduler:
     def queue_scheduled_runs() -> None:
         schedules.queue_due(store, places=places)
 
+    def queue_scheduled_pipelines() -> None:
+        pipeline_schedules.queue_due(store)
+
     def run_due_monitors() -> None:
         now = utcnow()
         names = runs.take_due(store, now)
@@ -133,7 +137,13 @@ def for_server(store: Store, settings: Settings) -> Scheduler:
 
     return Scheduler(
         store,
-        [queue_scheduled_runs, runner.tick, pipelines.tick, run_due_monitors],
+        [
+            queue_scheduled_runs,
+            runner.tick,
+            queue_scheduled_pipelines,
+            pipelines.tick,
+            run_due_monitors,
+        ],
         every_s=settings.scheduler.tick_seconds,
         on_stop=[runner.stop, pipelines.stop],
     )

@@ -1,7 +1,8 @@
 """Where alerts go: a webhook (Slack, Mattermost, Teams-style incoming hooks), email over SMTP,
-or the server log, written and stored as a spec string.
+the server log, or a registered pipeline to run, written and stored as a spec string.
 
-A channel is a spec (``webhook:https://...``, ``email:a@b,c@d``, ``log``); nothing secret belongs
+A channel is a spec (``webhook:https://...``, ``email:a@b,c@d``, ``log``, ``pipeline:NAME``, which
+``alerts/pipeline_channel.py`` delivers by queueing a run); nothing secret belongs
 in it, so URLs carrying credentials are refused. A webhook's URL, whose path is often its only
 secret, can be named instead: ``webhook:env:VAR`` stores the variable's name, and delivery
 (``alerts/delivery.py``) reads the URL from it each time.
@@ -17,10 +18,14 @@ from urllib.parse import urlsplit
 
 from cloche.alerts.masking import mask_url
 from cloche.errors import InvalidInput
+from cloche.registry.refs import NAME_RE
 
-ChannelKind = Literal["webhook", "email", "log"]
+ChannelKind = Literal["webhook", "email", "log", "pipeline"]
 
-CHANNEL_FORMS = "webhook:https://HOST/PATH, webhook:env:VARIABLE, email:ADDRESS[,ADDRESS...] or log"
+CHANNEL_FORMS = (
+    "webhook:https://HOST/PATH, webhook:env:VARIABLE, email:ADDRESS[,ADDRESS...], "
+    "pipeline:NAME or log"
+)
 MAX_URL = 2048
 
 # A practical subset of RFC 5322: dot-atom local part and a hostname. No quoted local parts,
@@ -40,6 +45,7 @@ class Channel:
     url: str | None = None  # webhook
     url_env: str | None = None  # webhook: the environment variable holding its URL instead
     to: tuple[str, ...] = ()  # email recipients
+    pipeline: str | None = None  # pipeline: the registered pipeline an alert runs
 
     def __str__(self) -> str:
         if self.kind == "webhook" and self.url_env:
@@ -48,6 +54,8 @@ class Channel:
             return f"webhook:{self.url}"
         if self.kind == "email":
             return "email:" + ",".join(self.to)
+        if self.kind == "pipeline":
+            return f"pipeline:{self.pipeline}"
         return "log"
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,6 +66,8 @@ class Channel:
             body["url"] = self.url
         elif self.kind == "email":
             body["to"] = list(self.to)
+        elif self.kind == "pipeline":
+            body["pipeline"] = self.pipeline
         return body
 
     @classmethod
@@ -72,6 +82,8 @@ class Channel:
             return parse_channel(f"webhook:{data.get('url', '')}")
         if kind == "email":
             return parse_channel("email:" + ",".join(str(a) for a in data.get("to", [])))
+        if kind == "pipeline":
+            return parse_channel(f"pipeline:{data.get('pipeline', '')}")
         return parse_channel(str(kind))
 
     def display(self) -> str:
@@ -83,7 +95,8 @@ class Channel:
 
 
 def parse_channel(spec: str) -> Channel:
-    """Read ``webhook:URL``, ``webhook:env:VARIABLE``, ``email:ADDR[,ADDR...]`` or ``log``."""
+    """Read ``webhook:URL``, ``webhook:env:VARIABLE``, ``email:ADDR[,ADDR...]``,
+    ``pipeline:NAME`` or ``log``."""
     text = spec.strip()
     kind, sep, target = text.partition(":")
     kind = kind.strip().lower()
@@ -95,6 +108,8 @@ def parse_channel(spec: str) -> Channel:
         return Channel("webhook", url=check_url(target.strip()))
     if kind == "email" and sep:
         return Channel("email", to=_check_addresses(target))
+    if kind == "pipeline" and sep:
+        return Channel("pipeline", pipeline=_check_pipeline_name(target.strip()))
     raise _bad(f"alert channel {_shown(text)!r} is not one of: {CHANNEL_FORMS}")
 
 
@@ -127,6 +142,12 @@ def _check_env_name(name: str) -> str:
     if not ENV_NAME.fullmatch(name):
         # Not echoed: it may be the URL itself, pasted where the variable's name belongs.
         raise _bad("webhook:env: needs the name of an environment variable, like SLACK_HOOK")
+    return name
+
+
+def _check_pipeline_name(name: str) -> str:
+    if not NAME_RE.match(name) or ".." in name:
+        raise _bad(f"pipeline:{_shown(name)} does not name a pipeline, as in pipeline:retrain")
     return name
 
 

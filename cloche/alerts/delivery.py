@@ -77,6 +77,9 @@ def deliver(
     if channel.kind == "log":
         log.warning("%s", message.text)
         return Delivery(str(channel), ok=True, attempts=1, delivered_at=_now())
+    if channel.kind == "pipeline":  # needs the store and the alert: alerts/pipeline_channel.py
+        reason = "a pipeline: channel is delivered by a monitor run, which queues the run"
+        return Delivery(str(channel), ok=False, attempts=0, last_error=reason)
     if channel.kind == "webhook":
         send = webhook_sender(channel, egress or Egress())
     else:

@@ -26,6 +26,7 @@ from cloche.api.routes import (
     logs,
     models,
     monitors,
+    pipeline_schedules,
     tokens,
 )
 from cloche.api.security import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit, HostOriginGuard
@@ -56,6 +57,7 @@ ROUTERS = (
     logs.router,
     tokens.router,
     audit.router,
+    pipeline_schedules.router,
 )
 _BY_STATUS: dict[int, type[ClocheError]] = {
     400: BadRequest,

@@ -53,8 +53,8 @@ def create(
     alert: Annotated[
         list[str] | None,
         typer.Option(
-            help="webhook:URL, webhook:env:VAR (the URL read from $VAR when sent), email:ADDR "
-            "or log (repeatable)."
+            help="webhook:URL, webhook:env:VAR (the URL read from $VAR when sent), email:ADDR, "
+            "pipeline:NAME (queues a run of that registered pipeline) or log (repeatable)."
         ),
     ] = None,
     cooldown: Annotated[str, typer.Option(help="Re-notify an open alert after this.")] = "6h",

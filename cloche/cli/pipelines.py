@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from cloche.auth.roles import local_actor
+from cloche.cli import pipeline_schedules
 from cloche.cli._common import Globals, JsonOpt, load_settings, parse_pairs
 from cloche.cli._output import new_table, out, print_json, success, when
 from cloche.errors import InvalidInput, NotFound
@@ -250,3 +251,6 @@ def _outputs(outputs: dict[str, object]) -> str:
         else:
             shown.append(f"{name}={json.dumps(value)}")
     return ", ".join(shown)
+
+
+pipeline_schedules.mount(app, _local_store)  # `schedule NAME` and `schedules ...`

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloche.alerts import pipeline_channel
 from cloche.alerts.channels import parse_channel
 from cloche.alerts.delivery import deliver_all
 from cloche.alerts.digest import AlertMessage, Breach, breach_from_results, build_message
@@ -60,7 +61,8 @@ def apply(
         window_start=run.window_start,
         window_end=run.window_end,
     )
-    deliveries = _send(message, config, settings)
+    opened = {key: affected[key] for key in decision.open}
+    deliveries = _send(store, message, config, settings, opened)
     return _record(store, run, decision, message, deliveries, affected, now)
 
 
@@ -149,11 +151,28 @@ def _write_alerts(
     return {key: open_rows[key].id for key in about}
 
 
-def _send(message: AlertMessage | None, config: MonitorConfig, settings: Settings) -> list[Any]:
+def _send(
+    store: Store,
+    message: AlertMessage | None,
+    config: MonitorConfig,
+    settings: Settings,
+    opened: dict[str, int],
+) -> list[Any]:
+    """One delivery per channel, in the channels' order; a ``pipeline:`` channel queues a run
+    for the alerts just ``opened`` (key -> id)."""
     if message is None or not config.alerts:
         return []
     channels = [parse_channel(spec) for spec in config.alerts]
-    return deliver_all(channels, message, settings=settings.alerts, egress=settings.egress.policy())
+    sent = deliver_all(
+        [c for c in channels if c.kind != "pipeline"],
+        message,
+        settings=settings.alerts,
+        egress=settings.egress.policy(),
+    )
+    return [
+        pipeline_channel.deliver(store, c, message, opened) if c.kind == "pipeline" else sent.pop(0)
+        for c in channels
+    ]
 
 
 def _record(

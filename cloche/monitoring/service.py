@@ -51,6 +51,9 @@ def create_monitor(
     """
     name = check_name(name or endpoint)
     config = _check_channels(config, egress or Egress())
+    from cloche.alerts.pipeline_channel import check_registered
+
+    check_registered(store, config.alerts)
     with store.transaction() as session:
         require_endpoint(session, endpoint)
         if session.scalar(select(MonitorRow.id).where(MonitorRow.name == name)) is not None:

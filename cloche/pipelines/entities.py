@@ -57,6 +57,7 @@ class PipelineRun(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     created_by: str = ""
+    trigger: str = Field(default="", description="schedule:ID or alert:ID when not a person")
     steps: list[StepRecord] = []
     # The graph as run, for drawing it; left out of JSON answers (it is the pipeline's own).
     graph: dict[str, Any] = Field(default={}, exclude=True, repr=False)

@@ -153,6 +153,7 @@ def entity(session: Session, row: PipelineRunRow, *, steps: bool = True) -> Pipe
         started_at=row.started_at,
         ended_at=row.ended_at,
         created_by=row.created_by,
+        trigger=row.trigger or "",
         steps=records,
         graph=row.graph if steps else {},
     )

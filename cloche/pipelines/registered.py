@@ -100,9 +100,16 @@ def newest_graph(store: Store, name: str) -> PipelineGraph:
 
 
 def queue_run(
-    store: Store, name: str, params: dict[str, Any], *, actor: str, executor: str = "inprocess"
+    store: Store,
+    name: str,
+    params: dict[str, Any],
+    *,
+    actor: str,
+    executor: str = "inprocess",
+    trigger: str | None = None,
 ) -> PipelineRun:
-    """Queue a run of the newest version of ``name`` for the server's scheduler to start."""
+    """Queue a run of the newest version of ``name`` for the server's scheduler to start;
+    ``trigger`` (``schedule:ID``, ``alert:ID``) says what queued it."""
     with store.transaction() as session:
         row = _newest(session, name)
         if row is None:
@@ -117,7 +124,7 @@ def queue_run(
     with store.transaction() as session:
         stored = session.get(PipelineRunRow, run.id)
         assert stored is not None
-        stored.state, stored.pipeline_version = "queued", version
+        stored.state, stored.pipeline_version, stored.trigger = "queued", version, trigger
     return records.get_run(store, run.id)
 
 

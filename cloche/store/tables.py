@@ -329,6 +329,8 @@ class PipelineRunRow(Base):
     pipeline_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     runner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # What queued it, when not a person: ``schedule:ID`` or ``alert:ID``.
+    trigger: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class PipelineRow(Base):

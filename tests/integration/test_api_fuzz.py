@@ -61,6 +61,8 @@ FIELDS = {
                     "max_error_rate", "engine", "passthrough", "id_column"],
     "/batch-schedules": ["model", "input", "output", "cron", "chunk_rows"],
     "/monitors": ["endpoint", "name", "config"],
+    "/pipeline-schedules": ["pipeline", "cron", "params", "start", "end", "max_runs",
+                            "max_concurrent", "catch_up"],
     "/endpoints/churn/feedback": ["labels"],
     "/tokens": ["role", "name", "expires_in", "ttl"],
 }  # fmt: skip

@@ -254,3 +254,15 @@ def test_deliver_all_keeps_the_channels_order(caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.WARNING, logger="cloche.alerts"):
         assert [d.channel for d in deliver_all(channels, MESSAGE)] == ["log", "log"]
     assert deliver_all([], MESSAGE) == []
+
+
+def test_a_pipeline_channel_names_a_pipeline_and_reads_back() -> None:
+    channel = parse_channel(" pipeline:retrain ")
+    assert (channel.kind, channel.pipeline, str(channel)) == (
+        "pipeline",
+        "retrain",
+        "pipeline:retrain",
+    )
+    assert Channel.from_dict(channel.to_dict()) == channel
+    with pytest.raises(InvalidInput, match="does not name a pipeline"):
+        parse_channel("pipeline:../etc")
