@@ -26,6 +26,7 @@ from cloche.api.routes import (
     logs,
     models,
     monitors,
+    pipelines,
     tokens,
 )
 from cloche.api.security import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit, HostOriginGuard
@@ -52,6 +53,7 @@ ROUTERS = (
     endpoints.router,
     batch.router,
     monitors.router,
+    pipelines.router,
     edge.router,
     logs.router,
     tokens.router,
