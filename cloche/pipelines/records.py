@@ -45,6 +45,12 @@ def get_run(store: Store, run_id: str) -> PipelineRun:
         return entity(session, find(session, run_id))
 
 
+def run_state(store: Store, run_id: str) -> str:
+    with store.transaction() as session:
+        state = session.scalars(select(PipelineRunRow.state).where(PipelineRunRow.id == run_id))
+        return str(state.one())
+
+
 def run_graph(store: Store, run_id: str) -> PipelineGraph:
     with store.transaction() as session:
         return PipelineGraph.model_validate(find(session, run_id).graph)

@@ -89,7 +89,10 @@ def _schedule(state: RunState, finished: set[tuple[str, int]], workers: int) -> 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline") as pool:
         running: dict[Future[list[str]], str] = {}
         while pending or running:
-            for task_id in [t for t in pending if dependencies[t] <= ended]:
+            ready = [t for t in pending if dependencies[t] <= ended]
+            if ready and records.run_state(state.store, state.run_id) == "cancelled":
+                pending, ready = [], []  # cancel recorded them; running steps end on their own
+            for task_id in ready:
                 pending.remove(task_id)
                 task = state.graph.task(task_id)
                 if failed and task.exit_group is None:
