@@ -189,3 +189,14 @@ def test_approving_a_step_that_waits_for_no_decision_is_409(
     run_id = sdk.pipelines.run("api-demo", {"n": 1}).id
     response = call(server, "POST", f"/runs/{run_id}/steps/first/approve", json={})
     assert response.status_code == 409 and error_of(response)["code"] == "not_waiting_for_approval"
+
+
+def test_run_with_a_pipeline_object_runs_it_here_in_either_form(
+    client: cloche.Client, pipeline_file: Path
+) -> None:
+    pipeline = load_pipeline(str(pipeline_file))
+    result = client.pipelines.run(pipeline, {"n": 2})
+    assert result.state == "succeeded"
+    assert result.step_states() == {"first": "succeeded", "second": "succeeded"}
+    assert client.pipelines.get(result.id).steps[-1].outputs == {"output": 4}
+    assert [r.id for r in client.pipelines.runs(pipeline="api-demo")] == [result.id]
