@@ -21,6 +21,7 @@ from cloche.pipelines.executors import check_executor
 from cloche.pipelines.graph import ParamSpec, PipelineGraph, check_graph
 from cloche.pipelines.pipeline import Pipeline
 from cloche.pipelines.values import run_params
+from cloche.registry.refs import check_name
 from cloche.store.store import Store
 from cloche.store.tables import PipelineRow, PipelineRunRow
 
@@ -49,7 +50,8 @@ def register_graph(
 ) -> RegisteredPipeline:
     """``register`` for a graph a client built from ``source`` (the server never imports it
     in its workers); a graph that ``source`` does not define fails the runs queued against it,
-    as the runner checks the source hash before running."""
+    as the runner checks the source and graph before running."""
+    check_name(graph.name)
     check_graph(graph)
     with store.transaction() as session:
         newest = _newest(session, graph.name)

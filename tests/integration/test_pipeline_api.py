@@ -4,6 +4,7 @@ and the token and role checked before a body is read."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 import cloche
 from cloche.auth import tokens
 from cloche.config import Settings
-from cloche.errors import RunStateConflict
+from cloche.errors import PipelineDefinitionError, RunStateConflict
 from cloche.pipelines.loading import load_pipeline
+from cloche.pipelines.server_runs import run_queued
 from cloche.store.store import Store
 from tests.integration.conftest import LiveServer, ServerFactory
 
@@ -54,9 +56,9 @@ def pipeline_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sdk(server: LiveServer) -> cloche.Client:
+def sdk(server: LiveServer) -> Iterator[cloche.Client]:
     with cloche.Client(server.url, token=server.token) as client:
-        yield client  # type: ignore[misc]
+        yield client
 
 
 def role_token(settings: Settings, role: str) -> str:
@@ -200,3 +202,21 @@ def test_run_with_a_pipeline_object_runs_it_here_in_either_form(
     assert result.step_states() == {"first": "succeeded", "second": "succeeded"}
     assert client.pipelines.get(result.id).steps[-1].outputs == {"output": 4}
     assert [r.id for r in client.pipelines.runs(pipeline="api-demo")] == [result.id]
+
+
+def test_a_registered_graph_its_source_does_not_make_is_refused_or_never_run(
+    server: LiveServer, pipeline_file: Path
+) -> None:
+    graph = load_pipeline(str(pipeline_file)).graph.model_dump(mode="json")
+    body = {"source": SOURCE, "file_name": "api_demo.py", "graph": graph | {"name": "../up"}}
+    escaping = call(server, "POST", "", json=body)
+    assert escaping.status_code == 422 and error_of(escaping)["code"] == "invalid_name"
+    doctored = body | {"graph": graph | {"description": "not what the file says"}}
+    assert call(server, "POST", "", json=doctored).status_code == 201
+    run_id = call(server, "POST", "/api-demo/runs", json={"params": {"n": 1}}).json()["id"]
+    store = Store.open(server.settings)
+    try:
+        with pytest.raises(PipelineDefinitionError, match="source hash or graph differs"):
+            run_queued(store, run_id)
+    finally:
+        store.close()
