@@ -25,6 +25,9 @@ POLL_S = 0.5
 
 
 class PipelinesAPI(Protocol):
+    """Pipelines: reading needs the viewer role; registering, running, cancelling, retrying
+    and approving need deployer (or publisher, or admin)."""
+
     def list(self) -> builtins.list[RegisteredPipeline]:
         """Registered pipelines, each at its newest version."""
         ...
@@ -58,7 +61,10 @@ class PipelinesAPI(Protocol):
         """Every attempt of ``step`` (``name`` or ``name[i]``) with its log and error."""
         ...
 
-    def cancel(self, run_id: str) -> PipelineRun: ...
+    def cancel(self, run_id: str) -> PipelineRun:
+        """Cancel a run that has not ended (RunStateConflict once it has): the server's process
+        running it stops with its running step, and no other step starts."""
+        ...
 
     def retry(self, run_id: str) -> PipelineRun:
         """Queue a failed or cancelled run again; its succeeded steps are not run again."""
