@@ -162,3 +162,53 @@ def test_a_failed_run_retried_over_rest_keeps_the_steps_that_succeeded(
         ("last", 2, "succeeded"),
     ]
     assert journal.read_text().split().count("first") == 1
+
+
+APPROVAL = """
+from cloche.pipelines import If, component, pipeline
+from cloche.pipelines.components import approval
+
+
+@component
+def promote(comment: str) -> str:
+    return "promoted: " + comment
+
+
+@pipeline(name="gatekeeper")
+def gatekeeper() -> None:
+    decision = approval(message="promote?", timeout_seconds=120)
+    with If(decision.outputs["approved"] == True):
+        promote(comment=decision.outputs["comment"])
+"""
+
+
+def test_a_waiting_run_is_approved_over_rest_and_one_cancelled_while_waiting_stops(
+    tmp_path: Path,
+) -> None:
+    home = Path(os.environ["CLOCHE_HOME"])
+    source = tmp_path / "gatekeeper.py"
+    source.write_text(APPROVAL)
+    with cloche_up(home, env=FAST) as server:
+        rest = ("--url", server.url, "pipelines")
+        ok_json(*rest, "register", source)
+        approved, cancelled = (ok_json(*rest, "run", "gatekeeper")["id"] for _ in range(2))
+
+        def waiting(run_id: str) -> bool:
+            return bool(ok_json(*rest, "runs", "show", run_id)["state"] == "waiting")
+
+        until(lambda: waiting(approved) and waiting(cancelled), "both runs wait")
+        ok_json(*rest, "approve", approved, "approval", "--comment", "looks fine")
+        assert ok_json(*rest, "runs", "cancel", cancelled)["state"] == "cancelled"
+        done = until(
+            lambda: (
+                (run := ok_json(*rest, "runs", "show", approved))["state"] == "succeeded" and run
+            ),
+            "the approved run ended",
+        )
+        until(lambda: runner_pid(home, cancelled) is None, "the cancelled run's process ended")
+        stopped = ok_json(*rest, "runs", "show", cancelled)
+    outputs = {s["step"]: s["outputs"] for s in done["steps"]}
+    assert outputs["promote"] == {"output": "promoted: looks fine"}
+    assert outputs["approval"]["approved"] is True
+    states = {s["step"]: s["state"] for s in stopped["steps"]}
+    assert states == {"approval": "cancelled", "promote": "cancelled"}
