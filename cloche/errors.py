@@ -207,6 +207,10 @@ class PipelineNotFound(NotFound):
     code = "pipeline_not_found"
 
 
+class StepNotFound(NotFound):
+    code = "step_not_found"
+
+
 class Conflict(ClocheError):
     code = "conflict"
     http_status = HTTPStatus.CONFLICT
@@ -217,6 +221,13 @@ class NotWaitingForApproval(Conflict):
     """A decision for a pipeline step that is not an approval waiting for one."""
 
     code = "not_waiting_for_approval"
+
+
+class RunStateConflict(Conflict):
+    """A pipeline run asked to do what its state forbids (cancel a finished one, retry one
+    that succeeded)."""
+
+    code = "run_state_conflict"
 
 
 class ModelInUse(Conflict):

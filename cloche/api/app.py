@@ -27,6 +27,7 @@ from cloche.api.routes import (
     models,
     monitors,
     pipeline_schedules,
+    pipelines,
     tokens,
 )
 from cloche.api.security import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit, HostOriginGuard
@@ -53,6 +54,7 @@ ROUTERS = (
     endpoints.router,
     batch.router,
     monitors.router,
+    pipelines.router,
     edge.router,
     logs.router,
     tokens.router,

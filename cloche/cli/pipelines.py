@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,17 +12,21 @@ from rich.table import Table
 
 from cloche.auth.roles import local_actor
 from cloche.cli import pipeline_schedules
-from cloche.cli._common import Globals, JsonOpt, load_settings, parse_pairs
+from cloche.cli._common import Globals, JsonOpt, get_client, load_settings, parse_pairs
 from cloche.cli._output import new_table, out, print_json, success, when
-from cloche.errors import InvalidInput, NotFound
-from cloche.pipelines import loading, records, registered, runner
-from cloche.pipelines.entities import PipelineRun, step_key
+from cloche.client.pipelines import PipelinesAPI
+from cloche.errors import InvalidInput, PipelineNotFound
+from cloche.pipelines import loading, runner
+from cloche.pipelines.entities import PipelineRun
+from cloche.pipelines.registered import RegisteredPipeline
 from cloche.store.store import Store
 
 app = typer.Typer(
     help="Pipelines: steps in plain Python, run and recorded with their outputs.",
     no_args_is_help=True,
 )
+runs_app = typer.Typer(help="Pipeline runs: list, show, logs, cancel, retry.")
+app.add_typer(runs_app, name="runs")
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="A run id or a unique prefix of it.")]
 
 
@@ -33,8 +35,9 @@ def _local_store(ctx: typer.Context) -> Iterator[Store]:
     options = ctx.find_root().obj
     if isinstance(options, Globals) and options.url:
         raise InvalidInput(
-            "pipelines run on this machine's CLOCHE_HOME for now, not through --url/CLOCHE_URL",
-            hint="run the command on the server's machine without --url (unset CLOCHE_URL)",
+            "a pipeline file runs on this machine's CLOCHE_HOME, not through --url/CLOCHE_URL",
+            hint="register it (`cloche pipelines register FILE.py`) and run it by name, or "
+            "run the file without --url (unset CLOCHE_URL)",
         )
     store = Store.open(load_settings())
     try:
@@ -51,7 +54,7 @@ def run(
         typer.Argument(
             metavar="FILE.py[:NAME] | NAME",
             help="A file that defines the pipeline (run here), or a registered pipeline's name "
-            "(queued for `cloche up` on this store to run).",
+            "(queued for `cloche up` on this store, or the server of --url, to run).",
         ),
     ],
     param: Annotated[
@@ -80,16 +83,13 @@ def run(
     """Run a pipeline here, or queue a registered one for the server; exits 1 if it failed."""
     raw = parse_pairs(param, option="--param", example="threshold=0.8")
     if ".py" not in target:
-        with _local_store(ctx) as store:
-            params = loading.parse_params(registered.newest_graph(store, target), raw)
-            found = registered.queue_run(
-                store, target, params, actor=local_actor(), executor=executor
-            )
-            if wait:
-                found = _wait(store, found.id)
+        client = get_client(ctx).pipelines
+        params = loading.parse_params(_registered(client, target).params, raw)
+        found = client.run(target, params, executor=executor)
         if not wait:
             print_json(found) if json_ else success(f"queued {found.id} for the server to run")
             return
+        found = client.wait(found.id)
     else:
         pipeline = loading.load_pipeline(target)
         params = loading.parse_params(pipeline.graph, raw)
@@ -108,6 +108,16 @@ def run(
         raise typer.Exit(1)
 
 
+def _registered(client: PipelinesAPI, name: str) -> RegisteredPipeline:
+    for found in client.list():
+        if found.name == name:
+            return found
+    raise PipelineNotFound(
+        f"no registered pipeline {name!r}",
+        hint="register it with `cloche pipelines register FILE.py`",
+    )
+
+
 @app.command()
 def register(
     ctx: typer.Context,
@@ -118,40 +128,52 @@ def register(
 ) -> None:
     """Register a pipeline file with the store so `cloche up` can run it (a new version only
     when its source changed)."""
-    pipeline = loading.load_pipeline(target)
-    path = Path(target.partition(":")[0] if not Path(target).exists() else target)
-    with _local_store(ctx) as store:
-        found = registered.register(
-            store, pipeline, source=path.read_text(), file_name=path.name, actor=local_actor()
-        )
+    found = get_client(ctx).pipelines.register(target)
     if json_:
         print_json(found)
         return
     success(f"{found.name} version {found.version} ({found.steps} steps) is registered")
 
 
-def _wait(store: Store, run_id: str) -> PipelineRun:
-    while True:
-        found = records.get_run(store, run_id)
-        if found.done:
-            return found
-        time.sleep(0.5)
+PipelineOpt = Annotated[
+    str | None, typer.Option("--pipeline", metavar="NAME", help="Only this pipeline's runs.")
+]
+StateOpt = Annotated[
+    str | None, typer.Option("--state", metavar="STATE", help="Only runs in this state.")
+]
+LimitOpt = Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")]
+StepArg = Annotated[str, typer.Argument(metavar="STEP", help="A step id, e.g. train or train[2].")]
 
 
-@app.command("runs")
+@runs_app.callback(invoke_without_command=True)
 def runs(
     ctx: typer.Context,
-    pipeline: Annotated[
-        str | None, typer.Option("--pipeline", metavar="NAME", help="Only this pipeline's runs.")
-    ] = None,
-    limit: Annotated[
-        int, typer.Option(min=1, max=1000, help="At most this many, newest first.")
-    ] = 50,
+    pipeline: PipelineOpt = None,
+    state: StateOpt = None,
+    limit: LimitOpt = 50,
+    json_: JsonOpt = False,
+) -> None:
+    """Pipeline runs: list (the default), show, logs, cancel, retry."""
+    if ctx.invoked_subcommand is None:
+        _list_runs(ctx, pipeline, state, limit, json_)
+
+
+@runs_app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    pipeline: PipelineOpt = None,
+    state: StateOpt = None,
+    limit: LimitOpt = 50,
     json_: JsonOpt = False,
 ) -> None:
     """List pipeline runs, newest first."""
-    with _local_store(ctx) as store:
-        found = records.list_runs(store, pipeline=pipeline, limit=limit)
+    _list_runs(ctx, pipeline, state, limit, json_)
+
+
+def _list_runs(
+    ctx: typer.Context, pipeline: str | None, state: str | None, limit: int, json_: bool
+) -> None:
+    found = get_client(ctx).pipelines.runs(pipeline=pipeline, state=state, limit=limit)
     if json_:
         print_json(found)
         return
@@ -166,36 +188,49 @@ def runs(
     out.print(table)
 
 
+@runs_app.command("show")
 @app.command()
 def show(ctx: typer.Context, run_id: RunArg, json_: JsonOpt = False) -> None:
     """A run's parameters and each step's state, attempts and outputs."""
-    with _local_store(ctx) as store:
-        found = records.get_run(store, run_id)
-    _show(found, json_)
+    _show(get_client(ctx).pipelines.get(run_id), json_)
 
 
+@runs_app.command("logs")
 @app.command()
-def logs(
-    ctx: typer.Context,
-    run_id: RunArg,
-    step: Annotated[str, typer.Argument(metavar="STEP", help="A step id, e.g. train or train[2].")],
-) -> None:
+def logs(ctx: typer.Context, run_id: RunArg, step: StepArg) -> None:
     """What a step printed, and its error, attempt by attempt."""
-    with _local_store(ctx) as store:
-        found = records.get_run(store, run_id)
-    name, iteration = step_key(step)
-    attempts = [r for r in found.steps if r.step == name and r.iteration == iteration]
-    if not attempts:
-        raise NotFound(
-            f"run {found.id} has no step {step!r}",
-            hint=f"its steps: {', '.join(found.step_states()) or '(none)'}",
-        )
-    for record in attempts:
+    for record in get_client(ctx).pipelines.logs(run_id, step):
         out.print(f"[bold]attempt {record.attempt}[/bold] {record.state}", highlight=False)
         if record.log:
             out.print(record.log.rstrip(), markup=False, highlight=False)
         if record.error:
             out.print(record.error, markup=False, highlight=False, style="red")
+
+
+@runs_app.command("cancel")
+def cancel(ctx: typer.Context, run_id: RunArg, json_: JsonOpt = False) -> None:
+    """Cancel a run that has not ended: its running step is stopped, the rest never start."""
+    found = get_client(ctx).pipelines.cancel(run_id)
+    print_json(found) if json_ else success(f"cancelled {found.id}")
+
+
+@runs_app.command("retry")
+def retry(
+    ctx: typer.Context,
+    run_id: RunArg,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to end.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a failed or cancelled run again on the server; steps that succeeded are kept."""
+    client = get_client(ctx).pipelines
+    found = client.retry(run_id)
+    if not wait:
+        print_json(found) if json_ else success(f"queued {found.id} again for the server to run")
+        return
+    found = client.wait(found.id)
+    _show(found, json_)
+    if found.state != "succeeded":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -208,12 +243,7 @@ def approve(
     json_: JsonOpt = False,
 ) -> None:
     """Approve (or --reject) a run's approval step that is waiting for a decision."""
-    from cloche.pipelines.approvals import decide
-
-    with _local_store(ctx) as store:
-        found = decide(
-            store, run_id, step, approved=not reject, actor=local_actor(), comment=comment
-        )
+    found = get_client(ctx).pipelines.approve(run_id, step, approved=not reject, comment=comment)
     if json_:
         print_json(found)
         return

@@ -25,16 +25,19 @@ if TYPE_CHECKING:
     from cloche.client.logs import LogsAPI
     from cloche.client.models import ModelsAPI
     from cloche.client.monitors import MonitorsAPI
+    from cloche.client.pipelines import PipelinesAPI
     from cloche.client.tokens import TokensAPI
 
 # Each resource is one module of cloche.client holding its interface and both of its forms
 # (in-process and HTTP) side by side; a new resource is a new module and a line here.
-RESOURCES = ("models", "endpoints", "logs", "batch", "monitors", "alerts", "tokens", "audit")
+RESOURCES = (
+    "models", "endpoints", "logs", "batch", "monitors", "alerts", "tokens", "audit", "pipelines"
+)  # fmt: skip
 
 
 class Client:
     """Entry point of the SDK: ``client.models``, ``.endpoints``, ``.batch``, ``.monitors``,
-    ``.alerts``, ``.logs``, ``.tokens``, ``.audit``."""
+    ``.alerts``, ``.logs``, ``.tokens``, ``.audit``, ``.pipelines``."""
 
     models: ModelsAPI
     endpoints: EndpointsAPI
@@ -44,6 +47,7 @@ class Client:
     logs: LogsAPI
     tokens: TokensAPI
     audit: AuditAPI
+    pipelines: PipelinesAPI
 
     def __init__(
         self,

@@ -22,6 +22,11 @@ EXECUTORS = ("inprocess", "process")
 MAX_LOG_CHARS = 64_000
 
 
+def check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise InvalidInput(f"unknown executor {executor!r}", hint=f"one of: {', '.join(EXECUTORS)}")
+
+
 def call(
     executor: str,
     func: Callable[..., Any],

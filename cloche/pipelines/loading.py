@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cloche.errors import InvalidInput, PipelineDefinitionError, PipelineNotFound
-from cloche.pipelines.graph import PipelineGraph
+from cloche.pipelines.graph import ParamSpec, PipelineGraph
 from cloche.pipelines.pipeline import Pipeline
 
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
@@ -47,11 +47,21 @@ def load_pipeline(target: str) -> Pipeline:
     )
 
 
-def parse_params(graph: PipelineGraph, raw: dict[str, str]) -> dict[str, Any]:
+def load_source(target: str) -> tuple[Pipeline, str, str]:
+    """The pipeline ``FILE.py[:NAME]`` defines, with the file's source and name to register."""
+    pipeline = load_pipeline(target)
+    path = Path(target.partition(":")[0] if not Path(target).exists() else target)
+    return pipeline, path.read_text(), path.name
+
+
+def parse_params(
+    graph: PipelineGraph | dict[str, ParamSpec], raw: dict[str, str]
+) -> dict[str, Any]:
     """``KEY=VALUE`` strings converted by the parameter's declared type."""
+    declared = graph.params if isinstance(graph, PipelineGraph) else graph
     params: dict[str, Any] = {}
     for key, text in raw.items():
-        spec = graph.params.get(key)
+        spec = declared.get(key)
         if spec is None:
             params[key] = text  # run_params names the unknown parameter
             continue

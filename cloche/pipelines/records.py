@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloche.batch.ids import find_row
-from cloche.errors import PipelineRunNotFound
-from cloche.pipelines.entities import PipelineRun, StepRecord
+from cloche.errors import PipelineRunNotFound, StepNotFound
+from cloche.pipelines.entities import PipelineRun, StepRecord, step_key
 from cloche.pipelines.graph import PipelineGraph
 from cloche.store.store import Store
 from cloche.store.tables import PipelineRunRow, PipelineStepRow, utcnow
@@ -42,25 +42,37 @@ def create_run(
 
 def get_run(store: Store, run_id: str) -> PipelineRun:
     with store.transaction() as session:
-        return entity(session, _row(session, run_id))
+        return entity(session, find(session, run_id))
+
+
+def run_state(store: Store, run_id: str) -> str:
+    with store.transaction() as session:
+        state = session.scalars(select(PipelineRunRow.state).where(PipelineRunRow.id == run_id))
+        return str(state.one())
 
 
 def run_graph(store: Store, run_id: str) -> PipelineGraph:
     with store.transaction() as session:
-        return PipelineGraph.model_validate(_row(session, run_id).graph)
+        return PipelineGraph.model_validate(find(session, run_id).graph)
 
 
-def list_runs(store: Store, *, pipeline: str | None = None, limit: int = 50) -> list[PipelineRun]:
+def list_runs(
+    store: Store, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
+) -> list[PipelineRun]:
     query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc()).limit(limit)
     if pipeline is not None:
         query = query.where(PipelineRunRow.pipeline == pipeline)
+    if state is not None:
+        query = query.where(PipelineRunRow.state == state)
     with store.transaction() as session:
         return [entity(session, row, steps=False) for row in session.scalars(query)]
 
 
 def set_run_state(store: Store, run_id: str, state: str, *, error: str = "") -> None:
     with store.transaction() as session:
-        row = _row(session, run_id)
+        row = find(session, run_id)
+        if row.state == "cancelled":  # a runner that has not yet noticed its cancel keeps it
+            return
         row.state = state
         row.error = error
         if state == "running" and row.started_at is None:
@@ -109,7 +121,20 @@ def cached_outputs(store: Store, cache_key: str) -> tuple[str, dict[str, Any]] |
         return (row.run_id, dict(row.outputs)) if row is not None else None
 
 
-def _row(session: Session, run_id: str) -> PipelineRunRow:
+def step_attempts(store: Store, run_id: str, step: str) -> tuple[str, list[StepRecord]]:
+    """The run's full id and every attempt of ``step`` (``name`` or ``name[i]``), in order."""
+    found = get_run(store, run_id)
+    name, iteration = step_key(step)
+    attempts = [r for r in found.steps if r.step == name and r.iteration == iteration]
+    if not attempts:
+        raise StepNotFound(
+            f"run {found.id} has no step {step!r}",
+            hint=f"its steps: {', '.join(found.step_states()) or '(none)'}",
+        )
+    return found.id, attempts
+
+
+def find(session: Session, run_id: str) -> PipelineRunRow:
     """The run ``run_id`` names, in full or by a unique prefix as batch jobs are."""
     missing = PipelineRunNotFound(
         f"no pipeline run {run_id!r}", hint="list runs with `cloche pipelines runs`"

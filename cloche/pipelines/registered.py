@@ -17,9 +17,11 @@ from cloche import audit
 from cloche.errors import PipelineNotFound
 from cloche.pipelines import records
 from cloche.pipelines.entities import PipelineRun
-from cloche.pipelines.graph import PipelineGraph
+from cloche.pipelines.executors import check_executor
+from cloche.pipelines.graph import ParamSpec, PipelineGraph, check_graph
 from cloche.pipelines.pipeline import Pipeline
 from cloche.pipelines.values import run_params
+from cloche.registry.refs import check_name
 from cloche.store.store import Store
 from cloche.store.tables import PipelineRow, PipelineRunRow
 
@@ -30,6 +32,7 @@ class RegisteredPipeline(BaseModel):
     file_name: str
     source_hash: str
     steps: int
+    params: dict[str, ParamSpec] = {}
     created_at: datetime
     created_by: str = ""
 
@@ -39,17 +42,28 @@ def register(
 ) -> RegisteredPipeline:
     """Store ``source`` (the file defining ``pipeline``) as the pipeline's next version, unless
     its newest version has the same source hash."""
+    return register_graph(store, pipeline.graph, source=source, file_name=file_name, actor=actor)
+
+
+def register_graph(
+    store: Store, graph: PipelineGraph, *, source: str, file_name: str, actor: str
+) -> RegisteredPipeline:
+    """``register`` for a graph a client built from ``source`` (the server never imports it
+    in its workers); a graph that ``source`` does not define fails the runs queued against it,
+    as the runner checks the source and graph before running."""
+    check_name(graph.name)
+    check_graph(graph)
     with store.transaction() as session:
-        newest = _newest(session, pipeline.name)
-        if newest is not None and newest.source_hash == pipeline.source_hash:
+        newest = _newest(session, graph.name)
+        if newest is not None and newest.source_hash == graph.source_hash:
             return _entity(newest)
         row = PipelineRow(
-            name=pipeline.name,
+            name=graph.name,
             version=(newest.version + 1) if newest is not None else 1,
             source=source,
             file_name=file_name,
-            source_hash=pipeline.source_hash,
-            graph=pipeline.graph.model_dump(mode="json"),
+            source_hash=graph.source_hash,
+            graph=graph.model_dump(mode="json"),
             created_by=actor,
         )
         session.add(row)
@@ -110,6 +124,7 @@ def queue_run(
 ) -> PipelineRun:
     """Queue a run of the newest version of ``name`` for the server's scheduler to start;
     ``trigger`` (``schedule:ID``, ``alert:ID``) says what queued it."""
+    check_executor(executor)
     with store.transaction() as session:
         row = _newest(session, name)
         if row is None:
@@ -146,6 +161,7 @@ def _entity(row: PipelineRow) -> RegisteredPipeline:
         file_name=row.file_name,
         source_hash=row.source_hash,
         steps=len(row.graph.get("tasks", [])),
+        params=row.graph.get("params", {}),
         created_at=row.created_at,
         created_by=row.created_by,
     )

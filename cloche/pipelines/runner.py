@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from cloche.config import Settings
-from cloche.errors import ClocheError, InvalidInput
+from cloche.errors import ClocheError
 from cloche.pipelines import records
 from cloche.pipelines.component import Component
 from cloche.pipelines.entities import DONE_STEP_STATES, PipelineRun, StepRecord
-from cloche.pipelines.executors import EXECUTORS
+from cloche.pipelines.executors import check_executor
 from cloche.pipelines.graph import Branch, Condition, TaskSpec
 from cloche.pipelines.pipeline import Pipeline
 from cloche.pipelines.step import RunState, run_step
@@ -21,6 +21,7 @@ from cloche.store.private import private_dir
 from cloche.store.store import Store
 from cloche.store.tables import utcnow
 
+NOT_TAKEN = "not run: its branch was not taken"
 # Steps of one run at a time: enough for I/O-bound steps (service calls) on a small machine.
 DEFAULT_WORKERS = 4
 OPERATORS = {
@@ -42,8 +43,7 @@ def start_run(
     executor: str = "inprocess",
 ) -> PipelineRun:
     """Record a new run (parameters and executor checked) without running it."""
-    if executor not in EXECUTORS:
-        raise InvalidInput(f"unknown executor {executor!r}", hint=f"one of: {', '.join(EXECUTORS)}")
+    check_executor(executor)
     checked = run_params(pipeline.graph, params)
     return records.create_run(store, pipeline.graph, checked, executor=executor, actor=actor)
 
@@ -89,7 +89,10 @@ def _schedule(state: RunState, finished: set[tuple[str, int]], workers: int) -> 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline") as pool:
         running: dict[Future[list[str]], str] = {}
         while pending or running:
-            for task_id in [t for t in pending if dependencies[t] <= ended]:
+            ready = [t for t in pending if dependencies[t] <= ended]
+            if ready and records.run_state(state.store, state.run_id) == "cancelled":
+                pending, ready = [], []  # cancel recorded them; running steps end on their own
+            for task_id in ready:
                 pending.remove(task_id)
                 task = state.graph.task(task_id)
                 if failed and task.exit_group is None:
@@ -120,7 +123,7 @@ def _run_task(state: RunState, task: TaskSpec, finished: set[tuple[str, int]]) -
 
     def one(iteration: int, item: Any) -> str | None:
         if not _taken(state, task, iteration, item):
-            _skip(state, task, iteration, "not run: its branch was not taken")
+            _skip(state, task, iteration, NOT_TAKEN)
             return None
         if run_step(state, task, iteration, item):
             return None
@@ -173,7 +176,8 @@ def _finished(run: PipelineRun, state: RunState) -> set[tuple[str, int]]:
     done: set[tuple[str, int]] = set()
     for key, record in run.latest().items():
         state.attempts[key] = record.attempt
-        if record.state in DONE_STEP_STATES or record.state == "skipped":
+        # A step skipped because another failed runs when the run is retried.
+        if record.state in DONE_STEP_STATES or record.error == NOT_TAKEN:
             done.add(key)
             state.outputs[key] = record.outputs
     return done

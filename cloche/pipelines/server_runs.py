@@ -9,8 +9,11 @@ process, checks that it is the version the run was queued for, and runs it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +27,7 @@ from cloche.config import Settings
 from cloche.errors import ClocheError, JobStateConflict, PipelineDefinitionError
 from cloche.pipelines import records
 from cloche.pipelines.entities import PipelineRun
+from cloche.pipelines.lifecycle import finish_cancelled
 from cloche.pipelines.loading import load_pipeline
 from cloche.pipelines.registered import source_of
 from cloche.pipelines.runner import artifacts_root, execute_run
@@ -33,6 +37,7 @@ from cloche.store.tables import PipelineRunRow, utcnow
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
+WATCH_S = 0.5  # how soon a cancelled run's process stops
 ACTIVE = ("running", "waiting")
 
 
@@ -66,6 +71,7 @@ class PipelineRunner:
     def tick(self) -> None:
         self.children = {r: p for r, p in self.children.items() if p.poll() is None}
         requeue_orphans(self.store)
+        finish_cancelled(self.store)
         free = self.max_runs - len(self.children)
         if free <= 0:
             return
@@ -124,15 +130,19 @@ def run_queued(store: Store, run_id: str) -> PipelineRun:
         path = path.with_name(path.name + ".py")
     path.write_text(source)
     pipeline = load_pipeline(f"{path}:{run.pipeline}")
-    if pipeline.source_hash != run.source_hash or source_hash != run.source_hash:
+    # A graph registered over REST was built by the client: the run is of what the source makes.
+    same_graph = pipeline.graph.to_json() == records.run_graph(store, run_id).to_json()
+    if pipeline.source_hash != run.source_hash or source_hash != run.source_hash or not same_graph:
         raise PipelineDefinitionError(
             f"the registered source of {run.pipeline} no longer defines the pipeline run "
-            f"{run.id} was queued for (its source hash changed)",
+            f"{run.id} was queued for (its source hash or graph differs)",
             hint="a source that imports other files must find the same files on the server",
         )
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(store, run_id, stop), daemon=True)
     beat.start()
+    watch = threading.Thread(target=_watch_cancel, args=(store, run_id, stop), daemon=True)
+    watch.start()
     try:
         return execute_run(store, run_id, pipeline.components, root=artifacts_root(store))
     finally:
@@ -148,6 +158,30 @@ def _heartbeat(store: Store, run_id: str, stop: threading.Event) -> None:
                     row.heartbeat_at = utcnow()
         except Exception:  # the store is briefly away: the next beat tries again
             log.exception("pipeline run %s: heartbeat failed", run_id)
+
+
+def _watch_cancel(store: Store, run_id: str, stop: threading.Event) -> None:
+    while not stop.wait(WATCH_S):
+        try:
+            with store.transaction() as session:
+                row = session.get(PipelineRunRow, run_id)
+                cancelled = row is not None and row.state == "cancelled"
+        except Exception:  # the store is briefly away: look again
+            log.exception("pipeline run %s: could not read its state", run_id)
+            continue
+        if cancelled:
+            log.info("pipeline run %s was cancelled: stopping", run_id)
+            stop_process_group()
+
+
+def stop_process_group() -> None:
+    """Kill this process and the step processes it forked (a thread cannot be stopped)."""
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid or 0, signal.SIGKILL)
+    if os.getpgrp() == os.getpid():  # started by PipelineRunner: the group is this run's own
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def main(argv: list[str]) -> int:

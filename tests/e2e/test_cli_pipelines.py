@@ -193,3 +193,24 @@ def test_a_malformed_step_name_exits_2_with_how_to_write_one(pipeline_file: Path
     run_id = ok_json("pipelines", "run", pipeline_file)["id"]
     result = cloche("pipelines", "logs", run_id, "make[x]")
     assert result.exit_code == 2 and "STEP[N]" in result.output
+
+
+def test_runs_list_show_logs_cancel_and_retry_act_on_this_home(pipeline_file: Path) -> None:
+    assert cloche("pipelines", "run", pipeline_file, "-p", "word=boom").exit_code == 1
+    assert cloche("pipelines", "run", pipeline_file, "-p", "n=1").exit_code == 0
+    failed = ok_json("pipelines", "runs", "list", "--state", "failed")
+    assert [r["state"] for r in failed] == ["failed"]
+    run_id = failed[0]["id"]
+    assert len(ok_json("pipelines", "runs", "list", "--pipeline", "sums")) == 2
+    shown = ok_json("pipelines", "runs", "show", run_id[:8])
+    assert {s["step"]: s["state"] for s in shown["steps"]}["shout"] == "failed"
+    logs = cloche("pipelines", "runs", "logs", run_id, "shout")
+    assert logs.exit_code == 0 and "shouted too loud" in logs.output
+    ended = cloche("pipelines", "runs", "cancel", run_id)
+    assert ended.exit_code == 5 and "already ended (failed)" in ended.output
+    # The file was never registered: the server could not run it again.
+    unregistered = cloche("pipelines", "runs", "retry", run_id)
+    assert unregistered.exit_code == 5 and "cloche pipelines register" in unregistered.output
+    ok_json("pipelines", "register", pipeline_file)
+    assert ok_json("pipelines", "runs", "retry", run_id)["state"] == "queued"
+    assert ok_json("pipelines", "runs", "cancel", run_id)["state"] == "cancelled"

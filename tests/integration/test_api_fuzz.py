@@ -65,6 +65,9 @@ FIELDS = {
                             "max_concurrent", "catch_up"],
     "/endpoints/churn/feedback": ["labels"],
     "/tokens": ["role", "name", "expires_in", "ttl"],
+    "/pipelines": ["source", "file_name", "graph"],
+    "/pipelines/churn/runs": ["params", "executor"],
+    "/pipelines/runs/pr_0/steps/approval/approve": ["approved", "comment"],
 }  # fmt: skip
 METHOD = {"/endpoints/churn/traffic": "PUT"}
 CONFIG_FIELDS = ["every_s", "window_s", "cooldown_s", "min_rows", "skew_threshold", "alerts",

@@ -431,3 +431,29 @@ def test_a_decision_for_a_step_not_waiting_is_refused(store: Store, tmp_path: Pa
     done = run(store, tmp_path, scoring())
     with pytest.raises(NotWaitingForApproval, match="is not an approval waiting"):
         decide(store, done.id, "summarise", approved=True, actor="bob")
+
+
+@component
+def cancel_own_run(marker: str) -> str:
+    import cloche
+
+    with cloche.Client() as client:  # CLOCHE_HOME: the store this run is recorded in
+        [running] = client.pipelines.runs(state="running")
+        client.pipelines.cancel(running.id)
+    return marker
+
+
+def test_a_run_cancelled_while_it_runs_here_starts_no_further_step(
+    store: Store, tmp_path: Path
+) -> None:
+    @pipeline(name="cancelled-here")
+    def cancelled_here() -> None:
+        first = cancel_own_run(marker="asked")
+        label(text=first.output)
+
+    result = run(store, tmp_path, cancelled_here)
+    assert result.state == "cancelled" and result.error.startswith("cancelled by ")
+    # The step that asked ran to its end; the step after it never started.
+    assert result.step_states() == {"cancel_own_run": "succeeded", "label": "cancelled"}
+    [never] = [r for r in result.steps if r.step == "label"]
+    assert never.error == "not run: the run was cancelled"
