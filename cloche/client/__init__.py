@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cloche.client.audit import AuditAPI
     from cloche.client.batch import BatchAPI
     from cloche.client.endpoints import EndpointsAPI
+    from cloche.client.lineage import LineageAPI
     from cloche.client.logs import LogsAPI
     from cloche.client.models import ModelsAPI
     from cloche.client.monitors import MonitorsAPI
@@ -28,12 +29,14 @@ if TYPE_CHECKING:
 
 # Each resource is one module of cloche.client holding its interface and both of its forms
 # (in-process and HTTP) side by side; a new resource is a new module and a line here.
-RESOURCES = ("models", "endpoints", "logs", "batch", "monitors", "alerts", "tokens", "audit")
+RESOURCES = (
+    "models", "endpoints", "logs", "batch", "monitors", "alerts", "tokens", "audit", "lineage",
+)  # fmt: skip
 
 
 class Client:
     """Entry point of the SDK: ``client.models``, ``.endpoints``, ``.batch``, ``.monitors``,
-    ``.alerts``, ``.logs``, ``.tokens``, ``.audit``."""
+    ``.alerts``, ``.logs``, ``.tokens``, ``.audit``, ``.lineage``."""
 
     models: ModelsAPI
     endpoints: EndpointsAPI
@@ -43,6 +46,7 @@ class Client:
     logs: LogsAPI
     tokens: TokensAPI
     audit: AuditAPI
+    lineage: LineageAPI
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from cloche.errors import (
     ModelNotFound,
     VersionNotFound,
 )
+from cloche.lineage.context import record as record_lineage
 from cloche.registry import baselines
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref
@@ -213,6 +214,7 @@ def point_alias(
         before=before,
         after={"version": version.version},
     )
+    record_lineage(session, "model_version", f"{model.name}:{version.version}", "alias", alias)
 
 
 def remove_alias(store: Store, *, name: str, alias: str, actor: str = "local") -> None:
