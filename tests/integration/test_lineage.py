@@ -164,3 +164,13 @@ def test_an_output_the_step_never_made_names_what_it_did_make(
 ) -> None:
     with pytest.raises(ArtifactNotFound, match="it made: output"):
         get_lineage(store, f"{run.id}/upload_model/model")
+
+
+def test_a_step_in_a_process_of_its_own_is_linked_too(store: Store) -> None:
+    @pipeline(name="serve")
+    def serve() -> None:
+        create_endpoint(name="forked")
+
+    done = run_pipeline(store, serve, {}, actor="test", executor="process")
+    assert done.state == "succeeded", [(s.step, s.error) for s in done.steps]
+    assert _origins(get_lineage(store, "forked")) == {(done.id, "create_endpoint", "created")}
