@@ -15,6 +15,7 @@ from cloche.cli._output import out, print_json
 from cloche.lineage.entities import Lineage, Product, StepOrigin
 
 MAX_VALUE_CHARS = 60
+REPEATED = " [dim](shown above)[/]"
 
 
 def lineage(
@@ -59,7 +60,7 @@ def _add_origin(parent: Tree, origin: StepOrigin) -> None:
     cached = f", cached from run {origin.cached_from}" if origin.cached_from else ""
     node = parent.add(
         f"{escape(what)}: run {origin.run_id} ({escape(origin.pipeline)}), "
-        f"step {escape(origin.step)}{cached}"
+        f"step {escape(origin.step)}{cached}{REPEATED if origin.repeated else ''}"
     )
     for item in origin.inputs:
         child = node.add(f"input {escape(item.name)} = {escape(_short(item.value))}")
@@ -71,7 +72,8 @@ def _add_origin(parent: Tree, origin: StepOrigin) -> None:
 
 def _add_product(parent: Tree, product: Product) -> None:
     kind = product.kind.replace("_", " ")
-    node = parent.add(f"{kind} {escape(product.id)}: {escape(product.relation)}")
+    repeated = REPEATED if product.repeated else ""
+    node = parent.add(f"{kind} {escape(product.id)}: {escape(product.relation)}{repeated}")
     for child in product.made:
         _add_product(node, child)
 

@@ -16,6 +16,7 @@ from cloche import audit
 from cloche.endpoints.entities import Deployment, Endpoint
 from cloche.endpoints.traffic import check_split_total, rescale
 from cloche.errors import Conflict, DeploymentNotFound, EndpointNotFound, InvalidInput
+from cloche.lineage.context import forget as forget_lineage
 from cloche.lineage.context import record as record_lineage
 from cloche.registry.refs import check_name, parse_ref
 from cloche.registry.service import resolve_version_row
@@ -201,6 +202,7 @@ def delete_endpoint(store: Store, *, name: str, actor: str = "local") -> None:
         row = _endpoint_row(session, name)
         before = _state(row)
         session.delete(row)
+        forget_lineage(session, "endpoint", [name])
         bump_generation(session)
         audit.record(
             session,

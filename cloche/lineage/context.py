@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from cloche.errors import InvalidInput
@@ -96,3 +97,14 @@ def record(session: Session, kind: str, subject_id: str, relation: str, target: 
             target=target,
         )
     )
+
+
+def forget(session: Session, kind: str, subject_ids: list[str]) -> None:
+    """Drop the links of deleted subjects, so a later one of the same name (a version number
+    given again, an endpoint made again) does not inherit them; the audit log keeps the past."""
+    if subject_ids:
+        session.execute(
+            delete(LineageRow).where(
+                LineageRow.subject_kind == kind, LineageRow.subject_id.in_(subject_ids)
+            )
+        )

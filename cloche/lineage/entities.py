@@ -26,6 +26,7 @@ class StepOrigin(BaseModel):
     target: str = Field(default="", description="the alias, version deployed, split or output")
     cached_from: str | None = Field(default=None, description="the run its outputs came from")
     inputs: list[StepInput] = []
+    repeated: bool = Field(default=False, description="shown in full elsewhere in this answer")
 
 
 class Product(BaseModel):
@@ -38,6 +39,7 @@ class Product(BaseModel):
     run_id: str | None = None
     step: str | None = None
     made: list[Product] = []
+    repeated: bool = Field(default=False, description="shown in full elsewhere in this answer")
 
 
 class Lineage(BaseModel):

@@ -23,6 +23,7 @@ from cloche.errors import (
     ModelNotFound,
     VersionNotFound,
 )
+from cloche.lineage.context import forget as forget_lineage
 from cloche.lineage.context import record as record_lineage
 from cloche.registry import baselines
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
@@ -251,6 +252,7 @@ def delete(store: Store, *, ref: str, actor: str = "local") -> DeleteResult:
             v.baseline["key"] for v in doomed if v.baseline and v.baseline.get("key")
         ]
         numbers = [v.version for v in doomed]
+        forget_lineage(session, "model_version", [f"{model.name}:{n}" for n in numbers])
         for v in doomed:
             for alias in [a for a in model.aliases if a.version_id == v.id]:
                 model.aliases.remove(alias)

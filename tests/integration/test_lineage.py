@@ -79,7 +79,8 @@ def test_the_version_behind_an_alias_names_the_run_and_steps_that_made_and_promo
     assert model_input.value == "churn:1"
     assert model_input.source == "output output of upload_model"
     assert model_input.made_by is not None and model_input.made_by.step == "upload_model"
-    upload = model_input.made_by
+    assert model_input.made_by.repeated  # expanded once, in the first origin
+    upload = next(o for o in found.made_by if o.step == "upload_model")
     assert {i.name: i.source for i in upload.inputs}["path"] == "parameter model_file"
 
 
@@ -174,3 +175,39 @@ def test_a_step_in_a_process_of_its_own_is_linked_too(store: Store) -> None:
     done = run_pipeline(store, serve, {}, actor="test", executor="process")
     assert done.state == "succeeded", [(s.step, s.error) for s in done.steps]
     assert _origins(get_lineage(store, "forked")) == {(done.id, "create_endpoint", "created")}
+
+
+def test_a_deleted_endpoint_leaves_no_links_for_the_next_one_of_its_name(
+    store: Store, settings: Settings
+) -> None:
+    @pipeline(name="serve")
+    def serve() -> None:
+        create_endpoint(name="again")
+
+    assert run_pipeline(store, serve, {}, actor="test").state == "succeeded"
+    with cloche.Client(settings=settings) as client:
+        client.endpoints.delete("again")
+        client.endpoints.create("again")
+    assert get_lineage(store, "again").made_by == []
+
+
+def test_a_step_reached_by_many_paths_is_expanded_once(store: Store) -> None:
+    from cloche.pipelines import component
+
+    @component
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @pipeline(name="ladder")
+    def ladder() -> None:
+        # Each step takes the two before it: 2^20 paths from the first step to the last.
+        older, newer = add(a=0, b=1), add(a=1, b=1)
+        for _ in range(20):
+            older, newer = newer, add(a=older.output, b=newer.output)
+
+    done = run_pipeline(store, ladder, {}, actor="test")
+    assert done.state == "succeeded"
+    down = _flatten(get_lineage(store, f"{done.id}/add/output").made)
+    assert len([p for p in down if not p.repeated]) == 20  # add-3 to add-22, once each
+    last = get_lineage(store, f"{done.id}/add-22/output").made_by[0]
+    assert last.inputs[1].made_by is not None and last.inputs[1].made_by.step == "add-21"
