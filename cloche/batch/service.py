@@ -34,7 +34,7 @@ from cloche.batch.places import Places
 from cloche.batch.plan import check_spec, plan_path
 from cloche.batch.spec import JobOutcome, JobSpec, ModelSource, Progress
 from cloche.errors import BatchJobNotFound, ClocheError, JobStateConflict
-from cloche.lineage.context import record as record_lineage
+from cloche.lineage.links import record as record_lineage
 from cloche.registry.refs import parse_ref
 from cloche.registry.service import artifact_location, resolve_version_row
 from cloche.store.store import Store

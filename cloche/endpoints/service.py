@@ -16,8 +16,8 @@ from cloche import audit
 from cloche.endpoints.entities import Deployment, Endpoint
 from cloche.endpoints.traffic import check_split_total, rescale
 from cloche.errors import Conflict, DeploymentNotFound, EndpointNotFound, InvalidInput
-from cloche.lineage.context import forget as forget_lineage
-from cloche.lineage.context import record as record_lineage
+from cloche.lineage.links import forget as forget_lineage
+from cloche.lineage.links import record as record_lineage
 from cloche.registry.refs import check_name, parse_ref
 from cloche.registry.service import resolve_version_row
 from cloche.store.store import Store

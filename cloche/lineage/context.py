@@ -1,10 +1,9 @@
-"""The pipeline step a service call is made for, and the record of what that step made.
+"""The pipeline step a service call is made for, carried from the step to the services.
 
 A step runs with its run id and step name set in a context variable (``bound``); the SDK over
 HTTP sends it as the ``X-Cloche-Pipeline-Step: RUN/STEP`` header, which the API sets again for
-the request (``api/lineage_context.py``). The services that create versions, deployments and
-batch jobs call ``record`` inside their own transaction, so a link is stored exactly when the
-thing it describes is.
+the request (``api/lineage_context.py``). The services record what the step made with
+``links.record``. No database here: the HTTP SDK imports this module.
 """
 
 from __future__ import annotations
@@ -17,11 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import delete
-from sqlalchemy.orm import Session
-
 from cloche.errors import InvalidInput
-from cloche.store.tables import LineageRow, PipelineRunRow
 
 HEADER = "X-Cloche-Pipeline-Step"
 _STEP: ContextVar[StepRef | None] = ContextVar("cloche_pipeline_step", default=None)
@@ -79,32 +74,3 @@ def headers() -> dict[str, str]:
     """The header that carries the current step over HTTP; empty outside steps."""
     step = current()
     return {HEADER: str(step)} if step is not None else {}
-
-
-def record(session: Session, kind: str, subject_id: str, relation: str, target: str = "") -> None:
-    """Link ``kind`` ``subject_id`` to the current step, if any. A step of a run kept in another
-    store (a pipeline run elsewhere calling this server) leaves no link: its run is not here."""
-    step = current()
-    if step is None or session.get(PipelineRunRow, step.run_id) is None:
-        return
-    session.add(
-        LineageRow(
-            subject_kind=kind,
-            subject_id=subject_id,
-            run_id=step.run_id,
-            step=step.step,
-            relation=relation,
-            target=target,
-        )
-    )
-
-
-def forget(session: Session, kind: str, subject_ids: list[str]) -> None:
-    """Drop the links of deleted subjects, so a later one of the same name (a version number
-    given again, an endpoint made again) does not inherit them; the audit log keeps the past."""
-    if subject_ids:
-        session.execute(
-            delete(LineageRow).where(
-                LineageRow.subject_kind == kind, LineageRow.subject_id.in_(subject_ids)
-            )
-        )

@@ -23,8 +23,8 @@ from cloche.errors import (
     ModelNotFound,
     VersionNotFound,
 )
-from cloche.lineage.context import forget as forget_lineage
-from cloche.lineage.context import record as record_lineage
+from cloche.lineage.links import forget as forget_lineage
+from cloche.lineage.links import record as record_lineage
 from cloche.registry import baselines
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from cloche import audit
 from cloche.auth.roles import Principal
 from cloche.errors import Conflict, InvalidInput, PayloadTooLarge
-from cloche.lineage.context import record as record_lineage
+from cloche.lineage.links import record as record_lineage
 from cloche.registry import baselines
 from cloche.registry.entities import ModelVersion
 from cloche.registry.inspection import Inspector, InspectRequest
