@@ -16,6 +16,7 @@ from starlette.routing import compile_path
 
 from cloche import __version__
 from cloche.api.authn import BearerAuth
+from cloche.api.lineage_context import PipelineStepContext
 from cloche.api.routes import (
     UPLOAD_CAP_KEY,
     audit,
@@ -23,6 +24,7 @@ from cloche.api.routes import (
     edge,
     endpoints,
     health,
+    lineage,
     logs,
     models,
     monitors,
@@ -60,6 +62,7 @@ ROUTERS = (
     tokens.router,
     audit.router,
     pipeline_schedules.router,
+    lineage.router,
 )
 _BY_STATUS: dict[int, type[ClocheError]] = {
     400: BadRequest,
@@ -100,7 +103,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     # The last middleware added runs first: Host/Origin, then the token (before any byte of
-    # the body is read), then the body caps, then routing.
+    # the body is read), then the body caps, then the pipeline step's header, then routing.
+    app.add_middleware(PipelineStepContext)
     app.add_middleware(
         BodySizeLimit,
         cap=BodyCap(settings.max_json_bytes, "CLOCHE_SERVER__MAX_JSON_KB"),

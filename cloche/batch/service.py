@@ -34,6 +34,7 @@ from cloche.batch.places import Places
 from cloche.batch.plan import check_spec, plan_path
 from cloche.batch.spec import JobOutcome, JobSpec, ModelSource, Progress
 from cloche.errors import BatchJobNotFound, ClocheError, JobStateConflict
+from cloche.lineage.links import record as record_lineage
 from cloche.registry.refs import parse_ref
 from cloche.registry.service import artifact_location, resolve_version_row
 from cloche.store.store import Store
@@ -88,6 +89,7 @@ def submit(
             resource=row.id,
             after={"model": job.model_version, "input": spec.input, "output": spec.output},
         )
+        record_lineage(session, "batch_job", row.id, "created", job.model_version)
         return job
 
 

@@ -21,6 +21,7 @@ from cloche.cli import (
     batch,
     endpoints,
     feedback,
+    lineage,
     logs,
     models,
     monitors,
@@ -97,6 +98,7 @@ app.add_typer(tokens.app, name="tokens")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(backup.app, name="backup")
 app.command("audit")(audit.audit)
+app.command("lineage")(lineage.lineage)
 app.command("logs")(logs.logs)
 app.command("feedback")(feedback.feedback)
 app.command("up")(up.up)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from cloche.client.audit import AuditAPI
     from cloche.client.batch import BatchAPI
     from cloche.client.endpoints import EndpointsAPI
+    from cloche.client.lineage import LineageAPI
     from cloche.client.logs import LogsAPI
     from cloche.client.models import ModelsAPI
     from cloche.client.monitors import MonitorsAPI
@@ -31,13 +32,14 @@ if TYPE_CHECKING:
 # Each resource is one module of cloche.client holding its interface and both of its forms
 # (in-process and HTTP) side by side; a new resource is a new module and a line here.
 RESOURCES = (
-    "models", "endpoints", "logs", "batch", "monitors", "alerts", "tokens", "audit", "pipelines"
+    "models", "endpoints", "logs", "batch", "monitors", "alerts", "tokens", "audit", "pipelines",
+    "lineage",
 )  # fmt: skip
 
 
 class Client:
     """Entry point of the SDK: ``client.models``, ``.endpoints``, ``.batch``, ``.monitors``,
-    ``.alerts``, ``.logs``, ``.tokens``, ``.audit``, ``.pipelines``."""
+    ``.alerts``, ``.logs``, ``.tokens``, ``.audit``, ``.pipelines``, ``.lineage``."""
 
     models: ModelsAPI
     endpoints: EndpointsAPI
@@ -48,6 +50,7 @@ class Client:
     tokens: TokensAPI
     audit: AuditAPI
     pipelines: PipelinesAPI
+    lineage: LineageAPI
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ import httpx
 from cloche import errors
 from cloche.auth.local_token import read_local_token
 from cloche.hosts import is_loopback
+from cloche.lineage.context import headers as step_headers
 from cloche.registry.refs import ModelRef
 
 API = "/api/v1"
@@ -92,6 +93,8 @@ class HttpTransport:
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send a request; a ClocheError for any error answer or connection failure."""
+        if extra := step_headers():  # a pipeline step's call: its run and step go along
+            kwargs["headers"] = {**extra, **(kwargs.get("headers") or {})}
         with self._errors_mapped():
             response = self.http.request(method, path, **kwargs)
         self._check(response)
@@ -99,7 +102,10 @@ class HttpTransport:
 
     @contextmanager
     def stream(self, method: str, path: str) -> Iterator[httpx.Response]:
-        with self._errors_mapped(), self.http.stream(method, path) as response:
+        with (
+            self._errors_mapped(),
+            self.http.stream(method, path, headers=step_headers()) as response,
+        ):
             if response.is_error:
                 response.read()
             self._check(response)

@@ -6,6 +6,7 @@ every `cloche up` sharing this store learns that it must reload (see serving/sta
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from sqlalchemy import select, update
@@ -15,10 +16,12 @@ from cloche import audit
 from cloche.endpoints.entities import Deployment, Endpoint
 from cloche.endpoints.traffic import check_split_total, rescale
 from cloche.errors import Conflict, DeploymentNotFound, EndpointNotFound, InvalidInput
+from cloche.lineage.links import forget as forget_lineage
+from cloche.lineage.links import record as record_lineage
 from cloche.registry.refs import check_name, parse_ref
 from cloche.registry.service import resolve_version_row
 from cloche.store.store import Store
-from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, utcnow
+from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, VersionRow, utcnow
 
 MAX_BATCH_LIMIT = 4096
 
@@ -135,6 +138,7 @@ def create_endpoint(
         audit.record(
             session, actor=actor, action="endpoint.create", resource_type="endpoint", resource=name
         )
+        record_lineage(session, "endpoint", name, "created")
         return _entity(row)
 
 
@@ -198,6 +202,7 @@ def delete_endpoint(store: Store, *, name: str, actor: str = "local") -> None:
         row = _endpoint_row(session, name)
         before = _state(row)
         session.delete(row)
+        forget_lineage(session, "endpoint", [name])
         bump_generation(session)
         audit.record(
             session,
@@ -251,7 +256,12 @@ def deploy(
                 created_by=actor,
             )
         )
+        record_lineage(session, "endpoint", endpoint, "deployed", _ref(version))
         return _changed(session, row, actor=actor, action="endpoint.deploy", before=before)
+
+
+def _ref(version: VersionRow) -> str:
+    return f"{version.model.name}:{version.version}"
 
 
 def _check_limits(max_batch_size: int, timeout_ms: int) -> None:
@@ -314,6 +324,7 @@ def set_traffic(
         for d in row.deployments:
             if not d.shadow:
                 d.traffic = chosen.get(d.id, 0)
+        record_lineage(session, "endpoint", endpoint, "traffic", json.dumps(dict(split)))
         return _changed(session, row, actor=actor, action="endpoint.traffic", before=before)
 
 

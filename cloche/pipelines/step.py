@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cloche.errors import ClocheError, StepFailed
+from cloche.lineage.context import bound
 from cloche.pipelines import executors, records
 from cloche.pipelines.component import Component
 from cloche.pipelines.entities import StepRecord
@@ -144,10 +145,12 @@ def _attempt(
         n: artifact_object(n, {"type": t, "uri": str(folder / n)}) for n, t in spec.outputs.items()
     }
     folder.mkdir(parents=True, exist_ok=True)
+    label = task.id if iteration < 0 else f"{task.id}[{iteration}]"
     try:
         value, log = executors.call(
             state.executor,
-            state.components[task.component].python_func,
+            # What the step makes through the services is linked back to this run and step.
+            bound(state.components[task.component].python_func, state.run_id, label),
             arguments | written,
             written,
             timeout=task.timeout_seconds,

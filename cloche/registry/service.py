@@ -23,6 +23,8 @@ from cloche.errors import (
     ModelNotFound,
     VersionNotFound,
 )
+from cloche.lineage.links import forget as forget_lineage
+from cloche.lineage.links import record as record_lineage
 from cloche.registry import baselines
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref
@@ -213,6 +215,7 @@ def point_alias(
         before=before,
         after={"version": version.version},
     )
+    record_lineage(session, "model_version", f"{model.name}:{version.version}", "alias", alias)
 
 
 def remove_alias(store: Store, *, name: str, alias: str, actor: str = "local") -> None:
@@ -249,6 +252,7 @@ def delete(store: Store, *, ref: str, actor: str = "local") -> DeleteResult:
             v.baseline["key"] for v in doomed if v.baseline and v.baseline.get("key")
         ]
         numbers = [v.version for v in doomed]
+        forget_lineage(session, "model_version", [f"{model.name}:{n}" for n in numbers])
         for v in doomed:
             for alias in [a for a in model.aliases if a.version_id == v.id]:
                 model.aliases.remove(alias)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from cloche import audit
 from cloche.auth.roles import Principal
 from cloche.errors import Conflict, InvalidInput, PayloadTooLarge
+from cloche.lineage.links import record as record_lineage
 from cloche.registry import baselines
 from cloche.registry.entities import ModelVersion
 from cloche.registry.inspection import Inspector, InspectRequest
@@ -143,6 +144,7 @@ def _insert_version(
                     resource=f"{name}:{version.version}",
                     after={"framework": row.framework, "sha256": row.sha256},
                 )
+                record_lineage(session, "model_version", f"{name}:{version.version}", "created")
                 for alias in aliases:
                     point_alias(session, model, alias, version, actor=actor)
                 session.flush()

@@ -392,3 +392,19 @@ class PipelineDecisionRow(Base):
     decided_by: Mapped[str] = mapped_column(String(128))
     comment: Mapped[str] = mapped_column(Text, default="")
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LineageRow(Base):
+    """A pipeline step made or changed a subject (a model version, endpoint or batch job):
+    ``relation`` says how (created, alias, deployed, traffic), ``target`` what it pointed at."""
+
+    __tablename__ = "lineage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(24))
+    subject_id: Mapped[str] = mapped_column(String(160))
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id"), index=True)
+    step: Mapped[str] = mapped_column(String(140))
+    relation: Mapped[str] = mapped_column(String(24))
+    target: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
