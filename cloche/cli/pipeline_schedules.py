@@ -1,41 +1,54 @@
 """``cloche pipelines schedule NAME --cron ...`` and ``cloche pipelines schedules ...``: run a
-registered pipeline on a cron schedule, with the scheduler of `cloche up` on this store."""
+registered pipeline on a cron schedule, with the scheduler of `cloche up`; through the SDK, so
+on this machine's store or, with --url, a server's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from cloche.auth.roles import local_actor
-from cloche.cli._common import JsonOpt, parse_pairs
+from cloche.cli._common import JsonOpt, get_client, parse_pairs
 from cloche.cli._output import new_table, out, print_json, success, when
-from cloche.errors import InvalidInput
-from cloche.pipelines import loading, registered, schedules
+from cloche.client.pipelines import PipelinesAPI
+from cloche.errors import InvalidInput, PipelineNotFound
+from cloche.pipelines import loading
+from cloche.pipelines.entities import PipelineRun
+from cloche.pipelines.graph import ParamSpec
 from cloche.pipelines.schedule_plan import MAX_CATCH_UP
-from cloche.pipelines.schedules import PipelineSchedule
-from cloche.store.store import Store
+from cloche.pipelines.schedules import PipelineSchedule, trigger_of
 
-StoreOpener = Callable[[typer.Context], AbstractContextManager[Store]]
 ScheduleArg = Annotated[
     str, typer.Argument(metavar="ID", help="A schedule id or a unique prefix of it.")
 ]
 schedules_app = typer.Typer(help="Pipeline schedules: list, show, pause, resume, delete.")
-_open: list[StoreOpener] = []  # the store opener of `cloche pipelines`, set by mount()
 
 
-def mount(app: typer.Typer, open_store: StoreOpener) -> None:
+def mount(app: typer.Typer) -> None:
     """Add ``schedule`` and ``schedules`` to ``cloche pipelines``."""
-    _open.append(open_store)
     app.command("schedule")(schedule)
     app.add_typer(schedules_app, name="schedules", no_args_is_help=True)
 
 
-def _store(ctx: typer.Context) -> AbstractContextManager[Store]:
-    return _open[0](ctx)
+def _pipelines(ctx: typer.Context) -> PipelinesAPI:
+    return get_client(ctx).pipelines
+
+
+def _declared(client: PipelinesAPI, name: str) -> dict[str, ParamSpec]:
+    """The parameters of registered ``name``, to read ``--param`` values by their types."""
+    for found in client.list():
+        if found.name == name:
+            return found.params
+    raise PipelineNotFound(
+        f"no registered pipeline {name!r}",
+        hint="register it with `cloche pipelines register FILE.py`",
+    )
+
+
+def _runs_of(client: PipelinesAPI, found: PipelineSchedule) -> list[PipelineRun]:
+    runs = client.runs(pipeline=found.pipeline, limit=200)
+    return [run for run in runs if run.trigger == trigger_of(found.id)][:20]
 
 
 def parse_time(text: str | None, flag: str) -> datetime | None:
@@ -84,20 +97,17 @@ def schedule(
 ) -> None:
     """Run a registered pipeline on a cron schedule (the scheduler of `cloche up` runs it)."""
     raw = parse_pairs(param, option="--param", example="threshold=0.8")
-    with _store(ctx) as store:
-        params = loading.parse_params(registered.newest_graph(store, name), raw)
-        made = schedules.create_schedule(
-            store,
-            name,
-            cron=cron,
-            params=params,
-            start=parse_time(start, "--start"),
-            end=parse_time(end, "--end"),
-            max_runs=max_runs,
-            max_concurrent=max_concurrent,
-            catch_up=catch_up,
-            actor=local_actor(),
-        )
+    client = _pipelines(ctx)
+    made = client.schedule(
+        name,
+        cron,
+        loading.parse_params(_declared(client, name), raw),
+        start=parse_time(start, "--start"),
+        end=parse_time(end, "--end"),
+        max_runs=max_runs,
+        max_concurrent=max_concurrent,
+        catch_up=catch_up,
+    )
     if json_:
         print_json(made)
         return
@@ -107,8 +117,7 @@ def schedule(
 @schedules_app.command("list")
 def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """List pipeline schedules."""
-    with _store(ctx) as store:
-        found = schedules.list_schedules(store)
+    found = _pipelines(ctx).schedules()
     if json_:
         print_json(found)
         return
@@ -134,9 +143,9 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
 @schedules_app.command("show")
 def show(ctx: typer.Context, schedule_id: ScheduleArg, json_: JsonOpt = False) -> None:
     """A schedule, and the runs it made."""
-    with _store(ctx) as store:
-        found = schedules.get_schedule(store, schedule_id)
-        runs = schedules.recent_runs(store, found.id)
+    client = _pipelines(ctx)
+    found = client.get_schedule(schedule_id)
+    runs = _runs_of(client, found)
     if json_:
         print_json(found.model_dump(mode="json") | {"runs": [r.id for r in runs]})
         return
@@ -154,25 +163,24 @@ def show(ctx: typer.Context, schedule_id: ScheduleArg, json_: JsonOpt = False) -
 @schedules_app.command("pause")
 def pause(ctx: typer.Context, schedule_id: ScheduleArg) -> None:
     """Stop queueing runs."""
-    with _store(ctx) as store:
-        found = schedules.set_enabled(store, schedule_id, False, actor=local_actor())
+    found = _pipelines(ctx).pause_schedule(schedule_id)
     success(f"paused {found.id}")
 
 
 @schedules_app.command("resume")
 def resume(ctx: typer.Context, schedule_id: ScheduleArg) -> None:
     """Queue runs again from the next fire time; those missed while paused are skipped."""
-    with _store(ctx) as store:
-        found = schedules.set_enabled(store, schedule_id, True, actor=local_actor())
+    found = _pipelines(ctx).resume_schedule(schedule_id)
     success(f"resumed {found.id}; next run {when(found.next_run_at)}")
 
 
 @schedules_app.command("delete")
 def delete(ctx: typer.Context, schedule_id: ScheduleArg) -> None:
     """Delete a schedule; the runs it made stay."""
-    with _store(ctx) as store:
-        found = schedules.delete_schedule(store, schedule_id, actor=local_actor())
-    success(f"deleted {found}")
+    client = _pipelines(ctx)
+    found = client.get_schedule(schedule_id)  # a prefix is named by its whole id
+    client.delete_schedule(found.id)
+    success(f"deleted {found.id}")
 
 
 def _runs(item: PipelineSchedule) -> str:

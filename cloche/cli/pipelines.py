@@ -283,4 +283,4 @@ def _outputs(outputs: dict[str, object]) -> str:
     return ", ".join(shown)
 
 
-pipeline_schedules.mount(app, _local_store)  # `schedule NAME` and `schedules ...`
+pipeline_schedules.mount(app)  # `schedule NAME` and `schedules ...`

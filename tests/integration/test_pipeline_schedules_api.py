@@ -68,3 +68,33 @@ def test_a_viewer_lists_schedules_but_cannot_create_one(server: LiveServer, stor
     refused = httpx.post(api, json={"pipeline": "nightly", "cron": "0 6 * * *"}, headers=headers)
     assert refused.status_code == 403
     assert httpx.post(api, json={}).status_code == 401
+
+
+@pytest.mark.parametrize("form", ["local", "http"])
+def test_the_sdk_schedules_a_pipeline_in_both_forms_alike(
+    server: LiveServer, form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    import cloche
+
+    monkeypatch.setenv("CLOCHE_HOME", str(server.settings.home))
+    sdk = cloche.Client(server.url, token=server.token) if form == "http" else cloche.Client()
+    with sdk:
+        end = datetime(2999, 1, 1, tzinfo=UTC)
+        made = sdk.pipelines.schedule("nightly", "0 6 * * 1", {"word": "yo"}, end=end, max_runs=3)
+        assert (made.pipeline, made.params, made.max_runs, made.state) == (
+            "nightly",
+            {"word": "yo"},
+            3,
+            "active",
+        )
+        assert made.end_at == end
+        assert [s.id for s in sdk.pipelines.schedules()] == [made.id]
+        assert sdk.pipelines.pause_schedule(made.id[:7]).state == "paused"
+        assert sdk.pipelines.resume_schedule(made.id).state == "active"
+        assert sdk.pipelines.get_schedule(made.id[:7]).id == made.id
+        sdk.pipelines.delete_schedule(made.id)
+        assert sdk.pipelines.schedules() == []
+        with pytest.raises(cloche.errors.InvalidInput, match="no parameter"):
+            sdk.pipelines.schedule("nightly", "0 6 * * 1", {"nope": 1})
