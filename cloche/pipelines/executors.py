@@ -1,5 +1,6 @@
 """How a step's function is called: in this process (a thread, its output captured per thread),
-or in a process of its own forked for it (isolation: a crash or a timeout kills only it)."""
+in a process of its own forked for it (isolation: a crash or a timeout kills only it), or as a
+Ray task (``ray_executor``, imported only when asked for)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, TextIO
 from cloche.errors import ClocheError, InvalidInput, StepFailed, Timeout
 from cloche.pipelines.artifacts import Artifact
 
-EXECUTORS = ("inprocess", "process")
+EXECUTORS = ("inprocess", "process", "ray")
 MAX_LOG_CHARS = 64_000
 
 
@@ -34,9 +35,25 @@ def call(
     """Call ``func``; its return value and what it printed. Raises StepFailed or Timeout."""
     if executor == "process":
         return _in_child(func, arguments, written, timeout=timeout, name=name)
+    if executor == "ray":
+        from cloche.pipelines import ray_executor
+
+        return ray_executor.call(func, arguments, written, timeout=timeout, name=name)
     if executor != "inprocess":
         raise InvalidInput(f"unknown executor {executor!r}", hint=f"one of: {', '.join(EXECUTORS)}")
     return _in_thread(func, arguments, timeout=timeout, name=name)
+
+
+@contextlib.contextmanager
+def session(executor: str, *, ray_address: str | None = None) -> Iterator[None]:
+    """What ``executor`` needs for a whole run (Ray connected); raises before any step runs."""
+    if executor != "ray":
+        yield
+        return
+    from cloche.pipelines import ray_executor
+
+    with ray_executor.session(ray_address):
+        yield
 
 
 # In-process: sys.stdout and sys.stderr are swapped once for streams that write to the calling
@@ -102,7 +119,7 @@ def _in_thread(
                 hint="with --executor process a step past its timeout is stopped",
             )
     if "error" in box:
-        raise StepFailed(_describe(box["error"]), log=box.get("log", ""))
+        raise StepFailed(describe(box["error"]), log=box.get("log", ""))
     return box.get("value"), box.get("log", "")
 
 
@@ -162,7 +179,7 @@ def _child_main(
         value = func(**arguments)
         outcome = ("ok", value, {n: a.metadata for n, a in written.items()})
     except BaseException as exc:
-        outcome = ("error", _describe(exc), {})
+        outcome = ("error", describe(exc), {})
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -171,7 +188,9 @@ def _child_main(
         send.send(("error", f"the step's result could not be sent back: {exc}", {}))
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """A step's exception as its error: a cloche error's code and message, else the end of
+    its traceback."""
     if isinstance(exc, ClocheError):
         return f"{exc.code}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
     frames = traceback.format_exception(exc)
