@@ -193,3 +193,16 @@ def test_a_malformed_step_name_exits_2_with_how_to_write_one(pipeline_file: Path
     run_id = ok_json("pipelines", "run", pipeline_file)["id"]
     result = cloche("pipelines", "logs", run_id, "make[x]")
     assert result.exit_code == 2 and "STEP[N]" in result.output
+
+
+def test_an_unreachable_ray_cluster_fails_the_run_saying_what_to_do(
+    pipeline_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.setenv("CLOCHE_BATCH__RAY_ADDRESS", "127.0.0.1:9")  # discard: nothing listens
+    result = cloche("pipelines", "run", pipeline_file, "--executor", "ray")
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())  # the table wraps long lines
+    assert "the Ray cluster at 127.0.0.1:9 cannot be reached" in said
+    assert "ray start --head" in said and "--executor inprocess or process" in said
+    assert "make" not in said  # no step was recorded
