@@ -328,6 +328,47 @@ def test_a_crashing_step_process_fails_only_that_step(store: Store, tmp_path: Pa
     assert result.latest()[("label", -1)].state == "succeeded"
 
 
+def test_a_crashing_step_process_is_seen_while_a_sibling_step_process_still_runs(
+    store: Store, tmp_path: Path
+) -> None:
+    # A sibling forked at the moment the crashing step's pipe is open holds its write end too:
+    # the crash is read from the child's exit, not only from the pipe's end of file.
+    @component
+    def crash(after: float) -> None:
+        import os
+
+        time.sleep(after)
+        os._exit(7)
+
+    @component
+    def linger(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @pipeline(name="siblings")
+    def siblings() -> None:
+        crash(after=0.5)
+        linger(seconds=3.0).after(nap(seconds=0.1, tag="later"))  # forked while crash runs
+
+    result = run_with(store, tmp_path, siblings, "process", workers=2)
+    latest = result.latest()
+    assert "exited with code 7" in latest[("crash", -1)].error
+    assert latest[("linger", -1)].state == "succeeded"
+    assert latest[("crash", -1)].ended_at < latest[("linger", -1)].ended_at  # type: ignore[operator]
+
+
+def test_a_large_result_comes_back_whole_from_a_step_process(store: Store, tmp_path: Path) -> None:
+    @component
+    def big() -> str:
+        return "x" * 300_000  # several pipe buffers
+
+    @pipeline(name="big")
+    def big_pipeline() -> None:
+        big()
+
+    result = run_with(store, tmp_path, big_pipeline, "process")
+    assert result.latest()[("big", -1)].outputs == {"output": "x" * 300_000}
+
+
 def test_a_step_process_past_its_timeout_is_stopped(store: Store, tmp_path: Path) -> None:
     marker = tmp_path / "finished"
 
