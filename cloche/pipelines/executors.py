@@ -42,14 +42,20 @@ def call(
 
 
 @contextlib.contextmanager
-def session(executor: str, *, ray_address: str | None = None) -> Iterator[None]:
-    """What ``executor`` needs for a whole run (Ray connected); raises before any step runs."""
-    if executor != "ray":
-        yield
-        return
-    from cloche.pipelines import ray_executor
+def session(
+    executor: str, functions: list[Callable[..., Any]], *, ray_address: str | None = None
+) -> Iterator[None]:
+    """What ``executor`` needs for a whole run of ``functions`` (a fork server, Ray connected);
+    raises before any step runs."""
+    if executor == "process":
+        with process_executor.session(functions):
+            yield
+    elif executor == "ray":
+        from cloche.pipelines import ray_executor
 
-    with ray_executor.session(ray_address):
+        with ray_executor.session(ray_address):
+            yield
+    else:
         yield
 
 
