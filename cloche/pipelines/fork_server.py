@@ -89,8 +89,11 @@ def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
         signal.signal(signal.SIGCHLD, reap)
         while True:
             header, fds, _, _ = socket.recv_fds(sock, HEADER.size, 3)
-            if not header:
-                break  # the runner closed its end: the run is over
+            if not header:  # the runner is gone, or done: no step of its may go on alone
+                for pid in list(statuses):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                break
             index, arguments, written = pickle.loads(_exactly(sock, HEADER.unpack(header)[0]))
             outcome, log, status = fds
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # reap after it is known

@@ -472,3 +472,60 @@ def test_a_decision_for_a_step_not_waiting_is_refused(store: Store, tmp_path: Pa
     done = run(store, tmp_path, scoring())
     with pytest.raises(NotWaitingForApproval, match="is not an approval waiting"):
         decide(store, done.id, "summarise", approved=True, actor="bob")
+
+
+STUCK = """
+import os, sys, time
+from pathlib import Path
+from cloche.config import Settings
+from cloche.pipelines import component, pipeline
+from cloche.pipelines.runner import run_pipeline
+from cloche.store.store import Store
+
+@component
+def stuck(path: str) -> None:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(60)
+
+@pipeline(name="stuck")
+def stuck_pipeline(path: str) -> None:
+    stuck(path=path)
+
+store = Store.open(Settings(home=Path(sys.argv[2])))
+run_pipeline(store, stuck_pipeline, {"path": sys.argv[1]}, actor="t", executor="process")
+"""
+
+
+def test_a_step_process_does_not_outlive_a_killed_runner(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    marker = tmp_path / "pid"
+    runner = subprocess.Popen(
+        [sys.executable, "-c", STUCK, str(marker), str(tmp_path / "home")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline and runner.poll() is None
+            time.sleep(0.05)
+        step = int(marker.read_text())
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait()
+        while _alive(step):  # killed by the run's fork server once the runner is gone
+            assert time.monotonic() < deadline, f"step process {step} still runs"
+            time.sleep(0.05)
+    finally:
+        runner.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return status != "Z"  # a zombie has ended: only its parent's reaping is left
