@@ -20,7 +20,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from cloche.pipelines.artifacts import Artifact
 
@@ -29,7 +29,9 @@ STATUS = struct.Struct(">qi")  # pid, wait status
 
 
 class ForkServer:
-    """Started by ``start``; ``spawn`` asks it for a step's process; ``close`` ends it."""
+    """Started when made; ``spawn`` asks it for a step's process; ``close`` ends it."""
+
+    runner_ends: ClassVar[list[socket.socket]] = []  # of every server this process started
 
     def __init__(self, functions: list[Callable[..., Any]]) -> None:
         self.index = {id(f): i for i, f in enumerate(functions)}
@@ -38,9 +40,12 @@ class ForkServer:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.pid = os.fork()
         if self.pid == 0:
-            self.sock.close()
+            # Other runs' servers must see their runner's end close, not one held open here.
+            for held in (self.sock, *ForkServer.runner_ends):
+                held.close()
             _serve(theirs, functions)  # never returns
         theirs.close()
+        ForkServer.runner_ends.append(self.sock)
 
     def knows(self, func: Callable[..., Any]) -> bool:
         return id(func) in self.index and self.functions[self.index[id(func)]] is func
@@ -60,6 +65,7 @@ class ForkServer:
             return int(HEADER.unpack(_exactly(self.sock, HEADER.size))[0])
 
     def close(self) -> None:
+        ForkServer.runner_ends.remove(self.sock)
         self.sock.close()  # the server leaves when its socket closes
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
@@ -94,6 +100,7 @@ def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 break
+            header += _exactly(sock, HEADER.size - len(header))  # a stream may split it
             index, arguments, written = pickle.loads(_exactly(sock, HEADER.unpack(header)[0]))
             outcome, log, status = fds
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # reap after it is known

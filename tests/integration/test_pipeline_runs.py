@@ -529,3 +529,28 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return status != "Z"  # a zombie has ended: only its parent's reaping is left
+
+
+def test_process_runs_going_on_at_once_each_get_their_own_steps_results(
+    store: Store, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    @component
+    def tagged(tag: str, seconds: float) -> str:
+        time.sleep(seconds)
+        return f"{tag}-done"
+
+    @pipeline(name="first")
+    def first() -> None:
+        tagged(tag="first", seconds=1.0)
+
+    @pipeline(name="second")
+    def second() -> None:
+        tagged(tag="second", seconds=0.1)
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda p: run_with(store, tmp_path, p, "process"), [first, second]))
+    assert [r.latest()[("tagged", -1)].outputs for r in runs] == [
+        {"output": "first-done"}, {"output": "second-done"}
+    ]  # fmt: skip
