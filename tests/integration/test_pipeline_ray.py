@@ -136,6 +136,17 @@ def test_an_unreachable_ray_cluster_fails_the_run_naming_it_before_any_step(
     assert not ray.is_initialized()
 
 
+def test_a_ray_address_that_is_not_host_port_fails_the_run_saying_so(
+    store: Store, tmp_path: Path
+) -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+    started = start_run(store, fanned, {"marker": "m"}, actor="t", executor="ray")
+    result = execute_run(store, started.id, fanned.components, root=tmp_path, ray_address="head")
+    assert result.state == "failed" and result.steps == []
+    assert "the Ray address 'head' is not HOST:PORT or ray://HOST:PORT" in result.error
+
+
 def test_a_ray_run_records_the_same_steps_outputs_retries_and_logs_as_in_process(
     store: Store, tmp_path: Path, local_ray: None
 ) -> None:
