@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from cloche.config import Settings
 from cloche.pipelines import (
     Dataset,
     Else,
@@ -205,3 +206,48 @@ def test_a_ray_step_whose_worker_dies_fails_only_that_step(
     assert result.state == "failed"
     assert "step 'crash''s Ray task failed" in result.latest()[("crash", -1)].error
     assert result.latest()[("label", -1)].state == "succeeded"
+
+
+SERVER_PIPELINE = """
+from cloche.pipelines import component, pipeline
+
+
+@component
+def hello(name: str) -> str:
+    return name.upper()
+
+
+@pipeline(name="hello")
+def hello_pipeline(name: str = "x") -> None:
+    hello(name=name)
+"""
+
+
+def test_a_queued_ray_run_goes_to_the_servers_ray_address(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloche.batch.runner import SETTINGS_ENV
+    from cloche.pipelines import records, registered, server_runs
+    from cloche.pipelines.loading import load_pipeline
+
+    if ray.is_initialized():
+        ray.shutdown()
+    source = tmp_path / "hello.py"
+    source.write_text(SERVER_PIPELINE)
+    server = settings.model_copy(update={"batch": settings.batch.model_copy(
+        update={"ray_address": "127.0.0.1:9"}  # discard: nothing listens
+    )})  # fmt: skip
+    store = Store.open(server)
+    try:
+        registered.register(
+            store, load_pipeline(str(source)), source=SERVER_PIPELINE, file_name="hello.py",
+            actor="t",
+        )  # fmt: skip
+        queued = registered.queue_run(store, "hello", {}, actor="t", executor="ray")
+        monkeypatch.setenv(SETTINGS_ENV, server.model_dump_json())
+        assert server_runs.main([queued.id]) == 0
+        run = records.get_run(store, queued.id)
+    finally:
+        store.close()
+    assert run.state == "failed" and run.steps == []
+    assert "the Ray cluster at 127.0.0.1:9 cannot be reached" in run.error
