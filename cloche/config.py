@@ -191,8 +191,8 @@ class BatchSettings(BaseModel):
     )
     ray_address: str | None = Field(
         default=None,
-        description="Ray cluster that `--engine ray` jobs run on (a server setting, never a "
-        "request's); default: a local Ray",
+        description="Ray cluster that `--engine ray` batch jobs and `--executor ray` pipeline "
+        "runs run on (a server setting, never a request's); default: a local Ray",
     )
     max_concurrent_jobs: int = Field(
         default=1,

@@ -67,9 +67,10 @@ def run(
     executor: Annotated[
         str,
         typer.Option(
-            metavar="inprocess|process",
+            metavar="inprocess|process|ray",
             help="inprocess: steps run in threads; process: each in a process of its own "
-            "(a crash or a timeout stops only that step).",
+            "(a crash or a timeout stops only that step); ray: each a Ray task on the cluster "
+            "of CLOCHE_BATCH__RAY_ADDRESS (else a local Ray).",
         ),
     ] = "inprocess",
     workers: Annotated[
@@ -102,6 +103,7 @@ def run(
                 use_cache=not no_cache,
                 executor=executor,
                 workers=workers,
+                ray_address=load_settings().batch.ray_address,
             )
     _show(found, json_)
     if found.state != "succeeded":

@@ -1,28 +1,27 @@
 """How a step's function is called: in this process (a thread, its output captured per thread),
-or in a process of its own forked for it (isolation: a crash or a timeout kills only it)."""
+in a process of its own forked for it (``process_executor``: a crash or a timeout kills only
+it), or as a Ray task (``ray_executor``, imported only when asked for)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
-import multiprocessing
-import os
-import signal
 import sys
-import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from cloche.errors import ClocheError, InvalidInput, StepFailed, Timeout
+from cloche.pipelines import process_executor
 from cloche.pipelines.artifacts import Artifact
 
-EXECUTORS = ("inprocess", "process")
+EXECUTORS = ("inprocess", "process", "ray")
 MAX_LOG_CHARS = 64_000
 
 
 def check_executor(executor: str) -> None:
+    """InvalidInput naming the executors, for a name that is not one."""
     if executor not in EXECUTORS:
         raise InvalidInput(f"unknown executor {executor!r}", hint=f"one of: {', '.join(EXECUTORS)}")
 
@@ -38,10 +37,31 @@ def call(
 ) -> tuple[Any, str]:
     """Call ``func``; its return value and what it printed. Raises StepFailed or Timeout."""
     if executor == "process":
-        return _in_child(func, arguments, written, timeout=timeout, name=name)
-    if executor != "inprocess":
-        raise InvalidInput(f"unknown executor {executor!r}", hint=f"one of: {', '.join(EXECUTORS)}")
+        return process_executor.call(func, arguments, written, timeout=timeout, name=name)
+    if executor == "ray":
+        from cloche.pipelines import ray_executor
+
+        return ray_executor.call(func, arguments, written, timeout=timeout, name=name)
+    check_executor(executor)
     return _in_thread(func, arguments, timeout=timeout, name=name)
+
+
+@contextlib.contextmanager
+def session(
+    executor: str, functions: list[Callable[..., Any]], *, ray_address: str | None = None
+) -> Iterator[None]:
+    """What ``executor`` needs for a whole run of ``functions`` (a fork server, Ray connected);
+    raises before any step runs."""
+    if executor == "process":
+        with process_executor.session(functions):
+            yield
+    elif executor == "ray":
+        from cloche.pipelines import ray_executor
+
+        with ray_executor.session(ray_address):
+            yield
+    else:
+        yield
 
 
 # In-process: sys.stdout and sys.stderr are swapped once for streams that write to the calling
@@ -107,76 +127,13 @@ def _in_thread(
                 hint="with --executor process a step past its timeout is stopped",
             )
     if "error" in box:
-        raise StepFailed(_describe(box["error"]), log=box.get("log", ""))
+        raise StepFailed(describe(box["error"]), log=box.get("log", ""))
     return box.get("value"), box.get("log", "")
 
 
-def _in_child(
-    func: Callable[..., Any],
-    arguments: dict[str, Any],
-    written: dict[str, Artifact],
-    *,
-    timeout: float | None,
-    name: str,
-) -> tuple[Any, str]:
-    # fork: the child has the step's function already (a file's, or a notebook's), nothing
-    # pickled; it runs only the function and sends back its result.
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    with tempfile.TemporaryFile("w+") as log:
-        child = context.Process(
-            target=_child_main, args=(func, arguments, written, send, log.fileno()), daemon=True
-        )
-        child.start()
-        send.close()
-        ready = receive.poll(timeout)
-        outcome = None
-        if ready:
-            with contextlib.suppress(EOFError):  # the child died without a word
-                outcome = receive.recv()
-        elif child.is_alive():
-            os.kill(child.pid or 0, signal.SIGKILL)
-        child.join(5)
-        log.seek(0)
-        text = log.read()[-MAX_LOG_CHARS:]
-    receive.close()
-    if outcome is None and not ready:
-        raise Timeout(f"step {name!r} ran past its timeout of {timeout:g} s and was stopped")
-    if outcome is None:
-        raise StepFailed(f"step {name!r}'s process exited with code {child.exitcode}", log=text)
-    kind, value, metadata = outcome
-    if kind == "error":
-        raise StepFailed(value, log=text)
-    for artifact_name, meta in metadata.items():
-        written[artifact_name].metadata = meta
-    return value, text
-
-
-def _child_main(
-    func: Callable[..., Any],
-    arguments: dict[str, Any],
-    written: dict[str, Artifact],
-    send: Any,
-    log_fd: int,
-) -> None:
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), line_buffering=True)
-    sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), line_buffering=True)
-    try:
-        value = func(**arguments)
-        outcome = ("ok", value, {n: a.metadata for n, a in written.items()})
-    except BaseException as exc:
-        outcome = ("error", _describe(exc), {})
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        send.send(outcome)
-    except Exception as exc:
-        send.send(("error", f"the step's result could not be sent back: {exc}", {}))
-
-
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """A step's exception as its error: a cloche error's code and message, else the end of
+    its traceback."""
     if isinstance(exc, ClocheError):
         return f"{exc.code}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
     frames = traceback.format_exception(exc)

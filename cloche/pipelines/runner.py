@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cloche.config import Settings
-from cloche.errors import ClocheError
-from cloche.pipelines import records
+from cloche.errors import ClocheError, MissingDependency, Unavailable
+from cloche.pipelines import executors, records
 from cloche.pipelines.component import Component
 from cloche.pipelines.entities import DONE_STEP_STATES, PipelineRun, StepRecord
 from cloche.pipelines.executors import check_executor
@@ -56,9 +56,11 @@ def execute_run(
     root: Path,
     use_cache: bool = True,
     workers: int = DEFAULT_WORKERS,
+    ray_address: str | None = None,
 ) -> PipelineRun:
     """Run (or resume) ``run_id``: up to ``workers`` independent steps at a time; steps already
-    succeeded or cached are not run again. After a failure no new step starts but exit steps."""
+    succeeded or cached are not run again. After a failure no new step starts but exit steps.
+    ``ray_address`` is the server's setting for ``executor="ray"`` runs (else a local Ray)."""
     run = records.get_run(store, run_id)
     graph = records.run_graph(store, run_id)
     state = RunState(
@@ -73,8 +75,15 @@ def execute_run(
         workers=max(1, workers),
     )
     finished = _finished(run, state)
-    records.set_run_state(store, run_id, "running")
-    failed = _schedule(state, finished, state.workers)
+    try:
+        functions = [c.python_func for c in components.values()]
+        with executors.session(run.executor, functions, ray_address=ray_address):
+            records.set_run_state(store, run_id, "running")
+            failed = _schedule(state, finished, state.workers)
+    except (MissingDependency, Unavailable) as exc:  # before any step: nothing half-recorded
+        error = f"{exc.code}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+        records.set_run_state(store, run_id, "failed", error=error)
+        return records.get_run(store, run_id)
     error = f"step {failed[0]!r} failed" if failed else ""
     records.set_run_state(store, run_id, "failed" if failed else "succeeded", error=error)
     return records.get_run(store, run_id)
@@ -216,6 +225,7 @@ def run_pipeline(
     use_cache: bool = True,
     executor: str = "inprocess",
     workers: int = DEFAULT_WORKERS,
+    ray_address: str | None = None,
 ) -> PipelineRun:
     """Start a run and run it to the end here; artifacts go under CLOCHE_HOME/pipelines."""
     run = start_run(store, pipeline, params, actor=actor, executor=executor)
@@ -226,6 +236,7 @@ def run_pipeline(
         root=artifacts_root(store),
         use_cache=use_cache,
         workers=workers,
+        ray_address=ray_address,
     )
 
 
@@ -248,7 +259,8 @@ def run(
     ``cloche.Client()`` does (CLOCHE_URL when set)."""
     from cloche.auth.roles import local_actor
 
-    store = Store.open(settings or Settings())
+    settings = settings or Settings()
+    store = Store.open(settings)
     try:
         return run_pipeline(
             store,
@@ -258,6 +270,7 @@ def run(
             use_cache=use_cache,
             executor=executor,
             workers=workers,
+            ray_address=settings.batch.ray_address,
         )
     finally:
         store.close()

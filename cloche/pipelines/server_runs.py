@@ -118,8 +118,9 @@ def claim(store: Store, run_id: str) -> PipelineRun:
     return records.get_run(store, run_id)
 
 
-def run_queued(store: Store, run_id: str) -> PipelineRun:
-    """Claim and run (or resume) a queued server run in this process."""
+def run_queued(store: Store, run_id: str, *, ray_address: str | None = None) -> PipelineRun:
+    """Claim and run (or resume) a queued server run in this process (a ``ray`` run's steps on
+    the cluster at ``ray_address``, the server's setting)."""
     run = claim(store, run_id)
     with store.transaction() as session:
         version = session.get(PipelineRunRow, run_id).pipeline_version  # type: ignore[union-attr]
@@ -144,7 +145,8 @@ def run_queued(store: Store, run_id: str) -> PipelineRun:
     watch = threading.Thread(target=_watch_cancel, args=(store, run_id, stop), daemon=True)
     watch.start()
     try:
-        return execute_run(store, run_id, pipeline.components, root=artifacts_root(store))
+        root = artifacts_root(store)
+        return execute_run(store, run_id, pipeline.components, root=root, ray_address=ray_address)
     finally:
         stop.set()
 
@@ -192,7 +194,7 @@ def main(argv: list[str]) -> int:
     settings = Settings.model_validate_json(raw) if raw else Settings()
     store = Store.open(settings)
     try:
-        run = run_queued(store, argv[0])
+        run = run_queued(store, argv[0], ray_address=settings.batch.ray_address)
     except JobStateConflict as exc:  # another process has it: leave it alone
         print(f"pipeline run {argv[0]}: {exc}", file=sys.stderr)
         return int(exc.exit_code)

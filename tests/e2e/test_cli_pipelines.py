@@ -214,3 +214,16 @@ def test_runs_list_show_logs_cancel_and_retry_act_on_this_home(pipeline_file: Pa
     ok_json("pipelines", "register", pipeline_file)
     assert ok_json("pipelines", "runs", "retry", run_id)["state"] == "queued"
     assert ok_json("pipelines", "runs", "cancel", run_id)["state"] == "cancelled"
+
+
+def test_an_unreachable_ray_cluster_fails_the_run_saying_what_to_do(
+    pipeline_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.setenv("CLOCHE_BATCH__RAY_ADDRESS", "127.0.0.1:9")  # discard: nothing listens
+    result = cloche("pipelines", "run", pipeline_file, "--executor", "ray")
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())  # the table wraps long lines
+    assert "the Ray cluster at 127.0.0.1:9 cannot be reached" in said
+    assert "ray start --head" in said and "--executor inprocess or process" in said
+    assert "make" not in said  # no step was recorded

@@ -1,0 +1,133 @@
+"""A fork server for the process executor: one idle process forked when a run starts, which
+forks each step's process from then on.
+
+Why: forking the runner itself costs most of a step's overhead, because the runner is busy
+(store writes, threads) between forks: each fork copies its page tables and then every page it
+writes is copied again. The server, forked once while the run's functions already exist, sits
+idle, so its forks are cheap, and the runner never forks. It has the run's functions at the
+same places, so a request names one by its index; the arguments are pickled. The step's
+process writes its outcome straight to a pipe of the runner's (sent with the request, as are
+the log file and a pipe for its exit status, which the server writes when it reaps it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from cloche.pipelines.artifacts import Artifact
+
+HEADER = struct.Struct(">Q")
+STATUS = struct.Struct(">qi")  # pid, wait status
+
+
+class ForkServer:
+    """Started when made; ``spawn`` asks it for a step's process; ``close`` ends it."""
+
+    runner_ends: ClassVar[list[socket.socket]] = []  # of every server this process started
+
+    def __init__(self, functions: list[Callable[..., Any]]) -> None:
+        self.index = {id(f): i for i, f in enumerate(functions)}
+        self.functions = functions
+        self.lock = threading.Lock()  # one request and its answer at a time
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid = os.fork()
+        if self.pid == 0:
+            # Other runs' servers must see their runner's end close, not one held open here.
+            for held in (self.sock, *ForkServer.runner_ends):
+                held.close()
+            _serve(theirs, functions)  # never returns
+        theirs.close()
+        ForkServer.runner_ends.append(self.sock)
+
+    def knows(self, func: Callable[..., Any]) -> bool:
+        return id(func) in self.index and self.functions[self.index[id(func)]] is func
+
+    def spawn(
+        self,
+        func: Callable[..., Any],
+        arguments: dict[str, Any],
+        written: dict[str, Artifact],
+        fds: list[int],
+    ) -> int:
+        """The pid of a process running ``func`` with ``fds`` (outcome, log, status pipes)."""
+        body = pickle.dumps((self.index[id(func)], arguments, written))
+        with self.lock:
+            socket.send_fds(self.sock, [HEADER.pack(len(body))], fds)
+            self.sock.sendall(body)
+            return int(HEADER.unpack(_exactly(self.sock, HEADER.size))[0])
+
+    def close(self) -> None:
+        ForkServer.runner_ends.remove(self.sock)
+        self.sock.close()  # the server leaves when its socket closes
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
+    from cloche.pipelines.process_executor import child_main
+
+    statuses: dict[int, int] = {}
+
+    def reap(*_: Any) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            fd = statuses.pop(pid, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.write(fd, STATUS.pack(pid, status))
+                os.close(fd)
+
+    code = 0
+    try:
+        signal.signal(signal.SIGCHLD, reap)
+        while True:
+            header, fds, _, _ = socket.recv_fds(sock, HEADER.size, 3)
+            if not header:  # the runner is gone, or done: no step of its may go on alone
+                for pid in list(statuses):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                break
+            header += _exactly(sock, HEADER.size - len(header))  # a stream may split it
+            index, arguments, written = pickle.loads(_exactly(sock, HEADER.unpack(header)[0]))
+            outcome, log, status = fds
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # reap after it is known
+            pid = os.fork()
+            if pid == 0:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
+                sock.close()
+                for fd in (status, *statuses.values()):
+                    os.close(fd)
+                child_main(functions[index], arguments, written, outcome, log)
+            os.close(outcome)
+            os.close(log)
+            statuses[pid] = status
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
+            sock.sendall(HEADER.pack(pid))
+    except BaseException:
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the fork server is gone")
+        data += chunk
+    return bytes(data)

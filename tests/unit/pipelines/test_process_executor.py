@@ -1,0 +1,80 @@
+"""The process executor called directly: forked from here (no run going on), or by a run's fork
+server; either way the same value, log, artifact metadata, crash and timeout."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloche.errors import StepFailed, Timeout
+from cloche.pipelines import process_executor
+from cloche.pipelines.artifacts import Dataset
+
+
+def shout(text: str, data: Dataset) -> str:
+    print(f"shouting {text}")
+    data.metadata["pid"] = os.getpid()
+    return text.upper()
+
+
+def crash() -> None:
+    os._exit(7)
+
+
+def linger(path: str) -> None:
+    time.sleep(2)
+    Path(path).write_text("done")
+
+
+def unpicklable(lock: Any) -> str:
+    return type(lock).__name__
+
+
+FUNCTIONS: list[Callable[..., Any]] = [shout, crash, linger, unpicklable]
+
+
+@pytest.fixture(params=["forked here", "fork server"])
+def how(request: pytest.FixtureRequest) -> Iterator[str]:
+    with (
+        process_executor.session(FUNCTIONS)
+        if request.param == "fork server"
+        else contextlib.nullcontext()
+    ):
+        yield request.param
+
+
+def test_a_step_process_returns_its_value_log_and_artifact_metadata(how: str) -> None:
+    data = Dataset("data", "/tmp/unused")
+    value, log = process_executor.call(
+        shout, {"text": "hi", "data": data}, {"data": data}, timeout=None, name="shout"
+    )
+    assert value == "HI" and log == "shouting hi\n"
+    assert data.metadata["pid"] != os.getpid()
+
+
+def test_a_step_process_that_exits_fails_with_its_exit_code(how: str) -> None:
+    with pytest.raises(StepFailed, match="'crash''s process exited with code 7"):
+        process_executor.call(crash, {}, {}, timeout=None, name="crash")
+
+
+def test_a_step_process_past_its_timeout_is_killed(how: str, tmp_path: Path) -> None:
+    marker = tmp_path / "done"
+    with pytest.raises(Timeout, match=r"past its timeout of 0\.3 s and was stopped"):
+        process_executor.call(linger, {"path": str(marker)}, {}, timeout=0.3, name="linger")
+    time.sleep(2.2)
+    assert not marker.exists()
+
+
+def test_arguments_that_do_not_pickle_still_run_forked_from_here(how: str) -> None:
+    import threading
+
+    value, _ = process_executor.call(
+        unpicklable, {"lock": threading.Lock()}, {}, timeout=None, name="lock"
+    )
+    assert value == "lock"
