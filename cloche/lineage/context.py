@@ -62,12 +62,25 @@ def bound(func: Callable[..., T], run_id: str, step: str) -> Callable[..., T]:
     """``func`` running as ``run_id``'s step ``step``, in whichever thread or process calls it
     (a context variable does not follow a new thread by itself)."""
 
+    ref = StepRef(run_id, step)
+
     @functools.wraps(func)
     def call(*args: Any, **kwargs: Any) -> T:
-        with step_context(StepRef(run_id, step)):
+        with step_context(ref):
             return func(*args, **kwargs)
 
+    call.step_ref = ref  # type: ignore[attr-defined]
     return call
+
+
+def unbound(func: Callable[..., T]) -> tuple[Callable[..., T], StepRef | None]:
+    """What ``bound`` wrapped, and the step it was bound to (``func`` and None otherwise), for
+    an executor that must name the function itself (the fork server knows only the run's
+    functions) and bind it again where it runs."""
+    ref = getattr(func, "step_ref", None)
+    if isinstance(ref, StepRef):
+        return func.__wrapped__, ref  # type: ignore[attr-defined]
+    return func, None
 
 
 def headers() -> dict[str, str]:

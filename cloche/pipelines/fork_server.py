@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from cloche.lineage.context import bound, unbound
 from cloche.pipelines.artifacts import Artifact
 
 HEADER = struct.Struct(">Q")
@@ -48,6 +49,7 @@ class ForkServer:
         ForkServer.runner_ends.append(self.sock)
 
     def knows(self, func: Callable[..., Any]) -> bool:
+        func = unbound(func)[0]
         return id(func) in self.index and self.functions[self.index[id(func)]] is func
 
     def spawn(
@@ -58,7 +60,8 @@ class ForkServer:
         fds: list[int],
     ) -> int:
         """The pid of a process running ``func`` with ``fds`` (outcome, log, status pipes)."""
-        body = pickle.dumps((self.index[id(func)], arguments, written))
+        func, step = unbound(func)  # bound again in the step's process
+        body = pickle.dumps((self.index[id(func)], step, arguments, written))
         with self.lock:
             socket.send_fds(self.sock, [HEADER.pack(len(body))], fds)
             self.sock.sendall(body)
@@ -101,7 +104,7 @@ def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
                         os.kill(pid, signal.SIGKILL)
                 break
             header += _exactly(sock, HEADER.size - len(header))  # a stream may split it
-            index, arguments, written = pickle.loads(_exactly(sock, HEADER.unpack(header)[0]))
+            index, step, arguments, written = pickle.loads(_exactly(sock, HEADER.unpack(header)[0]))
             outcome, log, status = fds
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # reap after it is known
             pid = os.fork()
@@ -111,7 +114,10 @@ def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
                 sock.close()
                 for fd in (status, *statuses.values()):
                     os.close(fd)
-                child_main(functions[index], arguments, written, outcome, log)
+                func = functions[index]
+                if step is not None:
+                    func = bound(func, step.run_id, step.step)
+                child_main(func, arguments, written, outcome, log)
             os.close(outcome)
             os.close(log)
             statuses[pid] = status
