@@ -290,6 +290,8 @@ def test_the_weekly_scoring_notebook_scores_drifted_customers_and_shows_the_drif
     [verdict] = ending(cells, "drift")
     assert "'drifted': True" in plain_of(verdict) and "'status': 'breached'" in plain_of(verdict)
     assert "skew:tenure_months" in plain_of(verdict)
+    printed = "".join(o.get("text", "") for o in verdict["outputs"] if o["output_type"] == "stream")
+    assert printed.startswith("This week's customers drifted: ") and "tenure_months" in printed
     [checked] = ending(cells, "checked")
     assert "<td>breached</td>" in html_of(checked) and "tenure_months" in html_of(checked)
     [features] = ending(cells, "pd.DataFrame(rows)")
