@@ -79,6 +79,11 @@ class _PerThread(io.TextIOBase):
     def flush(self) -> None:
         (getattr(self.local, "buffer", None) or self.real).flush()
 
+    def __getattr__(self, name: str) -> Any:
+        # The rest is the real stream's: IPython points its stream at each new cell with
+        # ``sys.stdout.set_parent``, without which a notebook's later prints would be lost.
+        return getattr(self.real, name)
+
 
 _INSTALL = threading.Lock()
 

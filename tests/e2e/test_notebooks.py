@@ -47,13 +47,14 @@ def kernel_env(server: UpProcess, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 
 
 def execute(name: str, workdir: Path, **params: object) -> list[dict[str, Any]]:
-    """Run examples/notebooks/NAME in ``workdir`` with its parameters cell set; its cells."""
+    """Run examples/notebooks/NAME in ``workdir``, ``params`` set after its parameters cell's
+    defaults (as papermill does); its code cells."""
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source = "\n".join(f"{key} = {value!r}" for key, value in params.items())
+    cell.source += "".join(f"\n{key} = {value!r}" for key, value in params.items())
     client = NotebookClient(
         notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": workdir}}
     )
@@ -185,7 +186,8 @@ def test_cloche_notebook_starts_jupyterlab_whose_kernels_reach_the_server(
         _wait_for(up, proc, tmp_path / "lab.log")
         listed = httpx.get(f"{base}/api/contents", headers=auth).json()["content"]
         assert sorted(item["name"] for item in listed) == [
-            "monitor_runs.ipynb", "pipeline_in_a_notebook.ipynb"
+            "continuous_rollout.ipynb", "monitor_runs.ipynb", "pipeline_in_a_notebook.ipynb",
+            "weekly_scoring.ipynb",
         ]  # fmt: skip
         kernel = httpx.post(f"{base}/api/kernels", headers=auth, json={"name": "python3"}).json()
         client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
@@ -241,3 +243,89 @@ def test_without_the_extra_cloche_notebook_says_what_to_install(
     assert result.exit_code == 2, result.output
     assert "ipykernel" in result.output and "pip install 'cloche[notebook]'" in result.output
     assert not (tmp_path / "nb").exists()  # nothing prepared before the check
+
+
+# The example pipelines as notebooks, on the guides' files (examples/make_churn.py)
+
+
+@pytest.fixture
+def churn_files(server: UpProcess) -> Path:
+    """The folder the notebooks run in, with make_churn's models, data and customers; in the
+    server's home, a folder its batch jobs may read and write."""
+    folder = server.home / "work"
+    subprocess.run(
+        [sys.executable, str(NOTEBOOKS.parent / "make_churn.py"), str(folder)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return folder
+
+
+def ending(cells: list[dict[str, Any]], line: str) -> list[dict[str, Any]]:
+    """The cells whose last line is ``line``, in order."""
+    return [c for c in cells if c["source"].splitlines()[-1] == line]
+
+
+def graph_states(cell: dict[str, Any]) -> dict[str, str]:
+    return dict(re.findall(r'data-step="([^"]+)" data-state="([^"]+)"', html_of(cell)))
+
+
+def test_the_weekly_scoring_notebook_scores_drifted_customers_and_shows_the_drift(
+    server: UpProcess, kernel_env: dict[str, str], churn_files: Path
+) -> None:
+    drifted = churn_files / "drifted"
+    drifted.mkdir()
+    for part in sorted((churn_files / "data" / "customers").glob("*.parquet")):
+        rows = pd.read_parquet(part)
+        rows["tenure_months"] = rows["tenure_months"] % 3 + 1  # only new customers this week
+        rows.to_parquet(drifted / part.name)
+    cells = execute("weekly_scoring.ipynb", churn_files, INPUT="drifted", OUTPUT="scored")
+    [watched] = ending(cells, "result = run.watch()")
+    assert graph_states(watched) == dict.fromkeys(
+        ["batch_predict", "check_drift", "drift_report", "send_alert"], "succeeded"
+    )
+    [states] = ending(cells, "result.state, result.step_states()")
+    assert plain_of(states).startswith("('succeeded'")
+    [verdict] = ending(cells, "drift")
+    assert "'drifted': True" in plain_of(verdict) and "'status': 'breached'" in plain_of(verdict)
+    assert "skew:tenure_months" in plain_of(verdict)
+    printed = "".join(o.get("text", "") for o in verdict["outputs"] if o["output_type"] == "stream")
+    assert printed.startswith("This week's customers drifted: ") and "tenure_months" in printed
+    [checked] = ending(cells, "checked")
+    assert "<td>breached</td>" in html_of(checked) and "tenure_months" in html_of(checked)
+    [features] = ending(cells, "pd.DataFrame(rows)")
+    assert re.search(r"tenure_months\s+skew\s+\S+\s+\S+\s+True", plain_of(features))
+    [scores] = ending(cells, "scores.head()")
+    assert "<th>prediction</th>" in html_of(scores) and "<th>probability_1</th>" in html_of(scores)
+    with cloche.Client(server.url) as client:  # the run is the server's record too
+        [run] = client.pipelines.runs()
+        assert (run.pipeline, run.state) == ("weekly-scoring", "succeeded")
+
+
+def test_the_rollout_notebook_waits_for_its_approval_then_moves_prod(
+    server: UpProcess, kernel_env: dict[str, str], churn_files: Path
+) -> None:
+    cells = execute("continuous_rollout.ipynb", churn_files, REQUESTS=50, COMMENT="looks fine")
+    [waiting] = ending(cells, "now")
+    states = graph_states(waiting)
+    assert states["approval"] == "waiting" and states["check_endpoint"] == "succeeded"
+    assert states["promote_alias"] == "pending"
+    before, during, after = ending(cells, "client.endpoints.get(ENDPOINT)")
+    assert "<td>churn:1 100%</td>" in html_of(before)
+    assert "<td>churn:1 90%, churn:2 10%</td>" in html_of(during)  # prod has not moved yet
+    [evidence] = ending(cells, "pd.DataFrame(evidence).T")
+    assert re.search(r"check_endpoint\s.*True", plain_of(evidence)), plain_of(evidence)
+    [ended] = ending(cells, 'result.state, result.latest()[("report", -1)].outputs["output"]')
+    assert " ".join(plain_of(ended).split()) == (
+        "('succeeded', {'traffic': {'churn:1': 0, 'churn:2': 100}, 'production': 'churn:2'})"
+    )
+    [prod] = ending(cells, "client.models.show(PRODUCTION).ref")
+    assert plain_of(prod) == "'churn:2'"
+    assert "<td>churn:1 0%, churn:2 100%</td>" in html_of(after)
+    with cloche.Client(server.url) as client:  # the server itself serves what the run moved
+        assert client.models.show("churn@prod").version == 2
+        assert client.endpoints.get("churn").traffic() == {"churn:1": 0, "churn:2": 100}
+        [listed] = client.pipelines.runs()
+        decision = client.pipelines.get(listed.id).latest()[("approval", -1)].outputs
+        assert decision["approved"] is True and decision["comment"] == "looks fine"

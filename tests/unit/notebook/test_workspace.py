@@ -16,7 +16,12 @@ from cloche.notebook import workspace
 def test_an_empty_folder_gets_the_starter_notebooks(tmp_path: Path) -> None:
     copied = workspace.prepare_dir(tmp_path / "notebooks")
     names = sorted(p.name for p in copied)
-    assert names == ["monitor_runs.ipynb", "pipeline_in_a_notebook.ipynb"]
+    assert names == [
+        "continuous_rollout.ipynb",
+        "monitor_runs.ipynb",
+        "pipeline_in_a_notebook.ipynb",
+        "weekly_scoring.ipynb",
+    ]
     assert sorted(p.name for p in (tmp_path / "notebooks").iterdir()) == names
 
 
