@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from cloche.errors import InvalidInput, Overloaded, PayloadTooLarge, PredictFailed, Timeout
+from cloche.serving import batcher as batcher_module
 from cloche.serving.batcher import AdaptiveBatcher
 
 PREDICT = frozenset({"predict"})
@@ -187,12 +188,17 @@ def _burst(b: AdaptiveBatcher, per_turn: list[int]) -> asyncio.Future:
     return done
 
 
-def test_a_burst_read_over_several_loop_turns_forms_one_batch() -> None:
+def test_a_burst_read_over_several_loop_turns_forms_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sizes: list[int] = []
+    # The batch waits up to one model call's time (at most MAX_FILL_S) for the burst: both are
+    # made large here, so that four loop turns fit in the wait even on a loaded machine.
+    monkeypatch.setattr(batcher_module, "MAX_FILL_S", 1.0)
 
     def fn(X, wanted):
         sizes.append(len(X))
-        time.sleep(0.002)  # the batch may wait up to one model call's time for the burst
+        time.sleep(0.2)
         return {"predict": X[:, 0]}
 
     async def main():
@@ -205,12 +211,15 @@ def test_a_burst_read_over_several_loop_turns_forms_one_batch() -> None:
     assert sizes == [1, 10]
 
 
-def test_a_batch_fills_no_further_than_max_batch_size_while_requests_keep_coming() -> None:
+def test_a_batch_fills_no_further_than_max_batch_size_while_requests_keep_coming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sizes: list[int] = []
+    monkeypatch.setattr(batcher_module, "MAX_FILL_S", 1.0)  # as above: room for a loaded machine
 
     def fn(X, wanted):
         sizes.append(len(X))
-        time.sleep(0.002)
+        time.sleep(0.05)
         return {"predict": X[:, 0]}
 
     async def main():
