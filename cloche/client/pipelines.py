@@ -27,8 +27,9 @@ POLL_S = 0.5
 
 
 class PipelinesAPI(Protocol):
-    """Pipelines: reading needs the viewer role; registering, running, cancelling, retrying
-    and approving need deployer (or publisher, or admin)."""
+    """Pipelines: reading needs the viewer role; running, cancelling, retrying, approving and
+    scheduling need deployer (or publisher, or admin); registering a source, which the server
+    then runs, needs publisher or admin."""
 
     def list(self) -> builtins.list[RegisteredPipeline]:
         """Registered pipelines, each at its newest version."""

@@ -146,6 +146,15 @@ def test_no_token_is_401_and_a_viewer_reads_but_may_not_run_cancel_retry_or_appr
     deployer = role_token(server.settings, "deployer")
     cancelled = call(server, "POST", f"/runs/{run_id}/cancel", token=deployer)
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    # A registered source is code the server runs: a deployer may run it, not register it.
+    refused = call(server, "POST", "", token=deployer, content=b"{not json")
+    assert refused.status_code == 403 and "may not publish" in error_of(refused)["message"]
+    assert "publisher" in error_of(refused)["hint"]
+    queued = call(server, "POST", "/api-demo/runs", token=deployer, json={"params": {"n": 1}})
+    assert queued.status_code == 202, queued.text
+    publisher = role_token(server.settings, "publisher")
+    with cloche.Client(server.url, token=publisher) as as_publisher:
+        assert as_publisher.pipelines.register(pipeline_file).name == "api-demo"
 
 
 def test_cancelling_a_queued_run_cancels_its_steps_and_a_second_cancel_is_409(

@@ -21,6 +21,8 @@ from cloche.pipelines.registered import RegisteredPipeline
 
 router = make_router("/pipelines", "pipelines")
 Deployer = Annotated[Principal, Depends(require(Permission.DEPLOY))]
+# A registered source is code the server runs (in a process with its store): as a pickle is.
+Publisher = Annotated[Principal, Depends(require(Permission.PUBLISH))]
 MAX_SOURCE_CHARS = 1_000_000
 
 
@@ -48,9 +50,10 @@ def list_pipelines(_: Reader, store: StoreDep) -> list[RegisteredPipeline]:
 
 @router.post("", status_code=201)
 def register_pipeline(
-    principal: Deployer, store: StoreDep, body: RegisterRequest
+    principal: Publisher, store: StoreDep, body: RegisterRequest
 ) -> RegisteredPipeline:
-    """Register a pipeline's source (a new version only when its source hash changed)."""
+    """Register a pipeline's source (a new version only when its source hash changed). The
+    server runs that source, so this needs a role that may publish code (publisher, admin)."""
     return registered.register_graph(
         store, body.graph, source=body.source, file_name=body.file_name, actor=principal.actor
     )
