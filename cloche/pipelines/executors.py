@@ -48,12 +48,16 @@ def call(
 
 @contextlib.contextmanager
 def session(
-    executor: str, functions: list[Callable[..., Any]], *, ray_address: str | None = None
+    executor: str,
+    functions: list[Callable[..., Any]],
+    *,
+    run_id: str | None = None,
+    ray_address: str | None = None,
 ) -> Iterator[None]:
     """What ``executor`` needs for a whole run of ``functions`` (a fork server, Ray connected);
     raises before any step runs."""
     if executor == "process":
-        with process_executor.session(functions):
+        with process_executor.session(functions, run_id):
             yield
     elif executor == "ray":
         from cloche.pipelines import ray_executor

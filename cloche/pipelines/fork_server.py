@@ -34,7 +34,8 @@ class ForkServer:
 
     runner_ends: ClassVar[list[socket.socket]] = []  # of every server this process started
 
-    def __init__(self, functions: list[Callable[..., Any]]) -> None:
+    def __init__(self, functions: list[Callable[..., Any]], run_id: str | None = None) -> None:
+        self.run_id = run_id
         self.index = {id(f): i for i, f in enumerate(functions)}
         self.functions = functions
         self.lock = threading.Lock()  # one request and its answer at a time
@@ -49,7 +50,11 @@ class ForkServer:
         ForkServer.runner_ends.append(self.sock)
 
     def knows(self, func: Callable[..., Any]) -> bool:
-        func = unbound(func)[0]
+        """Whether ``func`` is one of this server's, for its run: two runs going on at once may
+        share a component, and a step forked by the other run's server would die with it."""
+        func, step = unbound(func)
+        if step is not None and self.run_id is not None and step.run_id != self.run_id:
+            return False
         return id(func) in self.index and self.functions[self.index[id(func)]] is func
 
     def spawn(

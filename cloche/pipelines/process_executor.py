@@ -39,11 +39,11 @@ _SERVERS: list[ForkServer] = []  # one per run going on in this process
 
 
 @contextlib.contextmanager
-def session(functions: list[Callable[..., Any]]) -> Iterator[None]:
+def session(functions: list[Callable[..., Any]], run_id: str | None = None) -> Iterator[None]:
     """A fork server for a run's functions while it lasts (none where it cannot start: then
     each step is forked from here)."""
     try:
-        server: ForkServer | None = ForkServer(functions)
+        server: ForkServer | None = ForkServer(functions, run_id)
     except (AttributeError, OSError):  # no fd passing on this platform
         server = None
     if server is not None:
