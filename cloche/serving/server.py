@@ -183,25 +183,33 @@ class Server:
         ):
             return  # nothing to do: spare the process start
         serving = self.settings.serving
-        proc = await asyncio.create_subprocess_exec(
-            "nice",
-            "-n",
-            "10",
-            sys.executable,
-            "-m",
-            "cloche.logs.compact",
-            str(self.log_root),
-            f"--max-age-days={serving.log_retention_days}",
-            f"--max-mb={serving.log_max_mb}",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        # Spawned as a task of its own: a cancel (shutdown) that lands while the child is being
+        # started must still find it, to stop and reap it before the loop closes.
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                "nice",
+                "-n",
+                "10",
+                sys.executable,
+                "-m",
+                "cloche.logs.compact",
+                str(self.log_root),
+                f"--max-age-days={serving.log_retention_days}",
+                f"--max-mb={serving.log_max_mb}",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
         )
+        proc: asyncio.subprocess.Process | None = None
         try:
+            proc = await asyncio.shield(spawn)
             out, err = await proc.communicate()
         except asyncio.CancelledError:
             # Shutting down: stop the child (compaction is idempotent) and reap it.
-            proc.kill()
-            await asyncio.shield(proc.wait())
+            proc = proc or await spawn
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.communicate()
             raise
         if proc.returncode != 0:
             log.warning("payload log compaction failed: %s", err.decode(errors="replace")[-500:])
