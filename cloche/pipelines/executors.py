@@ -8,16 +8,15 @@ import contextlib
 import io
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from cloche.errors import ClocheError, InvalidInput, StepFailed, Timeout
+from cloche.errors import InvalidInput, StepFailed, Timeout
 from cloche.pipelines import process_executor
 from cloche.pipelines.artifacts import Artifact
+from cloche.pipelines.outcome import MAX_LOG_CHARS, describe
 
 EXECUTORS = ("inprocess", "process", "ray")
-MAX_LOG_CHARS = 64_000
 
 
 def check_executor(executor: str) -> None:
@@ -138,12 +137,3 @@ def _in_thread(
     if "error" in box:
         raise StepFailed(describe(box["error"]), log=box.get("log", ""))
     return box.get("value"), box.get("log", "")
-
-
-def describe(exc: BaseException) -> str:
-    """A step's exception as its error: a cloche error's code and message, else the end of
-    its traceback."""
-    if isinstance(exc, ClocheError):
-        return f"{exc.code}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
-    frames = traceback.format_exception(exc)
-    return "".join(frames[-3:]).strip()[-4000:]

@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cloche.errors import StepFailed, Timeout
+from cloche.errors import StepFailed
 from cloche.pipelines.artifacts import Artifact
 from cloche.pipelines.fork_server import STATUS, ForkServer
+from cloche.pipelines.outcome import MAX_LOG_CHARS, outcome_of, past_timeout, settle
 
-MAX_LOG_CHARS = 64_000
 FRAME = struct.Struct(">Q")  # the outcome's length, before it
 
 
@@ -99,16 +99,11 @@ def call(
         log.seek(0)
         text = log.read()[-MAX_LOG_CHARS:]
     if payload is None:
-        raise Timeout(f"step {name!r} ran past its timeout of {timeout:g} s and was stopped")
+        raise past_timeout(name, timeout)
     if not payload:
         code = os.waitstatus_to_exitcode(status) if status >= 0 else "unknown"
         raise StepFailed(f"step {name!r}'s process exited with code {code}", log=text)
-    kind, value, metadata = pickle.loads(payload)
-    if kind == "error":
-        raise StepFailed(value, log=text)
-    for artifact_name, meta in metadata.items():
-        written[artifact_name].metadata = meta
-    return value, text
+    return settle(pickle.loads(payload), written, text)
 
 
 def _start(
@@ -191,13 +186,7 @@ def child_main(
         os.dup2(log_fd, 2)
         sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), line_buffering=True)
         sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), line_buffering=True)
-        try:
-            value = func(**arguments)
-            outcome = ("ok", value, {n: a.metadata for n, a in written.items()})
-        except BaseException as exc:
-            from cloche.pipelines.executors import describe
-
-            outcome = ("error", describe(exc), {})
+        outcome = outcome_of(func, arguments, written)
         sys.stdout.flush()
         sys.stderr.flush()
         try:

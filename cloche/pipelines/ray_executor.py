@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
-from cloche.errors import MissingDependency, StepFailed, Timeout, Unavailable
+from cloche.errors import MissingDependency, StepFailed, Unavailable
 from cloche.pipelines.artifacts import Artifact
+from cloche.pipelines.outcome import MAX_LOG_CHARS, outcome_of, past_timeout, settle
 
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # step arguments and results only
 CONNECT_SECONDS = 5.0
-MAX_LOG_CHARS = 64_000
 HINT = (
     "start the cluster (`ray start --head`), correct the server's CLOCHE_BATCH__RAY_ADDRESS, "
     "or run with --executor inprocess or process"
@@ -58,16 +58,12 @@ def call(
     ready, _ = ray.wait([ref], timeout=timeout)
     if not ready:
         ray.cancel(ref, force=True)
-        raise Timeout(f"step {name!r} ran past its timeout of {timeout:g} s and was stopped")
+        raise past_timeout(name, timeout)
     try:
         kind, value, metadata, log = ray.get(ref)
     except Exception as exc:  # the worker died (os._exit, a signal, out of memory) or was lost
         raise StepFailed(f"step {name!r}'s Ray task failed: {type(exc).__name__}: {exc}") from None
-    if kind == "error":
-        raise StepFailed(value, log=log)
-    for artifact_name, meta in metadata.items():
-        written[artifact_name].metadata = meta
-    return value, log
+    return settle((kind, value, metadata), written, log)
 
 
 def _step_main(
@@ -75,16 +71,11 @@ def _step_main(
 ) -> tuple[str, Any, dict[str, Any], str]:
     """Runs in a Ray worker, one task at a time: its printed output is this task's log. The
     output artifacts' metadata is read from ``arguments``, the copies the function was given."""
-    from cloche.pipelines.executors import describe
-
     buffer = io.StringIO()
     saved = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = buffer
     try:
-        value = func(**arguments)
-        outcome = ("ok", value, {n: arguments[n].metadata for n in written})
-    except BaseException as exc:
-        outcome = ("error", describe(exc), {})
+        outcome = outcome_of(func, arguments, {n: arguments[n] for n in written})
     finally:
         sys.stdout, sys.stderr = saved
     return (*outcome, buffer.getvalue()[-MAX_LOG_CHARS:])

@@ -14,6 +14,7 @@ from cloche.pipelines.component import Component
 from cloche.pipelines.entities import DONE_STEP_STATES, PipelineRun, StepRecord
 from cloche.pipelines.executors import check_executor
 from cloche.pipelines.graph import Branch, Condition, TaskSpec
+from cloche.pipelines.outcome import describe
 from cloche.pipelines.pipeline import Pipeline
 from cloche.pipelines.step import RunState, run_step
 from cloche.pipelines.values import run_params
@@ -81,7 +82,7 @@ def execute_run(
             records.set_run_state(store, run_id, "running")
             failed = _schedule(state, finished, state.workers)
     except (MissingDependency, Unavailable) as exc:  # before any step: nothing half-recorded
-        error = f"{exc.code}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+        error = describe(exc)
         records.set_run_state(store, run_id, "failed", error=error)
         return records.get_run(store, run_id)
     error = f"step {failed[0]!r} failed" if failed else ""
