@@ -59,7 +59,7 @@ def _plain_file(entry: vendor.VendoredFile) -> bool:
 
 def docs_page(openapi_url: str, title: str) -> HTMLResponse:
     """Swagger UI from the vendored files, so the API docs work with no internet."""
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=openapi_url,
         title=title,
         swagger_js_url=vendor.asset_url("swagger-ui/swagger-ui-bundle.js"),
@@ -67,6 +67,9 @@ def docs_page(openapi_url: str, title: str) -> HTMLResponse:
         swagger_favicon_url=vendor.asset_url("swagger-ui/favicon-32x32.png"),
         swagger_ui_parameters=SWAGGER_PARAMETERS,
     )
+    # FastAPI's page names no language; screen readers need one to pick a voice.
+    html = bytes(page.body).decode().replace("<html>", '<html lang="en">', 1)
+    return HTMLResponse(html)
 
 
 def add_docs_route(app: FastAPI, docs_url: str) -> None:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from cloche.vendor import VENDOR_DIR
 
@@ -39,18 +40,24 @@ BLOCKING_IMPACTS = ("serious", "critical")
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Browser]:
     """One headless Debian Chromium for the session; each test gets its own context."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run `make services` (scripts/services.sh installs Debian's "
-            "chromium package); the browser tests never download a browser"
-        )
+    executable = require_chromium(CHROMIUM)
     with sync_playwright() as playwright:
         # Playwright adds --no-sandbox itself when run as root.
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--disable-dev-shm-usage"]
+            executable_path=str(executable), headless=True, args=["--disable-dev-shm-usage"]
         )
         yield browser
         browser.close()
+
+
+def require_chromium(path: Path) -> Path:
+    """``path`` if it is there; else fail (not skip) the test, saying how to install it."""
+    if not path.exists():
+        pytest.fail(
+            f"{path} is missing: run `make services` (scripts/services.sh installs Debian's "
+            "chromium package); the browser tests never download a browser"
+        )
+    return path
 
 
 class Browse:
@@ -88,8 +95,11 @@ class Browse:
             yield page
         finally:
             SCREENSHOTS.mkdir(exist_ok=True)
-            page.screenshot(path=shot, full_page=True)
-            print(f"screenshot: {shot}")
+            try:
+                page.screenshot(path=shot, full_page=True)
+                print(f"screenshot: {shot}")
+            except PlaywrightError as error:  # a crashed page: keep the test's own failure
+                print(f"no screenshot of {page.url}: {error}")
             context.close()
         assert not blocked, "the page requested other hosts than the server:\n" + "\n".join(blocked)
         assert not errors, "uncaught JavaScript errors:\n" + "\n".join(errors)

@@ -6,6 +6,8 @@ them is what it does with the console's pages.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.e2e._browser import (
@@ -16,6 +18,7 @@ from tests.e2e._browser import (
     assert_accessible,
     browse,
     chromium,
+    require_chromium,
     set_width,
 )
 
@@ -69,3 +72,8 @@ def test_each_page_leaves_a_screenshot_at_the_width_asked(
         assert page.evaluate("window.innerWidth") == PHONE_WIDTH
     shot = SCREENSHOTS / f"{request.node.name}-1.png"
     assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_missing_chromium_fails_and_says_to_run_make_services(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match=r"run `make services`"):
+        require_chromium(tmp_path / "chromium")

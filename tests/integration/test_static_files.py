@@ -124,6 +124,7 @@ def test_api_docs_load_swagger_ui_from_the_server_only(live_server: LiveServer) 
         assert vendor.asset_url(path) in html
     assert "http://" not in html and "https://" not in html, "the page names another host"
     assert "'/api/openapi.json'" in html
+    assert '<html lang="en">' in html
     assert httpx.get(f"{server.url}/api/openapi.json").status_code == 200
 
 
