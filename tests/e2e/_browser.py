@@ -37,9 +37,11 @@ NETWORK_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 BLOCKING_IMPACTS = ("serious", "critical")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open, its event loop counts as running
+# on the main thread, so asyncio.run() in any later test of the session would fail.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """One headless Debian Chromium for the session; each test gets its own context."""
+    """One headless Debian Chromium per test module; each test gets its own context."""
     executable = require_chromium(CHROMIUM)
     with sync_playwright() as playwright:
         # Playwright adds --no-sandbox itself when run as root.
