@@ -3,6 +3,8 @@
 # - podman, runc and debootstrap: an exported bundle's Dockerfile is built and run in a test
 #   (tests/e2e/test_bundle_image.py), on a base image made with debootstrap;
 # - haproxy: tests/e2e/test_tls.py runs the TLS proxy configuration of docs/operations/tls.md;
+# - chromium: the browser tests (tests/e2e/_browser.py) drive Debian's Chromium through Playwright;
+#   no browser is ever downloaded (`playwright install` is never run);
 # - the PostgreSQL server on 127.0.0.1:5432 (trust auth).
 set -euo pipefail
 
@@ -19,6 +21,12 @@ if ! command -v haproxy >/dev/null; then
     echo "services: installing haproxy from Debian's packages" >&2
     as_root apt-get update -q
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q haproxy
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+    echo "services: installing chromium from Debian's packages" >&2
+    as_root apt-get update -q
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q chromium
 fi
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from cloche import __version__
+from cloche.api import static
 from cloche.api.authn import BearerAuth
 from cloche.api.lineage_context import PipelineStepContext
 from cloche.api.routes import (
@@ -90,8 +91,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         version=__version__,
         summary="Self-hosted model serving: control-plane API",
         openapi_url="/api/openapi.json",
-        docs_url=DOCS_URL,
-        redoc_url=None,
+        docs_url=None,  # static.add_docs_route: Swagger UI from vendored files, not a CDN
+        redoc_url=None,  # ReDoc would load from a CDN; Swagger UI is the one docs page
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -102,6 +103,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_error)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(static.router)  # outside API_PREFIX: public files, no token
+    static.add_docs_route(app, DOCS_URL)
     # The last middleware added runs first: Host/Origin, then the token (before any byte of
     # the body is read), then the body caps, then the pipeline step's header, then routing.
     app.add_middleware(PipelineStepContext)
