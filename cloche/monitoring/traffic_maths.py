@@ -9,8 +9,11 @@ never go negative, and what was counted before a restart is never counted twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+LATE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -69,15 +72,17 @@ def bucketed_increases(
 ) -> dict[float, Counts]:
     """One server's samples (time in epoch seconds, counters) as the increase per interval.
 
-    An interval is labelled by its end: each increase goes to the label nearest its later
-    sample's time (samples are taken on the step's boundaries, give or take scheduling), so
-    interval ``t`` holds what was counted in (t - step, t]. The first sample is only a starting
-    point: what came before it is unknown. Labels outside [first, last] are dropped."""
+    An interval is labelled by its end: interval ``t`` holds the increases whose later sample
+    was taken in (t - step, t]. Samples are taken on the boundaries of the sampling interval,
+    a little after them (scheduling, reading the counters), so a sample up to ``LATE_S`` after
+    ``t`` still counts as taken at ``t``. The first sample is only a starting point: what came
+    before it is unknown. Labels outside [first, last] are dropped."""
+    late = min(LATE_S, step / 5)
     out: dict[float, Counts] = {}
     previous: Counts | None = None
     for at, counts in sorted(samples, key=lambda s: s[0]):
         if previous is not None:
-            label = round(at / step) * step
+            label = math.ceil((at - late) / step) * step
             if first <= label <= last:
                 out[label] = out.get(label, Counts()) + increase(previous, counts)
         previous = counts

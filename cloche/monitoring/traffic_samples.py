@@ -58,6 +58,15 @@ def read_totals(folder: Path) -> dict[Key, Counts]:
     return dict(totals)
 
 
+def zero_starts(totals: dict[Key, Counts], seen: set[Key]) -> dict[Key, Counts]:
+    """Zero counters for the deployments that first appear in ``totals``, to be stored at the
+    previous sample's time: this server counted them from zero since then. Without it, what a
+    new deployment served before its first sample would belong to no interval."""
+    return {
+        key: Counts(latency=(0,) * len(c.latency)) for key, c in totals.items() if key not in seen
+    }
+
+
 def record_sample(
     store: Store, *, source: str, totals: dict[Key, Counts], at: datetime, resolution_s: int
 ) -> int:
@@ -161,13 +170,21 @@ async def _sample_forever(store: Store, folder: Path, source: str, every_s: floa
     loop = asyncio.get_running_loop()
     last_tidy = -TIDY_EVERY_S
     resolution = max(1, round(every_s))
+    seen: set[Key] = set()
+    last: datetime | None = None
     while True:
         try:
             totals = await asyncio.to_thread(read_totals, folder)
             now = utcnow()
+            if last is not None and (starts := zero_starts(totals, seen)):
+                await asyncio.to_thread(
+                    record_sample, store, source=source, totals=starts, at=last, resolution_s=0
+                )
             await asyncio.to_thread(
                 record_sample, store, source=source, totals=totals, at=now, resolution_s=resolution
             )
+            seen.update(totals)
+            last = now
             if loop.time() - last_tidy >= TIDY_EVERY_S:
                 last_tidy = loop.time()
                 await asyncio.to_thread(tidy, store, source=source, now=now)
