@@ -17,7 +17,7 @@ from cloche.monitoring.traffic import endpoint_traffic
 from cloche.monitoring.traffic_maths import Counts
 from cloche.monitoring.traffic_samples import record_sample, tidy
 from cloche.store.store import Store
-from cloche.store.tables import TrafficSampleRow
+from cloche.store.tables import TrafficSampleRow, utcnow
 from tests.integration.conftest import LiveServer, ServerFactory
 
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)  # a fixed clock: no test reads today's date
@@ -172,12 +172,16 @@ def test_traffic_over_rest_checks_token_role_and_window(canary: LiveServer) -> N
 def test_the_sdk_gives_the_same_series_both_ways(client: cloche.Client, settings) -> None:
     client.endpoints.create("churn")
     store = Store.open(settings)
+    now = utcnow()  # the SDK reads the last hour up to now; both samples fall well inside it
     try:
-        sample(store, "a:1", 10, churn_1=counts(0))
-        sample(store, "a:1", 0, churn_1=counts(5))
+        for seconds_ago, ok in ((45, 0), (25, 5)):
+            totals = {("churn", "churn:1"): counts(ok)}
+            at = now - timedelta(seconds=seconds_ago)
+            record_sample(store, source="a:1", totals=totals, at=at, resolution_s=10)
     finally:
         store.close()
-    found = client.endpoints.traffic_series("churn", window="1d")
-    assert found.window == "1d" and found.deployments[0].deployment == "churn:1"
+    found = client.endpoints.traffic_series("churn", window="1h")
+    assert found.window == "1h" and found.deployments[0].deployment == "churn:1"
+    assert found.deployments[0].total_requests == 5
     with pytest.raises(cloche.errors.BadRequest, match="1h, 1d"):
         client.endpoints.traffic_series("churn", window="week")
