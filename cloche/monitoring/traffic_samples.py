@@ -138,7 +138,7 @@ def _counts(row: TrafficSampleRow) -> Counts:
 
 
 @contextlib.contextmanager
-def _sampler_lock(path: Path) -> Iterator[bool]:
+def sampler_lock(path: Path) -> Iterator[bool]:
     """Whether this process holds ``path``'s lock (one worker of a server samples; if it dies
     the lock is freed and another takes over). Held while the block runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ async def run_sampler(store: Store, metrics_dir: Path, server_id: str, every_s: 
     source = source_id(server_id)
     lock = metrics_dir.parent / "traffic-sampler.lock"
     while True:
-        with _sampler_lock(lock) as mine:
+        with sampler_lock(lock) as mine:
             if mine:
                 await _sample_forever(store, metrics_dir, source, every_s)
         await asyncio.sleep(every_s)
@@ -190,9 +190,9 @@ async def _sample_forever(store: Store, folder: Path, source: str, every_s: floa
                 await asyncio.to_thread(tidy, store, source=source, now=now)
         except Exception as exc:  # history must never take serving down
             log.warning("traffic sampling failed: %s", exc)
-        await asyncio.sleep(_until_next(utcnow().timestamp(), every_s))
+        await asyncio.sleep(until_next(utcnow().timestamp(), every_s))
 
 
-def _until_next(now: float, every_s: float) -> float:
+def until_next(now: float, every_s: float) -> float:
     """Seconds to the next multiple of ``every_s``: samples land on the charts' boundaries."""
     return every_s - (now % every_s) or every_s

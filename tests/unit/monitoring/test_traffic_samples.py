@@ -6,7 +6,12 @@ import os
 from pathlib import Path
 
 from cloche.monitoring.traffic_maths import Counts
-from cloche.monitoring.traffic_samples import _until_next, read_totals, zero_starts
+from cloche.monitoring.traffic_samples import (
+    read_totals,
+    sampler_lock,
+    until_next,
+    zero_starts,
+)
 from cloche.serving.metrics import WorkerMetrics, publish
 
 
@@ -43,5 +48,13 @@ def test_a_deployment_seen_for_the_first_time_starts_from_zero() -> None:
 
 
 def test_samples_are_taken_on_the_steps_boundaries() -> None:
-    assert _until_next(100.0, 10) == 10
-    assert _until_next(103.5, 10) == 6.5
+    assert until_next(100.0, 10) == 10
+    assert until_next(103.5, 10) == 6.5
+
+
+def test_one_holder_of_a_serverssampler_lock_at_a_time(tmp_path: Path) -> None:
+    lock = tmp_path / "run" / "traffic-sampler.lock"
+    with sampler_lock(lock) as first, sampler_lock(lock) as second:
+        assert (first, second) == (True, False)
+    with sampler_lock(lock) as after:
+        assert after  # the holder is gone: another worker takes over
