@@ -139,6 +139,13 @@ class ServingSettings(BaseModel):
         "requests get 503 (RESOURCE_EXHAUSTED) and the connection closes (idle and slow clients "
         "cannot exhaust a worker)",
     )
+    traffic_sample_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=30,
+        description="seconds between samples of each server's request counters, the points of "
+        "the endpoint traffic charts (one-hour view; the one-day view keeps one a minute)",
+    )
     header_timeout_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -199,6 +199,14 @@ class AlertNotFound(NotFound):
     code = "alert_not_found"
 
 
+class MonitorRunNotFound(NotFound):
+    code = "monitor_run_not_found"
+
+
+class FeatureNotFound(NotFound):
+    code = "feature_not_found"
+
+
 class PipelineRunNotFound(NotFound):
     code = "pipeline_run_not_found"
 

@@ -14,6 +14,8 @@ from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
 from cloche.endpoints import service as endpoints
 from cloche.endpoints.entities import Endpoint
+from cloche.monitoring import traffic
+from cloche.monitoring.traffic import EndpointTraffic
 from cloche.registry.refs import check_name
 
 
@@ -52,6 +54,11 @@ class EndpointsAPI(Protocol):
         ...
 
     def undeploy(self, name: str, ref: str) -> Endpoint: ...
+
+    def traffic_series(self, name: str, *, window: str = "1h") -> EndpointTraffic:
+        """Requests/s, error rates and p50/p95/p99 latency per deployment over ``window``
+        ("1h": a point per 10 s; "1d": per minute)."""
+        ...
 
 
 class LocalEndpoints:
@@ -113,6 +120,9 @@ class LocalEndpoints:
 
     def undeploy(self, name: str, ref: str) -> Endpoint:
         return endpoints.undeploy(self._t.store, endpoint=name, ref=ref, actor=self._t.actor)
+
+    def traffic_series(self, name: str, *, window: str = "1h") -> EndpointTraffic:
+        return traffic.endpoint_traffic(self._t.store, name, window)
 
 
 def endpoint_path(name: str, *rest: str) -> str:
@@ -180,3 +190,8 @@ class HttpEndpoints:
         return Endpoint.model_validate(
             self._t.request("DELETE", endpoint_path(name, "deployments", ref)).json()
         )
+
+    def traffic_series(self, name: str, *, window: str = "1h") -> EndpointTraffic:
+        traffic.check_window(window)  # the same message before any request
+        response = self._t.request("GET", endpoint_path(name, "traffic"), params={"window": window})
+        return EndpointTraffic.model_validate(response.json())

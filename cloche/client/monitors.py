@@ -22,6 +22,7 @@ from cloche.monitoring.entities import (
     MonitorConfig,
     MonitorRun,
 )
+from cloche.monitoring.history import FeatureHistogram, FeatureHistory
 from cloche.registry.refs import parse_ref
 
 
@@ -44,6 +45,16 @@ class MonitorsAPI(Protocol):
 
     def runs(self, name: str, *, limit: int = 20) -> builtins.list[MonitorRun]:
         """The monitor's runs, newest first, with each feature's value, threshold, verdict."""
+        ...
+
+    def feature_history(self, name: str, feature: str, *, limit: int = 200) -> FeatureHistory:
+        """``feature``'s skew and drift in the last ``limit`` runs, with their thresholds."""
+        ...
+
+    def feature_histogram(
+        self, name: str, feature: str, *, run: int | None = None
+    ) -> FeatureHistogram:
+        """``feature``'s baseline and window shares in run ``run`` (default: the latest)."""
         ...
 
     def run(self, name: str, *, batch_job: str | None = None) -> MonitorRun:
@@ -116,6 +127,18 @@ class LocalMonitors:
         from cloche.monitoring import service
 
         return service.list_runs(self._t.store, name, limit=limit)
+
+    def feature_history(self, name: str, feature: str, *, limit: int = 200) -> FeatureHistory:
+        from cloche.monitoring import history
+
+        return history.feature_history(self._t.store, name, feature, limit=limit)
+
+    def feature_histogram(
+        self, name: str, feature: str, *, run: int | None = None
+    ) -> FeatureHistogram:
+        from cloche.monitoring import history
+
+        return history.feature_histogram(self._t.store, name, feature, run=run)
 
     def run(self, name: str, *, batch_job: str | None = None) -> MonitorRun:
         from cloche.monitoring import runs
@@ -192,6 +215,19 @@ class HttpMonitors:
     def runs(self, name: str, *, limit: int = 20) -> builtins.list[MonitorRun]:
         found = self._t.request("GET", _monitor_path(name, "runs"), params={"limit": limit})
         return [MonitorRun.model_validate(r) for r in found.json()]
+
+    def feature_history(self, name: str, feature: str, *, limit: int = 200) -> FeatureHistory:
+        path = _monitor_path(name, "features", feature, "history")
+        found = self._t.request("GET", path, params={"limit": limit})
+        return FeatureHistory.model_validate(found.json())
+
+    def feature_histogram(
+        self, name: str, feature: str, *, run: int | None = None
+    ) -> FeatureHistogram:
+        path = _monitor_path(name, "features", feature, "histogram")
+        params = {"run": run} if run is not None else {}
+        found = self._t.request("GET", path, params=params)
+        return FeatureHistogram.model_validate(found.json())
 
     def run(self, name: str, *, batch_job: str | None = None) -> MonitorRun:
         params = {"batch_job": batch_job} if batch_job is not None else {}

@@ -108,6 +108,7 @@ def compare_features(
 ) -> dict[str, dict[str, Any]]:
     """Per feature: skew against ``baseline``, drift against ``before`` (each skipped when
     None), data quality, and the breached keys (``skew:f``, ``drift:f``, ``quality:rule:f``)."""
+    from cloche.monitoring.histograms import feature_histogram
     from cloche.monitoring.quality import quality
 
     checks = quality(baseline, here) if baseline is not None else {}
@@ -128,6 +129,8 @@ def compare_features(
             entry[check] = verdict
             if verdict["breached"]:
                 entry["breaches"].append(f"{check}:{name}")
+        if baseline is not None and name in baseline.features and name in here.features:
+            entry["histogram"] = feature_histogram(baseline.features[name], here.features[name])
         if name in checks:
             entry["quality"] = _quality_verdicts(checks[name].to_dict(), config)
             entry["breaches"] += [

@@ -56,16 +56,18 @@ class WorkerMetrics:
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.latency: dict[str, Histogram] = {}
+        # Per (endpoint, deployment), so a canary's latency is seen beside its incumbent's;
+        # /metrics adds them up per endpoint.
+        self.latency: dict[tuple[str, str], Histogram] = {}
         self.batch_rows: dict[str, Histogram] = {}
         self.explain_requests: dict[tuple[str, str, int], int] = defaultdict(int)
         self.explain_latency: dict[str, Histogram] = {}
 
     def request(self, endpoint: str, deployment: str, status: int, seconds: float) -> None:
         self.requests[(endpoint, deployment, status)] += 1
-        hist = self.latency.get(endpoint)
+        hist = self.latency.get((endpoint, deployment))
         if hist is None:
-            hist = self.latency[endpoint] = Histogram(LATENCY_BUCKETS_S)
+            hist = self.latency[(endpoint, deployment)] = Histogram(LATENCY_BUCKETS_S)
         hist.observe(seconds)
 
     def explain(self, endpoint: str, deployment: str, status: int, seconds: float) -> None:
@@ -86,12 +88,23 @@ class WorkerMetrics:
             "pid": os.getpid(),
             "instance": instance_id(),
             "requests": [[*k, v] for k, v in self.requests.items()],
-            "latency": {k: h.to_dict() for k, h in self.latency.items()},
+            "latency": _per_endpoint(self.latency),
+            "deployment_latency": [
+                [endpoint, deployment, h.counts, h.total]
+                for (endpoint, deployment), h in self.latency.items()
+            ],
             "batch_rows": {k: h.to_dict() for k, h in self.batch_rows.items()},
             "explain_requests": [[*k, v] for k, v in self.explain_requests.items()],
             "explain_latency": {k: h.to_dict() for k, h in self.explain_latency.items()},
             "gauges": gauges,
         }
+
+
+def _per_endpoint(hists: dict[tuple[str, str], Histogram]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for (endpoint, _), hist in hists.items():
+        _add(out, {endpoint: hist.to_dict()})
+    return out
 
 
 def publish(folder: Path, snapshot: dict[str, Any]) -> None:
@@ -246,3 +259,8 @@ def _esc(value: str) -> str:
 
 def label(**labels: str) -> str:
     return ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
+
+
+def read_snapshots(folder: Path) -> list[dict[str, Any]]:
+    """Every worker's last snapshot in ``folder``, dead workers' included (their counts stand)."""
+    return [snap for snap, _ in _snapshots(folder)]

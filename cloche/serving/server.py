@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from cloche import scheduler
@@ -51,7 +52,7 @@ class Server:
         self.payload_log = PayloadLog(self.log_root)
         self.retention = RetentionCounts()  # what this worker's compaction children removed
         self.metrics = WorkerMetrics()
-        server_id = os.environ.get("CLOCHE_SERVER_ID") or str(os.getpid())
+        self.server_id = server_id = os.environ.get("CLOCHE_SERVER_ID") or str(os.getpid())
         self.metrics_dir = store.home / "run" / server_id / "metrics"
         self.router = Router.for_store(
             store,
@@ -128,6 +129,7 @@ class Server:
                 self._tasks = [
                     loop.create_task(self.router.watch()),
                     loop.create_task(self._tidy()),
+                    loop.create_task(self._sample_traffic()),
                 ]
                 if self.settings.scheduler.enabled:
                     self._tasks.append(
@@ -215,6 +217,13 @@ class Server:
             log.warning("payload log compaction failed: %s", err.decode(errors="replace")[-500:])
             return
         self.retention.add(out)
+
+    def _sample_traffic(self) -> Coroutine[Any, Any, None]:
+        """History for the endpoint charts: one worker per server samples the counters."""
+        from cloche.monitoring.traffic_samples import run_sampler
+
+        every = self.settings.serving.traffic_sample_seconds
+        return run_sampler(self.store, self.metrics_dir, self.server_id, every)
 
     def publish_metrics(self) -> None:
         gauges = self.router.gauges() | self.payload_log.gauges() | self.retention.gauges()

@@ -408,3 +408,22 @@ class LineageRow(Base):
     relation: Mapped[str] = mapped_column(String(24))
     target: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrafficSampleRow(Base):
+    """One server's cumulative request counters for one deployment at one moment, sampled
+    every few seconds off the hot path (``monitoring/traffic_samples.py``). Counters, not
+    rates: the rate between two samples is their difference, and a drop means a restart."""
+
+    __tablename__ = "traffic_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))  # host:server id; replicas add up
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolution_s: Mapped[int] = mapped_column(Integer)  # 10 while raw, 60 once downsampled
+    endpoint: Mapped[str] = mapped_column(String(64))
+    deployment: Mapped[str] = mapped_column(String(200))
+    ok: Mapped[int] = mapped_column(BigInteger)  # status < 400
+    client_errors: Mapped[int] = mapped_column(BigInteger)  # 4xx
+    server_errors: Mapped[int] = mapped_column(BigInteger)  # 5xx
+    latency: Mapped[list[Any]] = mapped_column(JSON)  # cumulative counts per latency bucket

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Response
+from fastapi import Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from cloche.api.deps import Reader, StoreDep, require
@@ -12,6 +12,8 @@ from cloche.api.routes import make_router
 from cloche.auth.roles import Permission, Principal
 from cloche.endpoints import service as endpoints
 from cloche.endpoints.entities import Endpoint
+from cloche.monitoring import traffic
+from cloche.monitoring.traffic import EndpointTraffic
 
 router = make_router("/endpoints", "endpoints")
 Deployer = Annotated[Principal, Depends(require(Permission.DEPLOY))]
@@ -108,6 +110,17 @@ def deploy(principal: Deployer, store: StoreDep, name: str, body: DeployRequest)
 def set_traffic(principal: Deployer, store: StoreDep, name: str, body: TrafficRequest) -> Endpoint:
     """Set the traffic split; the shares must sum to 100."""
     return endpoints.set_traffic(store, endpoint=name, split=body.traffic, actor=principal.actor)
+
+
+@router.get("/{name}/traffic")
+def get_traffic(
+    _: Reader,
+    store: StoreDep,
+    name: str,
+    window: Annotated[str, Query(description="1h (a point per 10 s) or 1d (per minute)")] = "1h",
+) -> EndpointTraffic:
+    """Requests/s, error rates and latency quantiles per deployment over the last hour or day."""
+    return traffic.endpoint_traffic(store, name, window)
 
 
 @router.delete("/{name}/deployments/{ref}")

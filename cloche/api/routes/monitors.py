@@ -16,7 +16,7 @@ from cloche.auth.roles import Permission, Principal
 from cloche.batch import service as batch_service
 from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
-from cloche.monitoring import baselines, feedback, runs, service
+from cloche.monitoring import baselines, feedback, history, runs, service
 from cloche.monitoring.entities import (
     Alert,
     Baseline,
@@ -25,6 +25,7 @@ from cloche.monitoring.entities import (
     MonitorConfig,
     MonitorRun,
 )
+from cloche.monitoring.history import FeatureHistogram, FeatureHistory
 
 router = make_router("", "monitoring")
 Deployer = Annotated[Principal, Depends(require(Permission.DEPLOY))]
@@ -76,6 +77,23 @@ def list_runs(
 ) -> list[MonitorRun]:
     """A monitor's runs, newest first, each with every feature's value, threshold and verdict."""
     return for_principal(principal, service.list_runs(store, name, limit=limit))
+
+
+@router.get("/monitors/{name}/features/{feature}/history")
+def feature_history(
+    _: Reader, store: StoreDep, name: str, feature: str, limit: int = 200
+) -> FeatureHistory:
+    """A feature's skew and drift per run (oldest first) against each run's thresholds."""
+    return history.feature_history(store, name, feature, limit=limit)
+
+
+@router.get("/monitors/{name}/features/{feature}/histogram")
+def feature_histogram(
+    _: Reader, store: StoreDep, name: str, feature: str, run: int | None = None
+) -> FeatureHistogram:
+    """A feature's baseline and window shares over the same bins, as a run (default: the
+    latest) stored them."""
+    return history.feature_histogram(store, name, feature, run=run)
 
 
 @router.post("/monitors/{name}/run")

@@ -72,3 +72,16 @@ def test_explanations_are_counted_apart_from_predictions(tmp_path: Path) -> None
     )
     assert 'cloche_explain_seconds_bucket{endpoint="churn",le="2.5"} 2' in text
     assert 'cloche_explain_seconds_count{endpoint="churn"} 2' in text
+
+
+def test_latency_is_kept_per_deployment_and_added_up_per_endpoint(tmp_path: Path) -> None:
+    m = WorkerMetrics()
+    m.request("churn", "churn:1", 200, 0.003)
+    m.request("churn", "churn:2", 200, 0.3)
+    snap = m.snapshot({})
+    by_deployment = {d: counts for _, d, counts, _ in snap["deployment_latency"]}
+    assert sum(by_deployment["churn:1"]) == 1 and by_deployment["churn:1"][2] == 1
+    assert by_deployment["churn:2"][8] == 1  # 0.3 s: the (0.25, 0.5] bucket
+    snap["pid"] = os.getpid()
+    publish(tmp_path, snap)
+    assert 'cloche_request_seconds_count{endpoint="churn"} 2' in render(tmp_path)

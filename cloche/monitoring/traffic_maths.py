@@ -1,0 +1,118 @@
+"""The arithmetic behind traffic charts: cumulative counter samples into per-interval counts,
+rates and latency quantiles. Pure functions over hand-checkable numbers; no store, no clock.
+
+A counter only grows while its server runs; a value lower than the one before means the server
+(or the last of its workers) restarted and counted again from zero, so the increase over that
+interval is the new value itself (Prometheus's ``increase`` does the same). Rates therefore
+never go negative, and what was counted before a restart is never counted twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+LATE_S = 2.0
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Requests by outcome and their latency histogram (counts per bucket, not cumulative
+    across buckets), either since a server started (a sample) or over one interval (a delta)."""
+
+    ok: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+    latency: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def requests(self) -> int:
+        return self.ok + self.client_errors + self.server_errors
+
+    def _fields(self) -> tuple[int, ...]:
+        return (self.ok, self.client_errors, self.server_errors, *self.latency)
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.ok + other.ok,
+            self.client_errors + other.client_errors,
+            self.server_errors + other.server_errors,
+            _add(self.latency, other.latency),
+        )
+
+
+def _add(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    if not a or not b:
+        return tuple(a or b)
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+def is_reset(before: Counts, after: Counts) -> bool:
+    """Whether ``after`` was counted from zero again since ``before`` (any counter went down)."""
+    if len(before.latency) != len(after.latency):
+        return True  # another bucket layout: another release of the server, counted anew
+    return any(b > a for b, a in zip(before._fields(), after._fields(), strict=True))
+
+
+def increase(before: Counts, after: Counts) -> Counts:
+    """What was counted between two samples of one server, restarts included."""
+    if is_reset(before, after):
+        return after
+    return Counts(
+        after.ok - before.ok,
+        after.client_errors - before.client_errors,
+        after.server_errors - before.server_errors,
+        tuple(a - b for a, b in zip(after.latency, before.latency, strict=True)),
+    )
+
+
+def bucketed_increases(
+    samples: Iterable[tuple[float, Counts]], *, step: float, first: float, last: float
+) -> dict[float, Counts]:
+    """One server's samples (time in epoch seconds, counters) as the increase per interval.
+
+    An interval is labelled by its end: interval ``t`` holds the increases whose later sample
+    was taken in (t - step, t]. Samples are taken on the boundaries of the sampling interval,
+    a little after them (scheduling, reading the counters), so a sample up to ``LATE_S`` after
+    ``t`` still counts as taken at ``t``. The first sample is only a starting point: what came
+    before it is unknown. Labels outside [first, last] are dropped."""
+    late = min(LATE_S, step / 5)
+    out: dict[float, Counts] = {}
+    previous: Counts | None = None
+    for at, counts in sorted(samples, key=lambda s: s[0]):
+        if previous is not None:
+            label = math.ceil((at - late) / step) * step
+            if first <= label <= last:
+                out[label] = out.get(label, Counts()) + increase(previous, counts)
+        previous = counts
+    return out
+
+
+def histogram_quantile(q: float, counts: Sequence[int], bounds: Sequence[float]) -> float | None:
+    """The q-quantile of observations counted in buckets with upper ``bounds`` (and one
+    last bucket above the highest bound), interpolated linearly inside its bucket as
+    Prometheus's ``histogram_quantile`` does. It is an estimate only to within that bucket's
+    width: the true value lies somewhere in the bucket. A quantile in the open top bucket is
+    reported as the highest bound (it is at least that). None when nothing was counted."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = q * total
+    running = 0
+    for i, count in enumerate(counts):
+        if running + count >= rank and count > 0:
+            if i >= len(bounds):
+                return float(bounds[-1])
+            lower = bounds[i - 1] if i > 0 else 0.0
+            return lower + (bounds[i] - lower) * (rank - running) / count
+        running += count
+    return float(bounds[-1])  # unreachable with q <= 1; kept for a q rounding above 1
+
+
+def rate(count: int | None, seconds: float) -> float | None:
+    return None if count is None else count / seconds
+
+
+def share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
