@@ -1,4 +1,8 @@
-"""One port for everything: the data plane, the control-plane API, and their lifecycle.
+"""The composition root of ``cloche up``: one port for the data plane and the control-plane API.
+
+It is the one module that may import every layer: it mounts the data plane (cloche/serving),
+the REST API (cloche/api) and the scheduler, and runs the payload log's housekeeping (the logs
+service) beside the workers' serving, so none of those has to import another's layer.
 
 ``build_app`` composes the ASGI app a worker serves; ``app_factory`` is what uvicorn imports in
 each worker process (settings come from the CLOCHE_* environment the supervisor passes down).
@@ -17,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from cloche import scheduler
 from cloche.api.app import create_app
-from cloche.api.security import HostOriginGuard
 from cloche.config import Settings
+from cloche.guards import HostOriginGuard
 from cloche.hosts import is_loopback
 from cloche.logs import ingest
 from cloche.logs import service as logs
