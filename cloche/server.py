@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloche import scheduler
 from cloche.api.app import create_app
+from cloche.auth import tokens
 from cloche.config import Settings
 from cloche.guards import HostOriginGuard
 from cloche.hosts import is_loopback
@@ -66,7 +68,7 @@ class Server:
         )
         self.data_plane = DataPlane(
             self.router,
-            TokenCache.for_store(store, required=settings.auth_required),
+            store_tokens(store, required=settings.auth_required),
             max_body_bytes=settings.serving.max_request_mb * 2**20,
             payload_log=self.payload_log,
             metrics=self.metrics,
@@ -268,6 +270,11 @@ def limit_native_threads(threads: int) -> None:
     except ImportError:  # no scikit-learn in this install, so nothing to limit
         return
     threadpool_limits(threads)
+
+
+def store_tokens(store: Store, *, required: bool) -> TokenCache:
+    """The data plane's token check: tokens as `cloche tokens create` made them, in the store."""
+    return TokenCache(functools.partial(tokens.authenticate, store), required=required)
 
 
 def build_app(settings: Settings, store: Store | None = None) -> HostOriginGuard:

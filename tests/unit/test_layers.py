@@ -98,12 +98,6 @@ EXCEPTIONS = (
         "`cloche.Client` is the SDK's front door for users; cloche/__init__.py imports it on "
         "first use (module __getattr__), so importing the package loads only cloche.errors",
     ),
-    Allowed(
-        "cloche.serving.auth",
-        "cloche.auth.tokens",
-        "the data plane accepts the API's tokens: one hashed lookup of a token, not a second "
-        "copy in serving; it is called once per token (TokenCache), off the hot path",
-    ),
 )
 
 
