@@ -33,7 +33,6 @@ from cloche.api.routes import (
     pipelines,
     tokens,
 )
-from cloche.api.security import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit, HostOriginGuard
 from cloche.config import Settings
 from cloche.errors import (
     BadRequest,
@@ -45,6 +44,7 @@ from cloche.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from cloche.guards import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit, HostOriginGuard
 from cloche.hosts import is_loopback
 from cloche.store.store import Store
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from cloche.api.security import header, send_error
 from cloche.auth import tokens
 from cloche.auth.roles import Principal
 from cloche.errors import ClocheError, Unauthorized
+from cloche.guards import header, send_error
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cloche.api.security import header, send_error
 from cloche.errors import ClocheError
+from cloche.guards import header, send_error
 from cloche.lineage.context import HEADER, parse, step_context
 
 if TYPE_CHECKING:

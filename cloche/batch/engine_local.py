@@ -40,7 +40,7 @@ from cloche.batch.plan import (
 from cloche.batch.spec import FinalState, JobOutcome, JobSpec, ModelSource, Progress
 from cloche.batch.writer import ChunkResult, clean_unfinished, done_chunks, error_rows_on_disk
 from cloche.errors import InvalidDataset, JobStateConflict
-from cloche.registry.signatures import Signature
+from cloche.signatures import Signature
 
 STOP_POLL_S = 0.5  # should_stop may query a database: ask at most this often between chunks
 

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from cloche.batch.spec import JobSpec
 from cloche.errors import BatchSchemaMismatch, InvalidInput
-from cloche.registry.signatures import Signature
+from cloche.signatures import Signature
 
 NUMERIC = frozenset(
     {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}

@@ -19,8 +19,8 @@ import pyarrow as pa
 from cloche.batch.schema import READ_ERROR_COLUMN, ColumnPlan, coerce, columns_for, target_type
 from cloche.batch.spec import JobSpec, ModelSource
 from cloche.errors import PredictFailed
-from cloche.registry.signatures import Signature
 from cloche.runtimes import get_runtime, has_predict_proba
+from cloche.signatures import Signature
 
 
 @dataclass

@@ -190,7 +190,7 @@ def _serve_in_process(settings: Settings, store: "Store", sock: socket.socket) -
     # Imported here: every other command starts faster without the server stack.
     import uvicorn
 
-    from cloche.serving.server import build_app
+    from cloche.server import build_app
 
     config = uvicorn.Config(build_app(settings, store), **_uvicorn_options(settings))
     server = _make_server(config)
@@ -214,7 +214,7 @@ def _serve_workers(settings: Settings, sock: socket.socket, count: int) -> None:
         os.environ["CLOCHE_SERVER__TLS_CERT_FILE"] = str(settings.server.tls_cert_file)
         os.environ["CLOCHE_SERVER__TLS_KEY_FILE"] = str(settings.server.tls_key_file)
     config = uvicorn.Config(
-        "cloche.serving.server:app_factory",
+        "cloche.server:app_factory",
         factory=True,
         workers=count,
         **_uvicorn_options(settings),

@@ -16,8 +16,8 @@ from typing import Any
 from cloche import __version__
 from cloche.errors import BundleIncompatible, BundleInvalid, BundleTampered
 from cloche.export.manifest import BUNDLE_FORMAT, MANIFEST, MODEL_DIR, file_entry
-from cloche.registry.signatures import Signature
 from cloche.serving.spec import DeploymentSpec, Snapshot
+from cloche.signatures import Signature
 
 # pip checks these against requirements.txt's --hash lines, where the bundle has them.
 UNCHECKED_PREFIX = "wheels/"

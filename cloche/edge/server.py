@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloche.api.security import HostOriginGuard
 from cloche.auth.roles import Principal
 from cloche.edge.bundle import Bundle, open_bundle
 from cloche.edge.spool import Spool, WhenFull
 from cloche.errors import InvalidInput, Unauthorized
+from cloche.guards import HostOriginGuard
 from cloche.hosts import is_loopback
 from cloche.serving import metrics
 from cloche.serving.app import DataPlane, Receive, Send

@@ -17,10 +17,10 @@ import warnings
 from typing import Any
 
 from cloche.errors import ConversionFailed
-from cloche.registry.signatures import Signature
 from cloche.runtimes.base import LoadedModel, has_predict_proba, require
 from cloche.runtimes.onnx import CLASSES_METADATA
 from cloche.serving.inputs import NUMERIC
+from cloche.signatures import Signature
 
 CONVERTIBLE = ("sklearn", "xgboost", "lightgbm")
 NATIVE_HINT = "pass --native to bundle the model in its own framework"

@@ -16,8 +16,8 @@ from cloche.registry.datasets import read_table
 from cloche.registry.entities import ModelVersion
 from cloche.registry.refs import parse_ref
 from cloche.registry.service import resolve_version_row
-from cloche.registry.signatures import Signature
 from cloche.serving.inputs import NUMERIC, InputSpec, rows_to_input
+from cloche.signatures import Signature
 from cloche.store.store import Store
 
 SAMPLE_ROWS = 1000

@@ -54,9 +54,9 @@ from cloche.export.slim import RULES, SlimmedWheel, slim_wheel
 from cloche.export.wheel import build_cloche_wheel
 from cloche.registry import service as registry
 from cloche.registry.entities import ModelVersion
-from cloche.registry.signatures import Signature
 from cloche.runtimes import get_runtime
 from cloche.runtimes.base import LoadedModel, has_predict_proba
+from cloche.signatures import Signature
 from cloche.store.store import Store
 
 FORMATS = ("bundle", "onnx")

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from cloche.registry.signatures import Signature
+from cloche.signatures import Signature
 
 
 class ModelVersion(BaseModel):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cloche.errors import ClocheError, CorruptArtifact, InspectionTimeout, error_class_for_code
-from cloche.registry.signatures import Signature
+from cloche.signatures import Signature
 
 STDERR_TAIL = 2000
 
@@ -60,8 +60,8 @@ Inspector = Callable[[InspectRequest], Signature]
 def inspect_here(request: InspectRequest) -> Signature:
     """Load the model in this process and infer its signature."""
     from cloche.registry.datasets import read_table
-    from cloche.registry.signatures import from_table
     from cloche.runtimes import get_runtime
+    from cloche.signatures import from_table
 
     loaded = get_runtime(request.framework).load(request.model_path)
     signature = loaded.signature()

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from cloche.errors import ArtifactNotFound, CorruptArtifact, MissingDependency
-from cloche.registry.signatures import DTYPES, FieldSpec
 from cloche.runtimes.base import single_file
+from cloche.signatures import DTYPES, FieldSpec
 
 _NATIVE_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: ")
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from cloche.errors import MissingDependency
-from cloche.registry.signatures import Signature
+from cloche.signatures import Signature
 
 
 @runtime_checkable

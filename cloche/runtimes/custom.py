@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from cloche.errors import ArtifactNotFound, CorruptArtifact
-from cloche.registry.signatures import Signature
 from cloche.runtimes import _common
+from cloche.signatures import Signature
 
 ENTRY = "model.py"
 CONTRACT = "define load(path) returning an object with predict(X), or a module-level predict(X)"

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from cloche.errors import CorruptArtifact
-from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
 from cloche.runtimes import _common, _guards
 from cloche.runtimes.base import require
+from cloche.signatures import FieldSpec, InputKind, Signature, Task
 
 SUFFIXES = (".txt", ".lgb", ".model", ".bst")
 EXPECTED = "a LightGBM text model"

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from cloche.errors import InvalidInput, MissingDependency
-from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
 from cloche.runtimes import _common, _guards
 from cloche.runtimes.base import require
+from cloche.signatures import FieldSpec, InputKind, Signature, Task
 
 SUFFIXES = (".onnx",)
 EXPECTED = "an ONNX model"

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from cloche.errors import CorruptArtifact
-from cloche.registry.signatures import FieldSpec, InputKind, Signature, Task
 from cloche.runtimes import _common
 from cloche.runtimes.base import require
+from cloche.signatures import FieldSpec, InputKind, Signature, Task
 
 SUFFIXES = (".joblib", ".pkl", ".pickle")
 EXPECTED = "a scikit-learn model (a joblib or pickle file holding an estimator)"

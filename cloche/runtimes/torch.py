@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from cloche.errors import CorruptArtifact
-from cloche.registry.signatures import Signature
 from cloche.runtimes import _common
 from cloche.runtimes.base import require
+from cloche.signatures import Signature
 
 SUFFIXES = (".pt", ".pth", ".zip", ".torchscript")
 EXPECTED = "a TorchScript model"

@@ -1,7 +1,8 @@
-"""Data-plane authentication: bearer tokens checked against the store, cached for a few seconds.
+"""Data-plane authentication: bearer tokens checked by an ``authenticate`` function, cached.
 
-The cache keeps the store off the hot path; a revoked token stops working within ``ttl``.
-An edge server checks its one token the same way, against a hash held in memory.
+Whoever builds the data plane says how a token is checked: ``cloche up`` against the store's
+tokens (cloche/server.py), an edge server against its one token's hash held in memory. The
+cache keeps the store off the hot path; a revoked token stops working within ``ttl``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,9 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
 from cloche.auth.roles import LOCAL_USER, Permission, Principal, authorize
 from cloche.errors import Forbidden, Unauthorized
-
-if TYPE_CHECKING:
-    from cloche.store.store import Store
-
 
 # Headers a reverse proxy adds: a request carrying one did not start on this machine.
 FORWARDED_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
@@ -48,13 +44,6 @@ class TokenCache:
         self.required = required
         self.ttl = ttl
         self._seen: dict[str, tuple[Principal | None, float]] = {}
-
-    @classmethod
-    def for_store(cls, store: Store, *, required: bool, ttl: float = 5.0) -> TokenCache:
-        """Tokens as `cloche tokens create` made them, checked against the metadata store."""
-        from cloche.auth import tokens  # imported here: an edge runtime has no store
-
-        return cls(lambda token: tokens.authenticate(store, token), required=required, ttl=ttl)
 
     async def principal(
         self, authorization: bytes | None, permission: Permission = Permission.PREDICT

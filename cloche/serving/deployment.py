@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from cloche.registry.signatures import Signature
 from cloche.runtimes.base import LoadedModel, has_predict_proba
 from cloche.serving.batcher import MAX_REQUEST_ROWS, AdaptiveBatcher, Job, Result
 from cloche.serving.inputs import InputSpec
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import LineEncoder, PayloadLog, encode_row
 from cloche.serving.spec import DeploymentSpec
+from cloche.signatures import Signature
 
 QUEUE_BATCHES = 16  # a queue holds this many full batches before it answers 503
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from cloche.errors import InvalidInput
-from cloche.registry.signatures import FieldSpec, Signature
+from cloche.signatures import FieldSpec, Signature
 
 NUMERIC = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloche.registry.signatures import FieldSpec
 from cloche.serving.protocols.v2_rest import BY_NAME
 from cloche.serving.router import EndpointRoute
+from cloche.signatures import FieldSpec
 
 
 def model_metadata(route: EndpointRoute, version: str | None) -> dict[str, Any]:

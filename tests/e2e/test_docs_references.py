@@ -189,7 +189,7 @@ INTERFACES = (
     "cloche.client",
     "cloche.api",
     "cloche.edge",
-    "cloche.serving.server",
+    "cloche.server",
     "cloche.serving.app",
     "cloche.serving.grpc_server",
     "cloche.__main__",

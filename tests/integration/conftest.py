@@ -15,7 +15,7 @@ import uvicorn
 import cloche
 from cloche.auth.local_token import ensure_local_token, read_local_token
 from cloche.config import Settings
-from cloche.serving.server import build_app
+from cloche.server import build_app
 from cloche.store.store import Store
 
 

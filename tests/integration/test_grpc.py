@@ -26,7 +26,7 @@ from cloche.errors import Unavailable
 from cloche.logs import service as logs
 from cloche.registry import upload
 from cloche.registry.inspection import inspect_here
-from cloche.serving.auth import TokenCache
+from cloche.server import store_tokens
 from cloche.serving.grpc_server import GrpcServer, reserve_grpc_port, start_grpc_server
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog
@@ -96,7 +96,7 @@ def serving(
     server = loop.run(
         start_grpc_server(
             router,
-            TokenCache.for_store(store, required=required),
+            store_tokens(store, required=required),
             host="127.0.0.1",
             port=0,
             max_message_mb=max_message_mb,
@@ -398,7 +398,7 @@ def test_workers_share_a_reserved_port(loop: Loop, deployed: Store) -> None:
     port = held.getsockname()[1]
     router = Router.for_store(deployed)
     loop.run(router.refresh())
-    auth = TokenCache.for_store(deployed, required=False)
+    auth = store_tokens(deployed, required=False)
     servers = [
         loop.run(
             start_grpc_server(

@@ -13,7 +13,7 @@ from cloche.api.schemas import ERROR_RESPONSES
 
 UPLOAD_CAP_KEY = "x-cloche-body-cap"
 # ``openapi_extra`` of a route that takes files: its body may reach the upload cap rather than
-# the small JSON one (api/security.py reads the mark; the OpenAPI document shows it).
+# the small JSON one (cloche/guards.py reads the mark; the OpenAPI document shows it).
 UPLOAD: dict[str, Any] = {UPLOAD_CAP_KEY: "CLOCHE_STORE__MAX_UPLOAD_MB"}
 
 

@@ -10,7 +10,7 @@ from cloche.batch.schema import ColumnPlan, check_input, coerce
 from cloche.batch.scoring import Scorer
 from cloche.batch.spec import JobSpec
 from cloche.errors import BatchSchemaMismatch
-from cloche.registry.signatures import Signature
+from cloche.signatures import Signature
 from tests.unit.batch.conftest import FEATURES, Models, numeric_table
 
 SPEC = JobSpec(input="in", output="out")

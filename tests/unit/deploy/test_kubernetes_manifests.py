@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel
 
 from cloche.config import ServingSettings, Settings
-from cloche.serving.server import STOP_GRACE_S
+from cloche.server import STOP_GRACE_S
 from tests.integration.conftest import run_server
 
 REPO = Path(__file__).resolve().parents[3]

@@ -6,7 +6,7 @@ import pytest
 
 from cloche.errors import ParityFailed
 from cloche.export.sample import generated_rows
-from cloche.registry.signatures import FieldSpec, Signature
+from cloche.signatures import FieldSpec, Signature
 
 TABULAR = Signature(
     inputs=(

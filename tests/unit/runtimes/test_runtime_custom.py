@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cloche.errors import ArtifactNotFound, CorruptArtifact, MissingDependency
-from cloche.registry.signatures import FieldSpec
 from cloche.runtimes import get_runtime, has_predict_proba
+from cloche.signatures import FieldSpec
 
 CLASS_MODEL = """
     import json

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cloche.errors import CorruptArtifact
-from cloche.registry.signatures import FieldSpec
 from cloche.runtimes import get_runtime, has_predict_proba
+from cloche.signatures import FieldSpec
 
 SMALL = {"n_estimators": 10, "num_leaves": 7, "min_child_samples": 5, "verbose": -1}
 

@@ -16,8 +16,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from cloche.errors import CorruptArtifact
-from cloche.registry.signatures import FieldSpec
 from cloche.runtimes import get_runtime, has_predict_proba
+from cloche.signatures import FieldSpec
 
 
 def _convert(estimator: Any, X: Any, path: Path, **options: Any) -> ort.InferenceSession:

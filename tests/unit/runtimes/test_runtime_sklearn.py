@@ -16,9 +16,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import SVC
 
 from cloche.errors import CorruptArtifact, MissingDependency
-from cloche.registry.signatures import FieldSpec, Signature
 from cloche.runtimes import get_runtime, has_predict_proba
 from cloche.runtimes.base import LoadedModel
+from cloche.signatures import FieldSpec, Signature
 
 CLASSIFIERS = [
     LogisticRegression(max_iter=500),

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from cloche.errors import CorruptArtifact
-from cloche.registry.signatures import Signature
 from cloche.runtimes import get_runtime, has_predict_proba
+from cloche.signatures import Signature
 
 
 class Classifier(nn.Module):

@@ -8,8 +8,8 @@ import pytest
 import xgboost as xgb
 
 from cloche.errors import CorruptArtifact
-from cloche.registry.signatures import FieldSpec
 from cloche.runtimes import get_runtime, has_predict_proba
+from cloche.signatures import FieldSpec
 
 SMALL = {"n_estimators": 10, "max_depth": 3}
 

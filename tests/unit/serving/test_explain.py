@@ -16,7 +16,6 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from cloche.errors import InvalidInput
-from cloche.registry.signatures import FieldSpec, Signature
 from cloche.runtimes import get_runtime
 from cloche.runtimes.base import has_explain
 from cloche.runtimes.custom import CustomModel
@@ -24,6 +23,7 @@ from cloche.runtimes.sklearn import SklearnClassifier, SklearnModel
 from cloche.serving.explain import explain
 from cloche.serving.inputs import InputSpec
 from cloche.serving.protocols.v1 import decode_explain_v1
+from cloche.signatures import FieldSpec, Signature
 
 NAMES = ["tenure", "spend", "visits", "age", "plan", "region"]
 RNG = np.random.default_rng(5)

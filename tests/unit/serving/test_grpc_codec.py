@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from cloche.errors import InvalidInput
-from cloche.registry.signatures import FieldSpec, Signature
 from cloche.serving.inputs import InputSpec
 from cloche.serving.protocols.grpc_gen.grpc_predict_v2_pb2 import (
     ModelInferRequest,
     ModelInferResponse,
 )
 from cloche.serving.protocols.v2_grpc import decode_grpc, encode_grpc
+from cloche.signatures import FieldSpec, Signature
 
 TENSOR = InputSpec.from_signature(Signature())  # any width, numeric
 NAMED = InputSpec.from_signature(

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from cloche.errors import InvalidInput
-from cloche.registry.signatures import FieldSpec, Signature
 from cloche.serving.inputs import InputSpec, rows_to_input
+from cloche.signatures import FieldSpec, Signature
 
 NUMERIC = InputSpec.from_signature(
     Signature(inputs=(FieldSpec("age", "int64"), FieldSpec("spend", "float64")))

@@ -3,10 +3,10 @@ import orjson
 import pytest
 
 from cloche.errors import BadRequest, InvalidInput
-from cloche.registry.signatures import FieldSpec, Signature
 from cloche.serving.inputs import InputSpec
 from cloche.serving.protocols.v1 import decode_v1, encode_v1
 from cloche.serving.protocols.v2_rest import DATATYPES, decode_v2, encode_v2
+from cloche.signatures import FieldSpec, Signature
 
 NAMED = InputSpec.from_signature(
     Signature(inputs=(FieldSpec("a", "float64"), FieldSpec("b", "float64")))

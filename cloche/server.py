@@ -1,4 +1,8 @@
-"""One port for everything: the data plane, the control-plane API, and their lifecycle.
+"""The composition root of ``cloche up``: one port for the data plane and the control-plane API.
+
+It is the one module that may import every layer: it mounts the data plane (cloche/serving),
+the REST API (cloche/api) and the scheduler, and runs the payload log's housekeeping (the logs
+service) beside the workers' serving, so none of those has to import another's layer.
 
 ``build_app`` composes the ASGI app a worker serves; ``app_factory`` is what uvicorn imports in
 each worker process (settings come from the CLOCHE_* environment the supervisor passes down).
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -18,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from cloche import scheduler
 from cloche.api.app import create_app
-from cloche.api.security import HostOriginGuard
+from cloche.auth import tokens
 from cloche.config import Settings
+from cloche.guards import HostOriginGuard
 from cloche.hosts import is_loopback
 from cloche.logs import ingest
 from cloche.logs import service as logs
@@ -63,7 +69,7 @@ class Server:
         )
         self.data_plane = DataPlane(
             self.router,
-            TokenCache.for_store(store, required=settings.auth_required),
+            store_tokens(store, required=settings.auth_required),
             max_body_bytes=settings.serving.max_request_mb * 2**20,
             payload_log=self.payload_log,
             metrics=self.metrics,
@@ -273,6 +279,11 @@ def limit_native_threads(threads: int) -> None:
     except ImportError:  # no scikit-learn in this install, so nothing to limit
         return
     threadpool_limits(threads)
+
+
+def store_tokens(store: Store, *, required: bool) -> TokenCache:
+    """The data plane's token check: tokens as `cloche tokens create` made them, in the store."""
+    return TokenCache(functools.partial(tokens.authenticate, store), required=required)
 
 
 def build_app(settings: Settings, store: Store | None = None) -> HostOriginGuard:

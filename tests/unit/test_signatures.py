@@ -1,6 +1,6 @@
 import pyarrow as pa
 
-from cloche.registry.signatures import FieldSpec, Signature, from_table
+from cloche.signatures import FieldSpec, Signature, from_table
 
 
 def test_from_table_reads_names_dtypes_and_categories() -> None:

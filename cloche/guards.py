@@ -1,7 +1,9 @@
 """Pure ASGI guards that run before any routing: body size caps and Host/Origin checks.
 
 They sit outside the framework so that a refused request costs no routing, parsing or
-dependency work, and so that the data plane can reuse them unchanged.
+dependency work, and so that the data plane can reuse them unchanged. A leaf (standard library
+and cloche.errors only): the API, ``cloche up``'s composition root and the edge server all wrap
+their apps in them, and an edge bundle's lean runtime imports them without Starlette.
 """
 
 from __future__ import annotations
