@@ -181,4 +181,4 @@ def test_migrations_are_idempotent(any_store: Store) -> None:
 
     migrate(any_store.db.engine)
     with any_store.transaction() as session:
-        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0010"
+        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0011"

@@ -1,0 +1,108 @@
+"""The console as an ASGI app, and the one call that mounts it into the server's app."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import PurePosixPath
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from cloche.auth.sessions import Lifetimes
+from cloche.config import Settings
+from cloche.errors import ClocheError, NotFound
+from cloche.store.store import Store
+from cloche.vendor import URL_PREFIX, VENDOR_DIR, manifest
+
+from .guard import ConsoleGuard
+from .pages import models, overview, signin
+from .pages.signin import Throttle
+from .render import STATIC_DIR, error_page
+
+PREFIX = "/console"
+# Only this server's own files, no inline script or style: an injected tag runs nothing.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def create_console(settings: Settings, store: Store) -> Starlette:
+    """The console's pages over ``store``, every route behind ``ConsoleGuard``."""
+    lifetimes = Lifetimes(
+        idle=timedelta(minutes=settings.console.idle_minutes),
+        lifetime=timedelta(hours=settings.console.lifetime_hours),
+    )
+    app = Starlette(
+        routes=[
+            *signin.ROUTES,
+            *overview.ROUTES,
+            *models.ROUTES,
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        middleware=[Middleware(ConsoleGuard, store=store, lifetimes=lifetimes)],
+        exception_handlers={ClocheError: _cloche_error, 404: _not_found},
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.lifetimes = lifetimes
+    app.state.throttle = Throttle(settings.console.sign_in_attempts)
+    app.add_middleware(_SecurityHeaders)
+    return app
+
+
+async def _cloche_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClocheError)
+    return error_page(request, exc)
+
+
+async def _not_found(request: Request, _exc: Exception) -> Response:
+    return error_page(request, NotFound("the console has no such page", hint="open /console"))
+
+
+class _SecurityHeaders:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [
+                    (k.lower().encode(), v.encode())
+                    for k, v in SECURITY_HEADERS.items()
+                    if k.lower().encode() not in have
+                ]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def _to_console(_request: Request) -> Response:
+    return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+
+async def _vendored(request: Request) -> Response:
+    """A file ``vendored.toml`` lists (nothing else of the package: not its code or manifest)."""
+    path = request.path_params["path"]
+    if path not in {entry.path for entry in manifest()} or ".." in PurePosixPath(path).parts:
+        return Response("not a vendored file", status_code=404, media_type="text/plain")
+    headers = {"Cache-Control": "public, max-age=31536000, immutable"}  # URLs carry the hash
+    return FileResponse(VENDOR_DIR / path, headers=headers)
+
+
+def mount_console(app: Starlette, settings: Settings, store: Store) -> None:
+    """Serve the console at /console (``/`` redirects there) and the vendored assets."""
+    app.router.routes.append(Route("/", _to_console, methods=["GET"], include_in_schema=False))
+    # Helper V's branch serves /static/vendor for every page (API docs too); this stands in.
+    app.router.routes.append(Route(URL_PREFIX + "/{path:path}", _vendored, methods=["GET"]))
+    app.mount(PREFIX, create_console(settings, store), name="console")
