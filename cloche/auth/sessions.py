@@ -111,21 +111,25 @@ def lookup(
             raise SessionExpired("you are not signed in to the console", hint=SIGN_IN_AGAIN)
         row, revoked_at = found
         last_seen = audit.as_utc(row.last_seen_at)
-        if (
+        ended = (
             revoked_at is not None
             or audit.as_utc(row.expires_at) <= now
             or now - last_seen > lifetimes.idle
-        ):
-            tx.delete(row)
-            raise SessionExpired("your console session has ended", hint=SIGN_IN_AGAIN)
-        if now - last_seen > TOUCH_EVERY:
-            row.last_seen_at = now
-        return ConsoleSession(
-            principal=Principal(actor=row.actor, role=row.role, token_id=row.token_id),
-            csrf_token=row.csrf_secret,
-            created_at=audit.as_utc(row.created_at),
-            expires_at=audit.as_utc(row.expires_at),
         )
+        if ended:
+            tx.delete(row)  # committed: the raise comes after the transaction
+        else:
+            if now - last_seen > TOUCH_EVERY:
+                row.last_seen_at = now
+            live = ConsoleSession(
+                principal=Principal(actor=row.actor, role=row.role, token_id=row.token_id),
+                csrf_token=row.csrf_secret,
+                created_at=audit.as_utc(row.created_at),
+                expires_at=audit.as_utc(row.expires_at),
+            )
+    if ended:
+        raise SessionExpired("your console session has ended", hint=SIGN_IN_AGAIN)
+    return live
 
 
 def csrf_matches(session: ConsoleSession, sent: str | None) -> bool:

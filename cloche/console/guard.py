@@ -116,7 +116,7 @@ def _check_origin(request: Request) -> None:
     parts = urlsplit(sent)
     port = DEFAULT_PORTS.get(parts.scheme)
     theirs = split_host(parts.netloc, port) if port is not None else None
-    if own is None or theirs != own:
+    if own is None or theirs != own or parts.scheme != scheme:
         origin = f"{parts.scheme}://{parts.netloc}"
         raise CsrfRejected(f"a form sent from {origin} was refused", hint=RELOAD_HINT)
 
