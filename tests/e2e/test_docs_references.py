@@ -189,6 +189,7 @@ INTERFACES = (
     "cloche.client",
     "cloche.api",
     "cloche.edge",
+    "cloche.console",
     "cloche.serving.server",
     "cloche.serving.app",
     "cloche.serving.grpc_server",
