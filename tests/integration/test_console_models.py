@@ -51,7 +51,10 @@ def test_the_overview_shows_endpoints_with_their_health(
     endpoints.create_endpoint(store, name="churn-live")
     endpoints.deploy(store, endpoint="churn-live", ref="churn:2")
     endpoints.create_endpoint(store, name="empty")
-    page = text_of(admin.get("/console/").text)
+    response = admin.get("/console/")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+    page = text_of(response.text)
     assert "churn-live serving churn:2 100%" in page
     assert "empty nothing deployed" in page
     assert "No open alerts." in page and "No batch job is running." in page
