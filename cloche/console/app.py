@@ -1,7 +1,8 @@
-"""The console as an ASGI app, and the one call that mounts it into the server's app."""
+"""The console as an ASGI app, and the one call that puts it beside the API in the server."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
@@ -12,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cloche.api.security import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit
 from cloche.auth.sessions import Lifetimes
 from cloche.config import Settings
 from cloche.errors import ClocheError, NotFound
@@ -20,7 +23,7 @@ from cloche.store.store import Store
 from cloche.vendor import URL_PREFIX, VENDOR_DIR, manifest
 
 from .guard import ConsoleGuard
-from .pages import models, overview, signin
+from .pages import models, overview, signin, uploads
 from .pages.signin import Throttle
 from .render import STATIC_DIR, error_page
 
@@ -46,6 +49,7 @@ def create_console(settings: Settings, store: Store) -> Starlette:
             *signin.ROUTES,
             *overview.ROUTES,
             *models.ROUTES,
+            *uploads.ROUTES,
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         middleware=[Middleware(ConsoleGuard, store=store, lifetimes=lifetimes)],
@@ -100,9 +104,32 @@ async def _vendored(request: Request) -> Response:
     return FileResponse(VENDOR_DIR / path, headers=headers)
 
 
-def mount_console(app: Starlette, settings: Settings, store: Store) -> None:
-    """Serve the console at /console (``/`` redirects there) and the vendored assets."""
-    app.router.routes.append(Route("/", _to_console, methods=["GET"], include_in_schema=False))
-    # Helper V's branch serves /static/vendor for every page (API docs too); this stands in.
-    app.router.routes.append(Route(URL_PREFIX + "/{path:path}", _vendored, methods=["GET"]))
-    app.mount(PREFIX, create_console(settings, store), name="console")
+def with_console(api: ASGIApp, settings: Settings, store: Store) -> ASGIApp:
+    """``api`` with the console beside it: /console (``/`` redirects there) and vendored assets.
+
+    The console has its own body caps: small forms, and the upload cap on the upload route.
+    """
+    console = BodySizeLimit(
+        Starlette(
+            routes=[
+                Route("/", _to_console, methods=["GET"]),
+                # Helper V's branch serves /static/vendor for every page (API docs too).
+                Route(URL_PREFIX + "/{path:path}", _vendored, methods=["GET"]),
+                Mount(PREFIX, create_console(settings, store)),
+            ]
+        ),
+        cap=BodyCap(settings.max_json_bytes, "CLOCHE_SERVER__MAX_JSON_KB"),
+        upload_cap=BodyCap(
+            settings.max_upload_bytes + MULTIPART_OVERHEAD, "CLOCHE_STORE__MAX_UPLOAD_MB"
+        ),
+        upload_routes=[("POST", re.compile(f"^{PREFIX}{uploads.UPLOAD_PATH}$"))],
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path in ("/", PREFIX) or path.startswith((f"{PREFIX}/", f"{URL_PREFIX}/")):
+            await console(scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    return app

@@ -19,7 +19,7 @@ from cloche import scheduler
 from cloche.api.app import create_app
 from cloche.api.security import HostOriginGuard
 from cloche.config import Settings
-from cloche.console.app import mount_console
+from cloche.console.app import with_console
 from cloche.hosts import is_loopback
 from cloche.logs import ingest
 from cloche.logs import service as logs
@@ -71,10 +71,9 @@ class Server:
             server_timing=settings.serving.server_timing,
             feedback=self._feedback,
         )
-        self.api = create_app(settings, store)
-        # CONSOLE MOUNT (issue 18): the one call that serves /console; moves with the
-        # composition root to cloche/server.py.
-        mount_console(self.api, settings, store)
+        # CONSOLE MOUNT (issue 18): the one call that serves /console beside the API; it moves
+        # with the composition root to cloche/server.py.
+        self.api = with_console(create_app(settings, store), settings, store)
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: GrpcServer | None = None
 

@@ -23,7 +23,8 @@ class Browser:
 
     def __init__(self, url: str, **client: Any) -> None:
         self.url = url
-        self.http = httpx.Client(base_url=url, follow_redirects=False, **client)
+        # Uploads are inspected in a child process: on a busy machine that takes seconds.
+        self.http = httpx.Client(base_url=url, follow_redirects=False, timeout=60, **client)
 
     def __enter__(self) -> Browser:
         return self
@@ -42,6 +43,15 @@ class Browser:
         if htmx:
             headers["HX-Request"] = "true"
         return self.http.post(path, data=data, headers=headers)
+
+    def upload(
+        self, fields: dict[str, str], files: dict[str, Any], *, csrf: str | None
+    ) -> httpx.Response:
+        """The upload form as htmx sends it: multipart, the CSRF token in a header."""
+        headers = {"Origin": self.url, "HX-Request": "true"}
+        if csrf is not None:
+            headers["X-CSRF-Token"] = csrf
+        return self.http.post("/console/models/upload", data=fields, files=files, headers=headers)
 
     def sign_in(self, token: str, next_path: str = "/console") -> httpx.Response:
         page = self.get("/console/sign-in")

@@ -34,13 +34,19 @@ def _reader(request: Request) -> Principal:
 
 
 async def list_models(request: Request) -> Response:
-    _reader(request)
+    principal = _reader(request)
     listing = parse_listing(request.query_params, sorts=SORTS, default="name")
     found: list[ModelSummary] = await asyncio.to_thread(
         registry.list_models, request.app.state.store, search=listing.search or None
     )
     rows = paginate(found, listing, keys=SORT_KEYS)
-    return page(request, "models.html", "_models_table.html", {"page": rows, "sorts": SORTS})
+    context = {
+        "page": rows,
+        "sorts": SORTS,
+        "can_write": allows(principal, Permission.WRITE),
+        "upload_form": {"name": "", "aliases": "", "description": ""},
+    }
+    return page(request, "models.html", "_models_table.html", context)
 
 
 def _selected(model: ModelDetail, raw: str | None) -> ModelVersion:
