@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import PurePosixPath
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -13,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloche.api.security import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit
 from cloche.auth.sessions import Lifetimes
@@ -64,7 +63,8 @@ def create_console(settings: Settings, store: Store) -> Starlette:
 
 
 async def _cloche_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ClocheError)
+    if not isinstance(exc, ClocheError):  # registered for ClocheError only
+        raise exc
     return error_page(request, exc)
 
 
@@ -73,11 +73,11 @@ async def _not_found(request: Request, _exc: Exception) -> Response:
 
 
 class _SecurityHeaders:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async def with_headers(message: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 have = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [

@@ -35,6 +35,16 @@ def server_on_any_store(any_store: Store) -> Iterator[LiveServer]:
 def test_root_redirects_to_the_console(live_server: LiveServer) -> None:
     response = httpx.get(live_server.url + "/", follow_redirects=False)
     assert response.status_code == 307 and response.headers["location"] == "/console/"
+    bare = httpx.get(live_server.url + "/console", follow_redirects=False)
+    assert bare.status_code == 307 and bare.headers["location"].endswith("/console/")
+
+
+def test_only_the_vendored_files_are_served_and_cached_for_good(live_server: LiveServer) -> None:
+    htmx = httpx.get(live_server.url + "/static/vendor/htmx/htmx.min.js")
+    assert htmx.status_code == 200 and "htmx" in htmx.text[:2000]
+    assert "immutable" in htmx.headers["cache-control"]
+    for other in ("vendored.toml", "__init__.py", "htmx/../__init__.py", "nope.js"):
+        assert httpx.get(f"{live_server.url}/static/vendor/{other}").status_code == 404, other
 
 
 def test_a_token_signs_in_with_a_strict_http_only_session_cookie(
