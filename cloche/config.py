@@ -184,6 +184,23 @@ class AuthSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    idle_minutes: float = Field(
+        default=480,
+        gt=0,
+        description="a console session unused for this many minutes ends (sign in again)",
+    )
+    lifetime_hours: float = Field(
+        default=24, gt=0, description="a console session ends this many hours after sign-in"
+    )
+    sign_in_attempts: int = Field(
+        default=10,
+        gt=0,
+        description="failed console sign-ins one address may make per minute, per worker "
+        "(then 429 for the rest of the minute)",
+    )
+
+
 class BatchSettings(BaseModel):
     allowed_dirs: list[Path] = Field(
         default=[],
@@ -277,6 +294,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     serving: ServingSettings = ServingSettings()
     auth: AuthSettings = AuthSettings()
+    console: ConsoleSettings = ConsoleSettings()
     batch: BatchSettings = BatchSettings()
     # SMTP and retries for alert channels; the credentials stay in the environment.
     alerts: DeliverySettings = DeliverySettings()

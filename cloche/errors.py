@@ -129,6 +129,19 @@ class Forbidden(ClocheError):
     exit_code = 3
 
 
+class SessionExpired(Unauthorized):
+    """A console session that is unknown, signed out, idle too long, past its lifetime, or whose
+    token was revoked."""
+
+    code = "session_expired"
+
+
+class CsrfRejected(Forbidden):
+    """A console form or htmx request without the session's CSRF token, or from another origin."""
+
+    code = "csrf_rejected"
+
+
 class CodeUploadForbidden(Forbidden):
     """An upload whose loading runs code (pickle, joblib, TorchScript, custom Python) by a role
     that may not publish code to the server."""
@@ -315,6 +328,13 @@ class Overloaded(Unavailable):
     """The model's queue is full; the client should retry after a moment."""
 
     code = "overloaded"
+
+
+class SignInThrottled(Unavailable):
+    """Too many failed console sign-ins from one address in a short time."""
+
+    code = "sign_in_throttled"
+    http_status = HTTPStatus.TOO_MANY_REQUESTS
 
 
 class NotReady(Unavailable):

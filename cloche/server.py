@@ -25,6 +25,7 @@ from cloche import scheduler
 from cloche.api.app import create_app
 from cloche.auth import tokens
 from cloche.config import Settings
+from cloche.console.app import with_console
 from cloche.guards import HostOriginGuard
 from cloche.hosts import is_loopback
 from cloche.logs import ingest
@@ -77,7 +78,8 @@ class Server:
             server_timing=settings.serving.server_timing,
             feedback=self._feedback,
         )
-        self.api = create_app(settings, store)
+        # The console sits beside the API, not inside it: it has its own body caps and session gate.
+        self.api = with_console(create_app(settings, store), settings, store)
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: GrpcServer | None = None
 

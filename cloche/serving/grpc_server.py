@@ -48,6 +48,7 @@ INTERNAL_MESSAGE = "internal error while serving the request; see the server log
 # The one mapping of cloche errors to gRPC status codes; a class maps as its nearest listed base.
 STATUS: dict[type[ClocheError], grpc.StatusCode] = {
     errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.SignInThrottled: grpc.StatusCode.RESOURCE_EXHAUSTED,  # 429; console only
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.Unauthorized: grpc.StatusCode.UNAUTHENTICATED,

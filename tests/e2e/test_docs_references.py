@@ -190,6 +190,7 @@ INTERFACES = (
     "cloche.api",
     "cloche.edge",
     "cloche.server",
+    "cloche.console",
     "cloche.serving.app",
     "cloche.serving.grpc_server",
     "cloche.__main__",

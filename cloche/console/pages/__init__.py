@@ -1,0 +1,1 @@
+"""One module per console resource, each exporting its ``ROUTES``."""
