@@ -9,6 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloche.store import paging
+from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
 from cloche.store.tables import AuditRow
 
@@ -67,16 +69,52 @@ def list_audit(
         query = query.where(AuditRow.resource == resource)
     with store.transaction() as session:
         rows = session.scalars(query).all()
-        return [
-            AuditEntry(
-                id=r.id,
-                at=as_utc(r.at),
-                actor=r.actor,
-                action=r.action,
-                resource_type=r.resource_type,
-                resource=r.resource,
-                before=r.before,
-                after=r.after,
-            )
-            for r in rows
-        ]
+        return [_entry(r) for r in rows]
+
+
+def _entry(r: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        id=r.id,
+        at=as_utc(r.at),
+        actor=r.actor,
+        action=r.action,
+        resource_type=r.resource_type,
+        resource=r.resource,
+        before=r.before,
+        after=r.after,
+    )
+
+
+AUDIT = paging.Listing(
+    name="audit entries",
+    sorts={"at": AuditRow.at},
+    default="at",
+    default_order="desc",
+    tiebreak=AuditRow.id,
+)
+
+
+def page_audit(
+    store: Store,
+    request: PageRequest,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    resource: str | None = None,
+) -> Page[AuditEntry]:
+    """Audit entries, newest first by default; ``q`` searches the resource (e.g. ``churn``)."""
+    query = select(AuditRow)
+    for column, value in (
+        (AuditRow.actor, actor),
+        (AuditRow.action, action),
+        (AuditRow.resource_type, resource_type),
+        (AuditRow.resource, resource),
+    ):
+        if value:
+            query = query.where(column == value)
+    query = paging.search(query, request, AuditRow.resource)
+    with store.transaction() as session:
+        return paging.fetch(
+            session, query, request, AUDIT, lambda rows: [_entry(r[0]) for r in rows]
+        )

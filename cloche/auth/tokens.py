@@ -18,6 +18,8 @@ from sqlalchemy import select
 from cloche import audit
 from cloche.auth.roles import Principal, check_role
 from cloche.errors import InvalidInput, TokenNotFound, Unauthorized
+from cloche.store import paging
+from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
 from cloche.store.tables import TokenRow, utcnow
 
@@ -80,6 +82,24 @@ def list_tokens(store: Store) -> list[TokenInfo]:
     with store.transaction() as session:
         rows = session.scalars(select(TokenRow).order_by(TokenRow.created_at)).all()
         return [_info(r) for r in rows]
+
+
+TOKENS = paging.Listing(
+    name="tokens",
+    sorts={"created": TokenRow.created_at, "name": TokenRow.name, "role": TokenRow.role},
+    default="created",
+    default_order="asc",
+    tiebreak=TokenRow.id,
+)
+
+
+def page_tokens(store: Store, request: PageRequest) -> Page[TokenInfo]:
+    """Tokens (never their secrets), oldest first by default; ``q`` searches name and id."""
+    query = paging.search(select(TokenRow), request, TokenRow.name, TokenRow.id)
+    with store.transaction() as session:
+        return paging.fetch(
+            session, query, request, TOKENS, lambda rows: [_info(r[0]) for r in rows]
+        )
 
 
 def revoke_token(store: Store, *, token_id: str, actor: str = "local") -> TokenInfo:

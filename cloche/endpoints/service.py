@@ -20,6 +20,8 @@ from cloche.lineage.links import forget as forget_lineage
 from cloche.lineage.links import record as record_lineage
 from cloche.registry.refs import check_name, parse_ref
 from cloche.registry.service import resolve_version_row
+from cloche.store import paging
+from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
 from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, VersionRow, utcnow
 
@@ -189,6 +191,30 @@ def list_endpoints(store: Store) -> list[Endpoint]:
             select(EndpointRow).order_by(EndpointRow.name).options(WITH_DEPLOYMENTS)
         ).all()
         return [_entity(r) for r in rows]
+
+
+ENDPOINTS = paging.Listing(
+    name="endpoints",
+    sorts={"name": EndpointRow.name, "created": EndpointRow.created_at},
+    default="name",
+    default_order="asc",
+    tiebreak=EndpointRow.id,
+)
+# Deployments, their versions and those versions' models each in one statement per page.
+_PAGE_DEPLOYMENTS = (
+    selectinload(EndpointRow.deployments)
+    .selectinload(DeploymentRow.version)
+    .selectinload(VersionRow.model)
+)
+
+
+def page_endpoints(store: Store, request: PageRequest) -> Page[Endpoint]:
+    """A page of endpoints with their deployments; ``q`` searches the name."""
+    query = paging.search(select(EndpointRow).options(_PAGE_DEPLOYMENTS), request, EndpointRow.name)
+    with store.transaction() as session:
+        return paging.fetch(
+            session, query, request, ENDPOINTS, lambda rows: [_entity(r[0]) for r in rows]
+        )
 
 
 def get_endpoint(store: Store, name: str) -> Endpoint:
