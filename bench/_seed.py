@@ -61,19 +61,24 @@ class Scale:
 ISSUE_SCALE = Scale()  # issue 18 point 7, plus what the other console pages list
 
 
-def seed(store: Store, scale: Scale = ISSUE_SCALE, *, rng_seed: int = 0) -> None:
-    """Add ``scale``'s rows to ``store`` in one transaction."""
+def seed(store: Store, scale: Scale = ISSUE_SCALE, *, rng_seed: int = 0, tag: str = "") -> None:
+    """Add ``scale``'s rows to ``store`` in one transaction; a ``tag`` (up to 4 characters)
+    in every name and id lets a test seed the same store twice."""
     rng = random.Random(rng_seed)
     now = datetime.now(UTC)
     with store.db.engine.begin() as conn:
-        versions = _models(conn, rng, now, scale.models)
-        endpoints = _endpoints(conn, rng, now, scale.endpoints, versions)
-        _insert(conn, BatchJobRow, [_job(i, rng, now, versions) for i in range(scale.jobs)])
-        _insert(conn, PipelineRunRow, [_run(i, rng, now) for i in range(scale.runs)])
-        monitors = [f"mon_{i:06d}" for i in range(scale.monitors)]
+        versions = _models(conn, rng, now, scale.models, tag)
+        endpoints = _endpoints(conn, rng, now, scale.endpoints, versions, tag)
+        _insert(
+            conn,
+            BatchJobRow,
+            [_job(f"{tag}{i:012x}", rng, now, versions) for i in range(scale.jobs)],
+        )
+        _insert(conn, PipelineRunRow, [_run(f"{tag}{i:012x}", rng, now) for i in range(scale.runs)])
+        monitors = [f"mon_{tag}{i:06d}" for i in range(scale.monitors)]
         config = MonitorConfig(alerts=["log"]).model_dump(mode="json")
         _insert(conn, MonitorRow, [
-            {"id": mid, "name": f"watch-{i:05d}", "endpoint": endpoints[i % len(endpoints)],
+            {"id": mid, "name": f"watch{tag}-{i:05d}", "endpoint": endpoints[i % len(endpoints)],
              "config": config, "enabled": i % 10 != 0, "next_run_at": now + timedelta(hours=1),
              "created_at": _when(rng, now), "created_by": "bench"}
             for i, mid in enumerate(monitors)
@@ -81,8 +86,9 @@ def seed(store: Store, scale: Scale = ISSUE_SCALE, *, rng_seed: int = 0) -> None
         _insert(conn, AlertRow, [_alert(rng, now, monitors) for _ in range(scale.alerts)])
         _insert(conn, AuditRow, [_audit(rng, now) for _ in range(scale.audit)])
         _insert(conn, TokenRow, [
-            {"id": f"{i:012x}", "name": f"ci-{i}", "role": rng.choice(["viewer", "deployer"]),
-             "secret_hash": _hex(rng), "created_at": _when(rng, now),
+            {"id": f"{tag}{i:012x}", "name": f"ci{tag}-{i}",
+             "role": rng.choice(["viewer", "deployer"]), "secret_hash": _hex(rng),
+             "created_at": _when(rng, now),
              "created_by": "bench"}
             for i in range(scale.tokens)
         ])  # fmt: skip
@@ -115,8 +121,8 @@ def _insert_ids(conn: Connection, row: type, values: list[dict[str, Any]]) -> li
     return [i for (i,) in conn.execute(stmt, values)]
 
 
-def _models(conn: Connection, rng: random.Random, now: datetime, n: int) -> list[Version]:
-    names = [f"model-{i:05d}" for i in range(n)]
+def _models(conn: Connection, rng: random.Random, now: datetime, n: int, tag: str) -> list[Version]:
+    names = [f"model{tag}-{i:05d}" for i in range(n)]
     created = [_when(rng, now) for _ in names]
     model_ids = _insert_ids(conn, ModelRow, [
         {"name": name, "description": f"{rng.choice(['churn', 'fraud', 'ltv'])} model",
@@ -150,9 +156,14 @@ def _version(model_id: int, version: int, at: datetime, rng: random.Random) -> d
 
 
 def _endpoints(
-    conn: Connection, rng: random.Random, now: datetime, n: int, versions: list[Version]
+    conn: Connection,
+    rng: random.Random,
+    now: datetime,
+    n: int,
+    versions: list[Version],
+    tag: str,
 ) -> list[str]:
-    names = [f"endpoint-{i:04d}" for i in range(n)]
+    names = [f"endpoint{tag}-{i:04d}" for i in range(n)]
     at = [_when(rng, now) for _ in names]
     ids = _insert_ids(conn, EndpointRow, [
         {"name": name, "description": "", "log_sample_rate": 1.0, "created_at": when,
@@ -172,15 +183,15 @@ def _endpoints(
     return names
 
 
-def _job(i: int, rng: random.Random, now: datetime, versions: list[Version]) -> dict[str, Any]:
+def _job(key: str, rng: random.Random, now: datetime, versions: list[Version]) -> dict[str, Any]:
     name, version, _ = rng.choice(versions)
     state = rng.choice(JOB_STATES)
     rows = rng.randrange(1_000, 1_000_000)
     done = rows if state in ("succeeded", "partially_succeeded") else rows // 2
     return {
-        "id": f"bj_{i:012x}", "model_ref": f"{name}@prod", "model_version": f"{name}:{version}",
+        "id": f"bj_{key}", "model_ref": f"{name}@prod", "model_version": f"{name}:{version}",
         "model_sha256": _hex(rng), "state": state,
-        "spec": {"inputs": [f"/data/{name}/*.parquet"], "output": f"/out/{name}/{i}",
+        "spec": {"inputs": [f"/data/{name}/*.parquet"], "output": f"/out/{name}/{key}",
                  "format": "parquet", "chunk_rows": 10_000, "engine": "local"},
         "progress": {"rows_total": rows, "rows_done": done, "rows_failed": 0},
         "message": "", "cancel_requested": False, "created_at": _when(rng, now),
@@ -188,11 +199,11 @@ def _job(i: int, rng: random.Random, now: datetime, versions: list[Version]) -> 
     }  # fmt: skip
 
 
-def _run(i: int, rng: random.Random, now: datetime) -> dict[str, Any]:
+def _run(key: str, rng: random.Random, now: datetime) -> dict[str, Any]:
     pipeline = rng.choice(PIPELINES)
     graph = {"name": pipeline, "steps": [{"name": s} for s in ("evaluate", "approve", "deploy")]}
     return {
-        "id": f"pr_{i:012x}", "pipeline": pipeline, "source_hash": _hex(rng),
+        "id": f"pr_{key}", "pipeline": pipeline, "source_hash": _hex(rng),
         "graph": graph, "params": {"model": f"model-{rng.randrange(1000):05d}"},
         "state": rng.choice(RUN_STATES), "executor": "process", "error": "",
         "created_at": _when(rng, now), "created_by": "bench",
