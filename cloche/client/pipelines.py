@@ -17,11 +17,13 @@ from urllib.parse import quote
 
 from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
+from cloche.client._paging import collect, http_page
 from cloche.errors import Timeout
 from cloche.pipelines.entities import PipelineRun, StepRecord
 from cloche.pipelines.pipeline import Pipeline
 from cloche.pipelines.registered import RegisteredPipeline
 from cloche.pipelines.schedules import PipelineSchedule
+from cloche.store.paging import Order
 
 POLL_S = 0.5
 
@@ -51,9 +53,18 @@ class PipelinesAPI(Protocol):
         ...
 
     def runs(
-        self, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
+        self,
+        *,
+        pipeline: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
     ) -> builtins.list[PipelineRun]:
-        """Runs, newest first, without their steps."""
+        """Runs, newest first, without their steps; ``state="waiting"``: waiting for an
+        approval; ``q`` searches pipeline names and run ids, ``sort`` is created or state."""
         ...
 
     def get(self, run_id: str) -> PipelineRun:
@@ -181,11 +192,26 @@ class LocalPipelines(_Polling):
         )
 
     def runs(
-        self, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
+        self,
+        *,
+        pipeline: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
     ) -> builtins.list[PipelineRun]:
         from cloche.pipelines import records
 
-        return records.list_runs(self._t.store, pipeline=pipeline, state=state, limit=limit)
+        return collect(
+            lambda page: records.page_runs(self._t.store, page, pipeline=pipeline, state=state),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, run_id: str) -> PipelineRun:
         from cloche.pipelines import records
@@ -320,12 +346,25 @@ class HttpPipelines(_Polling):
         return self._run("POST", _path(pipeline, "runs"), json=body)
 
     def runs(
-        self, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
+        self,
+        *,
+        pipeline: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
     ) -> builtins.list[PipelineRun]:
-        query: dict[str, Any] = {"limit": limit}
-        query |= {k: v for k, v in (("pipeline", pipeline), ("state", state)) if v}
-        found = self._t.request("GET", _path("runs"), params=query).json()
-        return [PipelineRun.model_validate(r) for r in found]
+        filters = [("pipeline", pipeline), ("state", state)]
+        return collect(
+            lambda page: http_page(self._t, _path("runs"), page, PipelineRun, filters),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, run_id: str) -> PipelineRun:
         return self._run("GET", _path("runs", run_id))
