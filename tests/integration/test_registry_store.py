@@ -177,8 +177,9 @@ def test_sqlite_store_runs_in_wal_mode(store: Store) -> None:
 
 
 def test_migrations_are_idempotent(any_store: Store) -> None:
-    from cloche.store.db import migrate
+    from cloche.store.db import head_revision, migrate
 
     migrate(any_store.db.engine)
     with any_store.transaction() as session:
-        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0010"
+        revision = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert revision == head_revision() == "0012"
