@@ -35,7 +35,7 @@ from cloche.store.tables import (
 )
 
 JOB_STATES = ["succeeded"] * 6 + ["failed", "cancelled", "running", "queued", "partially_succeeded"]
-RUN_STATES = ["succeeded"] * 6 + ["failed", "cancelled", "running", "waiting", "pending"]
+RUN_STATES = ["succeeded"] * 6 + ["failed", "cancelled", "running", "waiting", "queued"]
 PIPELINES = ["rollout", "retrain", "nightly-score", "drift-check", "promote"]
 FRAMEWORKS = ["sklearn", "xgboost", "lightgbm", "onnx", "torch"]
 ACTIONS = ["alias.move", "endpoint.deploy", "traffic.set", "model.upload", "monitor.pause"]
@@ -92,6 +92,11 @@ def seed(store: Store, scale: Scale = ISSUE_SCALE, *, rng_seed: int = 0, tag: st
              "created_by": "bench"}
             for i in range(scale.tokens)
         ])  # fmt: skip
+    if store.db.engine.dialect.name == "postgresql":
+        # Fresh statistics, as autovacuum would have within a minute of these inserts: without
+        # them the planner guesses row counts of an empty table.
+        with store.db.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
 
 
 def _hex(rng: random.Random) -> str:
