@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from cloche import audit
 from cloche.endpoints.entities import Deployment, Endpoint
@@ -23,7 +23,14 @@ from cloche.registry.service import resolve_version_row
 from cloche.store import paging
 from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
-from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, VersionRow, utcnow
+from cloche.store.tables import (
+    DeploymentRow,
+    EndpointRow,
+    ModelRow,
+    ServingStateRow,
+    VersionRow,
+    utcnow,
+)
 
 MAX_BATCH_LIMIT = 4096
 
@@ -200,11 +207,15 @@ ENDPOINTS = paging.Listing(
     default_order="asc",
     tiebreak=EndpointRow.id,
 )
-# Deployments, their versions and those versions' models each in one statement per page.
+# Deployments, their versions and those versions' models each in one statement per page,
+# reading of a version only what a deployment shows (not its signature, files or baseline).
 _PAGE_DEPLOYMENTS = (
     selectinload(EndpointRow.deployments)
     .selectinload(DeploymentRow.version)
-    .selectinload(VersionRow.model)
+    .options(
+        load_only(VersionRow.version, VersionRow.framework, VersionRow.model_id),
+        selectinload(VersionRow.model).load_only(ModelRow.name),
+    )
 )
 
 
