@@ -12,7 +12,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request, Response
 
-from cloche.store.paging import DEFAULT_LIMIT, MAX_LIMIT, Order, Page, PageRequest
+from cloche.store.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest, as_order
 
 T = TypeVar("T")
 
@@ -22,13 +22,14 @@ def page_request(
     sort: Annotated[
         str | None, Query(description="a sort key of this listing (a 400 names them)")
     ] = None,
-    order: Annotated[Order | None, Query(description="asc or desc")] = None,
+    # A plain string, so a wrong one is the same 400 invalid_page as a wrong sort key.
+    order: Annotated[str | None, Query(description="asc or desc")] = None,
     limit: Annotated[
         int, Query(description=f"rows per page, 1-{MAX_LIMIT} (more is clamped)")
     ] = DEFAULT_LIMIT,
     offset: Annotated[int, Query(description="rows to skip; X-Next-Offset gives the next")] = 0,
 ) -> PageRequest:
-    return PageRequest(q=q, sort=sort, order=order, limit=limit, offset=offset)
+    return PageRequest(q=q, sort=sort, order=as_order(order), limit=limit, offset=offset)
 
 
 PageParams = Annotated[PageRequest, Depends(page_request)]

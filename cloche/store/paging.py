@@ -27,6 +27,17 @@ T = TypeVar("T")
 AnySelect = Select[*tuple[Any, ...]]
 
 
+def as_order(value: str | None) -> Order | None:
+    """``value`` as a sort direction; InvalidPage unless it is asc, desc or None."""
+    if value is None:
+        return None
+    if value == "asc":
+        return "asc"
+    if value == "desc":
+        return "desc"
+    raise InvalidPage(f"order {value!r} is not asc or desc", hint="use order=asc or order=desc")
+
+
 @dataclass(frozen=True)
 class PageRequest:
     """What a caller asks for; ``sort`` None means the listing's own default order."""
@@ -48,8 +59,7 @@ class PageRequest:
                 f"offset {self.offset!r} is not a whole number of 0 or more",
                 hint="offset counts the rows to skip: 0 is the first page",
             )
-        if self.order not in (None, "asc", "desc"):
-            raise InvalidPage(f"order {self.order!r} is not asc or desc", hint="use asc or desc")
+        as_order(self.order)
         # Clamped rather than refused: a console asking for more than a page gets a page.
         object.__setattr__(self, "limit", min(self.limit, MAX_LIMIT))
         q = (self.q or "").strip()

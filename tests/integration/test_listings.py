@@ -226,6 +226,7 @@ def _get(settings: Settings, store: Store, path: str) -> httpx.Response:
         ("/models?sort=colour", ["'colour'", "created, latest_version, name, updated"]),
         ("/endpoints?limit=0", ["limit 0"]),
         ("/batch-jobs?offset=-1", ["offset -1"]),
+        ("/batch-jobs?order=newest", ["'newest' is not asc or desc"]),
         ("/pipelines/runs?sort=name", ["created, state"]),
         ("/alerts?state=closed", ["open, resolved"]),
         ("/monitors?sort=endpoint", ["created, name, next_run"]),
@@ -250,7 +251,7 @@ def test_rest_pages_keep_the_array_and_say_where_the_next_starts(
     assert first.status_code == 200 and len(first.json()) == 15
     assert first.headers["X-Total-Count"] == str(SMALL.jobs)
     assert first.headers["X-Next-Offset"] == "15"
-    assert 'offset=15' in first.headers["Link"] and first.headers["Link"].endswith('rel="next"')
+    assert "offset=15" in first.headers["Link"] and first.headers["Link"].endswith('rel="next"')
     last = _get(settings, seeded, "/batch-jobs?limit=15&offset=30")
     assert len(last.json()) == SMALL.jobs - 30 and "X-Next-Offset" not in last.headers
     found = _get(settings, seeded, "/models?q=model-0001")
