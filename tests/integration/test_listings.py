@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+import cloche
 from cloche import audit
 from cloche.api.app import create_app
 from cloche.auth import tokens
@@ -256,3 +257,24 @@ def test_rest_pages_keep_the_array_and_say_where_the_next_starts(
     assert len(last.json()) == SMALL.jobs - 30 and "X-Next-Offset" not in last.headers
     found = _get(settings, seeded, "/models?q=model-0001")
     assert [m["name"] for m in found.json()] == ["model-00010", "model-00011"]
+
+
+def test_sdk_lists_follow_pages_past_the_ceiling_alike_in_both_transports(
+    settings: Settings, client: cloche.Client
+) -> None:
+    store = Store.open(settings)
+    try:
+        seeder.seed(store, seeder.Scale(models=3, endpoints=2, jobs=450, runs=3, monitors=2,
+                                        alerts=3, audit=3, tokens=3))  # fmt: skip
+    finally:
+        store.close()
+    everything = client.batch.list(limit=None)
+    assert len(everything) == 450 and len({j.id for j in everything}) == 450
+    middle = client.batch.list(limit=250, offset=100, sort="created", order="desc")
+    assert [j.id for j in middle] == [j.id for j in everything[100:350]]
+    found = client.models.list(q="MODEL-0000", sort="name", order="desc")
+    assert [m.name for m in found] == ["model-00002", "model-00001", "model-00000"]
+    with pytest.raises(InvalidPage, match="limit"):
+        client.batch.list(limit=0)
+    with pytest.raises(InvalidPage, match="created, state"):
+        client.pipelines.runs(sort="name")
