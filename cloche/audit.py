@@ -61,15 +61,10 @@ def list_audit(
     resource: str | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
-    """The newest audit entries first, optionally for one resource type or resource."""
-    query = select(AuditRow).order_by(AuditRow.id.desc()).limit(max(1, min(limit, 10_000)))
-    if resource_type:
-        query = query.where(AuditRow.resource_type == resource_type)
-    if resource:
-        query = query.where(AuditRow.resource == resource)
-    with store.transaction() as session:
-        rows = session.scalars(query).all()
-        return [_entry(r) for r in rows]
+    """The newest audit entries first, optionally for one resource type or resource: the first
+    pages of ``page_audit``."""
+    filters = {"resource_type": resource_type, "resource": resource}
+    return paging.collect(lambda page: page_audit(store, page, **filters), limit=limit)
 
 
 def _entry(r: AuditRow) -> AuditEntry:

@@ -79,9 +79,8 @@ def create_token(store: Store, *, role: str, name: str = "", actor: str = "local
 
 
 def list_tokens(store: Store) -> list[TokenInfo]:
-    with store.transaction() as session:
-        rows = session.scalars(select(TokenRow).order_by(TokenRow.created_at)).all()
-        return [_info(r) for r in rows]
+    """Every token, oldest first: every page of ``page_tokens``."""
+    return paging.collect(lambda page: page_tokens(store, page))
 
 
 TOKENS = paging.Listing(

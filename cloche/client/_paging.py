@@ -10,39 +10,17 @@ for one page.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from cloche.client._http import HttpTransport
-from cloche.store.paging import MAX_LIMIT, Order, Page, PageRequest
+from cloche.store.paging import Page, PageRequest, collect
 
-T = TypeVar("T")
+__all__ = ["collect", "http_page"]
+
 M = TypeVar("M", bound=BaseModel)
-
-
-def collect(
-    fetch: Callable[[PageRequest], Page[T]],
-    *,
-    q: str | None,
-    sort: str | None,
-    order: Order | None,
-    limit: int | None,
-    offset: int,
-) -> list[T]:
-    """Up to ``limit`` items from ``offset`` on, a page of ``MAX_LIMIT`` at a time."""
-    items: list[T] = []
-    while True:
-        want = MAX_LIMIT if limit is None else min(MAX_LIMIT, limit - len(items))
-        # Built here, so a bad limit or offset is refused alike by both transports.
-        page = fetch(PageRequest(q=q, sort=sort, order=order, limit=want, offset=offset))
-        items += page.items
-        if page.next_offset is None or not page.items:
-            return items
-        if limit is not None and len(items) >= limit:
-            return items
-        offset = page.next_offset
 
 
 def http_page(

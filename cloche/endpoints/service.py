@@ -193,11 +193,8 @@ def update_endpoint(
 
 
 def list_endpoints(store: Store) -> list[Endpoint]:
-    with store.transaction() as session:
-        rows = session.scalars(
-            select(EndpointRow).order_by(EndpointRow.name).options(WITH_DEPLOYMENTS)
-        ).all()
-        return [_entity(r) for r in rows]
+    """Every endpoint by name: every page of ``page_endpoints``."""
+    return paging.collect(lambda page: page_endpoints(store, page))
 
 
 ENDPOINTS = paging.Listing(

@@ -61,13 +61,10 @@ def run_graph(store: Store, run_id: str) -> PipelineGraph:
 def list_runs(
     store: Store, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
 ) -> list[PipelineRun]:
-    query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc()).limit(limit)
-    if pipeline is not None:
-        query = query.where(PipelineRunRow.pipeline == pipeline)
-    if state is not None:
-        query = query.where(PipelineRunRow.state == state)
-    with store.transaction() as session:
-        return [entity(session, row, steps=False) for row in session.scalars(query)]
+    """The newest runs first, without their steps: the first pages of ``page_runs``."""
+    return paging.collect(
+        lambda page: page_runs(store, page, pipeline=pipeline, state=state), limit=limit
+    )
 
 
 def set_run_state(store: Store, run_id: str, state: str, *, error: str = "") -> None:

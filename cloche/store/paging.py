@@ -146,3 +146,26 @@ def fetch(
         offset=request.offset,
         next_offset=end if end < total else None,
     )
+
+
+def collect(
+    fetch: Callable[[PageRequest], Page[T]],
+    *,
+    q: str | None = None,
+    sort: str | None = None,
+    order: Order | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[T]:
+    """Up to ``limit`` items from ``offset`` on (all when None), a page of ``MAX_LIMIT`` at a
+    time: how the unpaged lists (CLI tables, the SDK's list methods) read a paged listing."""
+    items: list[T] = []
+    while True:
+        want = MAX_LIMIT if limit is None else min(MAX_LIMIT, limit - len(items))
+        page = fetch(PageRequest(q=q, sort=sort, order=order, limit=want, offset=offset))
+        items += page.items
+        if page.next_offset is None or not page.items:
+            return items
+        if limit is not None and len(items) >= limit:
+            return items
+        offset = page.next_offset
