@@ -18,6 +18,7 @@ from urllib.parse import quote
 from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
 from cloche.client._paging import collect, http_page
+from cloche.client._pipeline_schedules import HttpSchedules, LocalSchedules
 from cloche.errors import Timeout
 from cloche.pipelines.entities import PipelineRun, StepRecord
 from cloche.pipelines.pipeline import Pipeline
@@ -159,7 +160,7 @@ def _run_here(
     )
 
 
-class LocalPipelines(_Polling):
+class LocalPipelines(_Polling, LocalSchedules):
     def __init__(self, transport: LocalTransport) -> None:
         self._t = transport
 
@@ -242,68 +243,12 @@ class LocalPipelines(_Polling):
             self._t.store, run_id, step, approved=approved, actor=self._t.actor, comment=comment
         )
 
-    def schedule(
-        self,
-        name: str,
-        cron: str,
-        params: dict[str, Any] | None = None,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        max_runs: int | None = None,
-        max_concurrent: int | None = None,
-        catch_up: bool = False,
-    ) -> PipelineSchedule:
-        from cloche.pipelines import schedules
-
-        return schedules.create_schedule(
-            self._t.store,
-            name,
-            cron=cron,
-            params=params,
-            start=start,
-            end=end,
-            max_runs=max_runs,
-            max_concurrent=max_concurrent,
-            catch_up=catch_up,
-            actor=self._t.actor,
-        )
-
-    def schedules(self) -> builtins.list[PipelineSchedule]:
-        from cloche.pipelines import schedules
-
-        return schedules.list_schedules(self._t.store)
-
-    def get_schedule(self, schedule_id: str) -> PipelineSchedule:
-        from cloche.pipelines import schedules
-
-        return schedules.get_schedule(self._t.store, schedule_id)
-
-    def pause_schedule(self, schedule_id: str) -> PipelineSchedule:
-        from cloche.pipelines import schedules
-
-        return schedules.set_enabled(self._t.store, schedule_id, False, actor=self._t.actor)
-
-    def resume_schedule(self, schedule_id: str) -> PipelineSchedule:
-        from cloche.pipelines import schedules
-
-        return schedules.set_enabled(self._t.store, schedule_id, True, actor=self._t.actor)
-
-    def delete_schedule(self, schedule_id: str) -> None:
-        from cloche.pipelines import schedules
-
-        schedules.delete_schedule(self._t.store, schedule_id, actor=self._t.actor)
-
 
 def _path(*parts: str) -> str:
     return f"{API}/pipelines" + "".join("/" + quote(p, safe="") for p in parts)
 
 
-def _schedules_path(*parts: str) -> str:
-    return f"{API}/pipeline-schedules" + "".join("/" + quote(p, safe="") for p in parts)
-
-
-class HttpPipelines(_Polling):
+class HttpPipelines(_Polling, HttpSchedules):
     def __init__(self, transport: HttpTransport) -> None:
         self._t = transport
 
@@ -384,46 +329,3 @@ class HttpPipelines(_Polling):
     ) -> PipelineRun:
         body = {"approved": approved, "comment": comment}
         return self._run("POST", _path("runs", run_id, "steps", step, "approve"), json=body)
-
-    def schedule(
-        self,
-        name: str,
-        cron: str,
-        params: dict[str, Any] | None = None,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        max_runs: int | None = None,
-        max_concurrent: int | None = None,
-        catch_up: bool = False,
-    ) -> PipelineSchedule:
-        body = {
-            "pipeline": name,
-            "cron": cron,
-            "params": dict(params or {}),
-            "start": start.isoformat() if start else None,
-            "end": end.isoformat() if end else None,
-            "max_runs": max_runs,
-            "max_concurrent": max_concurrent,
-            "catch_up": catch_up,
-        }
-        return self._schedule("POST", _schedules_path(), json=body)
-
-    def schedules(self) -> builtins.list[PipelineSchedule]:
-        found = self._t.request("GET", _schedules_path()).json()
-        return [PipelineSchedule.model_validate(s) for s in found]
-
-    def get_schedule(self, schedule_id: str) -> PipelineSchedule:
-        return self._schedule("GET", _schedules_path(schedule_id))
-
-    def pause_schedule(self, schedule_id: str) -> PipelineSchedule:
-        return self._schedule("POST", _schedules_path(schedule_id, "pause"))
-
-    def resume_schedule(self, schedule_id: str) -> PipelineSchedule:
-        return self._schedule("POST", _schedules_path(schedule_id, "resume"))
-
-    def delete_schedule(self, schedule_id: str) -> None:
-        self._t.request("DELETE", _schedules_path(schedule_id))
-
-    def _schedule(self, method: str, path: str, **kwargs: Any) -> PipelineSchedule:
-        return PipelineSchedule.model_validate(self._t.request(method, path, **kwargs).json())
