@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 
 from cloche.batch.ids import find_row
 from cloche.errors import PipelineRunNotFound, StepNotFound
-from cloche.pipelines.entities import PipelineRun, StepRecord, step_key
+from cloche.pipelines.entities import RUN_STATES, PipelineRun, StepRecord, step_key
 from cloche.pipelines.graph import PipelineGraph
+from cloche.store import paging
+from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
 from cloche.store.tables import PipelineRunRow, PipelineStepRow, utcnow
 
@@ -59,13 +61,10 @@ def run_graph(store: Store, run_id: str) -> PipelineGraph:
 def list_runs(
     store: Store, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
 ) -> list[PipelineRun]:
-    query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc()).limit(limit)
-    if pipeline is not None:
-        query = query.where(PipelineRunRow.pipeline == pipeline)
-    if state is not None:
-        query = query.where(PipelineRunRow.state == state)
-    with store.transaction() as session:
-        return [entity(session, row, steps=False) for row in session.scalars(query)]
+    """The newest runs first, without their steps: the first pages of ``page_runs``."""
+    return paging.collect(
+        lambda page: page_runs(store, page, pipeline=pipeline, state=state), limit=limit
+    )
 
 
 def set_run_state(store: Store, run_id: str, state: str, *, error: str = "") -> None:
@@ -182,3 +181,37 @@ def entity(session: Session, row: PipelineRunRow, *, steps: bool = True) -> Pipe
         steps=records,
         graph=row.graph if steps else {},
     )
+
+
+RUNS = paging.Listing(
+    name="pipeline runs",
+    sorts={"created": PipelineRunRow.created_at, "state": PipelineRunRow.state},
+    default="created",
+    default_order="desc",
+    tiebreak=PipelineRunRow.id,
+)
+
+
+def page_runs(
+    store: Store,
+    request: PageRequest,
+    *,
+    pipeline: str | None = None,
+    state: str | None = None,
+) -> Page[PipelineRun]:
+    """Runs, newest first by default; ``state="waiting"`` are those waiting for an approval,
+    ``q`` searches the pipeline name and the run id. Two statements; steps are not loaded."""
+    query = select(PipelineRunRow)
+    if pipeline is not None:
+        query = query.where(PipelineRunRow.pipeline == pipeline)
+    if paging.one_of("state", state, RUN_STATES) is not None:
+        query = query.where(PipelineRunRow.state == state)
+    query = paging.search(query, request, PipelineRunRow.pipeline, PipelineRunRow.id)
+    with store.transaction() as session:
+        return paging.fetch(
+            session,
+            query,
+            request,
+            RUNS,
+            lambda rows: [entity(session, r[0], steps=False) for r in rows],
+        )
