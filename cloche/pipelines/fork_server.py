@@ -40,7 +40,10 @@ class ForkServer:
 
     runner_ends: ClassVar[list[socket.socket]] = []  # of every server this process started
 
-    def __init__(self, functions: list[Callable[..., Any]], run_id: str | None = None) -> None:
+    def __init__(
+        self, functions: list[Callable[..., Any]], run_id: str | None = None, ahead: int = 1
+    ) -> None:
+        """``ahead``: the processes kept forked ahead, one per step the run may run at once."""
         self.run_id = run_id
         self.index = {id(f): i for i, f in enumerate(functions)}
         self.functions = functions
@@ -51,7 +54,7 @@ class ForkServer:
             # Other runs' servers must see their runner's end close, not one held open here.
             for held in (self.sock, *ForkServer.runner_ends):
                 held.close()
-            _serve(theirs, functions)  # never returns
+            _serve(theirs, functions, max(1, ahead))  # never returns
         theirs.close()
         ForkServer.runner_ends.append(self.sock)
 
@@ -85,7 +88,7 @@ class ForkServer:
             os.waitpid(self.pid, 0)
 
 
-def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
+def _serve(sock: socket.socket, functions: list[Callable[..., Any]], ahead: int) -> None:
     statuses: dict[int, int] = {}
 
     def reap(*_: Any) -> None:
@@ -106,11 +109,13 @@ def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
     try:
         gc.freeze()  # what the run's processes inherit stays out of their collections
         signal.signal(signal.SIGCHLD, reap)
-        spare = _Spare.fork(sock, statuses, functions)
+        spares: list[_Spare] = []
+        for _ in range(ahead):
+            spares.append(_Spare.fork(sock, statuses, functions, spares))
         while True:
             header, fds, _, _ = socket.recv_fds(sock, HEADER.size, 3)
             if not header:  # the runner is gone, or done: no step of its may go on alone
-                for pid in [*statuses, spare.pid]:
+                for pid in [*statuses, *(s.pid for s in spares)]:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 break
@@ -120,17 +125,17 @@ def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # reap after it is known
             try:
                 try:
-                    pid = spare.hand(request, [outcome, log])
-                except OSError:  # the spare died idle (killed from outside): a new one
-                    spare = _Spare.fork(sock, statuses, functions)
-                    pid = spare.hand(request, [outcome, log])
+                    pid = spares.pop(0).hand(request, [outcome, log])
+                except (OSError, IndexError):  # a spare died idle (killed from outside)
+                    fresh = _Spare.fork(sock, statuses, functions, spares)
+                    pid = fresh.hand(request, [outcome, log])
             finally:
                 os.close(outcome)
                 os.close(log)
             statuses[pid] = status
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
             sock.sendall(HEADER.pack(pid))
-            spare = _Spare.fork(sock, statuses, functions)  # while the step runs
+            spares.append(_Spare.fork(sock, statuses, functions, spares))  # while the step runs
     except BaseException:
         code = 70
     finally:
@@ -147,15 +152,21 @@ class _Spare:
 
     @classmethod
     def fork(
-        cls, runner: socket.socket, statuses: dict[int, int], functions: list[Callable[..., Any]]
+        cls,
+        runner: socket.socket,
+        statuses: dict[int, int],
+        functions: list[Callable[..., Any]],
+        others: list[_Spare],
     ) -> _Spare:
+        """A new spare; it lets go of the ends the server holds (the runner's socket, the other
+        spares' lines, the status pipes), so each of those sees its end when the server's goes."""
         line, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
-            line.close()
-            runner.close()
+            for held in (line, runner, *(other.line for other in others)):
+                held.close()
             for fd in statuses.values():
                 os.close(fd)
             _await_step(theirs, functions)  # never returns
