@@ -95,10 +95,12 @@ def test_a_spare_killed_while_it_waits_is_replaced_and_the_step_still_runs() -> 
 
     with process_executor.session([pid]):
         server = process_executor._SERVERS[-1]
-        spares = _children(server.pid)
-        assert len(spares) == 1  # one forked ahead, waiting for its step
-        os.kill(spares[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
+        while not (spares := _children(server.pid)):  # one forked ahead as the server starts
+            assert time.monotonic() < deadline, "the server forked no spare"
+            time.sleep(0.01)
+        assert len(spares) == 1
+        os.kill(spares[0], signal.SIGKILL)
         while spares[0] in _children(server.pid):  # reaped by the server
             assert time.monotonic() < deadline, "the killed spare was not reaped"
             time.sleep(0.01)
