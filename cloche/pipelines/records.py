@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from cloche.batch.ids import find_row
@@ -81,30 +81,32 @@ def set_run_state(store: Store, run_id: str, state: str, *, error: str = "") -> 
 
 
 def record_step(store: Store, run_id: str, record: StepRecord, *, cache_key: str | None) -> None:
-    """Insert or update the attempt ``record`` names (run, step, iteration, attempt)."""
+    """Insert or update the attempt ``record`` names (run, step, iteration, attempt).
+
+    Two plain statements, not the ORM's load-then-flush: this runs twice per step attempt."""
+    steps = cast(Table, PipelineStepRow.__table__)
+    values = {
+        "state": record.state,
+        "cache_key": cache_key,
+        "cached_from": record.cached_from,
+        "inputs": record.inputs,
+        "outputs": record.outputs,
+        "error": record.error,
+        "log": record.log,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+    }
+    attempt = {
+        "run_id": run_id,
+        "step": record.step,
+        "iteration": record.iteration,
+        "attempt": record.attempt,
+    }
+    where = [steps.c[name] == value for name, value in attempt.items()]
     with store.transaction() as session:
-        row = session.scalars(
-            select(PipelineStepRow).where(
-                PipelineStepRow.run_id == run_id,
-                PipelineStepRow.step == record.step,
-                PipelineStepRow.iteration == record.iteration,
-                PipelineStepRow.attempt == record.attempt,
-            )
-        ).one_or_none()
-        if row is None:
-            row = PipelineStepRow(
-                run_id=run_id, step=record.step, iteration=record.iteration, attempt=record.attempt
-            )
-            session.add(row)
-        row.state = record.state
-        row.cache_key = cache_key
-        row.cached_from = record.cached_from
-        row.inputs = record.inputs
-        row.outputs = record.outputs
-        row.error = record.error
-        row.log = record.log
-        row.started_at = record.started_at
-        row.ended_at = record.ended_at
+        updated = session.execute(update(steps).where(*where).values(values))
+        if updated.rowcount == 0:  # type: ignore[attr-defined]
+            session.execute(insert(steps).values(attempt | values))
 
 
 def cached_outputs(store: Store, cache_key: str) -> tuple[str, dict[str, Any]] | None:
