@@ -37,6 +37,22 @@ def _deploy(page: Page, model: str, traffic: str = "") -> None:
     expect(page.get_by_role("status")).to_have_text(f"{model} is deployed")
 
 
+def _predict(url: str, auth: dict[str, str]) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/models/churn-live:predict", json={"instances": [ROW]}, headers=auth
+    )
+
+
+def _predict_until_served(url: str, auth: dict[str, str]) -> int:
+    """The workers pick up the console's changes at their next poll: the answered requests
+    (1) once they serve it; the refused ones before are not routed to a deployment."""
+    deadline = time.monotonic() + 60
+    while _predict(url, auth).status_code == 404:
+        assert time.monotonic() < deadline, "the workers never served the new deployments"
+        time.sleep(0.2)
+    return 1
+
+
 def _requests_shown(page: Page) -> dict[str, int]:
     rows = page.locator("#traffic-summary tbody tr").all_inner_texts()
     cells = [r.split("\t") for r in rows]
@@ -88,14 +104,11 @@ def test_canary_deploy_split_and_charts(
         expect(table).to_contain_text("churn:1\t90%")
         expect(table).to_contain_text("churn:2\t10%")
 
-        for i in range(200):
-            answer = httpx.post(
-                f"{server.url}/v1/models/churn-live:predict",
-                json={"instances": [ROW]},
-                headers={**server.auth, "X-Request-Id": f"r-{i}"},
-            )
+        sent = _predict_until_served(server.url, server.auth) + 200
+        for _ in range(200):
+            answer = _predict(server.url, server.auth)
             assert answer.status_code == 200, answer.text
-        shown = _wait_for_traffic(page, "/console/endpoints/churn-live", sent=200)
+        shown = _wait_for_traffic(page, "/console/endpoints/churn-live", sent=sent)
         assert list(shown) == ["churn:1", "churn:2"] and shown["churn:2"] > 0
         assert page.locator("#endpoint-traffic .chart canvas").count() == 3  # drawn by uPlot
         expect(page.locator("#endpoint-logs")).to_contain_text("churn-live --since 1h")
