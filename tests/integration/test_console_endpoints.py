@@ -208,6 +208,9 @@ def test_a_viewer_sees_no_forms_and_forged_posts_get_the_apis_403(
     viewer: Any, live_server: LiveServer, store: Store, churn: str
 ) -> None:
     page = viewer.get(f"/console/endpoints/{churn}").text
+    assert "churn:1" in text_of(page)  # a viewer reads everything, changes nothing
+    for section in ("traffic", "logs", "shadow"):
+        assert viewer.get(f"/console/endpoints/{churn}/{section}", htmx=True).status_code == 200
     assert 'id="split-form"' not in page and 'id="deploy-form"' not in page
     assert "Undeploy" not in page
     assert 'id="endpoint-create"' not in viewer.get("/console/endpoints").text
@@ -256,6 +259,18 @@ def test_deploying_from_a_model_page_goes_to_the_endpoint(
     assert refused.status_code == 404
     assert refused.headers["HX-Retarget"] == "#deploy-version-form"
     assert "'nowhere'" in text_of(refused.text) and 'id="deploy-version-error"' in refused.text
+
+
+@pytest.mark.parametrize("section", ["traffic", "logs", "shadow"])
+def test_a_section_without_javascript_is_a_page_of_its_own(
+    admin: Browser, churn: str, section: str
+) -> None:
+    alone = admin.get(f"/console/endpoints/{churn}/{section}", htmx=True)
+    assert alone.status_code == 200 and "<html" not in alone.text
+    assert alone.text.lstrip().startswith(f'<section id="endpoint-{section}"')
+    full = admin.get(f"/console/endpoints/{churn}/{section}")
+    assert "<html" in full.text and f'id="endpoint-{section}"' in full.text
+    assert f"Endpoints / {churn}" in text_of(full.text)
 
 
 def _counts(ok: int, errors: int = 0) -> Counts:

@@ -155,7 +155,7 @@ async def traffic_section(request: Request) -> Response:
         "data": found.model_dump_json(),
         "quiet": all(d.total_requests == 0 for d in found.deployments),
     }
-    return html(request, "_endpoint_traffic.html", context)
+    return _section(request, "_endpoint_traffic.html", {"name": found.endpoint, **context})
 
 
 async def logs_section(request: Request) -> Response:
@@ -173,7 +173,7 @@ async def logs_section(request: Request) -> Response:
         row["inputs_text"] = _short(row["inputs"])
         row["outputs_text"] = _short(row["outputs"])
     context = {"rows": rows, "name": name, "since": since, "log_since": LOG_SINCE}
-    return html(request, "_endpoint_logs.html", context)
+    return _section(request, "_endpoint_logs.html", context)
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -188,7 +188,14 @@ async def shadow_section(request: Request) -> Response:
     found = await asyncio.to_thread(
         logs.shadow_agreement, request.app.state.store, endpoint=name, since="24h"
     )
-    return html(request, "_endpoint_shadow.html", {"agreements": found, "name": name})
+    return _section(request, "_endpoint_shadow.html", {"agreements": found, "name": name})
+
+
+def _section(request: Request, partial: str, context: dict[str, Any]) -> Response:
+    """The section alone for htmx; without JavaScript, on a page of its own."""
+    if is_htmx(request):
+        return html(request, partial, context)
+    return html(request, "endpoint_section_page.html", {**context, "section_template": partial})
 
 
 ROUTES = [
