@@ -63,4 +63,10 @@
 
   document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
   document.addEventListener("htmx:afterSettle", function (event) { drawAll(event.target); });
+  // uPlot draws at a fixed size: redraw to the new width when the window turns or resizes.
+  var pending = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(pending);
+    pending = setTimeout(function () { drawAll(document); }, 200);
+  });
 })();
