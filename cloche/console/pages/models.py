@@ -69,6 +69,8 @@ def _model_context(
         "model": model,
         "version": version,
         "can_write": allows(principal, Permission.WRITE),
+        "can_deploy": allows(principal, Permission.DEPLOY),
+        "deploy_to": {"endpoint": "", "traffic": "", "shadow": ""},
         "form": {"alias": "", "version": str(version.version)},
         "form_error": None,
         **extra,
