@@ -23,17 +23,13 @@ from cloche.monitoring import traffic
 from cloche.monitoring.traffic import EndpointTraffic
 from cloche.registry.refs import check_name
 
-from ..paging import paginate, parse_listing
+from ..paging import fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 from .forms import form_error, form_fields
 from .overview import endpoint_health
 
-SORTS = ("name", "-name", "created", "-created", "deployments", "-deployments")
-SORT_KEYS = {
-    "name": lambda e: e.name,
-    "created": lambda e: e.created_at,
-    "deployments": lambda e: len(e.deployments),
-}
+SORTS = ("name", "-name", "created", "-created")
+SORT_KEYS = {"name": "name", "created": "created"}
 LOG_ROWS = 50  # the newest rows; `cloche logs` reads the rest
 LOG_SINCE = ("1h", "24h", "7d")
 
@@ -51,13 +47,12 @@ def _name(request: Request) -> str:
 async def list_endpoints(request: Request) -> Response:
     principal = _reader(request)
     listing = parse_listing(request.query_params, sorts=SORTS, default="name")
-    found: list[Endpoint] = await asyncio.to_thread(
-        endpoints.list_endpoints, request.app.state.store
+    store = request.app.state.store
+    found = await asyncio.to_thread(
+        fetch_page, listing, lambda asked: endpoints.page_endpoints(store, asked), sorts=SORT_KEYS
     )
-    if listing.search:
-        found = [e for e in found if listing.search.lower() in e.name.lower()]
     context = {
-        "page": paginate(found, listing, keys=SORT_KEYS),
+        "page": found,
         "sorts": SORTS,
         "health": endpoint_health,
         "can_deploy": allows(principal, Permission.DEPLOY),
