@@ -23,7 +23,14 @@
     };
     var data = [s.t, s.skew, s.skew_threshold, s.drift, s.drift_threshold];
     el.dataset.drawn = "1";
-    new uPlot(opts, data, el);
+    var plot = new uPlot(opts, data, el);
+    // Follow the page's width (a phone turned, a window resized) instead of scrolling.
+    if (typeof ResizeObserver !== "undefined") {
+      new ResizeObserver(function () {
+        var now = Math.max(280, el.clientWidth);
+        if (now !== plot.width) { plot.setSize({ width: now, height: 260 }); }
+      }).observe(el);
+    }
   }
 
   function drawAll(root) {
