@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 30, 60
-MAX_LABEL = 14
+WIDTH, HEIGHT = 640, 270
+LEFT, RIGHT, TOP, BOTTOM = 44, 8, 30, 90
+MAX_LABEL = 18
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def render(bins: Bins, *, title: str, ident: str) -> Markup:
         tx, ty = x + bar, HEIGHT - BOTTOM + 14
         parts.append(  # slanted: ten bins' labels fit side by side
             f'<text class="tick" x="{tx:.1f}" y="{ty}" text-anchor="end" '
-            f'transform="rotate(-30 {tx:.1f} {ty})">{escape(_short(label))}</text>'
+            f'transform="rotate(-40 {tx:.1f} {ty})">{escape(_short(label))}</text>'
         )
     parts += _legend(ident)
     parts.append("</svg>")

@@ -85,7 +85,7 @@ def _act(request: Request, name: str, action: str, actor: str) -> str:
     store = request.app.state.store
     if action == "run":
         run = runs.run_monitor(store, name, settings=request.app.state.settings)
-        return f"Ran {name}: {run.status}, {run.rows} rows. {run.message}".strip()
+        return f"Ran {name}: {run.status}. {run.message}".strip()
     monitor = service.set_enabled(store, name, action == "resume", actor=actor)
     return f"{monitor.name} is {'running on schedule' if monitor.enabled else 'paused'}."
 

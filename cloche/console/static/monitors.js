@@ -4,6 +4,11 @@
   "use strict";
   var COLOURS = { skew: "#0b5cad", drift: "#7a4d00", threshold: "#a3161a" };
 
+  // One run is one instant: show the hour around it rather than uPlot's guess of years.
+  function timeRange(u, min, max) {
+    return min === max ? [min - 3600, max + 3600] : [min, max];
+  }
+
   function draw(el) {
     if (el.dataset.drawn || typeof uPlot === "undefined") { return; }
     var s = JSON.parse(el.dataset.featureChart);
@@ -11,7 +16,7 @@
     var opts = {
       width: width,
       height: 260,
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: timeRange } },
       axes: [{}, { label: "distance" }],
       series: [
         {},
