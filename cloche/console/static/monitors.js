@@ -4,9 +4,10 @@
   "use strict";
   var COLOURS = { skew: "#0b5cad", drift: "#7a4d00", threshold: "#a3161a" };
 
-  // One run is one instant: show the hour around it rather than uPlot's guess of years.
+  // One run is one instant: show the hour around it (uPlot alone would pad it by years).
   function timeRange(u, min, max) {
-    return min === max ? [min - 3600, max + 3600] : [min, max];
+    var t = u.data[0];
+    return t.length === 1 ? [t[0] - 3600, t[0] + 3600] : [min, max];
   }
 
   function draw(el) {
