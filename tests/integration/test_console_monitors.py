@@ -221,3 +221,17 @@ def test_a_viewer_sees_no_actions_and_a_forged_one_gets_the_apis_403(
     assert response.status_code == api.status_code == 403
     assert api.json()["error"]["message"] in text_of(response.text)
     assert service.get_monitor(store, "churn").enabled
+
+
+def test_a_webhooks_secret_path_is_shown_to_admins_only(
+    admin: Browser, viewer: Any, store: Store, watched: str
+) -> None:
+    config = MonitorConfig(alerts=["webhook:http://127.0.0.1:9/T0/B0/s3cret"])
+    service.create_monitor(
+        store, endpoint="churn", name="hooked", config=config, egress=monitored.LOOPBACK
+    )
+    assert "s3cret" in admin.get("/console/monitors/hooked").text
+    for path in ("/console/monitors/hooked", "/console/monitors"):
+        shown = viewer.get(path).text
+        assert "s3cret" not in shown
+    assert "webhook:http://127.0.0.1:9/..." in text_of(viewer.get("/console/monitors/hooked").text)
