@@ -4,6 +4,7 @@ breached; acknowledging one is the API's ack, with its role and errors."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -13,21 +14,15 @@ from starlette.routing import Route
 from cloche.alerts.masking import for_principal
 from cloche.auth.roles import Permission, Principal, allows, authorize
 from cloche.errors import BadRequest, ClocheError
+from cloche.monitoring import listing as listing_service
 from cloche.monitoring import service
-from cloche.monitoring.entities import Alert
 
-from ..paging import Listing, paginate, parse_listing
+from ..paging import Listing, fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
 STATES = ("open", "resolved", "all")
-SORTS = ("-opened", "opened", "monitor", "-monitor")
-SORT_KEYS = {
-    "opened": lambda a: (a.opened_at, a.id),
-    "monitor": lambda a: (a.monitor, a.key, a.id),
-}
-# The newest alerts the service lists at most (the API's own ceiling); older ones are
-# resolved history, reachable with the CLI's --monitor filter.
-LIMIT = 1000
+SORTS = ("-opened", "opened", "monitor", "-monitor", "state", "-state")
+SORT_KEYS = {"opened": "opened", "monitor": "monitor", "state": "state"}
 
 
 def _principal(request: Request) -> Principal:
@@ -43,17 +38,15 @@ def _state(raw: str | None) -> str:
     return state
 
 
-def _matches(alert: Alert, search: str) -> bool:
-    needle = search.casefold()
-    return needle in alert.monitor.casefold() or needle in alert.key.casefold()
-
-
 def _listing(request: Request, principal: Principal, state: str, listing: Listing) -> Any:
-    found = service.list_alerts(
-        request.app.state.store, state=None if state == "all" else state, limit=LIMIT
+    store = request.app.state.store
+    wanted = None if state == "all" else state
+    found = fetch_page(
+        listing,
+        lambda asked: listing_service.page_alerts(store, asked, state=wanted),
+        sorts=SORT_KEYS,
     )
-    shown = [a for a in for_principal(principal, found) if _matches(a, listing.search)]
-    return paginate(shown, listing, keys=SORT_KEYS)
+    return replace(found, rows=for_principal(principal, found.rows))
 
 
 async def _context(request: Request, principal: Principal) -> dict[str, Any]:

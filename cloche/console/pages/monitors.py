@@ -4,6 +4,7 @@ the latest run's data quality, performance and health), and run now, pause, resu
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -13,19 +14,16 @@ from starlette.routing import Route
 from cloche.alerts.masking import for_principal
 from cloche.auth.roles import Permission, Principal, allows, authorize
 from cloche.errors import ClocheError, NotFound
+from cloche.monitoring import listing as listing_service
 from cloche.monitoring import runs, service
 from cloche.monitoring.entities import Monitor, MonitorRun
 
 from ..charts.heat import heat_table
-from ..paging import paginate, parse_listing
+from ..paging import fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
-SORTS = ("name", "-name", "endpoint", "-endpoint", "last_run", "-last_run")
-SORT_KEYS = {
-    "name": lambda m: m.name,
-    "endpoint": lambda m: (m.endpoint, m.name),
-    "last_run": lambda m: (m.last_run_at is not None, m.last_run_at or m.created_at),
-}
+SORTS = ("name", "-name", "created", "-created", "next_run", "-next_run")
+SORT_KEYS = {"name": "name", "created": "created", "next_run": "next_run"}
 HEAT_RUNS = 8  # the heat table's columns: the last runs' windows
 ACTIONS = {"run": "Run now", "pause": "Pause", "resume": "Resume"}
 
@@ -41,17 +39,17 @@ def _reader(request: Request) -> Principal:
     return principal
 
 
-def _matches(monitor: Monitor, search: str) -> bool:
-    needle = search.casefold()
-    return needle in monitor.name.casefold() or needle in monitor.endpoint.casefold()
-
-
 async def list_monitors(request: Request) -> Response:
     principal = _reader(request)
     listing = parse_listing(request.query_params, sorts=SORTS, default="name")
-    found = await asyncio.to_thread(service.list_monitors, request.app.state.store)
-    found = [m for m in for_principal(principal, found) if _matches(m, listing.search)]
-    rows = paginate(found, listing, keys=SORT_KEYS)
+    store = request.app.state.store
+    found = await asyncio.to_thread(
+        fetch_page,
+        listing,
+        lambda asked: listing_service.page_monitors(store, asked),
+        sorts=SORT_KEYS,
+    )
+    rows = replace(found, rows=for_principal(principal, found.rows))
     return page(request, "monitors.html", "_monitors_table.html", {"page": rows, "sorts": SORTS})
 
 
