@@ -16,8 +16,9 @@ from cloche.auth.roles import Permission, Principal, allows, authorize
 from cloche.errors import BadRequest, ClocheError
 from cloche.monitoring import listing as listing_service
 from cloche.monitoring import service
+from cloche.monitoring.entities import Alert
 
-from ..paging import Listing, fetch_page, parse_listing
+from ..paging import Listing, Page, fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
 STATES = ("open", "resolved", "all")
@@ -38,7 +39,7 @@ def _state(raw: str | None) -> str:
     return state
 
 
-def _listing(request: Request, principal: Principal, state: str, listing: Listing) -> Any:
+def _listing(request: Request, principal: Principal, state: str, listing: Listing) -> Page[Alert]:
     store = request.app.state.store
     wanted = None if state == "all" else state
     found = fetch_page(
