@@ -20,7 +20,17 @@ from cloche.guards import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit
 from cloche.store.store import Store
 
 from .guard import ConsoleGuard
-from .pages import deployments, endpoints, models, overview, signin, uploads
+from .pages import (
+    alerts,
+    deployments,
+    endpoints,
+    models,
+    monitor_features,
+    monitors,
+    overview,
+    signin,
+    uploads,
+)
 from .pages.signin import Throttle
 from .render import STATIC_DIR, error_page
 
@@ -49,6 +59,9 @@ def create_console(settings: Settings, store: Store) -> Starlette:
             *uploads.ROUTES,
             *endpoints.ROUTES,
             *deployments.ROUTES,
+            *monitor_features.ROUTES,
+            *monitors.ROUTES,
+            *alerts.ROUTES,
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         middleware=[Middleware(ConsoleGuard, store=store, lifetimes=lifetimes)],
