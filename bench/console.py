@@ -66,6 +66,10 @@ PAGES: dict[str, str] = {
     "/console/models/model-00001": "model",
     "/console/endpoints": "endpoints",
     "/console/endpoints?page=8": "endpoints page 8",
+    "/console/monitors": "monitors",
+    "/console/monitors/watch-00001": "monitor",
+    "/console/alerts": "alerts",
+    "/console/alerts?state=all&page=20": "alerts page 20",
 }
 
 
