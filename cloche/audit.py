@@ -57,14 +57,21 @@ def list_audit(
     *,
     resource_type: str | None = None,
     resource: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
-    """The newest audit entries first, optionally for one resource type or resource."""
+    """The newest audit entries first, optionally for one resource type, resource, actor or
+    action."""
     query = select(AuditRow).order_by(AuditRow.id.desc()).limit(max(1, min(limit, 10_000)))
     if resource_type:
         query = query.where(AuditRow.resource_type == resource_type)
     if resource:
         query = query.where(AuditRow.resource == resource)
+    if actor:
+        query = query.where(AuditRow.actor == actor)
+    if action:
+        query = query.where(AuditRow.action == action)
     with store.transaction() as session:
         rows = session.scalars(query).all()
         return [
