@@ -236,3 +236,24 @@ def test_the_schedules_page_lists_schedules(
     )
     page = text_of(admin.get("/console/batch/schedules").text)
     assert f"{made.id} churn 0 6 * * * enabled" in page
+
+
+def test_pause_and_resume_a_schedule(
+    admin: Browser, viewer: Any, server: LiveServer, store: Store, data: Path
+) -> None:
+    spec = JobSpec(input=str(data / "in.parquet"), output=str(data / "daily"))
+    places = Places.from_settings(server.settings)
+    made = schedules.create_schedule(
+        store, model_ref="churn", spec=spec, cron="0 6 * * *", places=places
+    )
+    assert "Pause" not in viewer.get("/console/batch/schedules").text
+    forged = viewer.post(f"/console/batch/schedules/{made.id}/pause", {"csrf_token": viewer.csrf()})
+    assert forged.status_code == 403 and "may not deploy" in text_of(forged.text)
+    form = {"csrf_token": admin.csrf("/console/batch/schedules")}
+    paused = admin.post(f"/console/batch/schedules/{made.id}/pause", form, htmx=True)
+    assert f"schedule {made.id} paused" in text_of(paused.text) and "paused" in paused.text
+    assert schedules.get_schedule(store, made.id).enabled is False
+    resumed = admin.post(f"/console/batch/schedules/{made.id}/resume", form)
+    assert resumed.status_code == 303 and schedules.get_schedule(store, made.id).enabled
+    missing = admin.post("/console/batch/schedules/bs_nothere/pause", form, htmx=True)
+    assert missing.status_code == 404 and 'id="schedule-error"' in missing.text

@@ -162,16 +162,43 @@ async def resume_job(request: Request) -> Response:
     return await _act(request, "resume")
 
 
-async def list_schedules(request: Request) -> Response:
-    _principal(request)
+async def list_schedules(request: Request, **extra: Any) -> Response:
+    principal = _principal(request)
     found = await asyncio.to_thread(schedules.list_schedules, request.app.state.store)
-    return page(request, "batch_schedules.html", "_batch_schedules.html", {"schedules": found})
+    context = {"schedules": found, "can_run": allows(principal, Permission.DEPLOY), **extra}
+    return page(request, "batch_schedules.html", "_batch_schedules.html", context)
+
+
+async def switch_schedule(request: Request) -> Response:
+    """Pause or resume a schedule: the schedules service with the API's role and errors."""
+    principal: Principal = request.scope[SESSION_KEY].principal
+    schedule_id = request.path_params["schedule_id"]
+    enabled = request.url.path.endswith("/resume")
+    try:
+        authorize(principal, Permission.DEPLOY)
+        await asyncio.to_thread(
+            schedules.set_enabled,
+            request.app.state.store,
+            schedule_id,
+            enabled,
+            actor=principal.actor,
+        )
+    except ClocheError as error:
+        response = await list_schedules(request, action_error=error)
+        response.status_code = error.http_status
+        return response
+    if not is_htmx(request):
+        return RedirectResponse("/console/batch/schedules", status_code=303)
+    done = f"schedule {schedule_id} {'resumed' if enabled else 'paused'}"
+    return await list_schedules(request, notice=done)
 
 
 ROUTES = [
     Route("/batch", list_jobs, methods=["GET"]),
     Route("/batch", submit_job, methods=["POST"]),
     Route("/batch/schedules", list_schedules, methods=["GET"]),
+    Route("/batch/schedules/{schedule_id}/pause", switch_schedule, methods=["POST"]),
+    Route("/batch/schedules/{schedule_id}/resume", switch_schedule, methods=["POST"]),
     Route("/batch/{job_id}", show_job, methods=["GET"]),
     Route("/batch/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/batch/{job_id}/resume", resume_job, methods=["POST"]),
