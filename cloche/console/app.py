@@ -20,7 +20,7 @@ from cloche.guards import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit
 from cloche.store.store import Store
 
 from .guard import ConsoleGuard
-from .pages import audit, batch, models, overview, signin, tokens, uploads
+from .pages import audit, batch, deployments, endpoints, models, overview, signin, tokens, uploads
 from .pages.signin import Throttle
 from .render import STATIC_DIR, error_page
 
@@ -47,6 +47,8 @@ def create_console(settings: Settings, store: Store) -> Starlette:
             *overview.ROUTES,
             *models.ROUTES,
             *uploads.ROUTES,
+            *endpoints.ROUTES,
+            *deployments.ROUTES,
             *batch.ROUTES,
             *tokens.ROUTES,
             *audit.ROUTES,

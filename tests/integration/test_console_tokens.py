@@ -85,8 +85,9 @@ def test_revoking_a_token_stops_it_and_is_audited(admin: Browser, store: Store) 
     assert f"{made.id} old viewer" in text_of(response.text) and "revoked" in response.text
     with pytest.raises(Unauthorized):
         tokens.authenticate(store, made.token)
-    entry = audit.list_audit(store, action="token.revoke", limit=1)[0]
-    assert entry.resource == made.id and entry.actor.startswith("token:")
+    entry = audit.list_audit(store, resource_type="token", limit=1)[0]
+    assert (entry.action, entry.resource) == ("token.revoke", made.id)
+    assert entry.actor.startswith("token:")
     missing = admin.post("/console/tokens/nothere/revoke", form, htmx=True)
     assert missing.status_code == 404 and "no token with id 'nothere'" in text_of(missing.text)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -15,14 +16,12 @@ from cloche.alerts.masking import for_principal
 from cloche.auth.roles import Permission, Principal, authorize
 from cloche.errors import BadRequest
 
-from ..paging import MAX_SEARCH, paginate, parse_listing
+from ..paging import MAX_SEARCH, fetch_page, parse_listing
 from ..render import SESSION_KEY, page
 
 FILTERS = ("actor", "action", "resource_type", "resource")
 SORTS = ("-at", "at")
-SORT_KEYS = {"at": lambda e: (e.at, e.id)}
-# Paged in memory until store-side paging lands (see paging.py); the API's own ceiling.
-MAX_ENTRIES = 10_000
+SORT_KEYS = {"at": "at"}
 
 
 def _filters(query: Any) -> dict[str, str]:
@@ -44,14 +43,13 @@ async def list_audit(request: Request) -> Response:
     authorize(principal, Permission.ADMIN)
     listing = parse_listing(request.query_params, sorts=SORTS, default="-at")
     filters = _filters(request.query_params)
-    found = await asyncio.to_thread(
-        audit.list_audit,
-        request.app.state.store,
-        limit=MAX_ENTRIES,
-        **{name: value or None for name, value in filters.items()},
+    store = request.app.state.store
+    chosen = {name: value or None for name, value in filters.items()}
+    rows = await asyncio.to_thread(
+        fetch_page, listing, lambda asked: audit.page_audit(store, asked, **chosen), sorts=SORT_KEYS
     )
     context = {
-        "page": paginate(for_principal(principal, found), listing, keys=SORT_KEYS),
+        "page": replace(rows, rows=for_principal(principal, rows.rows)),
         "sorts": SORTS,
         "filters": filters,
         "changes": changes,

@@ -12,24 +12,19 @@ from starlette.routing import Route
 
 from cloche.auth.roles import Permission, Principal, allows, authorize
 from cloche.batch import schedules, service
-from cloche.batch.entities import ACTIVE_STATES, FINAL_STATES, BatchJob
+from cloche.batch.entities import BatchJob
+from cloche.batch.listing import JOB_STATES, page_jobs
 from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.errors import BadRequest, ClocheError, DestinationRefused, InvalidReference, NotFound
 
-from ..paging import paginate, parse_listing
+from ..paging import fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
-STATES = tuple(sorted(ACTIVE_STATES | FINAL_STATES))
+STATES = JOB_STATES
 FORMATS = ("parquet", "jsonl", "csv")
-# The listing is paged in memory until store-side paging lands (see paging.py).
-MAX_JOBS = 10_000
-SORTS = ("-created", "created", "model", "-model", "state", "-state")
-SORT_KEYS = {
-    "created": lambda j: j.created_at,
-    "model": lambda j: j.model_version,
-    "state": lambda j: j.state,
-}
+SORTS = ("-created", "created", "state", "-state")
+SORT_KEYS = {"created": "created", "state": "state"}
 FORM_SWAP = {"HX-Retarget": "#batch-form", "HX-Reswap": "outerHTML"}
 EMPTY_FORM = {"model": "", "input": "", "output": "", "input_format": "", "output_format": ""}
 
@@ -46,22 +41,16 @@ def _state_filter(raw: str) -> str | None:
     return raw or None
 
 
-def _matches(job: BatchJob, search: str) -> bool:
-    needle = search.lower()
-    return any(needle in text.lower() for text in (job.id, job.model_version, job.output))
-
-
 async def list_jobs(request: Request) -> Response:
     principal = _principal(request)
     listing = parse_listing(request.query_params, sorts=SORTS, default="-created")
     state = _state_filter(request.query_params.get("state", ""))
-    found = await asyncio.to_thread(
-        service.list_jobs, request.app.state.store, state=state, limit=MAX_JOBS
+    store = request.app.state.store
+    rows = await asyncio.to_thread(
+        fetch_page, listing, lambda asked: page_jobs(store, asked, state=state), sorts=SORT_KEYS
     )
-    if listing.search:
-        found = [job for job in found if _matches(job, listing.search)]
     context = {
-        "page": paginate(found, listing, keys=SORT_KEYS),
+        "page": rows,
         "sorts": SORTS,
         "states": STATES,
         "state": state or "",

@@ -15,15 +15,11 @@ from cloche.auth.roles import ROLES, Permission, Principal, authorize
 from cloche.auth.tokens import NewToken
 from cloche.errors import ClocheError
 
-from ..paging import paginate, parse_listing
+from ..paging import fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
 SORTS = ("-created", "created", "name", "-name", "role", "-role")
-SORT_KEYS = {
-    "created": lambda t: t.created_at,
-    "name": lambda t: t.name,
-    "role": lambda t: t.role,
-}
+SORT_KEYS = {"created": "created", "name": "name", "role": "role"}
 
 
 def _admin(request: Request) -> Principal:
@@ -34,12 +30,11 @@ def _admin(request: Request) -> Principal:
 
 async def _context(request: Request, **extra: Any) -> dict[str, Any]:
     listing = parse_listing(request.query_params, sorts=SORTS, default="-created")
-    found = await asyncio.to_thread(tokens.list_tokens, request.app.state.store)
-    if listing.search:
-        needle = listing.search.lower()
-        found = [t for t in found if needle in t.name.lower() or needle in t.id]
+    store = request.app.state.store
+    rows = await asyncio.to_thread(
+        fetch_page, listing, lambda asked: tokens.page_tokens(store, asked), sorts=SORT_KEYS
+    )
     form = {"name": "", "role": "viewer"}
-    rows = paginate(found, listing, keys=SORT_KEYS)
     return {"page": rows, "sorts": SORTS, "roles": ROLES, "form": form, **extra}
 
 
