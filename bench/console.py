@@ -66,6 +66,13 @@ PAGES: dict[str, str] = {
     "/console/models/model-00001": "model",
     "/console/endpoints": "endpoints",
     "/console/endpoints?page=8": "endpoints page 8",
+    "/console/batch": "batch jobs",
+    "/console/batch?state=failed&q=model-0042": "batch filtered",
+    "/console/batch?page=400": "batch page 400",
+    f"/console/batch/bj_{1:012x}": "batch job",
+    "/console/tokens": "tokens",
+    "/console/audit": "audit",
+    "/console/audit?actor=local&page=40": "audit page 40",
 }
 
 

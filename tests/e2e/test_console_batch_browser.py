@@ -79,7 +79,7 @@ def test_start_a_job_watch_it_finish_and_manage_tokens(
 def run_a_job_and_manage_tokens(page: Page, home: Path) -> None:
     sign_in_locally(page)
     page.get_by_role("link", name="Batch jobs").click()
-    page.get_by_label("Model version").fill("churn:1")
+    page.get_by_label("Model version", exact=True).fill("churn:1")
     page.get_by_label("Input (absolute file, folder or glob)").fill(
         str((home / "data" / "in.parquet").resolve())
     )
