@@ -70,6 +70,13 @@ PAGES: dict[str, str] = {
     "/console/monitors/watch-00001": "monitor",
     "/console/alerts": "alerts",
     "/console/alerts?state=all&page=20": "alerts page 20",
+    "/console/batch": "batch jobs",
+    "/console/batch?state=failed&q=model-0042": "batch filtered",
+    "/console/batch?page=400": "batch page 400",
+    f"/console/batch/bj_{1:012x}": "batch job",
+    "/console/tokens": "tokens",
+    "/console/audit": "audit",
+    "/console/audit?actor=local&page=40": "audit page 40",
 }
 
 

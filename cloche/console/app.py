@@ -22,6 +22,8 @@ from cloche.store.store import Store
 from .guard import ConsoleGuard
 from .pages import (
     alerts,
+    audit,
+    batch,
     deployments,
     endpoints,
     models,
@@ -29,6 +31,7 @@ from .pages import (
     monitors,
     overview,
     signin,
+    tokens,
     uploads,
 )
 from .pages.signin import Throttle
@@ -62,6 +65,9 @@ def create_console(settings: Settings, store: Store) -> Starlette:
             *monitor_features.ROUTES,
             *monitors.ROUTES,
             *alerts.ROUTES,
+            *batch.ROUTES,
+            *tokens.ROUTES,
+            *audit.ROUTES,
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         middleware=[Middleware(ConsoleGuard, store=store, lifetimes=lifetimes)],
