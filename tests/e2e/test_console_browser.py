@@ -34,6 +34,7 @@ from cloche.store.store import Store
 from tests.e2e._browser import (
     DESKTOP_WIDTH,
     PHONE_WIDTH,
+    SCREENSHOTS,
     Browse,
     assert_accessible,
     browse,
@@ -130,12 +131,15 @@ def sign_in_locally(page: Page) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
 
 
-def assert_fits(page: Page, width: int) -> None:
-    """Accessible at ``width``, with no sideways scroll."""
-    set_width(page, width)
-    assert_accessible(page)
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow} px at {width} px"
+def assert_fits(page: Page, name: str) -> None:
+    """Accessible at phone and desktop widths, with no sideways scroll; a screenshot of each."""
+    for width in (PHONE_WIDTH, DESKTOP_WIDTH):
+        set_width(page, width)
+        assert_accessible(page)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{page.url} scrolls sideways by {overflow} px at {width} px"
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / f"console-{name}-{width}.png", full_page=True)
 
 
 def test_local_sign_in_shows_the_real_overview_in_the_browsers_zone_and_every_page_is_accessible(
@@ -147,17 +151,16 @@ def test_local_sign_in_shows_the_real_overview_in_the_browsers_zone_and_every_pa
         browse(console.url, timezone_id=zone, locale="en-US") as page,
     ):
         page.goto("/console/sign-in")
-        for width in (PHONE_WIDTH, DESKTOP_WIDTH):
-            assert_fits(page, width)
+        assert_fits(page, "sign-in")
         sign_in_locally(page)
         endpoints = page.locator("#overview-endpoints")
         expect(endpoints.get_by_role("row", name="churn serving churn:1 100%")).to_be_visible()
         expect(endpoints.get_by_role("row", name="empty nothing deployed")).to_be_visible()
         alerts = page.locator("#overview-alerts")
         expect(alerts).to_contain_text("open churn: batch:skew:age")
-        expect(page.locator("#overview-jobs")).to_contain_text(f"{job.id} scoring with churn:1")
-        for width in (PHONE_WIDTH, DESKTOP_WIDTH):
-            assert_fits(page, width)
+        running = re.compile(rf"{job.id} scoring with churn:1: \d+ of 40 rows,\s+started")
+        expect(page.locator("#overview-jobs")).to_contain_text(running)
+        assert_fits(page, "overview")
 
         # Times: the browser's zone on the page, UTC on hover.
         when = alerts.locator("time").first
@@ -167,11 +170,12 @@ def test_local_sign_in_shows_the_real_overview_in_the_browsers_zone_and_every_pa
         shown = when.inner_text()
         assert local.strftime("%I:%M %p") in shown and local.strftime("%b") in shown, shown
 
-        for path in ("/console/models", "/console/models/churn"):
+        for name, path in (("models", "/console/models"), ("model", "/console/models/churn")):
             page.goto(path)
             expect(page.get_by_role("heading", level=1)).to_be_visible()
-            for width in (PHONE_WIDTH, DESKTOP_WIDTH):
-                assert_fits(page, width)
+            assert_fits(page, name)
+        # The newest version has no baseline; the page names the command that adds one.
+        expect(page.locator("main")).to_contain_text("No baseline: cloche baselines create churn:2")
 
 
 def test_an_admin_uploads_a_model_and_moves_an_alias_by_keyboard(
@@ -179,15 +183,17 @@ def test_an_admin_uploads_a_model_and_moves_an_alias_by_keyboard(
 ) -> None:
     with browse(console.url) as page:
         sign_in_locally(page)
-        # The skip link comes first, then the nav.
-        page.keyboard.press("Tab")
-        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
-        page.keyboard.press("Tab")
-        page.keyboard.press("Tab")
-        page.keyboard.press("Tab")
-        expect(page.get_by_role("link", name="Models")).to_be_focused()
+        # Tab reaches the skip link first, then the nav; the skip link moves focus to the content.
+        focused = []
+        for _ in range(4):
+            page.keyboard.press("Tab")
+            focused.append(page.evaluate("document.activeElement.textContent.trim()"))
+        assert focused == ["Skip to content", "cloche", "Overview", "Models"]
         page.keyboard.press("Enter")
         expect(page).to_have_url("/console/models")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        expect(page.locator("main")).to_be_focused()
 
         page.get_by_label("Model name").fill("fraud")
         page.get_by_label("Model file").set_input_files(console.model_file)
