@@ -216,7 +216,8 @@ def test_an_admin_uploads_a_model_and_moves_an_alias_by_keyboard(
         version.fill("9")
         version.press("Enter")
         expect(page.locator("#alias-error")).to_contain_text("has no version 9 (versions: 1, 2)")
-        expect(page.get_by_role("textbox", name="Alias")).to_have_attribute("aria-invalid", "true")
+        expect(version).to_have_attribute("aria-invalid", "true")
+        expect(version).to_have_accessible_description(re.compile("has no version 9"))
 
 
 def test_a_viewer_sees_no_controls_and_signing_out_ends_the_session(
