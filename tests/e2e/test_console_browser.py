@@ -150,7 +150,11 @@ def test_local_sign_in_shows_the_real_overview_in_the_browsers_zone_and_every_pa
         _running_job(console.home) as job,
         browse(console.url, timezone_id=zone, locale="en-US") as page,
     ):
-        page.goto("/console/sign-in")
+        # The address `cloche up` prints opens the sign-in page.
+        printed = re.search(r"Console: (http://\S+)", console.server.log())
+        assert printed is not None and printed[1] == f"{console.url}/console", console.server.log()
+        page.goto(printed[1])
+        expect(page).to_have_url("/console/sign-in?next=/console/")
         assert_fits(page, "sign-in")
         sign_in_locally(page)
         endpoints = page.locator("#overview-endpoints")
