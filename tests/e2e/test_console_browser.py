@@ -174,11 +174,18 @@ def test_local_sign_in_shows_the_real_overview_in_the_browsers_zone_and_every_pa
         shown = when.inner_text()
         assert local.strftime("%I:%M %p") in shown and local.strftime("%b") in shown, shown
 
-        for name, path in (("models", "/console/models"), ("model", "/console/models/churn")):
+        pages = {
+            "models": "/console/models",
+            "model": "/console/models/churn",
+            "endpoints": "/console/endpoints",
+            "endpoint": "/console/endpoints/churn",
+        }
+        for name, path in pages.items():
             page.goto(path)
             expect(page.get_by_role("heading", level=1)).to_be_visible()
             assert_fits(page, name)
-        # The newest version has no baseline; the page names the command that adds one.
+        # The newest version has no baseline; its page names the command that adds one.
+        page.goto("/console/models/churn")
         expect(page.locator("main")).to_contain_text("No baseline: cloche baselines create churn:2")
 
 
