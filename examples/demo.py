@@ -327,6 +327,17 @@ def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> No
     )
 
 
+def show_console_tour(url: str) -> None:
+    """Where the web console is, and what the demo left there to look at."""
+    console.print(f"  open {url}/console in a browser on this machine", soft_wrap=True)
+    console.print(
+        '    and press "Sign in with this machine\'s local credential". Look at: the overview '
+        "(endpoint churn serving churn:2 90% and churn:1 10%); Models > churn (both versions, "
+        "prod and staging on 2, the signature, the baseline); move an alias there.",
+        soft_wrap=True,
+    )
+
+
 def batch_score() -> None:
     step("Batch prediction: score a file of customers with churn@prod, no endpoint needed")
     customers, _ = make_customers(20_000, seed=7)
@@ -390,6 +401,7 @@ def main() -> None:
         soft_wrap=True,
     )
     console.print(f"  CLOCHE_HOME={home} cloche up        # then, in another shell:")
+    show_console_tour("http://127.0.0.1:8080")
     base = "http://127.0.0.1:8080/api/v1"
     auth = f'-H "Authorization: Bearer $(CLOCHE_HOME={home} cloche tokens local)"'
     console.print(f"  curl {auth} {base}/models/churn/versions/@prod", soft_wrap=True)

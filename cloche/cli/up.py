@@ -77,7 +77,7 @@ def up(
     workers: WorkersOpt = None,
     grpc_port: GrpcPortOpt = None,
 ) -> None:
-    """Start cloche (API, docs at /api/docs, and the endpoints) and serve until Ctrl-C."""
+    """Start cloche (API, docs at /api/docs, console at /console, endpoints) until Ctrl-C."""
     server = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     serving = {"grpc_port": grpc_port} if grpc_port is not None else {}
     # Dicts (not section objects) so unset fields still come from CLOCHE_SERVER__* etc.
@@ -248,6 +248,12 @@ def _banner(settings: Settings, port: int, local_token: "Path", workers: int) ->
     out.print(Text("cloche is running at ", style="bold green") + Text(base, style="bold"))
     out.print(f"  API:   {base}/api/v1", markup=False)
     out.print(f"  Docs:  {base}/api/docs", markup=False)
+    out.print(f"  Console: {base}/console", markup=False)
+    out.print(
+        "           (a browser on this machine signs in with one click; elsewhere, paste a "
+        "token from `cloche tokens create --role viewer`)",
+        markup=False,
+    )
     out.print(f"  Predict: {base}/v1/models/ENDPOINT:predict  ({workers} worker(s))", markup=False)
     if settings.serving.grpc_port is not None:
         grpc_at = f"[{shown}]" if ":" in shown else shown

@@ -15,7 +15,7 @@ DESKTOP_WIDTH resizes it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,22 +71,35 @@ class Browse:
         self.opened = 0
 
     @contextmanager
-    def __call__(self, server_url: str, *, width: int = DESKTOP_WIDTH) -> Iterator[Page]:
-        """A page that may load from ``server_url`` only; checked and screenshotted on exit."""
-        allowed = _netloc(server_url)
+    def __call__(
+        self,
+        server_url: str,
+        *,
+        width: int = DESKTOP_WIDTH,
+        also: Collection[str] = (),
+        **context_options: Any,
+    ) -> Iterator[Page]:
+        """A page that may load from ``server_url`` only; checked and screenshotted on exit.
+
+        ``also`` lists other servers the test itself runs (a forging page on another origin);
+        ``context_options`` go to Playwright's ``new_context`` (``timezone_id``, ``locale``).
+        """
+        allowed = {_netloc(url) for url in (server_url, *also)}
         blocked: list[str] = []
         errors: list[str] = []
 
         def only_the_server(route: Route) -> None:
             url = route.request.url
-            if urlsplit(url).scheme in NETWORK_SCHEMES and _netloc(url) != allowed:
+            if urlsplit(url).scheme in NETWORK_SCHEMES and _netloc(url) not in allowed:
                 blocked.append(url)
                 route.abort("blockedbyclient")
             else:
                 route.continue_()
 
         context = self.browser.new_context(
-            base_url=server_url, viewport={"width": width, "height": HEIGHTS.get(width, 900)}
+            base_url=server_url,
+            viewport={"width": width, "height": HEIGHTS.get(width, 900)},
+            **context_options,
         )
         context.route("**/*", only_the_server)
         page = context.new_page()

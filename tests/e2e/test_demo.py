@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_the_demo_predicts_serves_the_split_logs_every_answer_and_scores_a_batch(
+def test_the_demo_predicts_serves_the_split_logs_every_answer_scores_a_batch_and_names_the_console(
     tmp_path: Path,
 ) -> None:
     # A copy, so that its registry (.cloche-demo beside examples/) lands in tmp_path.
@@ -41,3 +41,8 @@ def test_the_demo_predicts_serves_the_split_logs_every_answer_and_scores_a_batch
     assert logged is not None and int(logged[1]) > 0, out[-3000:]
     assert "succeeded: scored 20000 rows" in out
     assert (tmp_path / ".cloche-demo").is_dir()
+    # The server's banner names its console, and the demo ends by saying how to open it.
+    assert re.search(r"server \| +Console: http://127\.0\.0\.1:\d+/console", out), out[:3000]
+    tour = out[out.index("open http://127.0.0.1:8080/console") :]
+    assert "Sign in with this machine's local credential" in tour
+    assert "churn:2 90% and churn:1 10%" in tour

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,21 @@ def test_a_service_error_appears_beside_the_alias_form(admin: Browser, churn: st
     assert response.headers["HX-Retarget"] == "#alias-form"
     assert 'id="alias-form"' in response.text and 'id="alias-error"' in response.text
     assert "has no version 7" in text_of(response.text)
+    assert _described_by_error(response.text) == ["alias-version"]  # the version is at fault
     bad_name = {"csrf_token": admin.csrf(), "alias": "no spaces!", "version": "1"}
     response = admin.post("/console/models/churn/aliases", bad_name)  # without htmx: a page
     assert response.status_code == 422 and "<html" in response.text
+    assert _described_by_error(response.text) == ["alias"]
+
+
+def _described_by_error(page: str) -> list[str]:
+    """The ids of the inputs marked invalid and pointing at the form's error message."""
+    inputs = re.findall(r"<input [^>]*>", page)
+    return [
+        re.search(r'id="([^"]+)"', tag)[1]  # type: ignore[index]
+        for tag in inputs
+        if 'aria-invalid="true"' in tag and 'aria-describedby="alias-error"' in tag
+    ]
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,15 @@ def _alias_error(
     request: Request, name: str, fields: dict[str, str], error: ClocheError
 ) -> Response:
     """The form again, the message beside it (htmx swaps only the form)."""
-    context = {"model_name": name, "form": fields, "form_error": error, "can_write": True}
+    # The message is tied to the control at fault: a version that is not there, else the alias.
+    bad_version = isinstance(error, VersionNotFound) or not fields["version"].isdigit()
+    context = {
+        "model_name": name,
+        "form": fields,
+        "form_error": error,
+        "error_field": "version" if bad_version else "alias",
+        "can_write": True,
+    }
     swap = {"HX-Retarget": "#alias-form", "HX-Reswap": "outerHTML"}
     if is_htmx(request):
         return html(request, "_alias_form.html", context, status=error.http_status, headers=swap)
