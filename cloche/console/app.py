@@ -20,7 +20,7 @@ from cloche.guards import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit
 from cloche.store.store import Store
 
 from .guard import ConsoleGuard
-from .pages import models, overview, signin, uploads
+from .pages import lineage, models, overview, pipelines, runs, signin, uploads
 from .pages.signin import Throttle
 from .render import STATIC_DIR, error_page
 
@@ -47,6 +47,9 @@ def create_console(settings: Settings, store: Store) -> Starlette:
             *overview.ROUTES,
             *models.ROUTES,
             *uploads.ROUTES,
+            *pipelines.ROUTES,
+            *runs.ROUTES,
+            *lineage.ROUTES,
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         middleware=[Middleware(ConsoleGuard, store=store, lifetimes=lifetimes)],

@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from cloche.batch.ids import find_row
 from cloche.errors import PipelineRunNotFound, StepNotFound
@@ -57,13 +57,30 @@ def run_graph(store: Store, run_id: str) -> PipelineGraph:
 
 
 def list_runs(
-    store: Store, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
+    store: Store,
+    *,
+    pipeline: str | None = None,
+    state: str | None = None,
+    search: str | None = None,
+    limit: int = 50,
 ) -> list[PipelineRun]:
-    query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc()).limit(limit)
+    """Runs, newest first; ``search`` matches a run id's start or a part of its pipeline's name."""
+    query = (
+        select(PipelineRunRow)
+        .options(defer(PipelineRunRow.graph))  # a listing draws no graph: 10,000 stay quick
+        .order_by(PipelineRunRow.created_at.desc())
+        .limit(limit)
+    )
     if pipeline is not None:
         query = query.where(PipelineRunRow.pipeline == pipeline)
     if state is not None:
         query = query.where(PipelineRunRow.state == state)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(
+            PipelineRunRow.id.like(f"{escaped}%", escape="\\")
+            | PipelineRunRow.pipeline.ilike(f"%{escaped}%", escape="\\")
+        )
     with store.transaction() as session:
         return [entity(session, row, steps=False) for row in session.scalars(query)]
 
