@@ -55,6 +55,7 @@ def timeline(run: PipelineRun, now: datetime) -> list[Attempt]:
         seconds = (ended - began).total_seconds()
         left = (began - start).total_seconds() / span * BAR_W
         width = max(seconds / span * BAR_W, 2.0)
+        left = min(left, BAR_W - width)  # a sliver at the very end stays on the track
         rows.append(Attempt(step_name(record), record, seconds, _bar(record, left, width)))
     return rows
 
