@@ -274,6 +274,44 @@ def test_schedules_are_listed_paused_resumed_and_deleted(
     assert admin.post(f"{base}/explode", form).status_code == 400
 
 
+def test_a_schedule_is_created_from_the_form(admin: Browser, store: Store, gated: str) -> None:
+    form = {"csrf_token": admin.csrf(), "cron": "0 6 * * 1", "params": '{"n": 4}', "max_runs": ""}
+    made = admin.post("/console/pipelines/gated/schedules", form, htmx=True)
+    [schedule] = schedules.list_schedules(store, pipeline="gated")
+    assert made.status_code == 200 and f"Schedule {schedule.id} created." in text_of(made.text)
+    assert (schedule.cron, schedule.params, schedule.max_runs) == ("0 6 * * 1", {"n": 4}, None)
+    assert schedule.created_by.startswith("token:")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "status", "says"),
+    [
+        ({"cron": "every day"}, "schedule-cron", 422, "'every day' is not a cron expression"),
+        ({"params": "[1]"}, "schedule-params", 400, "the parameters are not a JSON object"),
+        ({"params": '{"m": 1}'}, "schedule-params", 422, "has no parameter 'm'"),
+        ({"params": "{}"}, "schedule-params", 422, "needs the parameter 'n'"),
+        ({"max_runs": "0"}, "schedule-max-runs", 422, "--max-runs must be from 1"),
+        ({"max_runs": "x"}, "schedule-max-runs", 400, "'x' is not a whole number"),
+    ],
+)
+def test_a_bad_schedule_is_refused_beside_its_field_and_keeps_what_was_typed(
+    admin: Browser,
+    store: Store,
+    gated: str,
+    fields: dict[str, str],
+    field: str,
+    status: int,
+    says: str,
+) -> None:
+    form = {"csrf_token": admin.csrf(), "cron": "0 6 * * 1", "params": '{"n": 1}', **fields}
+    response = admin.post("/console/pipelines/gated/schedules", form, htmx=True)
+    assert response.status_code == status and says in text_of(response.text)
+    control = response.text.split(f'id="{field}"')[1].split(">")[0]
+    assert 'aria-invalid="true"' in control
+    assert f'id="schedule-cron" name="cron" value="{form["cron"]}"' in response.text
+    assert schedules.list_schedules(store) == []
+
+
 def test_the_lineage_page_shows_any_reference_both_ways(
     admin: Browser, store: Store, sklearn_model_file: Path
 ) -> None:
@@ -294,7 +332,8 @@ def test_a_viewer_sees_no_controls_and_a_forged_post_gets_the_apis_403(
     made = schedules.create_schedule(store, "gated", cron="0 6 * * 1", params={"n": 2}, actor="a")
     pipeline_page = viewer.get("/console/pipelines/gated").text
     assert 'id="run-form"' not in pipeline_page
-    assert "Pause" not in viewer.get("/console/pipelines/gated/schedules").text
+    schedules_part = viewer.get("/console/pipelines/gated/schedules").text
+    assert "Pause" not in schedules_part and 'id="schedule-form"' not in schedules_part
     assert "Cancel run" not in viewer.get(f"/console/runs/{run.id}").text
     api = httpx.post(
         f"{server.url}/api/v1/pipelines/runs/{run.id}/cancel",
@@ -307,6 +346,7 @@ def test_a_viewer_sees_no_controls_and_a_forged_post_gets_the_apis_403(
         (f"/console/runs/{run.id}/cancel", {}),
         (f"/console/runs/{run.id}/steps/approval/decision", {"decision": "approve"}),
         (f"/console/pipelines/gated/schedules/{made.id}/pause", {}),
+        ("/console/pipelines/gated/schedules", {"cron": "0 6 * * 1", "params": '{"n": 1}'}),
     ]
     for path, fields in posts:
         response = viewer.post(path, {"csrf_token": csrf, **fields})
@@ -315,6 +355,7 @@ def test_a_viewer_sees_no_controls_and_a_forged_post_gets_the_apis_403(
     assert [r.id for r in records.list_runs(store)] == [run.id]
     assert records.get_run(store, run.id).state == "queued"
     assert schedules.get_schedule(store, made.id).enabled is True
+    assert len(schedules.list_schedules(store)) == 1
 
 
 def test_a_post_without_the_csrf_token_is_forbidden_and_queues_nothing(

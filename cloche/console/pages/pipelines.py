@@ -1,5 +1,6 @@
 """Pipelines: the registered ones, a pipeline's page (its graph, a run form generated from its
-declared parameters, its runs and schedules), starting a run, pausing/resuming/deleting a schedule.
+declared parameters, its runs and schedules), starting a run, creating, pausing, resuming and
+deleting a schedule.
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ async def _schedules(
         "can_deploy": allows(principal, Permission.DEPLOY),
         "schedule_error": None,
         "failed_id": None,
+        "create_error": None,
+        "create_field": None,
+        "schedule_form": {"cron": "", "params": "{}", "max_runs": ""},
         **extra,
     }
     return page(request, "pipeline_schedules.html", "_pipeline_schedules.html", context, status)
@@ -193,6 +197,58 @@ async def change_schedule(request: Request) -> Response:
     return await _schedules(request, principal, name, notice=f"Schedule {schedule_id} {done}.")
 
 
+async def create_schedule(request: Request) -> Response:
+    """A schedule from the form: the schedules service (`cloche pipelines schedule`)."""
+    principal = principal_of(request, Permission.DEPLOY)  # before the body is read
+    name = check_name(request.path_params["name"])
+    form = await request.form()
+    fields = {k: str(form.get(k, "")).strip() for k in ("cron", "params", "max_runs")}
+    try:
+        made = await asyncio.to_thread(
+            schedules.create_schedule,
+            request.app.state.store,
+            name,
+            cron=fields["cron"],
+            params=_json_object(fields["params"]),
+            max_runs=_whole(fields["max_runs"]),
+            actor=principal.actor,
+        )
+    except ClocheError as error:
+        shown = {"create_error": error, "create_field": _schedule_field(error)}
+        return await _schedules(
+            request, principal, name, error.http_status, schedule_form=fields, **shown
+        )
+    if not is_htmx(request):
+        return RedirectResponse(f"/console/pipelines/{name}", status_code=303)
+    return await _schedules(request, principal, name, notice=f"Schedule {made.id} created.")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise BadRequest("the parameters are not a JSON object", hint='e.g. {"n": 3} or {}')
+    return value
+
+
+def _whole(text: str) -> int | None:
+    if text == "":
+        return None
+    if not text.isdigit():
+        raise BadRequest(f"--max-runs {text!r} is not a whole number", hint="or leave it empty")
+    return int(text)
+
+
+def _schedule_field(error: ClocheError) -> str:
+    """The control a schedule error is about, to show the message beside it."""
+    for flag, field in (("--cron", "schedule-cron"), ("--max-runs", "schedule-max-runs")):
+        if flag in error.message:
+            return field
+    return "schedule-params" if "param" in error.message else ""
+
+
 def _apply(store: Store, schedule_id: str, action: str, actor: str) -> None:
     if action == "delete":
         schedules.delete_schedule(store, schedule_id, actor=actor)
@@ -206,5 +262,6 @@ ROUTES = [
     Route("/pipelines/{name}/runs", pipeline_runs, methods=["GET"]),
     Route("/pipelines/{name}/runs", start_run, methods=["POST"]),
     Route("/pipelines/{name}/schedules", pipeline_schedules, methods=["GET"]),
+    Route("/pipelines/{name}/schedules", create_schedule, methods=["POST"]),
     Route("/pipelines/{name}/schedules/{schedule}/{action}", change_schedule, methods=["POST"]),
 ]
