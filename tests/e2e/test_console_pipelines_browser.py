@@ -97,3 +97,11 @@ def test_a_run_is_started_approved_and_its_graph_turns_green(
         page.screenshot(path=SCREENSHOTS / "console-run-approved.png", full_page=True)
         page.get_by_role("link", name="count", exact=True).click()
         expect(page.locator("pre.log")).to_contain_text("counted 3")
+        set_width(page, PHONE_WIDTH)
+        page.goto("/console/pipelines/gated")
+        expect(page.locator("#pipeline-runs")).to_contain_text("succeeded")  # loaded by htmx
+        expect(page.locator("#schedule-form")).to_be_visible()
+        assert_accessible(page)
+        page.goto("/console/runs?state=succeeded")
+        expect(page.locator("#runs-count")).to_have_text("1 run succeeded")
+        assert_accessible(page)
