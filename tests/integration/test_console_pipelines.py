@@ -162,6 +162,8 @@ def test_a_waiting_step_is_approved_on_the_run_page_which_shows_who_decided(
         assert 'data-step="approval" data-state="waiting"' in page.text
         waiting = text_of(admin.get("/console/runs?state=waiting").text)
         assert "1 run waiting for approval" in waiting and run.id in waiting
+        overview = admin.get("/console/overview/approvals", htmx=True).text
+        assert f'href="/console/runs/{run.id}"' in overview  # the overview links to the run
         form = {"csrf_token": admin.csrf(), "decision": "approve", "comment": "go"}
         decided = admin.post(f"/console/runs/{run.id}/steps/approval/decision", form, htmx=True)
         assert decided.status_code == 200 and "Step approval approved." in text_of(decided.text)
