@@ -9,6 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloche.store import paging
+from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
 from cloche.store.tables import AuditRow
 
@@ -59,24 +61,55 @@ def list_audit(
     resource: str | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
-    """The newest audit entries first, optionally for one resource type or resource."""
-    query = select(AuditRow).order_by(AuditRow.id.desc()).limit(max(1, min(limit, 10_000)))
-    if resource_type:
-        query = query.where(AuditRow.resource_type == resource_type)
-    if resource:
-        query = query.where(AuditRow.resource == resource)
+    """The newest audit entries first, optionally for one resource type or resource: the first
+    pages of ``page_audit``."""
+    filters = {"resource_type": resource_type, "resource": resource}
+    return paging.collect(lambda page: page_audit(store, page, **filters), limit=limit)
+
+
+def _entry(r: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        id=r.id,
+        at=as_utc(r.at),
+        actor=r.actor,
+        action=r.action,
+        resource_type=r.resource_type,
+        resource=r.resource,
+        before=r.before,
+        after=r.after,
+    )
+
+
+AUDIT = paging.Listing(
+    name="audit entries",
+    sorts={"at": AuditRow.at},
+    default="at",
+    default_order="desc",
+    tiebreak=AuditRow.id,
+)
+
+
+def page_audit(
+    store: Store,
+    request: PageRequest,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    resource: str | None = None,
+) -> Page[AuditEntry]:
+    """Audit entries, newest first by default; ``q`` searches the resource (e.g. ``churn``)."""
+    query = select(AuditRow)
+    for column, value in (
+        (AuditRow.actor, actor),
+        (AuditRow.action, action),
+        (AuditRow.resource_type, resource_type),
+        (AuditRow.resource, resource),
+    ):
+        if value:
+            query = query.where(column == value)
+    query = paging.search(query, request, AuditRow.resource)
     with store.transaction() as session:
-        rows = session.scalars(query).all()
-        return [
-            AuditEntry(
-                id=r.id,
-                at=as_utc(r.at),
-                actor=r.actor,
-                action=r.action,
-                resource_type=r.resource_type,
-                resource=r.resource,
-                before=r.before,
-                after=r.after,
-            )
-            for r in rows
-        ]
+        return paging.fetch(
+            session, query, request, AUDIT, lambda rows: [_entry(r[0]) for r in rows]
+        )

@@ -43,6 +43,12 @@ class BadRequest(InvalidInput):
     http_status = HTTPStatus.BAD_REQUEST
 
 
+class InvalidPage(BadRequest):
+    """A listing asked for with an unknown sort key, a negative offset or a limit below 1."""
+
+    code = "invalid_page"
+
+
 class InvalidShape(BadRequest):
     """A tensor's shape no tensor can have: too many dimensions, negative or overflowing sizes,
     or one that disagrees with the data or binary size sent with it."""

@@ -18,6 +18,8 @@ from sqlalchemy import select
 from cloche import audit
 from cloche.auth.roles import Principal, check_role
 from cloche.errors import InvalidInput, TokenNotFound, Unauthorized
+from cloche.store import paging
+from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
 from cloche.store.tables import TokenRow, utcnow
 
@@ -77,9 +79,26 @@ def create_token(store: Store, *, role: str, name: str = "", actor: str = "local
 
 
 def list_tokens(store: Store) -> list[TokenInfo]:
+    """Every token, oldest first: every page of ``page_tokens``."""
+    return paging.collect(lambda page: page_tokens(store, page))
+
+
+TOKENS = paging.Listing(
+    name="tokens",
+    sorts={"created": TokenRow.created_at, "name": TokenRow.name, "role": TokenRow.role},
+    default="created",
+    default_order="asc",
+    tiebreak=TokenRow.id,
+)
+
+
+def page_tokens(store: Store, request: PageRequest) -> Page[TokenInfo]:
+    """Tokens (never their secrets), oldest first by default; ``q`` searches name and id."""
+    query = paging.search(select(TokenRow), request, TokenRow.name, TokenRow.id)
     with store.transaction() as session:
-        rows = session.scalars(select(TokenRow).order_by(TokenRow.created_at)).all()
-        return [_info(r) for r in rows]
+        return paging.fetch(
+            session, query, request, TOKENS, lambda rows: [_info(r[0]) for r in rows]
+        )
 
 
 def revoke_token(store: Store, *, token_id: str, actor: str = "local") -> TokenInfo:

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloche import audit
@@ -37,6 +36,7 @@ from cloche.errors import BatchJobNotFound, ClocheError, JobStateConflict
 from cloche.lineage.links import record as record_lineage
 from cloche.registry.refs import parse_ref
 from cloche.registry.service import artifact_location, resolve_version_row
+from cloche.store.paging import collect
 from cloche.store.store import Store
 from cloche.store.tables import BatchJobRow, utcnow
 
@@ -142,14 +142,12 @@ def get_job(store: Store, job_id: str) -> BatchJob:
 def list_jobs(
     store: Store, *, state: str | None = None, schedule_id: str | None = None, limit: int = 50
 ) -> list[BatchJob]:
-    """The newest jobs first."""
-    query = select(BatchJobRow).order_by(BatchJobRow.created_at.desc()).limit(limit)
-    if state is not None:
-        query = query.where(BatchJobRow.state == state)
-    if schedule_id is not None:
-        query = query.where(BatchJobRow.schedule_id == schedule_id)
-    with store.transaction() as session:
-        return [entity(row) for row in session.scalars(query)]
+    """The newest jobs first: the first pages of ``listing.page_jobs``."""
+    from cloche.batch.listing import page_jobs  # it builds on this module's entity()
+
+    return collect(
+        lambda page: page_jobs(store, page, state=state, schedule_id=schedule_id), limit=limit
+    )
 
 
 def runner_name() -> str:

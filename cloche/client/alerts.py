@@ -7,17 +7,27 @@ CLOCHE_HOME's store, and over a server's REST API.
 from __future__ import annotations
 
 import builtins
-from typing import Any, Protocol
+from typing import Protocol
 
 from cloche.alerts.delivery import Delivery
 from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
+from cloche.client._paging import collect, http_page
 from cloche.monitoring.entities import Alert
+from cloche.store.paging import Order
 
 
 class AlertsAPI(Protocol):
     def list(
-        self, *, state: str | None = None, monitor: str | None = None, limit: int = 100
+        self,
+        *,
+        state: str | None = None,
+        monitor: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
     ) -> builtins.list[Alert]: ...
 
     def get(self, alert_id: int) -> Alert: ...
@@ -39,11 +49,26 @@ class LocalAlerts:
         self._t = transport
 
     def list(
-        self, *, state: str | None = None, monitor: str | None = None, limit: int = 100
+        self,
+        *,
+        state: str | None = None,
+        monitor: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
     ) -> builtins.list[Alert]:
-        from cloche.monitoring import service
+        from cloche.monitoring import listing
 
-        return service.list_alerts(self._t.store, state=state, monitor=monitor, limit=limit)
+        return collect(
+            lambda page: listing.page_alerts(self._t.store, page, state=state, monitor=monitor),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, alert_id: int) -> Alert:
         from cloche.monitoring import service
@@ -70,13 +95,25 @@ class HttpAlerts:
         self._t = transport
 
     def list(
-        self, *, state: str | None = None, monitor: str | None = None, limit: int = 100
+        self,
+        *,
+        state: str | None = None,
+        monitor: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
     ) -> builtins.list[Alert]:
-
-        params: dict[str, Any] = {"limit": limit}
-        params |= {k: v for k, v in (("state", state), ("monitor", monitor)) if v}
-        found = self._t.request("GET", f"{API}/alerts", params=params).json()
-        return [Alert.model_validate(a) for a in found]
+        filters = [("state", state), ("monitor", monitor)]
+        return collect(
+            lambda page: http_page(self._t, f"{API}/alerts", page, Alert, filters),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, alert_id: int) -> Alert:
 

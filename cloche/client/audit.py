@@ -6,17 +6,29 @@ CLOCHE_HOME's store, and over a server's REST API.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from cloche import audit
 from cloche.audit import AuditEntry
 from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
+from cloche.client._paging import collect, http_page
+from cloche.store.paging import Order
 
 
 class AuditAPI(Protocol):
     def list(
-        self, *, resource_type: str | None = None, resource: str | None = None, limit: int = 100
+        self,
+        *,
+        resource_type: str | None = None,
+        resource: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
     ) -> list[AuditEntry]: ...
 
 
@@ -25,10 +37,31 @@ class LocalAudit:
         self._t = transport
 
     def list(
-        self, *, resource_type: str | None = None, resource: str | None = None, limit: int = 100
+        self,
+        *,
+        resource_type: str | None = None,
+        resource: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
     ) -> list[AuditEntry]:
-        return audit.list_audit(
-            self._t.store, resource_type=resource_type, resource=resource, limit=limit
+        filters = {
+            "resource_type": resource_type,
+            "resource": resource,
+            "actor": actor,
+            "action": action,
+        }
+        return collect(
+            lambda page: audit.page_audit(self._t.store, page, **filters),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
         )
 
 
@@ -37,12 +70,29 @@ class HttpAudit:
         self._t = transport
 
     def list(
-        self, *, resource_type: str | None = None, resource: str | None = None, limit: int = 100
+        self,
+        *,
+        resource_type: str | None = None,
+        resource: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
     ) -> list[AuditEntry]:
-        params: dict[str, Any] = {"limit": limit}
-        if resource_type:
-            params["resource_type"] = resource_type
-        if resource:
-            params["resource"] = resource
-        response = self._t.request("GET", f"{API}/audit", params=params)
-        return [AuditEntry.model_validate(e) for e in response.json()]
+        filters = [
+            ("resource_type", resource_type),
+            ("resource", resource),
+            ("actor", actor),
+            ("action", action),
+        ]
+        return collect(
+            lambda page: http_page(self._t, f"{API}/audit", page, AuditEntry, filters),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )

@@ -17,8 +17,10 @@ from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
+from cloche.client._paging import collect, http_page
 from cloche.client._paths import job_paths
 from cloche.errors import ClocheError, Timeout
+from cloche.store.paging import Order
 
 OnProgress = Callable[[BatchJob], None] | None
 
@@ -68,8 +70,19 @@ class BatchAPI(Protocol):
         ...
 
     def list(
-        self, *, state: str | None = None, schedule_id: str | None = None, limit: int = 50
-    ) -> list[BatchJob]: ...
+        self,
+        *,
+        state: str | None = None,
+        schedule_id: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[BatchJob]:
+        """Jobs, newest first; ``q`` searches ids and model versions, ``sort`` is created
+        (default) or state; ``limit`` None means all."""
+        ...
 
     def get(self, job_id: str) -> BatchJob: ...
 
@@ -184,11 +197,28 @@ class LocalBatch(_Polling):
         )
 
     def list(
-        self, *, state: str | None = None, schedule_id: str | None = None, limit: int = 50
+        self,
+        *,
+        state: str | None = None,
+        schedule_id: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
     ) -> list[BatchJob]:
-        from cloche.batch import service
+        from cloche.batch import listing
 
-        return service.list_jobs(self._t.store, state=state, schedule_id=schedule_id, limit=limit)
+        return collect(
+            lambda page: listing.page_jobs(
+                self._t.store, page, state=state, schedule_id=schedule_id
+            ),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, job_id: str) -> BatchJob:
         from cloche.batch import service
@@ -280,12 +310,26 @@ class HttpBatch(_Polling):
         return self.wait(job.id, on_progress=on_progress)
 
     def list(
-        self, *, state: str | None = None, schedule_id: str | None = None, limit: int = 50
+        self,
+        *,
+        state: str | None = None,
+        schedule_id: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
     ) -> list[BatchJob]:
-        params: dict[str, Any] = {"limit": limit}
-        params |= {k: v for k, v in (("state", state), ("schedule_id", schedule_id)) if v}
-        found = self._t.request("GET", _job_path("").rstrip("/"), params=params).json()
-        return [BatchJob.model_validate(j) for j in found]
+        filters = [("state", state), ("schedule_id", schedule_id)]
+        path = _job_path("").rstrip("/")
+        return collect(
+            lambda page: http_page(self._t, path, page, BatchJob, filters),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, job_id: str) -> BatchJob:
         return self._job("GET", _job_path(job_id))

@@ -12,11 +12,13 @@ from urllib.parse import quote
 
 from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
+from cloche.client._paging import collect, http_page
 from cloche.endpoints import service as endpoints
 from cloche.endpoints.entities import Endpoint
 from cloche.monitoring import traffic
 from cloche.monitoring.traffic import EndpointTraffic
 from cloche.registry.refs import check_name
+from cloche.store.paging import Order
 
 
 class EndpointsAPI(Protocol):
@@ -30,7 +32,18 @@ class EndpointsAPI(Protocol):
         """Change an endpoint's description or payload-log sampling rate."""
         ...
 
-    def list(self) -> list[Endpoint]: ...
+    def list(
+        self,
+        *,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Endpoint]:
+        """Endpoints with their deployments; ``q`` searches names, ``sort`` is name (default)
+        or created; ``limit`` None means all."""
+        ...
 
     def get(self, name: str) -> Endpoint: ...
 
@@ -85,8 +98,23 @@ class LocalEndpoints:
             actor=self._t.actor,
         )
 
-    def list(self) -> list[Endpoint]:
-        return endpoints.list_endpoints(self._t.store)
+    def list(
+        self,
+        *,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Endpoint]:
+        return collect(
+            lambda page: endpoints.page_endpoints(self._t.store, page),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, name: str) -> Endpoint:
         return endpoints.get_endpoint(self._t.store, name)
@@ -149,10 +177,23 @@ class HttpEndpoints:
             self._t.request("PATCH", endpoint_path(name), json=body).json()
         )
 
-    def list(self) -> list[Endpoint]:
-        return [
-            Endpoint.model_validate(e) for e in self._t.request("GET", f"{API}/endpoints").json()
-        ]
+    def list(
+        self,
+        *,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Endpoint]:
+        return collect(
+            lambda page: http_page(self._t, f"{API}/endpoints", page, Endpoint),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, name: str) -> Endpoint:
         return Endpoint.model_validate(self._t.request("GET", endpoint_path(name)).json())

@@ -17,15 +17,17 @@ from cloche import errors
 from cloche.client import _files
 from cloche.client._http import API, HttpTransport, path_segment, version_path
 from cloche.client._local import LocalTransport, as_path
+from cloche.client._paging import collect, http_page
 from cloche.config import Settings
 from cloche.export.entities import ExportResult
+from cloche.registry import listing, upload
 from cloche.registry import service as registry
-from cloche.registry import upload
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.inspection import inspect_here
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref
 from cloche.runtimes.base import LoadedModel
 from cloche.store.artifacts import Progress, list_source_files
+from cloche.store.paging import Order
 
 
 class ModelsAPI(Protocol):
@@ -47,9 +49,19 @@ class ModelsAPI(Protocol):
         ...
 
     def list(
-        self, *, labels: Mapping[str, str] | None = None, search: str | None = None
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        search: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[ModelSummary]:
-        """Registered models, optionally those with versions carrying all ``labels``."""
+        """Registered models, optionally those with versions carrying all ``labels``; ``q``
+        (or ``search``) searches name and description; ``sort`` is name (default), created,
+        updated or latest_version; ``limit`` None means all."""
         ...
 
     def get(self, name: str) -> ModelDetail:
@@ -141,9 +153,24 @@ class LocalModels:
         )
 
     def list(
-        self, *, labels: Mapping[str, str] | None = None, search: str | None = None
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        search: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[ModelSummary]:
-        return registry.list_models(self._t.store, labels=labels, search=search)
+        return collect(
+            lambda page: listing.page_models(self._t.store, page, labels=labels),
+            q=q or search,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, name: str) -> ModelDetail:
         return registry.get_model(self._t.store, name)
@@ -240,13 +267,25 @@ class HttpModels:
         return ModelVersion.model_validate(response.json())
 
     def list(
-        self, *, labels: Mapping[str, str] | None = None, search: str | None = None
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        search: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[ModelSummary]:
-        params = [("label", f"{k}={v}") for k, v in (labels or {}).items()]
-        if search:
-            params.append(("search", search))
-        response = self._t.request("GET", f"{API}/models", params=params)
-        return [ModelSummary.model_validate(m) for m in response.json()]
+        filters = [("label", f"{k}={v}") for k, v in (labels or {}).items()]
+        return collect(
+            lambda page: http_page(self._t, f"{API}/models", page, ModelSummary, filters),
+            q=q or search,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, name: str) -> ModelDetail:
         model = parse_ref(name).name

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from cloche.client import _files
 from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
+from cloche.client._paging import collect, http_page
 from cloche.monitoring.entities import (
     Baseline,
     FeedbackResult,
@@ -24,6 +25,7 @@ from cloche.monitoring.entities import (
 )
 from cloche.monitoring.history import FeatureHistogram, FeatureHistory
 from cloche.registry.refs import parse_ref
+from cloche.store.paging import Order
 
 
 class MonitorsAPI(Protocol):
@@ -39,7 +41,16 @@ class MonitorsAPI(Protocol):
         skew_threshold, drift_threshold, feature_thresholds, metric, alerts, cooldown_s, ...)."""
         ...
 
-    def list(self, *, endpoint: str | None = None) -> builtins.list[Monitor]: ...
+    def list(
+        self,
+        *,
+        endpoint: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[Monitor]: ...
 
     def get(self, name: str) -> Monitor: ...
 
@@ -113,10 +124,26 @@ class LocalMonitors:
             egress=self._t.settings.egress.policy(),
         )
 
-    def list(self, *, endpoint: str | None = None) -> builtins.list[Monitor]:
-        from cloche.monitoring import service
+    def list(
+        self,
+        *,
+        endpoint: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[Monitor]:
+        from cloche.monitoring import listing
 
-        return service.list_monitors(self._t.store, endpoint=endpoint)
+        return collect(
+            lambda page: listing.page_monitors(self._t.store, page, endpoint=endpoint),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, name: str) -> Monitor:
         from cloche.monitoring import service
@@ -204,10 +231,25 @@ class HttpMonitors:
         }
         return self._monitor("POST", _monitor_path(), json=body)
 
-    def list(self, *, endpoint: str | None = None) -> builtins.list[Monitor]:
-        params = {"endpoint": endpoint} if endpoint else {}
-        found = self._t.request("GET", _monitor_path(), params=params).json()
-        return [Monitor.model_validate(m) for m in found]
+    def list(
+        self,
+        *,
+        endpoint: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[Monitor]:
+        filters = [("endpoint", endpoint)]
+        return collect(
+            lambda page: http_page(self._t, _monitor_path(), page, Monitor, filters),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, name: str) -> Monitor:
         return self._monitor("GET", _monitor_path(name))

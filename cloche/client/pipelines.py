@@ -17,11 +17,14 @@ from urllib.parse import quote
 
 from cloche.client._http import API, HttpTransport
 from cloche.client._local import LocalTransport
+from cloche.client._paging import collect, http_page
+from cloche.client._pipeline_schedules import HttpSchedules, LocalSchedules
 from cloche.errors import Timeout
 from cloche.pipelines.entities import PipelineRun, StepRecord
 from cloche.pipelines.pipeline import Pipeline
 from cloche.pipelines.registered import RegisteredPipeline
 from cloche.pipelines.schedules import PipelineSchedule
+from cloche.store.paging import Order
 
 POLL_S = 0.5
 
@@ -51,9 +54,18 @@ class PipelinesAPI(Protocol):
         ...
 
     def runs(
-        self, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
+        self,
+        *,
+        pipeline: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
     ) -> builtins.list[PipelineRun]:
-        """Runs, newest first, without their steps."""
+        """Runs, newest first, without their steps; ``state="waiting"``: waiting for an
+        approval; ``q`` searches pipeline names and run ids, ``sort`` is created or state."""
         ...
 
     def get(self, run_id: str) -> PipelineRun:
@@ -148,7 +160,7 @@ def _run_here(
     )
 
 
-class LocalPipelines(_Polling):
+class LocalPipelines(_Polling, LocalSchedules):
     def __init__(self, transport: LocalTransport) -> None:
         self._t = transport
 
@@ -181,11 +193,26 @@ class LocalPipelines(_Polling):
         )
 
     def runs(
-        self, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
+        self,
+        *,
+        pipeline: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
     ) -> builtins.list[PipelineRun]:
         from cloche.pipelines import records
 
-        return records.list_runs(self._t.store, pipeline=pipeline, state=state, limit=limit)
+        return collect(
+            lambda page: records.page_runs(self._t.store, page, pipeline=pipeline, state=state),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, run_id: str) -> PipelineRun:
         from cloche.pipelines import records
@@ -216,68 +243,12 @@ class LocalPipelines(_Polling):
             self._t.store, run_id, step, approved=approved, actor=self._t.actor, comment=comment
         )
 
-    def schedule(
-        self,
-        name: str,
-        cron: str,
-        params: dict[str, Any] | None = None,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        max_runs: int | None = None,
-        max_concurrent: int | None = None,
-        catch_up: bool = False,
-    ) -> PipelineSchedule:
-        from cloche.pipelines import schedules
-
-        return schedules.create_schedule(
-            self._t.store,
-            name,
-            cron=cron,
-            params=params,
-            start=start,
-            end=end,
-            max_runs=max_runs,
-            max_concurrent=max_concurrent,
-            catch_up=catch_up,
-            actor=self._t.actor,
-        )
-
-    def schedules(self) -> builtins.list[PipelineSchedule]:
-        from cloche.pipelines import schedules
-
-        return schedules.list_schedules(self._t.store)
-
-    def get_schedule(self, schedule_id: str) -> PipelineSchedule:
-        from cloche.pipelines import schedules
-
-        return schedules.get_schedule(self._t.store, schedule_id)
-
-    def pause_schedule(self, schedule_id: str) -> PipelineSchedule:
-        from cloche.pipelines import schedules
-
-        return schedules.set_enabled(self._t.store, schedule_id, False, actor=self._t.actor)
-
-    def resume_schedule(self, schedule_id: str) -> PipelineSchedule:
-        from cloche.pipelines import schedules
-
-        return schedules.set_enabled(self._t.store, schedule_id, True, actor=self._t.actor)
-
-    def delete_schedule(self, schedule_id: str) -> None:
-        from cloche.pipelines import schedules
-
-        schedules.delete_schedule(self._t.store, schedule_id, actor=self._t.actor)
-
 
 def _path(*parts: str) -> str:
     return f"{API}/pipelines" + "".join("/" + quote(p, safe="") for p in parts)
 
 
-def _schedules_path(*parts: str) -> str:
-    return f"{API}/pipeline-schedules" + "".join("/" + quote(p, safe="") for p in parts)
-
-
-class HttpPipelines(_Polling):
+class HttpPipelines(_Polling, HttpSchedules):
     def __init__(self, transport: HttpTransport) -> None:
         self._t = transport
 
@@ -320,12 +291,25 @@ class HttpPipelines(_Polling):
         return self._run("POST", _path(pipeline, "runs"), json=body)
 
     def runs(
-        self, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
+        self,
+        *,
+        pipeline: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        order: Order | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
     ) -> builtins.list[PipelineRun]:
-        query: dict[str, Any] = {"limit": limit}
-        query |= {k: v for k, v in (("pipeline", pipeline), ("state", state)) if v}
-        found = self._t.request("GET", _path("runs"), params=query).json()
-        return [PipelineRun.model_validate(r) for r in found]
+        filters = [("pipeline", pipeline), ("state", state)]
+        return collect(
+            lambda page: http_page(self._t, _path("runs"), page, PipelineRun, filters),
+            q=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
 
     def get(self, run_id: str) -> PipelineRun:
         return self._run("GET", _path("runs", run_id))
@@ -345,46 +329,3 @@ class HttpPipelines(_Polling):
     ) -> PipelineRun:
         body = {"approved": approved, "comment": comment}
         return self._run("POST", _path("runs", run_id, "steps", step, "approve"), json=body)
-
-    def schedule(
-        self,
-        name: str,
-        cron: str,
-        params: dict[str, Any] | None = None,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        max_runs: int | None = None,
-        max_concurrent: int | None = None,
-        catch_up: bool = False,
-    ) -> PipelineSchedule:
-        body = {
-            "pipeline": name,
-            "cron": cron,
-            "params": dict(params or {}),
-            "start": start.isoformat() if start else None,
-            "end": end.isoformat() if end else None,
-            "max_runs": max_runs,
-            "max_concurrent": max_concurrent,
-            "catch_up": catch_up,
-        }
-        return self._schedule("POST", _schedules_path(), json=body)
-
-    def schedules(self) -> builtins.list[PipelineSchedule]:
-        found = self._t.request("GET", _schedules_path()).json()
-        return [PipelineSchedule.model_validate(s) for s in found]
-
-    def get_schedule(self, schedule_id: str) -> PipelineSchedule:
-        return self._schedule("GET", _schedules_path(schedule_id))
-
-    def pause_schedule(self, schedule_id: str) -> PipelineSchedule:
-        return self._schedule("POST", _schedules_path(schedule_id, "pause"))
-
-    def resume_schedule(self, schedule_id: str) -> PipelineSchedule:
-        return self._schedule("POST", _schedules_path(schedule_id, "resume"))
-
-    def delete_schedule(self, schedule_id: str) -> None:
-        self._t.request("DELETE", _schedules_path(schedule_id))
-
-    def _schedule(self, method: str, path: str, **kwargs: Any) -> PipelineSchedule:
-        return PipelineSchedule.model_validate(self._t.request(method, path, **kwargs).json())

@@ -20,7 +20,23 @@ from cloche.guards import MULTIPART_OVERHEAD, BodyCap, BodySizeLimit
 from cloche.store.store import Store
 
 from .guard import ConsoleGuard
-from .pages import lineage, models, overview, pipelines, runs, signin, uploads
+from .pages import (
+    alerts,
+    audit,
+    batch,
+    deployments,
+    endpoints,
+    lineage,
+    models,
+    monitor_features,
+    monitors,
+    overview,
+    pipelines,
+    runs,
+    signin,
+    tokens,
+    uploads,
+)
 from .pages.signin import Throttle
 from .render import STATIC_DIR, error_page
 
@@ -47,6 +63,14 @@ def create_console(settings: Settings, store: Store) -> Starlette:
             *overview.ROUTES,
             *models.ROUTES,
             *uploads.ROUTES,
+            *endpoints.ROUTES,
+            *deployments.ROUTES,
+            *monitor_features.ROUTES,
+            *monitors.ROUTES,
+            *alerts.ROUTES,
+            *batch.ROUTES,
+            *tokens.ROUTES,
+            *audit.ROUTES,
             *pipelines.ROUTES,
             *runs.ROUTES,
             *lineage.ROUTES,

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from cloche import audit
 from cloche.endpoints.entities import Deployment, Endpoint
@@ -20,8 +20,17 @@ from cloche.lineage.links import forget as forget_lineage
 from cloche.lineage.links import record as record_lineage
 from cloche.registry.refs import check_name, parse_ref
 from cloche.registry.service import resolve_version_row
+from cloche.store import paging
+from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
-from cloche.store.tables import DeploymentRow, EndpointRow, ServingStateRow, VersionRow, utcnow
+from cloche.store.tables import (
+    DeploymentRow,
+    EndpointRow,
+    ModelRow,
+    ServingStateRow,
+    VersionRow,
+    utcnow,
+)
 
 MAX_BATCH_LIMIT = 4096
 
@@ -184,11 +193,36 @@ def update_endpoint(
 
 
 def list_endpoints(store: Store) -> list[Endpoint]:
+    """Every endpoint by name: every page of ``page_endpoints``."""
+    return paging.collect(lambda page: page_endpoints(store, page))
+
+
+ENDPOINTS = paging.Listing(
+    name="endpoints",
+    sorts={"name": EndpointRow.name, "created": EndpointRow.created_at},
+    default="name",
+    default_order="asc",
+    tiebreak=EndpointRow.id,
+)
+# Deployments, their versions and those versions' models each in one statement per page,
+# reading of a version only what a deployment shows (not its signature, files or baseline).
+_PAGE_DEPLOYMENTS = (
+    selectinload(EndpointRow.deployments)
+    .selectinload(DeploymentRow.version)
+    .options(
+        load_only(VersionRow.version, VersionRow.framework, VersionRow.model_id),
+        selectinload(VersionRow.model).load_only(ModelRow.name),
+    )
+)
+
+
+def page_endpoints(store: Store, request: PageRequest) -> Page[Endpoint]:
+    """A page of endpoints with their deployments; ``q`` searches the name."""
+    query = paging.search(select(EndpointRow).options(_PAGE_DEPLOYMENTS), request, EndpointRow.name)
     with store.transaction() as session:
-        rows = session.scalars(
-            select(EndpointRow).order_by(EndpointRow.name).options(WITH_DEPLOYMENTS)
-        ).all()
-        return [_entity(r) for r in rows]
+        return paging.fetch(
+            session, query, request, ENDPOINTS, lambda rows: [_entity(r[0]) for r in rows]
+        )
 
 
 def get_endpoint(store: Store, name: str) -> Endpoint:

@@ -14,11 +14,11 @@ from cloche.endpoints.service import require_endpoint
 from cloche.errors import (
     AlertNotFound,
     Conflict,
-    InvalidInput,
     MonitorNotFound,
 )
 from cloche.monitoring.entities import Alert, Monitor, MonitorConfig, MonitorRun
 from cloche.registry.refs import check_name
+from cloche.store.paging import collect
 from cloche.store.store import Store
 from cloche.store.tables import AlertRow, MonitorRow, MonitorRunRow, utcnow
 
@@ -126,11 +126,10 @@ def get_monitor(store: Store, name: str) -> Monitor:
 
 
 def list_monitors(store: Store, *, endpoint: str | None = None) -> list[Monitor]:
-    query = select(MonitorRow).order_by(MonitorRow.name)
-    if endpoint is not None:
-        query = query.where(MonitorRow.endpoint == endpoint)
-    with store.transaction() as session:
-        return [entity(r) for r in session.scalars(query)]
+    """Every monitor by name: every page of ``listing.page_monitors``."""
+    from cloche.monitoring.listing import page_monitors  # it builds on this module's entity()
+
+    return collect(lambda page: page_monitors(store, page, endpoint=endpoint))
 
 
 def set_enabled(store: Store, name: str, enabled: bool, *, actor: str = "local") -> Monitor:
@@ -204,21 +203,10 @@ def alert_entity(row: AlertRow, monitor_name: str) -> Alert:
 def list_alerts(
     store: Store, *, state: str | None = None, monitor: str | None = None, limit: int = 100
 ) -> list[Alert]:
-    """Alerts, newest first."""
-    if state is not None and state not in ("open", "resolved"):
-        raise InvalidInput(f"alert state {state!r} is not open or resolved")
-    query = (
-        select(AlertRow, MonitorRow.name)
-        .join(MonitorRow, MonitorRow.id == AlertRow.monitor_id)
-        .order_by(AlertRow.id.desc())
-        .limit(limit)
-    )
-    if state is not None:
-        query = query.where(AlertRow.state == state)
-    with store.transaction() as session:
-        if monitor is not None:
-            query = query.where(AlertRow.monitor_id == monitor_row(session, monitor).id)
-        return [alert_entity(a, name) for a, name in session.execute(query)]
+    """Alerts, newest first: the first pages of ``listing.page_alerts``."""
+    from cloche.monitoring.listing import page_alerts  # it builds on alert_entity() here
+
+    return collect(lambda page: page_alerts(store, page, state=state, monitor=monitor), limit=limit)
 
 
 def _alert_row(session: Session, alert_id: int) -> tuple[AlertRow, str]:

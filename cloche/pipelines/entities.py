@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from cloche.errors import InvalidInput
 
-RUN_STATES = ("pending", "running", "waiting", "succeeded", "failed", "cancelled")
+# queued: waiting for the server to run it (registered pipelines, schedules, alert triggers)
+RUN_STATES = ("queued", "pending", "running", "waiting", "succeeded", "failed", "cancelled")
 STEP_STATES = (
     "pending", "running", "waiting", "succeeded", "failed", "skipped", "cached", "cancelled"
 )  # fmt: skip

@@ -52,11 +52,12 @@ def session(
     *,
     run_id: str | None = None,
     ray_address: str | None = None,
+    workers: int = 1,
 ) -> Iterator[None]:
-    """What ``executor`` needs for a whole run of ``functions`` (a fork server, Ray connected);
-    raises before any step runs."""
+    """What ``executor`` needs for a whole run of ``functions`` (a fork server, Ray connected),
+    ``workers`` steps at a time; raises before any step runs."""
     if executor == "process":
-        with process_executor.session(functions, run_id):
+        with process_executor.session(functions, run_id, workers):
             yield
     elif executor == "ray":
         from cloche.pipelines import ray_executor

@@ -8,11 +8,16 @@ idle, so its forks are cheap, and the runner never forks. It has the run's funct
 same places, so a request names one by its index; the arguments are pickled. The step's
 process writes its outcome straight to a pipe of the runner's (sent with the request, as are
 the log file and a pipe for its exit status, which the server writes when it reaps it).
+
+The server keeps one process forked ahead (a spare, waiting for its step), so a step's process
+is ready when the runner asks: the fork is paid while the previous step runs and is recorded.
+Each spare still runs one step attempt only, and leaves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import signal
@@ -20,6 +25,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from cloche.lineage.context import bound, unbound
@@ -34,7 +40,10 @@ class ForkServer:
 
     runner_ends: ClassVar[list[socket.socket]] = []  # of every server this process started
 
-    def __init__(self, functions: list[Callable[..., Any]], run_id: str | None = None) -> None:
+    def __init__(
+        self, functions: list[Callable[..., Any]], run_id: str | None = None, ahead: int = 1
+    ) -> None:
+        """``ahead``: the processes kept forked ahead, one per step the run may run at once."""
         self.run_id = run_id
         self.index = {id(f): i for i, f in enumerate(functions)}
         self.functions = functions
@@ -45,7 +54,7 @@ class ForkServer:
             # Other runs' servers must see their runner's end close, not one held open here.
             for held in (self.sock, *ForkServer.runner_ends):
                 held.close()
-            _serve(theirs, functions)  # never returns
+            _serve(theirs, functions, max(1, ahead))  # never returns
         theirs.close()
         ForkServer.runner_ends.append(self.sock)
 
@@ -79,9 +88,7 @@ class ForkServer:
             os.waitpid(self.pid, 0)
 
 
-def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
-    from cloche.pipelines.process_executor import child_main
-
+def _serve(sock: socket.socket, functions: list[Callable[..., Any]], ahead: int) -> None:
     statuses: dict[int, int] = {}
 
     def reap(*_: Any) -> None:
@@ -100,38 +107,100 @@ def _serve(sock: socket.socket, functions: list[Callable[..., Any]]) -> None:
 
     code = 0
     try:
+        gc.freeze()  # what the run's processes inherit stays out of their collections
         signal.signal(signal.SIGCHLD, reap)
+        spares: list[_Spare] = []
+        for _ in range(ahead):
+            spares.append(_Spare.fork(sock, statuses, functions, spares))
         while True:
             header, fds, _, _ = socket.recv_fds(sock, HEADER.size, 3)
             if not header:  # the runner is gone, or done: no step of its may go on alone
-                for pid in list(statuses):
+                for pid in [*statuses, *(s.pid for s in spares)]:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 break
             header += _exactly(sock, HEADER.size - len(header))  # a stream may split it
-            index, step, arguments, written = pickle.loads(_exactly(sock, HEADER.unpack(header)[0]))
+            request = _exactly(sock, HEADER.unpack(header)[0])
             outcome, log, status = fds
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # reap after it is known
-            pid = os.fork()
-            if pid == 0:
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
-                sock.close()
-                for fd in (status, *statuses.values()):
-                    os.close(fd)
-                func = functions[index]
-                if step is not None:
-                    func = bound(func, step.run_id, step.step)
-                child_main(func, arguments, written, outcome, log)
-            os.close(outcome)
-            os.close(log)
+            try:
+                try:
+                    pid = spares.pop(0).hand(request, [outcome, log])
+                except (OSError, IndexError):  # a spare died idle (killed from outside)
+                    fresh = _Spare.fork(sock, statuses, functions, spares)
+                    pid = fresh.hand(request, [outcome, log])
+            finally:
+                os.close(outcome)
+                os.close(log)
             statuses[pid] = status
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
             sock.sendall(HEADER.pack(pid))
+            spares.append(_Spare.fork(sock, statuses, functions, spares))  # while the step runs
     except BaseException:
         code = 70
     finally:
         os._exit(code)
+
+
+@dataclass
+class _Spare:
+    """A process forked ahead of its step, waiting on ``line`` for it: the fork is paid while
+    the previous step runs and the runner records it, not while the runner waits."""
+
+    pid: int
+    line: socket.socket  # the server's end
+
+    @classmethod
+    def fork(
+        cls,
+        runner: socket.socket,
+        statuses: dict[int, int],
+        functions: list[Callable[..., Any]],
+        others: list[_Spare],
+    ) -> _Spare:
+        """A new spare; it lets go of the ends the server holds (the runner's socket, the other
+        spares' lines, the status pipes), so each of those sees its end when the server's goes."""
+        line, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
+            for held in (line, runner, *(other.line for other in others)):
+                held.close()
+            for fd in statuses.values():
+                os.close(fd)
+            _await_step(theirs, functions)  # never returns
+        theirs.close()
+        return cls(pid, line)
+
+    def hand(self, request: bytes, fds: list[int]) -> int:
+        """Give the spare its step (the runner's request, its outcome and log fds); its pid."""
+        try:
+            socket.send_fds(self.line, [HEADER.pack(len(request))], fds)
+            self.line.sendall(request)
+        finally:
+            self.line.close()
+        return self.pid
+
+
+def _await_step(line: socket.socket, functions: list[Callable[..., Any]]) -> None:
+    """The spare: waits for its step, runs it, leaves (also when the server leaves first)."""
+    from cloche.pipelines.process_executor import child_main
+
+    try:
+        header, fds, _, _ = socket.recv_fds(line, HEADER.size, 2)
+        if not header:
+            os._exit(0)
+        header += _exactly(line, HEADER.size - len(header))
+        index, step, arguments, written = pickle.loads(_exactly(line, HEADER.unpack(header)[0]))
+        line.close()
+        outcome, log = fds
+        func = functions[index]
+        if step is not None:
+            func = bound(func, step.run_id, step.step)
+    except BaseException:
+        os._exit(70)
+    child_main(func, arguments, written, outcome, log)
 
 
 def _exactly(sock: socket.socket, size: int) -> bytes:

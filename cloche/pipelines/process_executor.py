@@ -39,11 +39,13 @@ _SERVERS: list[ForkServer] = []  # one per run going on in this process
 
 
 @contextlib.contextmanager
-def session(functions: list[Callable[..., Any]], run_id: str | None = None) -> Iterator[None]:
+def session(
+    functions: list[Callable[..., Any]], run_id: str | None = None, workers: int = 1
+) -> Iterator[None]:
     """A fork server for a run's functions while it lasts (none where it cannot start: then
-    each step is forked from here)."""
+    each step is forked from here), a process forked ahead for each of ``workers``."""
     try:
-        server: ForkServer | None = ForkServer(functions, run_id)
+        server: ForkServer | None = ForkServer(functions, run_id, ahead=workers)
     except (AttributeError, OSError):  # no fd passing on this platform
         server = None
     if server is not None:

@@ -55,12 +55,11 @@ def call(
     ray = _import_ray()
     _ship_by_value(func)
     ref = _remote_step(ray).options(name=f"step-{name}").remote(func, arguments, list(written))
-    ready, _ = ray.wait([ref], timeout=timeout)
-    if not ready:
+    try:  # one call to Ray, not a wait and then a get: it is paid on every step
+        kind, value, metadata, log = ray.get(ref, timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
         ray.cancel(ref, force=True)
-        raise past_timeout(name, timeout)
-    try:
-        kind, value, metadata, log = ray.get(ref)
+        raise past_timeout(name, timeout) from None
     except Exception as exc:  # the worker died (os._exit, a signal, out of memory) or was lost
         raise StepFailed(f"step {name!r}'s Ray task failed: {type(exc).__name__}: {exc}") from None
     return settle((kind, value, metadata), written, log)

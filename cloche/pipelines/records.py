@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from cloche.batch.ids import find_row
 from cloche.errors import PipelineRunNotFound, StepNotFound
-from cloche.pipelines.entities import PipelineRun, StepRecord, step_key
+from cloche.pipelines.entities import RUN_STATES, PipelineRun, StepRecord, step_key
 from cloche.pipelines.graph import PipelineGraph
+from cloche.store import paging
+from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
 from cloche.store.tables import PipelineRunRow, PipelineStepRow, utcnow
 
@@ -56,50 +58,13 @@ def run_graph(store: Store, run_id: str) -> PipelineGraph:
         return PipelineGraph.model_validate(find(session, run_id).graph)
 
 
-SUMMARY = (
-    PipelineRunRow.id,
-    PipelineRunRow.pipeline,
-    PipelineRunRow.source_hash,
-    PipelineRunRow.params,
-    PipelineRunRow.state,
-    PipelineRunRow.executor,
-    PipelineRunRow.error,
-    PipelineRunRow.created_at,
-    PipelineRunRow.started_at,
-    PipelineRunRow.ended_at,
-    PipelineRunRow.created_by,
-    PipelineRunRow.trigger,
-)
-
-
 def list_runs(
-    store: Store,
-    *,
-    pipeline: str | None = None,
-    state: str | None = None,
-    search: str | None = None,
-    limit: int = 50,
+    store: Store, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
 ) -> list[PipelineRun]:
-    """Runs, newest first; ``search`` matches a run id's start or a part of its pipeline's name."""
-    # Columns, not ORM objects, and no graph: a listing of 10,000 runs stays quick.
-    query = select(*SUMMARY).order_by(PipelineRunRow.created_at.desc()).limit(limit)
-    if pipeline is not None:
-        query = query.where(PipelineRunRow.pipeline == pipeline)
-    if state is not None:
-        query = query.where(PipelineRunRow.state == state)
-    if search:
-        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(
-            PipelineRunRow.id.like(f"{escaped}%", escape="\\")
-            | PipelineRunRow.pipeline.ilike(f"%{escaped}%", escape="\\")
-        )
-    with store.transaction() as session:
-        rows = session.execute(query).mappings().all()
-    # Built without validation: the values are the store's own, as entity() would pass them.
-    return [
-        PipelineRun.model_construct(**{**row, "trigger": row["trigger"] or ""}, steps=[], graph={})
-        for row in rows
-    ]
+    """The newest runs first, without their steps: the first pages of ``page_runs``."""
+    return paging.collect(
+        lambda page: page_runs(store, page, pipeline=pipeline, state=state), limit=limit
+    )
 
 
 def set_run_state(store: Store, run_id: str, state: str, *, error: str = "") -> None:
@@ -116,30 +81,32 @@ def set_run_state(store: Store, run_id: str, state: str, *, error: str = "") -> 
 
 
 def record_step(store: Store, run_id: str, record: StepRecord, *, cache_key: str | None) -> None:
-    """Insert or update the attempt ``record`` names (run, step, iteration, attempt)."""
+    """Insert or update the attempt ``record`` names (run, step, iteration, attempt).
+
+    Two plain statements, not the ORM's load-then-flush: this runs twice per step attempt."""
+    steps = cast(Table, PipelineStepRow.__table__)
+    values = {
+        "state": record.state,
+        "cache_key": cache_key,
+        "cached_from": record.cached_from,
+        "inputs": record.inputs,
+        "outputs": record.outputs,
+        "error": record.error,
+        "log": record.log,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+    }
+    attempt = {
+        "run_id": run_id,
+        "step": record.step,
+        "iteration": record.iteration,
+        "attempt": record.attempt,
+    }
+    where = [steps.c[name] == value for name, value in attempt.items()]
     with store.transaction() as session:
-        row = session.scalars(
-            select(PipelineStepRow).where(
-                PipelineStepRow.run_id == run_id,
-                PipelineStepRow.step == record.step,
-                PipelineStepRow.iteration == record.iteration,
-                PipelineStepRow.attempt == record.attempt,
-            )
-        ).one_or_none()
-        if row is None:
-            row = PipelineStepRow(
-                run_id=run_id, step=record.step, iteration=record.iteration, attempt=record.attempt
-            )
-            session.add(row)
-        row.state = record.state
-        row.cache_key = cache_key
-        row.cached_from = record.cached_from
-        row.inputs = record.inputs
-        row.outputs = record.outputs
-        row.error = record.error
-        row.log = record.log
-        row.started_at = record.started_at
-        row.ended_at = record.ended_at
+        updated = session.execute(update(steps).where(*where).values(values))
+        if updated.rowcount == 0:  # type: ignore[attr-defined]
+            session.execute(insert(steps).values(attempt | values))
 
 
 def cached_outputs(store: Store, cache_key: str) -> tuple[str, dict[str, Any]] | None:
@@ -216,3 +183,37 @@ def entity(session: Session, row: PipelineRunRow, *, steps: bool = True) -> Pipe
         steps=records,
         graph=row.graph if steps else {},
     )
+
+
+RUNS = paging.Listing(
+    name="pipeline runs",
+    sorts={"created": PipelineRunRow.created_at, "state": PipelineRunRow.state},
+    default="created",
+    default_order="desc",
+    tiebreak=PipelineRunRow.id,
+)
+
+
+def page_runs(
+    store: Store,
+    request: PageRequest,
+    *,
+    pipeline: str | None = None,
+    state: str | None = None,
+) -> Page[PipelineRun]:
+    """Runs, newest first by default; ``state="waiting"`` are those waiting for an approval,
+    ``q`` searches the pipeline name and the run id. Two statements; steps are not loaded."""
+    query = select(PipelineRunRow)
+    if pipeline is not None:
+        query = query.where(PipelineRunRow.pipeline == pipeline)
+    if paging.one_of("state", state, RUN_STATES) is not None:
+        query = query.where(PipelineRunRow.state == state)
+    query = paging.search(query, request, PipelineRunRow.pipeline, PipelineRunRow.id)
+    with store.transaction() as session:
+        return paging.fetch(
+            session,
+            query,
+            request,
+            RUNS,
+            lambda rows: [entity(session, r[0], steps=False) for r in rows],
+        )

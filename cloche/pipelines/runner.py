@@ -78,7 +78,9 @@ def execute_run(
     finished = _finished(run, state)
     try:
         functions = [c.python_func for c in components.values()]
-        with executors.session(run.executor, functions, run_id=run_id, ray_address=ray_address):
+        with executors.session(
+            run.executor, functions, run_id=run_id, ray_address=ray_address, workers=state.workers
+        ):
             records.set_run_state(store, run_id, "running")
             failed = _schedule(state, finished, state.workers)
     except (MissingDependency, Unavailable) as exc:  # before any step: nothing half-recorded

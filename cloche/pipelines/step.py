@@ -144,7 +144,8 @@ def _attempt(
     written = {
         n: artifact_object(n, {"type": t, "uri": str(folder / n)}) for n, t in spec.outputs.items()
     }
-    folder.mkdir(parents=True, exist_ok=True)
+    if written:  # a step with no output artifact has nothing to keep there
+        folder.mkdir(parents=True, exist_ok=True)
     label = task.id if iteration < 0 else f"{task.id}[{iteration}]"
     try:
         value, log = executors.call(

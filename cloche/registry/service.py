@@ -29,6 +29,7 @@ from cloche.registry import baselines
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref
 from cloche.runtimes.base import LoadedModel
+from cloche.store.paging import collect
 from cloche.store.store import Store
 from cloche.store.tables import (
     AliasRow,
@@ -163,26 +164,11 @@ def get_model(store: Store, name: str) -> ModelDetail:
 def list_models(
     store: Store, *, labels: Mapping[str, str] | None = None, search: str | None = None
 ) -> list[ModelSummary]:
-    """Models by name; ``labels`` keeps those with a version carrying all of them."""
-    wanted = check_labels(labels or {})
-    with store.transaction() as session:
-        models = session.scalars(
-            select(ModelRow)
-            .order_by(ModelRow.name)
-            .options(selectinload(ModelRow.versions), selectinload(ModelRow.aliases))
-        ).all()
-        out = []
-        for model in models:
-            if not model.versions:
-                continue
-            if wanted and not any(
-                all(v.labels.get(k) == val for k, val in wanted.items()) for v in model.versions
-            ):
-                continue
-            if search and search.lower() not in f"{model.name} {model.description}".lower():
-                continue
-            out.append(ModelSummary(**_summary_values(model)))
-        return out
+    """Models by name; ``labels`` keeps those with a version carrying all of them. Every
+    page of ``listing.page_models``, the one query of the registry's listings."""
+    from cloche.registry.listing import page_models  # it imports check_labels from here
+
+    return collect(lambda page: page_models(store, page, labels=labels), q=search)
 
 
 def set_alias(store: Store, *, ref: str, alias: str, actor: str = "local") -> ModelVersion:

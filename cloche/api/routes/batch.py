@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query, Response
+from fastapi import Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from cloche.api.deps import Reader, SettingsDep, StoreDep, require
+from cloche.api.paging import PageParams, items
 from cloche.api.routes import make_router
 from cloche.auth.roles import Permission, Principal
-from cloche.batch import schedules, service
+from cloche.batch import listing, schedules, service
 from cloche.batch.entities import BatchJob, BatchSchedule
 from cloche.batch.places import Places
 from cloche.batch.spec import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_ERROR_RATE, JobSpec
@@ -67,12 +68,15 @@ def submit_job(
 def list_jobs(
     _: Reader,
     store: StoreDep,
+    page: PageParams,
+    request: Request,
+    response: Response,
     state: str | None = None,
     schedule_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[BatchJob]:
-    """List batch jobs, newest first."""
-    return service.list_jobs(store, state=state, schedule_id=schedule_id, limit=limit)
+    """List batch jobs, newest first. Sort keys: created (default, newest first), state."""
+    jobs = listing.page_jobs(store, page, state=state, schedule_id=schedule_id)
+    return items(jobs, request, response)
 
 
 @router.get("/batch-jobs/{job_id}")

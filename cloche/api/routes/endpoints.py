@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Response
+from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from cloche.api.deps import Reader, StoreDep, require
+from cloche.api.paging import PageParams, items
 from cloche.api.routes import make_router
 from cloche.auth.roles import Permission, Principal
 from cloche.endpoints import service as endpoints
@@ -59,9 +60,11 @@ def create_endpoint(principal: Deployer, store: StoreDep, body: EndpointRequest)
 
 
 @router.get("")
-def list_endpoints(_: Reader, store: StoreDep) -> list[Endpoint]:
-    """List endpoints with their deployments and traffic."""
-    return endpoints.list_endpoints(store)
+def list_endpoints(
+    _: Reader, store: StoreDep, page: PageParams, request: Request, response: Response
+) -> list[Endpoint]:
+    """List endpoints with their deployments and traffic. Sort keys: name (default), created."""
+    return items(endpoints.page_endpoints(store, page), request, response)
 
 
 @router.get("/{name}")

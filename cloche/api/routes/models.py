@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import IO, Annotated, Any
 
-from fastapi import Depends, File, Path, Response, UploadFile
+from fastapi import Depends, File, Path, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from cloche.api.deps import LabelFilter, Reader, SettingsDep, StoreDep, Writer
+from cloche.api.paging import PageParams, items
 from cloche.api.routes import UPLOAD, make_router
 from cloche.api.schemas import AliasTarget
 from cloche.api.uploads import UploadForm, stage_file, stage_model
+from cloche.registry import listing, upload
 from cloche.registry import service as registry
-from cloche.registry import upload
 from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
 from cloche.registry.inspection import ChildInspector
 from cloche.registry.refs import check_name
@@ -44,10 +46,20 @@ VersionRef = Annotated[str, Depends(version_ref)]
 
 @router.get("")
 def list_models(
-    _: Reader, store: StoreDep, labels: LabelFilter, search: str | None = None
+    _: Reader,
+    store: StoreDep,
+    labels: LabelFilter,
+    page: PageParams,
+    request: Request,
+    response: Response,
+    search: Annotated[str | None, Query(description="the same as q (older clients)")] = None,
 ) -> list[ModelSummary]:
-    """List models, optionally those with a version carrying every label given."""
-    return registry.list_models(store, labels=labels, search=search)
+    """List models, optionally those with a version carrying every label given.
+
+    Sort keys: name (default), created, updated, latest_version."""
+    if search and not page.q:
+        page = replace(page, q=search)
+    return items(listing.page_models(store, page, labels=labels), request, response)
 
 
 @router.post("", status_code=201, openapi_extra=UPLOAD)

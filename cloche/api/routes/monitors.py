@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, File, Form, Query, Response, UploadFile
+from fastapi import Depends, File, Form, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from cloche.alerts import notices
 from cloche.alerts.masking import for_principal
 from cloche.api.deps import Reader, SettingsDep, StoreDep, Writer, require
+from cloche.api.paging import PageParams, items
 from cloche.api.routes import UPLOAD, make_router
 from cloche.api.uploads import stage_file
 from cloche.auth.roles import Permission, Principal
 from cloche.batch import service as batch_service
 from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
-from cloche.monitoring import baselines, feedback, history, runs, service
+from cloche.monitoring import baselines, feedback, history, listing, runs, service
 from cloche.monitoring.entities import (
     Alert,
     Baseline,
@@ -57,9 +58,19 @@ def create_monitor(
 
 
 @router.get("/monitors")
-def list_monitors(principal: Reader, store: StoreDep, endpoint: str | None = None) -> list[Monitor]:
-    """List monitors (webhook URLs show only their host unless the caller is an admin)."""
-    return for_principal(principal, service.list_monitors(store, endpoint=endpoint))
+def list_monitors(
+    principal: Reader,
+    store: StoreDep,
+    page: PageParams,
+    request: Request,
+    response: Response,
+    endpoint: str | None = None,
+) -> list[Monitor]:
+    """List monitors (webhook URLs show only their host unless the caller is an admin).
+
+    Sort keys: name (default), created, next_run."""
+    monitors = listing.page_monitors(store, page, endpoint=endpoint)
+    return for_principal(principal, items(monitors, request, response))
 
 
 @router.get("/monitors/{name}")
@@ -142,14 +153,15 @@ def delete_monitor(principal: Deployer, store: StoreDep, name: str) -> Response:
 def list_alerts(
     principal: Reader,
     store: StoreDep,
+    page: PageParams,
+    request: Request,
+    response: Response,
     state: str | None = None,
     monitor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Alert]:
-    """Alerts, newest first (`?state=open`)."""
-    return for_principal(
-        principal, service.list_alerts(store, state=state, monitor=monitor, limit=limit)
-    )
+    """Alerts, newest first (`?state=open`). Sort keys: opened (default), monitor, state."""
+    alerts = listing.page_alerts(store, page, state=state, monitor=monitor)
+    return for_principal(principal, items(alerts, request, response))
 
 
 @router.get("/alerts/{alert_id}")

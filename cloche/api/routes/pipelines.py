@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from cloche.api.deps import Reader, StoreDep, require
+from cloche.api.paging import PageParams, items
 from cloche.api.routes import make_router
 from cloche.auth.roles import Permission, Principal
 from cloche.pipelines import approvals, lifecycle, records, registered
@@ -63,12 +64,15 @@ def register_pipeline(
 def list_runs(
     _: Reader,
     store: StoreDep,
+    page: PageParams,
+    request: Request,
+    response: Response,
     pipeline: str | None = None,
-    state: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    state: Annotated[str | None, Query(description="e.g. waiting: waiting for approval")] = None,
 ) -> list[PipelineRun]:
-    """List runs, newest first (without their steps)."""
-    return records.list_runs(store, pipeline=pipeline, state=state, limit=limit)
+    """List runs, newest first (without their steps). Sort keys: created (default), state."""
+    runs = records.page_runs(store, page, pipeline=pipeline, state=state)
+    return items(runs, request, response)
 
 
 @router.get("/runs/{run_id}")

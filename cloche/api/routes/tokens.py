@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import Response
+from fastapi import Request, Response
 
 from cloche.api.deps import Admin, StoreDep
+from cloche.api.paging import PageParams, items
 from cloche.api.routes import make_router
 from cloche.api.schemas import TokenRequest
 from cloche.auth import tokens
@@ -23,9 +24,11 @@ def create_token(
 
 
 @router.get("")
-def list_tokens(_: Admin, store: StoreDep) -> list[TokenInfo]:
-    """List tokens (never their secrets)."""
-    return tokens.list_tokens(store)
+def list_tokens(
+    _: Admin, store: StoreDep, page: PageParams, request: Request, response: Response
+) -> list[TokenInfo]:
+    """List tokens (never their secrets). Sort keys: created (default), name, role."""
+    return items(tokens.page_tokens(store, page), request, response)
 
 
 @router.delete("/{token_id}")

@@ -13,18 +13,16 @@ from cloche.auth.roles import Permission, Principal, allows, authorize
 from cloche.errors import BadRequest, ClocheError, VersionNotFound
 from cloche.lineage import service as lineage
 from cloche.registry import service as registry
-from cloche.registry.entities import ModelDetail, ModelSummary, ModelVersion
+from cloche.registry.entities import ModelDetail, ModelVersion
+from cloche.registry.listing import page_models
 from cloche.registry.refs import check_name
 
-from ..paging import paginate, parse_listing
+from ..paging import fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
 SORTS = ("name", "-name", "updated", "-updated", "versions", "-versions")
-SORT_KEYS = {
-    "name": lambda m: m.name,
-    "updated": lambda m: m.updated_at,
-    "versions": lambda m: m.version_count,
-}
+# "versions" orders by the newest version number, which counts the versions a model has had.
+SORT_KEYS = {"name": "name", "updated": "updated", "versions": "latest_version"}
 
 
 def _reader(request: Request) -> Principal:
@@ -36,10 +34,10 @@ def _reader(request: Request) -> Principal:
 async def list_models(request: Request) -> Response:
     principal = _reader(request)
     listing = parse_listing(request.query_params, sorts=SORTS, default="name")
-    found: list[ModelSummary] = await asyncio.to_thread(
-        registry.list_models, request.app.state.store, search=listing.search or None
+    store = request.app.state.store
+    rows = await asyncio.to_thread(
+        fetch_page, listing, lambda asked: page_models(store, asked), sorts=SORT_KEYS
     )
-    rows = paginate(found, listing, keys=SORT_KEYS)
     context = {
         "page": rows,
         "sorts": SORTS,
@@ -71,6 +69,8 @@ def _model_context(
         "model": model,
         "version": version,
         "can_write": allows(principal, Permission.WRITE),
+        "can_deploy": allows(principal, Permission.DEPLOY),
+        "deploy_to": {"endpoint": "", "traffic": "", "shadow": ""},
         "form": {"alias": "", "version": str(version.version)},
         "form_error": None,
         **extra,

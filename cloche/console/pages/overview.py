@@ -21,11 +21,12 @@ from cloche.endpoints.entities import Endpoint
 from cloche.errors import NotFound
 from cloche.monitoring import service as monitoring
 from cloche.pipelines import records as runs
+from cloche.store.paging import PageRequest
 from cloche.store.store import Store
 
 from ..render import SESSION_KEY, html
 
-SHOWN = 10  # a short list each; its page (later) has the rest
+SHOWN = 10  # a short list each; its page has the rest
 
 
 def endpoint_health(endpoint: Endpoint) -> str:
@@ -37,7 +38,8 @@ def endpoint_health(endpoint: Endpoint) -> str:
 
 
 def _endpoints(store: Store) -> dict[str, Any]:
-    return {"endpoints": endpoints.list_endpoints(store), "health": endpoint_health}
+    found = endpoints.page_endpoints(store, PageRequest(limit=SHOWN))
+    return {"endpoints": found.items, "endpoint_total": found.total, "health": endpoint_health}
 
 
 def _alerts(store: Store) -> dict[str, Any]:

@@ -17,21 +17,17 @@ from cloche.errors import BadRequest, ClocheError
 from cloche.pipelines import approvals, lifecycle, records
 from cloche.pipelines.entities import RUN_STATES, PipelineRun
 from cloche.registry.refs import check_name
+from cloche.store.paging import Page as StorePage
+from cloche.store.paging import PageRequest
 
 from .. import run_view
-from ..paging import paginate, parse_listing
+from ..paging import fetch_page, parse_listing
 from ..render import html, is_htmx, page
 from .pipelines import principal_of
 
-SORTS = ("-created", "created", "pipeline", "-pipeline", "state", "-state")
-SORT_KEYS = {
-    "created": lambda r: r.created_at,
-    "pipeline": lambda r: (r.pipeline, r.created_at),
-    "state": lambda r: (r.state, r.created_at),
-}
-FILTER_STATES = ("queued", *RUN_STATES)
-# The listing pages through the newest this many (store-side paging will lift the bound).
-LISTED = 10_000
+SORTS = ("-created", "created", "state", "-state")
+SORT_KEYS = {"created": "created", "state": "state"}  # console sort -> page_runs sort
+FILTER_STATES = RUN_STATES
 ACTIONS = ("cancel", "retry")
 
 
@@ -50,16 +46,16 @@ async def list_runs(request: Request) -> Response:
     principal_of(request)
     listing = parse_listing(request.query_params, sorts=SORTS, default="-created")
     filters = _filters(request)
-    found: list[PipelineRun] = await asyncio.to_thread(
-        records.list_runs,
-        request.app.state.store,
-        pipeline=filters["pipeline"] or None,
-        state=filters["state"] or None,
-        search=listing.search or None,
-        limit=LISTED,
-    )
+    store = request.app.state.store
+
+    def ask(asked: PageRequest) -> StorePage[PipelineRun]:
+        return records.page_runs(
+            store, asked, pipeline=filters["pipeline"] or None, state=filters["state"] or None
+        )
+
+    rows = await asyncio.to_thread(fetch_page, listing, ask, sorts=SORT_KEYS)
     context = {
-        "page": paginate(found, listing, keys=SORT_KEYS),
+        "page": rows,
         "sorts": SORTS,
         "states": FILTER_STATES,
         "filters": filters,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from cloche.console.paging import PER_PAGE, Listing, paginate, parse_listing
+from cloche.console.paging import PER_PAGE, Listing, fetch_page, paginate, parse_listing
 from cloche.errors import BadRequest
+from cloche.store.paging import Page, PageRequest
 
 SORTS = ("name", "-name")
 KEYS = {"name": lambda n: n}
@@ -46,3 +49,36 @@ def test_pages_slice_in_order_and_a_page_past_the_end_shows_the_last() -> None:
 def test_an_empty_listing_has_one_empty_page() -> None:
     page = paginate([], Listing("", "name", 1), keys=KEYS)
     assert (page.rows, page.pages, page.has_previous, page.has_next) == ([], 1, False, False)
+
+
+def _listing_of(names: list[str], asked: list[PageRequest]) -> Callable[[PageRequest], Page[str]]:
+    """A paged listing over ``names`` as a service gives one, recording what it was asked."""
+
+    def fetch(request: PageRequest) -> Page[str]:
+        asked.append(request)
+        ordered = sorted(names, reverse=request.order == "desc")
+        items = ordered[request.offset : request.offset + request.limit]
+        return Page(
+            items=items,
+            total=len(names),
+            limit=request.limit,
+            offset=request.offset,
+            next_offset=None,
+        )
+
+    return fetch
+
+
+def test_a_store_page_asks_the_service_for_one_page_in_its_own_sort_key() -> None:
+    names = [f"m{i:03d}" for i in range(PER_PAGE * 2 + 3)]
+    asked: list[PageRequest] = []
+    page = fetch_page(Listing("m0", "-name", 2), _listing_of(names, asked), sorts={"name": "nm"})
+    assert asked == [PageRequest(q="m0", sort="nm", order="desc", limit=PER_PAGE, offset=PER_PAGE)]
+    assert page.rows == sorted(names, reverse=True)[PER_PAGE : 2 * PER_PAGE] and page.pages == 3
+
+
+def test_a_store_page_past_the_end_shows_the_last() -> None:
+    names = [f"m{i:03d}" for i in range(PER_PAGE + 1)]
+    asked: list[PageRequest] = []
+    page = fetch_page(Listing("", "name", 9), _listing_of(names, asked), sorts={"name": "name"})
+    assert page.listing.page == 2 and page.rows == names[-1:] and len(asked) == 2

@@ -78,3 +78,36 @@ def test_arguments_that_do_not_pickle_still_run_forked_from_here(how: str) -> No
         unpicklable, {"lock": threading.Lock()}, {}, timeout=None, name="lock"
     )
     assert value == "lock"
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def test_each_step_gets_a_process_of_its_own_from_the_fork_servers_spares() -> None:
+    with process_executor.session([pid], workers=2):
+        pids = [process_executor.call(pid, {}, {}, timeout=None, name="pid")[0] for _ in range(5)]
+    assert len(set(pids)) == 5 and os.getpid() not in pids
+
+
+def test_a_spare_killed_while_it_waits_is_replaced_and_the_step_still_runs() -> None:
+    import signal
+
+    with process_executor.session([pid]):
+        server = process_executor._SERVERS[-1]
+        deadline = time.monotonic() + 30
+        while not (spares := _children(server.pid)):  # one forked ahead as the server starts
+            assert time.monotonic() < deadline, "the server forked no spare"
+            time.sleep(0.01)
+        assert len(spares) == 1
+        os.kill(spares[0], signal.SIGKILL)
+        while spares[0] in _children(server.pid):  # reaped by the server
+            assert time.monotonic() < deadline, "the killed spare was not reaped"
+            time.sleep(0.01)
+        value, _ = process_executor.call(pid, {}, {}, timeout=None, name="pid")
+    assert value not in (spares[0], os.getpid())
+
+
+def _children(parent: int) -> list[int]:
+    path = Path(f"/proc/{parent}/task/{parent}/children")
+    return [int(p) for p in path.read_text().split()]

@@ -1,0 +1,194 @@
+"""Batch jobs: the list (filter by state, search, sort, pages), a job's page with live progress,
+starting a job, cancelling and resuming one, and the schedules."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from cloche.auth.roles import Permission, Principal, allows, authorize
+from cloche.batch import schedules, service
+from cloche.batch.entities import BatchJob
+from cloche.batch.listing import JOB_STATES, page_jobs
+from cloche.batch.places import Places
+from cloche.batch.spec import JobSpec
+from cloche.errors import BadRequest, ClocheError, DestinationRefused, InvalidReference, NotFound
+
+from ..paging import fetch_page, parse_listing
+from ..render import SESSION_KEY, html, is_htmx, page
+
+STATES = JOB_STATES
+FORMATS = ("parquet", "jsonl", "csv")
+SORTS = ("-created", "created", "state", "-state")
+SORT_KEYS = {"created": "created", "state": "state"}
+FORM_SWAP = {"HX-Retarget": "#batch-form", "HX-Reswap": "outerHTML"}
+EMPTY_FORM = {"model": "", "input": "", "output": "", "input_format": "", "output_format": ""}
+
+
+def _principal(request: Request, permission: Permission = Permission.READ) -> Principal:
+    principal: Principal = request.scope[SESSION_KEY].principal
+    authorize(principal, permission)
+    return principal
+
+
+def _state_filter(raw: str) -> str | None:
+    if raw and raw not in STATES:
+        raise BadRequest(f"no job state {raw!r}", hint=f"use one of: {', '.join(STATES)}")
+    return raw or None
+
+
+async def list_jobs(request: Request) -> Response:
+    principal = _principal(request)
+    listing = parse_listing(request.query_params, sorts=SORTS, default="-created")
+    state = _state_filter(request.query_params.get("state", ""))
+    store = request.app.state.store
+    rows = await asyncio.to_thread(
+        fetch_page, listing, lambda asked: page_jobs(store, asked, state=state), sorts=SORT_KEYS
+    )
+    context = {
+        "page": rows,
+        "sorts": SORTS,
+        "states": STATES,
+        "state": state or "",
+        "can_run": allows(principal, Permission.DEPLOY),
+        "form": EMPTY_FORM,
+        "formats": FORMATS,
+    }
+    return page(request, "batch.html", "_batch_table.html", context)
+
+
+def _job_context(principal: Principal, job: BatchJob, **extra: Any) -> dict[str, Any]:
+    return {"job": job, "can_run": allows(principal, Permission.DEPLOY), **extra}
+
+
+async def show_job(request: Request) -> Response:
+    principal = _principal(request)
+    job = await asyncio.to_thread(
+        service.get_job, request.app.state.store, request.path_params["job_id"]
+    )
+    return page(request, "batch_job.html", "_batch_job_main.html", _job_context(principal, job))
+
+
+def _spec(fields: dict[str, str]) -> JobSpec:
+    for name in ("input_format", "output_format"):
+        if fields[name] and fields[name] not in FORMATS:
+            raise BadRequest(f"{name} {fields[name]!r} is not one of {', '.join(FORMATS)}")
+    return JobSpec(
+        input=fields["input"],
+        output=fields["output"],
+        input_format=fields["input_format"] or None,
+        output_format=fields["output_format"] or "parquet",  # type: ignore[arg-type]
+    )
+
+
+def _field_of(error: ClocheError) -> str:
+    """The control whose value the error is about, so the message appears beside it."""
+    if isinstance(error, InvalidReference | NotFound):
+        return "model"
+    if isinstance(error, DestinationRefused):
+        return "output" if error.message.startswith("batch output") else "input"
+    return "form"
+
+
+async def submit_job(request: Request) -> Response:
+    """Queue a job: the batch service with the API's role, confinement and errors."""
+    principal: Principal = request.scope[SESSION_KEY].principal
+    form = await request.form()
+    fields = {key: str(form.get(key, "")).strip() for key in EMPTY_FORM}
+    settings = request.app.state.settings
+    try:
+        authorize(principal, Permission.DEPLOY)
+        job = await asyncio.to_thread(
+            service.submit,
+            request.app.state.store,
+            model_ref=fields["model"],
+            spec=_spec(fields),
+            actor=principal.actor,
+            places=Places.from_settings(settings),
+        )
+    except ClocheError as error:
+        context = {"form": fields, "formats": FORMATS, "error": error, "field": _field_of(error)}
+        if is_htmx(request):
+            return html(
+                request, "_batch_form.html", context, status=error.http_status, headers=FORM_SWAP
+            )
+        return html(request, "batch_form_page.html", context, status=error.http_status)
+    target = f"/console/batch/{job.id}"
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+async def _act(request: Request, action: str) -> Response:
+    principal: Principal = request.scope[SESSION_KEY].principal
+    store = request.app.state.store
+    job_id = request.path_params["job_id"]
+    call = service.cancel if action == "cancel" else service.request_resume
+    try:
+        authorize(principal, Permission.DEPLOY)
+        job = await asyncio.to_thread(call, store, job_id, actor=principal.actor)
+    except ClocheError as error:
+        job = await asyncio.to_thread(service.get_job, store, job_id)  # NotFound: error page
+        context = _job_context(principal, job, action_error=error)
+        return page(
+            request, "batch_job.html", "_batch_job_main.html", context, status=error.http_status
+        )
+    if not is_htmx(request):
+        return RedirectResponse(f"/console/batch/{job.id}", status_code=303)
+    done = "cancel requested" if action == "cancel" else "queued to resume"
+    return html(request, "_batch_job_main.html", _job_context(principal, job, notice=done))
+
+
+async def cancel_job(request: Request) -> Response:
+    return await _act(request, "cancel")
+
+
+async def resume_job(request: Request) -> Response:
+    return await _act(request, "resume")
+
+
+async def list_schedules(request: Request, **extra: Any) -> Response:
+    principal = _principal(request)
+    found = await asyncio.to_thread(schedules.list_schedules, request.app.state.store)
+    context = {"schedules": found, "can_run": allows(principal, Permission.DEPLOY), **extra}
+    return page(request, "batch_schedules.html", "_batch_schedules.html", context)
+
+
+async def switch_schedule(request: Request) -> Response:
+    """Pause or resume a schedule: the schedules service with the API's role and errors."""
+    principal: Principal = request.scope[SESSION_KEY].principal
+    schedule_id = request.path_params["schedule_id"]
+    enabled = request.url.path.endswith("/resume")
+    try:
+        authorize(principal, Permission.DEPLOY)
+        await asyncio.to_thread(
+            schedules.set_enabled,
+            request.app.state.store,
+            schedule_id,
+            enabled,
+            actor=principal.actor,
+        )
+    except ClocheError as error:
+        response = await list_schedules(request, action_error=error)
+        response.status_code = error.http_status
+        return response
+    if not is_htmx(request):
+        return RedirectResponse("/console/batch/schedules", status_code=303)
+    done = f"schedule {schedule_id} {'resumed' if enabled else 'paused'}"
+    return await list_schedules(request, notice=done)
+
+
+ROUTES = [
+    Route("/batch", list_jobs, methods=["GET"]),
+    Route("/batch", submit_job, methods=["POST"]),
+    Route("/batch/schedules", list_schedules, methods=["GET"]),
+    Route("/batch/schedules/{schedule_id}/pause", switch_schedule, methods=["POST"]),
+    Route("/batch/schedules/{schedule_id}/resume", switch_schedule, methods=["POST"]),
+    Route("/batch/{job_id}", show_job, methods=["GET"]),
+    Route("/batch/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/batch/{job_id}/resume", resume_job, methods=["POST"]),
+]

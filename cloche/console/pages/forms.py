@@ -1,0 +1,32 @@
+"""What the console's small forms share: reading their fields, and an error shown beside them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cloche.errors import ClocheError
+
+from ..render import html, is_htmx
+
+
+async def form_fields(request: Request, names: Sequence[str]) -> dict[str, str]:
+    """The named fields of a posted form, stripped; a missing one is empty."""
+    form = await request.form()
+    return {name: str(form.get(name, "")).strip() for name in names}
+
+
+def form_error(
+    request: Request, partial: str, form_id: str, context: dict[str, Any], error: ClocheError
+) -> Response:
+    """The form again with the message beside it: htmx swaps only the form; without htmx, the
+    form alone on a page (``form_page.html``)."""
+    context = {**context, "form_error": error}
+    if is_htmx(request):
+        swap = {"HX-Retarget": f"#{form_id}", "HX-Reswap": "outerHTML"}
+        return html(request, partial, context, status=error.http_status, headers=swap)
+    page_context = {**context, "form_template": partial}
+    return html(request, "endpoint_form_page.html", page_context, status=error.http_status)
