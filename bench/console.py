@@ -77,6 +77,10 @@ PAGES: dict[str, str] = {
     "/console/tokens": "tokens",
     "/console/audit": "audit",
     "/console/audit?actor=local&page=40": "audit page 40",
+    "/console/runs": "pipeline runs",
+    "/console/runs?state=waiting": "runs waiting",
+    "/console/runs?q=rollout&sort=state": "runs search",
+    "/console/runs?page=400": "runs page 400",
 }
 
 

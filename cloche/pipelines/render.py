@@ -32,8 +32,11 @@ def layers(graph: PipelineGraph) -> list[list[str]]:
     return columns
 
 
-def graph_svg(graph: PipelineGraph, states: dict[str, str] | None = None) -> str:
-    """The graph left to right; ``states`` maps a step (``name`` or ``name[i]``) to its state."""
+def graph_svg(
+    graph: PipelineGraph, states: dict[str, str] | None = None, *, description: str = ""
+) -> str:
+    """The graph left to right; ``states`` maps a step (``name`` or ``name[i]``) to its state.
+    A ``description`` becomes the image's title and desc, for a screen reader (the console)."""
     columns = layers(graph)
     place: dict[str, tuple[int, int]] = {}
     for x, column in enumerate(columns):
@@ -43,8 +46,9 @@ def graph_svg(graph: PipelineGraph, states: dict[str, str] | None = None) -> str
     height = PAD * 2 + max((len(c) for c in columns), default=0) * (BOX_H + GAP_Y) - GAP_Y
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="pipeline {escape(graph.name)}" '
+        f'viewBox="0 0 {width} {height}" role="img" {_label(graph, states, description)} '
         'font-family="system-ui, sans-serif">',
+        _title(graph, states, description),
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" '
         'markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#6b7280"/></marker>'
         "</defs>",
@@ -64,6 +68,23 @@ def graph_svg(graph: PipelineGraph, states: dict[str, str] | None = None) -> str
         parts.append(_box(graph, step, x, y, _state(step, states)))
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _label(graph: PipelineGraph, states: dict[str, str] | None, description: str) -> str:
+    if not description:
+        return f'aria-label="pipeline {escape(graph.name)}"'
+    return 'aria-labelledby="graph-title graph-desc"'
+
+
+def _title(graph: PipelineGraph, states: dict[str, str] | None, description: str) -> str:
+    """The title, and a desc naming each step and its state: the boxes' text, said in order."""
+    if not description:
+        return ""
+    steps = [f"{step}: {_state(step, states) or 'defined'}" for step in graph.order()]
+    return (
+        f'<title id="graph-title">{escape(description)}</title>'
+        f'<desc id="graph-desc">{escape("; ".join(steps))}</desc>'
+    )
 
 
 def _state(step: str, states: dict[str, str] | None) -> str:

@@ -105,3 +105,14 @@ def test_names_are_escaped() -> None:
     svg = graph_svg(odd_pipeline.graph)
     ET.fromstring(svg)
     assert "a&lt;b&gt;" in svg
+
+
+def test_a_description_gives_the_image_a_title_and_says_each_steps_state() -> None:
+    pipe = sample()
+    svg = graph_svg(pipe.graph, {"first": "failed"}, description="Run <1>")
+    root = ET.fromstring(svg)
+    assert root.get("aria-labelledby") == "graph-title graph-desc"
+    assert root.find(f"{SVG}title").text == "Run <1>"  # type: ignore[union-attr]
+    said = root.find(f"{SVG}desc").text or ""  # type: ignore[union-attr]
+    assert "first: failed" in said and "second-2: pending" in said
+    assert 'aria-label="pipeline draw-me"' in graph_svg(pipe.graph)  # a notebook's, unchanged
