@@ -27,12 +27,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's CLOCHE_* variables or writes to ./.cloche."""
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test reads the developer's CLOCHE_* variables or writes to ./.cloche, and none leaves
+    its umask behind: `cloche up` run in-process (a CliRunner test of a refused start) sets
+    0o077 for good, and every file a later test wrote was then its owner's only (a container
+    image built from them could not read its own entrypoint)."""
     for key in list(os.environ):
         if key.startswith("CLOCHE_") and key != "CLOCHE_TEST_PG_URL":
             monkeypatch.delenv(key)
     monkeypatch.setenv("CLOCHE_HOME", str(tmp_path / "home"))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
 
 
 @pytest.fixture

@@ -192,6 +192,9 @@ USER haproxy
 """
 
 
+FILE_MODE = 0o644  # part of an image's tag: images built before it had the builder's umask
+
+
 def standin_image(base: str, name: str, files: dict[str, str]) -> str:
     """Build ``files`` (a Dockerfile and what it copies) on ``base`` once, keyed by content.
 
@@ -201,7 +204,7 @@ def standin_image(base: str, name: str, files: dict[str, str]) -> str:
     base_id = podman("image", "inspect", "--format", "{{.Id}}", base).strip()
     digest = hashlib.sha256(base_id.encode())
     for path, text in sorted(files.items()):
-        digest.update(f"{path}\0{text}\0".encode())
+        digest.update(f"{path}\0{text}\0{FILE_MODE:o}\0".encode())
     tag = f"localhost/cloche-test-{name}:{digest.hexdigest()[:12]}"
     env = {**os.environ, "CONTAINERS_CONF": str(CONF)}
     if subprocess.run(["podman", "image", "exists", tag], env=env).returncode == 0:
@@ -209,6 +212,8 @@ def standin_image(base: str, name: str, files: dict[str, str]) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         for path, text in files.items():
             (Path(tmp) / path).write_text(text)
+            # COPY keeps the mode: readable by the image's own user whatever the umask was.
+            (Path(tmp) / path).chmod(FILE_MODE)
         podman("build", "-q", "--build-arg", f"BASE={base}", "-t", tag, tmp, timeout=900)
     return tag
 
