@@ -169,5 +169,7 @@ def test_from_the_demo_to_a_promoted_canary_without_the_cli(browse: Browse, tmp_
         expect(versions.filter(has_text="prod")).to_have_count(1)
         expect(versions.filter(has_text="prod").locator("td").first).to_have_text("3")
         _shot(page, "4-prod-moved")
+        page.goto("/console/endpoints/churn")
+        expect(page.locator("#endpoint-main table")).to_contain_text("churn:3\t100%")
         set_width(page, PHONE_WIDTH)
         assert_accessible(page)
