@@ -154,7 +154,7 @@ def test_from_the_demo_to_a_promoted_canary_without_the_cli(browse: Browse, tmp_
         _send_predictions(server.url, rows)
         p50 = _latency_shown(page)
         assert p50["churn:1"].endswith(" ms"), p50
-        assert page.locator("#endpoint-traffic .chart canvas").count() == 3  # drawn by uPlot
+        expect(page.locator("#endpoint-traffic .chart canvas")).to_have_count(3)  # uPlot drew them
         _shot(page, "1-canary-latency")
         set_width(page, PHONE_WIDTH)
         assert_accessible(page)
