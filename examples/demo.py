@@ -1,7 +1,10 @@
-"""cloche in two minutes: train a churn model, register two versions, promote one, serve both.
+"""cloche in two minutes: train a churn model, register two versions, serve one, watch it.
 
 Run with `make demo` (or `python examples/demo.py`); it also works pasted into a notebook cell.
 Everything lands in `.cloche-demo/` next to the repo, wiped at the start so re-runs are clean.
+It leaves the registry ready for the console's first walk (docs/guides/console.md): churn:1 on
+`prod` serving the endpoint, churn:2 on `staging` to canary, an open drift alert that part of the
+demo's traffic (drifted on purpose) set off, and the continuous-rollout pipeline registered.
 """
 
 from __future__ import annotations
@@ -138,7 +141,8 @@ def wait_for_banner(lines: queue.Queue[str], timeout: float = 60) -> tuple[str, 
 
 
 def register_two_versions(client: cloche.Client) -> pd.DataFrame:
-    """Steps 1-3: train v1 and v2, register both, promote v2; returns held-out rows."""
+    """Steps 1-3: train v1 and v2, register both (v1 on prod, v2 on staging); returns
+    held-out rows."""
     step("1. Train a churn classifier (v1: logistic regression)")
     X, y = make_customers(4000, seed=7)
     X_train, X_test, y_train, y_test = X[:3000], X[3000:], y[:3000], y[3000:]
@@ -146,6 +150,8 @@ def register_two_versions(client: cloche.Client) -> pd.DataFrame:
     auc1 = roc_auc_score(y_test, v1.predict_proba(X_test)[:, 1])
     joblib.dump(v1, WORK / "churn-v1.joblib")
     X_train.to_parquet(WORK / "train.parquet")  # the training data becomes the baseline
+    # The rollout pipeline judges a candidate against prod on these labelled rows.
+    X_test.assign(churned=y_test).to_parquet(WORK / "holdout.parquet")
     console.print(f"trained on {len(X_train)} rows; holdout AUC {auc1:.3f}")
     console.print(X_train.head(3).to_string(index=False))
 
@@ -167,7 +173,7 @@ def register_two_versions(client: cloche.Client) -> pd.DataFrame:
         soft_wrap=True,
     )
 
-    step("3. Train v2 (gradient boosting), register it on `staging`, then promote it")
+    step("3. Train v2 (gradient boosting), register it on `staging`")
     v2 = pipeline(GradientBoostingClassifier(n_estimators=80, random_state=0))
     v2.fit(X_train, y_train)
     auc2 = roc_auc_score(y_test, v2.predict_proba(X_test)[:, 1])
@@ -182,9 +188,9 @@ def register_two_versions(client: cloche.Client) -> pd.DataFrame:
         description="gradient boosting",
     )
     console.print(f"registered {second.ref}: holdout AUC {auc2:.3f} vs {auc1:.3f} for v1")
-    promoted = client.models.alias("churn:2", "prod")
-    console.print(f"churn@prod -> {promoted.ref}")
-    console.print("  (CLI: cloche models alias churn:2 prod)", style="dim")
+    # Not promoted here: the console walk canaries it and the rollout pipeline promotes it.
+    console.print("prod stays on churn:1 until churn:2 has been canaried (see the end)")
+    console.print("  (CLI, when you are sure: cloche models alias churn:2 prod)", style="dim")
     return X_test
 
 
@@ -222,7 +228,7 @@ def show_cli() -> None:
         if proc.returncode != 0:
             raise SystemExit(f"`cloche {' '.join(args)}` failed with exit {proc.returncode}")
     console.print(
-        "Look at: prod and staging both on churn:2; the signature cloche inferred from the "
+        "Look at: prod on churn:1, staging on churn:2; the signature cloche inferred from the "
         "pipeline and the baseline (plan is a string with its categories); each file's sha256.",
         style="yellow",
         soft_wrap=True,
@@ -261,21 +267,18 @@ def show_rest(lines: queue.Queue[str]) -> tuple[str, str]:
 
 
 def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> None:
-    step("7. Serve it: an endpoint with churn:2 at 90% and churn:1 at 10%")
+    step("7. Serve it: an endpoint with churn@prod (churn:1) on all traffic")
     client.endpoints.create("churn", description="churn risk for the retention team")
-    client.endpoints.deploy("churn", "churn:2")
-    endpoint = client.endpoints.deploy("churn", "churn:1", traffic=10)
+    endpoint = client.endpoints.deploy("churn", "churn@prod")
     console.print(f"traffic: {endpoint.traffic()}")
     console.print(
-        "  (CLI: cloche endpoints create churn && cloche endpoints deploy churn churn:2 && "
-        "cloche endpoints deploy churn churn:1 --traffic 10)",
+        "  (CLI: cloche endpoints create churn && cloche endpoints deploy churn churn@prod)",
         style="dim",
         soft_wrap=True,
     )
     headers = {"Authorization": f"Bearer {token}"}
     instances = rows.head(2).to_dict(orient="records")
     predict = f"{url}/v1/models/churn:predict"
-    seen: dict[int, int] = {}
     with httpx.Client(headers=headers, timeout=10) as http:
         # The workers pick the deploy up within a second or so once its models are loaded;
         # on a busy machine the first load (importing scikit-learn) can take several.
@@ -284,10 +287,7 @@ def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> No
             if time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        for _ in range(200):
-            r = http.post(predict, json={"instances": instances})
-            if r.status_code == 200:
-                seen[r.json()["version"]] = seen.get(r.json()["version"], 0) + 1
+        seen = send_traffic(http, predict, rows)
         example = http.post(predict, json={"instances": instances}).json()
         body = '{"instances": [{"plan": "pro", "tenure_months": 3, ...}]}'
         console.print(f"[bold]$ curl -d '{body}' {predict}[/]", soft_wrap=True)
@@ -300,10 +300,10 @@ def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> No
             {"name": "monthly_spend", "datatype": "FP64", "shape": [1], "data": [70.5]},
             {"name": "support_calls", "datatype": "INT64", "shape": [1], "data": [4]},
         ]
-        v2 = http.post(f"{url}/v2/models/churn/versions/2/infer", json={"inputs": tensors})
-        console.print(f"[bold]$ curl {url}/v2/models/churn/versions/2/infer[/] (OIP v2)")
+        v1 = http.post(f"{url}/v2/models/churn/versions/1/infer", json={"inputs": tensors})
+        console.print(f"[bold]$ curl {url}/v2/models/churn/versions/1/infer[/] (OIP v2)")
         console.print(
-            f"  -> {v2.status_code} {v2.json().get('outputs', v2.json())}", soft_wrap=True
+            f"  -> {v1.status_code} {v1.json().get('outputs', v1.json())}", soft_wrap=True
         )
         metrics = http.get(f"{url}/metrics").text.splitlines()
     console.print(f"[bold]$ curl {url}/metrics[/] (excerpt)")
@@ -320,20 +320,62 @@ def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> No
     console.print("[bold]$ cloche logs churn --limit 5[/]")
     sys.stdout.write(logs.stdout)
     console.print(
-        "Look at: the 90/10 split in the versions above and in the metrics; every answered "
-        "request is in the payload log with its inputs, outputs and latency.",
+        "Look at: every answered request is in the payload log with its inputs, outputs and "
+        "latency.",
+        style="yellow",
+        soft_wrap=True,
+    )
+
+
+def send_traffic(http: httpx.Client, predict: str, rows: pd.DataFrame) -> dict[int, int]:
+    """200 requests of two customers each; the second half only new customers (tenure 1-3
+    months), a drift on purpose for the monitor to find. Returns requests per version."""
+    usual = rows.head(200)
+    drifted = rows.iloc[200:400].assign(tenure_months=lambda f: f["tenure_months"] % 3 + 1)
+    seen: dict[int, int] = {}
+    for batch in (usual, drifted):
+        for i in range(0, len(batch), 2):
+            instances = batch.iloc[i : i + 2].to_dict(orient="records")
+            r = http.post(predict, json={"instances": instances})
+            if r.status_code == 200:
+                seen[r.json()["version"]] = seen.get(r.json()["version"], 0) + 1
+    return seen
+
+
+def watch(client: cloche.Client) -> None:
+    step("8. Watch it: a drift monitor, and the rollout pipeline for churn:2")
+    # 0.1: half the traffic drifted gives a JS divergence near 0.17, the rest stays under 0.01.
+    client.monitors.create("churn", skew_threshold=0.1)
+    run = client.monitors.run("churn")  # the server would run it hourly; once now, by hand
+    console.print(f"monitor churn: {run.status} over {run.rows} rows; breaches {run.breaches}")
+    for alert in client.alerts.list(state="open"):
+        console.print(f"open alert {alert.id}: {alert.key} {alert.value:.2f} > {alert.threshold}")
+    console.print(
+        "  (CLI: cloche monitors create churn --skew-threshold 0.1 && cloche monitors run churn)",
+        style="dim",
+        soft_wrap=True,
+    )
+    registered = client.pipelines.register(
+        ROOT / "examples" / "pipelines" / "continuous_rollout.py"
+    )
+    console.print(f"pipeline {registered.name} registered (version {registered.version})")
+    console.print(
+        "Look at: the second half of the demo's traffic was only new customers (tenure 1-3 "
+        "months), on purpose: the monitor found tenure_months skewed from the training data.",
         style="yellow",
         soft_wrap=True,
     )
 
 
 def show_console_tour(url: str) -> None:
-    """Where the web console is, and what the demo left there to look at."""
+    """Where the web console is, and the first walk the demo left ready there."""
     console.print(f"  open {url}/console in a browser on this machine", soft_wrap=True)
     console.print(
-        '    and press "Sign in with this machine\'s local credential". Look at: the overview '
-        "(endpoint churn serving churn:2 90% and churn:1 10%); Models > churn (both versions, "
-        "prod and staging on 2, the signature, the baseline); move an alias there.",
+        '    and press "Sign in with this machine\'s local credential". Then, without the CLI: '
+        "Endpoints > churn: deploy churn:2 as a 10% canary beside churn:1 and watch both "
+        "versions' latency as requests come in; Alerts: the drift alert the demo's traffic "
+        "opened (tenure_months), acknowledge it; Pipelines > continuous-rollout: start a run, "
+        "open it, approve its waiting step; Models > churn: prod has moved to the new version.",
         soft_wrap=True,
     )
 
@@ -387,6 +429,7 @@ def main() -> None:
             serve(client, url, token, rows)
         finally:
             stop(server)
+        watch(client)  # the server has flushed its payload log: the monitor reads it all
     batch_score()
 
     step("Done")
@@ -400,7 +443,9 @@ def main() -> None:
         "   # an offline bundle: see churn-edge/README.md",
         soft_wrap=True,
     )
-    console.print(f"  CLOCHE_HOME={home} cloche up        # then, in another shell:")
+    # From work/, where the rollout pipeline's default files (churn-v2.joblib, holdout.parquet)
+    # are: the server runs the pipelines started in the console in its own folder.
+    console.print(f"  cd {home}/work && CLOCHE_HOME=.. cloche up   # then, in another shell:")
     show_console_tour("http://127.0.0.1:8080")
     base = "http://127.0.0.1:8080/api/v1"
     auth = f'-H "Authorization: Bearer $(CLOCHE_HOME={home} cloche tokens local)"'

@@ -155,8 +155,10 @@ def cloche_up(
     workers: int = 1,
     env: Mapping[str, str] | None = None,
     wait: bool = True,
+    cwd: Path | None = None,
 ) -> Iterator[UpProcess]:
-    """Run `cloche up --port 0 --workers N` on ``home``; it is always stopped on exit."""
+    """Run `cloche up --port 0 --workers N` on ``home``, in ``cwd`` (where the pipelines it
+    runs find relative paths); it is always stopped on exit."""
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / f"up-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log:
@@ -166,6 +168,7 @@ def cloche_up(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=server_env(home, env),
+            cwd=cwd,
             start_new_session=True,
         )
     server = UpProcess(proc, log_path)
