@@ -110,7 +110,7 @@ def test_canary_deploy_split_and_charts(
             assert answer.status_code == 200, answer.text
         shown = _wait_for_traffic(page, "/console/endpoints/churn-live", sent=sent)
         assert list(shown) == ["churn:1", "churn:2"] and shown["churn:2"] > 0
-        assert page.locator("#endpoint-traffic .chart canvas").count() == 3  # drawn by uPlot
+        expect(page.locator("#endpoint-traffic .chart canvas")).to_have_count(3)  # uPlot drew them
         expect(page.locator("#endpoint-logs")).to_contain_text("churn-live --since 1h")
         assert_accessible(page)
         set_width(page, PHONE_WIDTH)
