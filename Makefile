@@ -8,8 +8,8 @@ UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOT)/bin/uv)
 # onnx: so that `cloche export` of the demo model works in the demo's install
 BASE_EXTRAS := sklearn,onnx
 # The `cloche up` image (deploy/Dockerfile): the demo's set plus a PostgreSQL driver for replicas.
-IMAGE_EXTRAS := sklearn,onnx,postgres
-TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,ray,dev,docs,notebook
+IMAGE_EXTRAS := sklearn,onnx,postgres,s3,otlp
+TEST_EXTRAS := sklearn,xgboost,lightgbm,onnx,postgres,grpc,ray,s3,otlp,dev,docs,notebook
 TORCH := torch==2.13.0
 # The locks: every package each install set takes, pinned with hashes (`make lock` refreshes them).
 DEMO_LOCK := requirements/demo.txt

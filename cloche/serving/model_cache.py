@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,17 @@ class ModelCache:
             size = sum(int(f.get("size", 0)) for f in spec.files.values())
             self._models[key] = CachedModel(model, size, time.perf_counter() - start)
             return model
+
+    @contextmanager
+    def pinned(self, spec: DeploymentSpec) -> Iterator[LoadedModel]:
+        """The model for ``spec``, loaded if it is not resident and held against eviction until
+        the block ends: a predict thread takes it around each batch. Blocking."""
+        # Nothing is evicted while in use yet: every deployed model stays resident.
+        yield self.get(spec) or self.load(spec)
+
+    def warm(self, spec: DeploymentSpec) -> None:
+        """Load ``spec``'s model ahead of its first request (a deploy, a worker's start)."""
+        self.load(spec)
 
     def evict(self, keep: set[str]) -> list[str]:
         """Drop every model whose key is not in ``keep``; return the dropped keys."""
