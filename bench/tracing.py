@@ -1,32 +1,39 @@
 """What tracing costs a request: ``RequestTracer.record`` against nothing, per request.
 
 The server calls ``record`` once per request, at its end, on the worker's event loop; with
-tracing off it holds no tracer and the hook only checks ``tracer is None``. This times both in
-one run, in this process: "off" is that check, "on" is ``record`` with the five stages of a
-request (six spans) while the SDK's BatchSpanProcessor exports them in its thread to a loopback
-OTLP/HTTP receiver (which reads each body and answers 200), so the exporter's share of the GIL is
-in the figure too.
+tracing off it holds no tracer and the hook only checks ``tracer is None``. This times, in one
+run and in this process:
 
-    .venv/bin/python bench/tracing.py [--requests 20000] [--rounds 5]
+- off: that check;
+- on, in the request: ``record`` with the five stages of a request (six spans), which builds
+  the spans and queues them (wall time per call);
+- on, with export: the worker's whole CPU time per request for tracing, ``record`` plus the
+  BatchSpanProcessor's export (protobuf encoding and the HTTP post, which run in the exporter's
+  thread but share the worker's GIL), to an OTLP/HTTP receiver in a child process (so its own
+  CPU is not counted).
 
-It prints the median per-request time of each over ``--rounds`` rounds, and the ratio. Compare
-"on" with a request's own time (bench/serving.py: a LogisticRegression request is about
-0.3-1 ms at one connection); the machine is shared and noisy.
+Requests go in bursts of 300 (1,800 spans, under the 2,048-span queue), each burst flushed
+outside the request-path timing, so no span is dropped.
+
+    .venv/bin/python bench/tracing.py [--requests 6000] [--rounds 5]
+
+It prints the median per-request figure of each over ``--rounds`` rounds, and the ratios.
+Compare "on" with a request's own time (bench/serving.py); the machine is shared and noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from cloche.egress import Egress
 from cloche.serving.tracing import RequestTracer
 
+BURST = 300
 STAGES = {
     "decode": 0.000_04,
     "queue": 0.000_02,
@@ -35,65 +42,97 @@ STAGES = {
     "log": 0.000_01,
     "total": 0.000_42,
 }
+# A collector in its own process: reads each body, answers 200 (an empty
+# ExportTraceServiceResponse is an empty body).
+COLLECTOR = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
-class _Collector(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
+class Collector(BaseHTTPRequestHandler):
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, *args):
         pass
 
+server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
 
-def per_request(call: Callable[[int], None], requests: int) -> float:
-    """Seconds per call of ``call(i)`` over ``requests`` calls."""
-    started = time.perf_counter()
-    for i in range(requests):
-        call(i)
-    return (time.perf_counter() - started) / requests
+
+def bursts(record: Callable[[int], None], requests: int, flush: Callable[[], None]) -> float:
+    """Wall seconds per ``record`` call, flushing between bursts outside the timing."""
+    spent = 0.0
+    for first in range(0, requests, BURST):
+        started = time.perf_counter()
+        for i in range(first, min(first + BURST, requests)):
+            record(i)
+        spent += time.perf_counter() - started
+        flush()
+    return spent / requests
+
+
+def with_export(record: Callable[[int], None], requests: int, flush: Callable[[], None]) -> float:
+    """Process CPU seconds per request: ``record`` and the export of its spans."""
+    started = time.process_time()
+    for first in range(0, requests, BURST):
+        for i in range(first, min(first + BURST, requests)):
+            record(i)
+        flush()
+    return (time.process_time() - started) / requests
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=6_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    tracer: RequestTracer | None = RequestTracer(
-        url, server_id="bench", egress=Egress.from_allow("127.0.0.1")
+    collector = subprocess.Popen(
+        [sys.executable, "-c", COLLECTOR], stdout=subprocess.PIPE, text=True
     )
-    off: RequestTracer | None = None
+    try:
+        assert collector.stdout is not None
+        url = f"http://127.0.0.1:{collector.stdout.readline().strip()}"
+        tracer = RequestTracer(url, server_id="bench", egress=Egress.from_allow("127.0.0.1"))
+        off: RequestTracer | None = None
 
-    def tracing_off(i: int) -> None:
-        if off is not None:  # what the end-of-request hook does with tracing off
-            off.record(str(i), "churn", "churn:1", 200, time.time_ns(), STAGES)
+        def tracing_off(i: int) -> None:
+            if off is not None:  # what the end-of-request hook does with tracing off
+                off.record(str(i), "churn", "churn:1", 200, time.time_ns(), STAGES)
 
-    def tracing_on(i: int) -> None:
-        if tracer is not None:
+        def tracing_on(i: int) -> None:
             tracer.record(str(i), "churn", "churn:1", 200, time.time_ns(), STAGES)
 
-    per_request(tracing_on, 1000)  # warm up: first spans, the exporter's connection
-    offs, ons = [], []
-    for _ in range(args.rounds):  # interleaved, so drift on a shared machine hits both
-        offs.append(per_request(tracing_off, args.requests))
-        ons.append(per_request(tracing_on, args.requests))
-    assert tracer is not None
-    tracer.shutdown()
-    server.shutdown()
+        def nothing() -> None:
+            pass
 
-    off_s, on_s = statistics.median(offs), statistics.median(ons)
-    print(f"requests per round: {args.requests}, rounds: {args.rounds} (medians)")
-    print(f"tracing off (no tracer):      {off_s * 1e6:9.3f} us per request")
-    print(f"tracing on  (record, 6 spans): {on_s * 1e6:9.3f} us per request")
-    print(f"ratio on/off: {on_s / off_s:,.0f}x; on adds {(on_s - off_s) * 1e6:.1f} us per request")
+        bursts(tracing_on, 1_000, tracer.flush)  # warm up: first spans, the connection
+        offs, ons, exports = [], [], []
+        for _ in range(args.rounds):  # interleaved, so drift on a shared machine hits all
+            offs.append(bursts(tracing_off, args.requests, nothing))
+            ons.append(bursts(tracing_on, args.requests, tracer.flush))
+            exports.append(with_export(tracing_on, args.requests, tracer.flush))
+        tracer.shutdown()
+    finally:
+        collector.kill()
+        collector.wait()
+
+    off_s, on_s, export_s = (statistics.median(x) for x in (offs, ons, exports))
+    print(f"{args.requests} requests a round, {args.rounds} rounds, medians; six spans a request")
+    print(f"tracing off (no tracer):                 {off_s * 1e6:9.3f} us per request (wall)")
+    print(f"tracing on, in the request (record):     {on_s * 1e6:9.3f} us per request (wall)")
+    print(f"tracing on, record + export (all CPU):   {export_s * 1e6:9.3f} us per request (CPU)")
+    print(
+        f"ratios to off: record {on_s / off_s:,.0f}x, with export {export_s / off_s:,.0f}x; "
+        f"tracing adds {on_s * 1e6:.1f} us to a request, "
+        f"{export_s * 1e6:.1f} us of the worker's CPU"
+    )
 
 
 if __name__ == "__main__":
