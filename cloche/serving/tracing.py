@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 TRACES_PATH = "/v1/traces"  # the OTLP/HTTP path of traces, after the collector's base URL
 TOTAL = "total"
+SHUTDOWN_WAIT_S = 10.0  # at most, for the last spans at a worker's exit (the export timeout)
 QUEUE_FULL_EVERY_S = 60.0  # the SDK warns once per dropped span; once a minute is enough
 
 
@@ -94,12 +95,14 @@ class RequestTracer:
         *,
         server_id: str,
         egress: Egress,
-        timeout_s: float = 10.0,
-        schedule_delay_ms: int = 1000,
+        timeout_s: float | None = None,
+        schedule_delay_ms: int | None = None,
     ) -> None:
         """``endpoint`` is the collector's base URL (http://host:4318). ``timeout_s`` bounds one
         export (retries included) and the flush at shutdown; ``schedule_delay_ms`` is the
-        longest a finished span waits in the queue before it is sent."""
+        longest a finished span waits in the queue before it is sent. Unset, both follow the
+        standard variables (OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_BSP_SCHEDULE_DELAY) or the
+        SDK's defaults (10 s, 5 s)."""
         url = check_endpoint(endpoint, egress)
         # Imported here, never at module level: a server without tracing loads none of this.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -107,13 +110,20 @@ class RequestTracer:
         from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+        from opentelemetry.trace import (
+            SpanContext,
+            SpanKind,
+            Status,
+            StatusCode,
+            TraceFlags,
+            get_current_span,
+        )
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         from cloche import __version__
 
         self.url = url
-        self._timeout_s = timeout_s
+        self._timeout_s = SHUTDOWN_WAIT_S if timeout_s is None else timeout_s
         found = Resource.create(
             {
                 "service.name": "cloche",
@@ -145,6 +155,7 @@ class RequestTracer:
         self._ok, self._error = Status(StatusCode.UNSET), StatusCode.ERROR
         self._sampled = TraceFlags(TraceFlags.SAMPLED)
         self._propagator = TraceContextTextMapPropagator()
+        self._current_span = get_current_span
         self._closed = threading.Lock()
         _quiet_queue_full_warnings()
         atexit.register(self.shutdown)  # a clean exit flushes even if no one called shutdown
@@ -202,9 +213,7 @@ class RequestTracer:
 
     def _remote_parent(self, traceparent: str) -> Any:
         """The caller's span context from a W3C traceparent; None when it is malformed."""
-        from opentelemetry.trace import get_current_span
-
-        found = get_current_span(self._propagator.extract({"traceparent": traceparent}))
+        found = self._current_span(self._propagator.extract({"traceparent": traceparent}))
         context = found.get_span_context()
         return context if context.is_valid else None
 
