@@ -154,8 +154,12 @@ class RequestTracer:
         self._server, self._internal = SpanKind.SERVER, SpanKind.INTERNAL
         self._ok, self._error = Status(StatusCode.UNSET), StatusCode.ERROR
         self._sampled = TraceFlags(TraceFlags.SAMPLED)
-        self._propagator = TraceContextTextMapPropagator()
+        self._extract = TraceContextTextMapPropagator().extract
         self._current_span = get_current_span
+        # The SDK's default (parent-based, always on) is what record() does without asking it;
+        # a sampler chosen in the standard variable is asked for each request.
+        sampler = self._provider.sampler if os.environ.get("OTEL_TRACES_SAMPLER") else None
+        self._sampler = None if sampler is None else sampler.should_sample
         self._closed = threading.Lock()
         _quiet_queue_full_warnings()
         atexit.register(self.shutdown)  # a clean exit flushes even if no one called shutdown
@@ -177,12 +181,18 @@ class RequestTracer:
         ``traceparent`` (the request's W3C header, when there was one) makes the request span
         a child of the caller's span, in the caller's trace; when the caller did not sample its
         trace, nothing is recorded (as the SDK's default, parent-based sampler does). A
-        malformed one starts a new trace, as the W3C says.
+        malformed one starts a new trace, as the W3C says. OTEL_TRACES_SAMPLER, when set,
+        decides instead (e.g. ``parentbased_traceidratio`` to keep a share of the traces).
         """
-        parent = self._remote_parent(traceparent) if traceparent else None
-        if parent is not None and not parent.trace_flags.sampled:
-            return
+        incoming = self._extract({"traceparent": traceparent}) if traceparent else None
+        parent = self._parent_of(incoming) if incoming is not None else None
         trace_id = parent.trace_id if parent is not None else _random_id(128)
+        if self._sampler is not None:
+            name = f"predict {endpoint}"
+            if not self._sampler(incoming, trace_id, name, self._server).decision.is_sampled():
+                return
+        elif parent is not None and not parent.trace_flags.sampled:
+            return
         state = parent.trace_state if parent is not None else None
         context = self._context(trace_id, _random_id(64), False, self._sampled, state)
         span, emit, resource, scope = self._span, self._emit, self._resource, self._scope
@@ -211,10 +221,9 @@ class RequestTracer:
                   self._server, status=outcome, start_time=start_ns, end_time=end,
                   instrumentation_scope=scope))  # fmt: skip
 
-    def _remote_parent(self, traceparent: str) -> Any:
-        """The caller's span context from a W3C traceparent; None when it is malformed."""
-        found = self._current_span(self._propagator.extract({"traceparent": traceparent}))
-        context = found.get_span_context()
+    def _parent_of(self, incoming: Any) -> Any:
+        """The caller's span context in an extracted context; None when the header was bad."""
+        context = self._current_span(incoming).get_span_context()
         return context if context.is_valid else None
 
     def flush(self) -> None:

@@ -243,3 +243,34 @@ def test_a_caller_that_did_not_sample_its_trace_gets_no_spans(receiver: Receiver
 
     spans = receiver.wait_for_spans(len(STAGES))
     assert {s.attributes.get("cloche.request_id") for s in spans} - {None} == {"req-s"}
+
+
+def test_the_standard_sampler_variable_keeps_a_share_of_the_traces(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
+    tracer = tracer_to(receiver.url)
+    for i in range(400):
+        tracer.record(f"req-{i}", "churn", "churn:3", 200, time.time_ns(), STAGES)
+    tracer.shutdown()  # returns once the receiver has answered every batch
+
+    kept = [s for s in receiver.spans if s.span.kind == Span.SPAN_KIND_SERVER]
+    assert 100 < len(kept) < 300  # about half; far outside chance at 400 requests
+    assert len(receiver.spans) == len(kept) * len(STAGES)  # a kept request keeps every stage
+
+
+def test_a_parent_based_ratio_sampler_follows_a_sampled_caller(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")  # no trace of our own starts
+    tracer = tracer_to(receiver.url)
+    sampled = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
+    tracer.record("req-root", "churn", "churn:3", 200, time.time_ns(), STAGES)
+    tracer.record("req-child", "churn", "churn:3", 200, time.time_ns(), STAGES, traceparent=sampled)
+    tracer.shutdown()
+
+    spans = receiver.wait_for_spans(len(STAGES))
+    assert {s.attributes.get("cloche.request_id") for s in spans} - {None} == {"req-child"}
+    assert {s.span.trace_id.hex() for s in spans} == {TRACE_ID}
