@@ -7,8 +7,9 @@ the times measured, not re-measured. The spans carry the request id, so a trace 
 payload log and the ground-truth labels sent for that request.
 
 Tracing off costs nothing: the server then holds no tracer (``request_tracer`` gives None) and
-this module imports OpenTelemetry only when a tracer is built; nothing else in cloche imports
-it. Tracing on never slows a request: ``record`` puts finished spans on the
+this module imports OpenTelemetry only when a tracer is built. (FastAPI, in the control plane,
+imports the OpenTelemetry API for its own optional telemetry; the SDK and the exporter load
+only here.) A collector never slows a request: ``record`` puts finished spans on the
 BatchSpanProcessor's bounded queue, and a background thread exports them; when the collector is
 down or slow, the queue fills and spans are dropped, never waited for.
 """
@@ -81,12 +82,13 @@ def request_tracer(settings: Settings, server_id: str) -> RequestTracer | None:
 class RequestTracer:
     """Records finished requests as spans; exports them in the background (one per worker).
 
-    The SDK's own path (``tracer.start_span`` then ``end``) costs about 80 us of CPU for a
-    request's six spans (bench/tracing.py): sampler, id generator, context, locks and limits,
-    per span. A finished request needs none of that, its times being known, so ``record``
-    builds the finished spans (``ReadableSpan``, what the SDK hands its processors) and gives
-    them to the BatchSpanProcessor: about a fifth of the cost. ``tracer`` is the provider's
-    ordinary tracer, for spans that are not on the per-request path.
+    The SDK's own path (``tracer.start_span`` then ``end``) cost about 80 us of CPU for a
+    request's six spans when this was written: sampler, id generator, context, locks and
+    limits, per span. A finished request needs none of that, its times being known, so
+    ``record`` builds the finished spans (``ReadableSpan``, what the SDK hands its processors)
+    and gives them to the BatchSpanProcessor: about a fifth of the cost (bench/tracing.py
+    measures it). ``tracer`` is the provider's ordinary tracer, for spans off the per-request
+    path (a model's load, say).
     """
 
     def __init__(
