@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -274,3 +276,25 @@ def test_a_parent_based_ratio_sampler_follows_a_sampled_caller(
     spans = receiver.wait_for_spans(len(STAGES))
     assert {s.attributes.get("cloche.request_id") for s in spans} - {None} == {"req-child"}
     assert {s.span.trace_id.hex() for s in spans} == {TRACE_ID}
+
+
+def test_a_worker_that_exits_without_shutting_down_still_sends_its_spans(
+    receiver: Receiver,
+) -> None:
+    # A minute's batching delay, and no shutdown() call: only the exit hook can send them.
+    code = f"""
+import time
+from cloche.egress import Egress
+from cloche.serving.tracing import RequestTracer
+
+tracer = RequestTracer(
+    {receiver.url!r}, server_id="9", egress=Egress.from_allow("127.0.0.1"),
+    schedule_delay_ms=60_000,
+)
+tracer.record("req-exit", "churn", None, 200, time.time_ns(), {STAGES!r})
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    spans = receiver.wait_for_spans(len(STAGES))
+    assert request_span(spans).attributes["cloche.request_id"] == "req-exit"
