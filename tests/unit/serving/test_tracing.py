@@ -133,6 +133,7 @@ def test_tracing_off_the_data_plane_imports_no_opentelemetry_module() -> None:
     )
 
 
+@pytest.mark.slow  # imports the whole server stack in a fresh interpreter (~3 s of CPU)
 def test_tracing_off_a_whole_worker_loads_no_opentelemetry_sdk(tmp_path: Path) -> None:
     # FastAPI (the control-plane API beside the data plane) imports the OpenTelemetry API for
     # its own, optional telemetry; the SDK and the exporter, tracing's weight, stay out.
