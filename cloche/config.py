@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -111,6 +112,13 @@ class ServingSettings(BaseModel):
     server_timing: bool = Field(
         default=False, description="send each request's stage timings in a Server-Timing header"
     )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry collector to send each request's stages to as spans, over "
+        "OTLP/HTTP (`--otlp-endpoint`), e.g. http://127.0.0.1:4318 (spans go to "
+        "URL/v1/traces); a private or loopback address must be listed in egress.allow; "
+        "default: off",
+    )
     threads_per_worker: int = Field(
         default=1,
         ge=0,
@@ -174,6 +182,37 @@ class ServingSettings(BaseModel):
     keep_alive_seconds: int = Field(
         default=5, gt=0, description="an idle keep-alive connection closes after this many seconds"
     )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_url(cls, value: str | None) -> str | None:
+        return check_otlp_endpoint(value) if value and value.strip() else None
+
+
+def check_otlp_endpoint(value: str) -> str:
+    """An OTLP/HTTP collector URL without its trailing slash; ValueError says what is wrong."""
+    url = value.strip().rstrip("/")
+    example = "write it as http(s)://HOST:PORT, e.g. http://127.0.0.1:4318"
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(
+            f"the OTLP endpoint {value!r} must be an http:// or https:// URL (cloche sends "
+            f"OTLP over HTTP, usually port 4318; OTLP/gRPC on 4317 is not supported); {example}"
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:  # not a number, or beyond 65535
+        raise ValueError(f"the OTLP endpoint {value!r} has a bad port ({exc}); {example}") from None
+    if port == 0:
+        raise ValueError(f"the OTLP endpoint {value!r} has port 0; {example}")
+    if not parts.hostname:
+        raise ValueError(f"the OTLP endpoint {value!r} names no host; {example}")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(
+            f"the OTLP endpoint {value!r} may not carry a query, fragment or user name; {example} "
+            "(headers such as credentials go in OTEL_EXPORTER_OTLP_HEADERS)"
+        )
+    return url
 
 
 class AuthSettings(BaseModel):

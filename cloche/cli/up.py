@@ -69,6 +69,18 @@ GrpcPortOpt = Annotated[
         show_default=False,
     ),
 ]
+OtlpOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="Send each prediction's stages as OpenTelemetry spans to this collector, over "
+        "OTLP/HTTP (e.g. http://127.0.0.1:4318; spans go to URL/v1/traces). A loopback or "
+        "private address must be listed in CLOCHE_EGRESS__ALLOW (default: "
+        "CLOCHE_SERVING__OTLP_ENDPOINT; off when unset). Needs cloche[otlp].",
+        show_default=False,
+    ),
+]
 
 
 def up(
@@ -76,14 +88,20 @@ def up(
     port: PortOpt = None,
     workers: WorkersOpt = None,
     grpc_port: GrpcPortOpt = None,
+    otlp_endpoint: OtlpOpt = None,
 ) -> None:
     """Start cloche (API, docs at /api/docs, console at /console, endpoints) until Ctrl-C."""
     server = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    serving = {"grpc_port": grpc_port} if grpc_port is not None else {}
+    serving = {
+        k: v
+        for k, v in {"grpc_port": grpc_port, "otlp_endpoint": otlp_endpoint}.items()
+        if v is not None
+    }
     # Dicts (not section objects) so unset fields still come from CLOCHE_SERVER__* etc.
     sections = {"server": server, "serving": serving}
     settings = load_settings(**{k: v for k, v in sections.items() if v})
     settings = _check_tls(settings)
+    _check_otlp(settings)
     count = workers if workers is not None else settings.serving.workers
     count = count or os.cpu_count() or 1
     # Workers of this server share a metrics folder named after it.
@@ -140,6 +158,14 @@ def _reserve_grpc(settings: Settings, port: int, cleanup: contextlib.ExitStack) 
     held = cleanup.enter_context(reserve_grpc_port(settings.server.host, port))
     serving = settings.serving.model_copy(update={"grpc_port": held.getsockname()[1]})
     return settings.model_copy(update={"serving": serving})
+
+
+def _check_otlp(settings: Settings) -> None:
+    """A collector the egress rules refuse, or a missing extra, is an error now, not in workers."""
+    if settings.serving.otlp_endpoint:
+        from cloche.serving.tracing import check_endpoint  # imports no OpenTelemetry module
+
+        check_endpoint(settings.serving.otlp_endpoint, settings.egress.policy())
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -210,6 +236,8 @@ def _serve_workers(settings: Settings, sock: socket.socket, count: int) -> None:
     os.environ["CLOCHE_SERVER__PORT"] = str(sock.getsockname()[1])
     if settings.serving.grpc_port is not None:
         os.environ["CLOCHE_SERVING__GRPC_PORT"] = str(settings.serving.grpc_port)
+    if settings.serving.otlp_endpoint:
+        os.environ["CLOCHE_SERVING__OTLP_ENDPOINT"] = settings.serving.otlp_endpoint
     if settings.server.tls_cert_file is not None and settings.server.tls_key_file is not None:
         os.environ["CLOCHE_SERVER__TLS_CERT_FILE"] = str(settings.server.tls_cert_file)
         os.environ["CLOCHE_SERVER__TLS_KEY_FILE"] = str(settings.server.tls_key_file)

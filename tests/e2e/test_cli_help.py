@@ -11,7 +11,7 @@ import pytest
 from tests.e2e._cli import cloche
 from tests.e2e._servers import cloche_command
 
-WIDE = {"COLUMNS": "200"}  # one help line per option, so a phrase is never split by wrapping
+WIDE = {"COLUMNS": "240"}  # one help line per option, so a phrase is never split by wrapping
 
 
 def test_root_help_lists_every_command_the_edge_ones_included() -> None:
