@@ -157,6 +157,9 @@ def ensure_mlserver() -> Path:
         [
             str(MLSERVER_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
             "mlserver", "mlserver-sklearn", f"scikit-learn=={sklearn.__version__}",
+            # MLServer 1.7's parallel workers call asyncio.get_event_loop() in a fresh
+            # process, which uvloop 0.22+ refuses ("no current event loop"): they all die.
+            "uvloop<0.22",
         ],
         check=True,
     )  # fmt: skip
