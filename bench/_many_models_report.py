@@ -6,6 +6,7 @@ No servers, no clocks: the unit test feeds these functions synthetic numbers.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -52,6 +53,18 @@ class Split:
     def hit_rate(self) -> float:
         total = len(self.hits) + len(self.cold)
         return len(self.hits) / total if total else math.nan
+
+
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
+UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in "600MiB", "1.5GB", "4096"; a ValueError saying how to write one otherwise."""
+    found = SIZE.match(text)
+    if not found or float(found.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a size above zero; write e.g. 600MiB or 2GB")
+    return int(float(found.group(1)) * UNITS[(found.group(2) or "b").lower()])
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

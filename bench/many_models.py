@@ -29,7 +29,7 @@ import argparse
 import hashlib
 import pickle
 import random
-import re
+import signal
 import sys
 import tempfile
 import time
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _many_models_report import MIB, Run, Sample, cache_mark, judge, table
+from _many_models_report import MIB, Run, Sample, cache_mark, judge, parse_size, table
 from _many_models_servers import (
     REPO,
     PeakMemory,
@@ -58,16 +58,6 @@ ROWS_PER_MODEL = 8  # distinct request rows per model, their answers computed he
 HOT = 5  # the skewed sweep's hot models
 HOT_SHARE = 0.8
 CACHE = REPO / ".cache" / "bench-many-models"
-SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
-UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-
-
-def parse_size(text: str) -> int:
-    """Bytes in "600MiB", "1.5GB", "4096"."""
-    found = SIZE.match(text)
-    if not found:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 600MiB or 2GB")
-    return int(float(found.group(1)) * UNITS[(found.group(2) or "b").lower()])
 
 
 # --- models --------------------------------------------------------------------------------
@@ -261,7 +251,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.models < 1 or args.model_mb < 1 or args.workers < 1:
         parser.error("--models, --model-mb and --workers must be at least 1")
-    budget = parse_size(args.model_memory)
+    try:
+        budget = parse_size(args.model_memory)
+    except ValueError as exc:
+        parser.error(f"--model-memory: {exc}")
+    # SIGTERM unwinds like Ctrl-C, through the blocks that stop the servers (each runs in a
+    # session of its own, so no signal to this process reaches them).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     files = model_files(args.models, args.model_mb)
     expected = expected_answers(files, args.seed)

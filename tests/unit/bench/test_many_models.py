@@ -136,3 +136,17 @@ def test_goals_needing_the_budgeted_server_are_skipped_with_its_reason() -> None
     assert goals[0].passed is True
     assert [g.passed for g in goals[1:]] == [None, None, None]
     assert all(g.line() == f"SKIP  {g.name}: no --model-memory yet" for g in goals[1:])
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("600MiB", 600 * 2**20), ("1.5GB", 1_500_000_000), ("4096", 4096), (" 2gib ", 2 * 2**30)],
+)
+def test_parse_size_reads_the_budget_as_cloche_up_takes_it(text: str, size: int) -> None:
+    assert report.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["lots", "600 furlongs", "-5MiB", "0MiB", ""])
+def test_a_budget_that_is_not_a_size_says_how_to_write_one(text: str) -> None:
+    with pytest.raises(ValueError, match=r"write e\.g\. 600MiB or 2GB"):
+        report.parse_size(text)
