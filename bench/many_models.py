@@ -15,7 +15,7 @@ MLServer (its own venv under .cache/bench-mlserver-venv, one model-settings.json
 V2 REST infer endpoint). A thread samples the resident memory of each server's whole process
 tree every 50 ms. Then one table and the issue's goals, pass or fail.
 
-    .venv/bin/python bench/many_models.py                       # 50 models, about 10 min
+    .venv/bin/python bench/many_models.py        # 50 models: ~6 min (+10-40 s a model, once)
     .venv/bin/python bench/many_models.py --models 10 --skewed 200
     .venv/bin/python bench/many_models.py --models 6 --no-mlserver
 
