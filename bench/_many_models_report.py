@@ -39,6 +39,8 @@ class Run:
     sweeps: dict[str, list[Sample]] = field(default_factory=dict)
     skipped: str = ""
     all_resident: bool = False  # every model loaded before the sweeps: every request is a hit
+    # Model loads the server counted during each sweep (its /metrics), when it exposes them.
+    loads: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,17 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def split(samples: Sequence[Sample], threshold_ms: float, *, all_resident: bool = False) -> Split:
-    """Hits and cold loads. The server's own word wins when it gave one on any request;
-    otherwise a request slower than ``threshold_ms`` (the no-budget server's p99) counts as a
-    cold load, an estimate the table says it used."""
+def split(
+    samples: Sequence[Sample],
+    threshold_ms: float,
+    *,
+    all_resident: bool = False,
+    loads: int | None = None,
+) -> Split:
+    """Hits and cold loads, by the best evidence at hand (the table says which it used):
+    the server's word on each request; else its count of loads during the sweep (``loads``),
+    the slowest that many requests being the cold ones; else latency, a request slower than
+    ``threshold_ms`` (the no-budget server's p99) counting as a cold load."""
     if all_resident:
         return Split([s.latency_ms for s in samples], [], "all models resident")
     if any(s.cache is not None for s in samples):
@@ -89,6 +98,14 @@ def split(samples: Sequence[Sample], threshold_ms: float, *, all_resident: bool 
             [s.latency_ms for s in samples if s.cache != "miss"],
             [s.latency_ms for s in samples if s.cache == "miss"],
             "the server's own word (Server-Timing load stage or cache header)",
+        )
+    if loads is not None:
+        ordered = sorted(s.latency_ms for s in samples)
+        cold = min(max(loads, 0), len(ordered))
+        return Split(
+            ordered[: len(ordered) - cold],
+            ordered[len(ordered) - cold :],
+            "the server's load count (/metrics), its slowest requests the cold ones",
         )
     return Split(
         [s.latency_ms for s in samples if s.latency_ms <= threshold_ms],
@@ -111,6 +128,18 @@ def cache_mark(headers: Mapping[str, str]) -> str | None:
     if any(stage.startswith(LOAD_STAGES) for stage in stages):
         return "miss"
     return None
+
+
+def prometheus_sum(text: str, metric: str) -> float | None:
+    """The sum of every series of ``metric`` in a Prometheus text exposition; None when the
+    server exposes no such metric."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name == metric and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+            seen = True
+    return total if seen else None
 
 
 def reference_p99(runs: Sequence[Run]) -> float:
@@ -150,7 +179,9 @@ def table(runs: Sequence[Run]) -> str:
             continue
         method = ""
         for sweep, samples in run.sweeps.items():
-            parts = split(samples, threshold, all_resident=run.all_resident)
+            parts = split(
+                samples, threshold, all_resident=run.all_resident, loads=run.loads.get(sweep)
+            )
             cells = [
                 run.label, sweep, str(len(samples)),
                 f"{sum(s.correct for s in samples)}/{len(samples)}", _mb(run.peak_rss),
@@ -211,12 +242,14 @@ def judge(runs: Sequence[Run]) -> list[Goal]:
             f"peak {_mb(budgeted.peak_rss)} MB, limit {_mb(limit)} MB",
         )
     )
-    hits = [
-        h for sweep in budgeted.sweeps.values() for h in split(sweep, threshold).hits
-    ]  # pooled over both sweeps, as the reference is
+    parts = {
+        name: split(sweep, threshold, loads=budgeted.loads.get(name))
+        for name, sweep in budgeted.sweeps.items()
+    }
+    hits = [h for p in parts.values() for h in p.hits]  # pooled, as the reference is
     hit_p99 = percentile(hits, 99)
     judged = not (math.isnan(hit_p99) or math.isnan(threshold))
-    estimated = not any(s.cache for sweep in budgeted.sweeps.values() for s in sweep)
+    estimated = any(p.method.startswith("latency") for p in parts.values())
     goals.append(
         Goal(
             "hit-path p99 <= 1.1x no-budget p99",
@@ -226,8 +259,7 @@ def judge(runs: Sequence[Run]) -> list[Goal]:
             + (" (hits estimated by latency: holds by construction)" if estimated else ""),
         )
     )
-    skewed = budgeted.sweeps.get("skewed", [])
-    rate = split(skewed, threshold).hit_rate if skewed else math.nan
+    rate = parts["skewed"].hit_rate if budgeted.sweeps.get("skewed") else math.nan
     goals.append(
         Goal(
             "skewed-sweep hit rate >= 95%",

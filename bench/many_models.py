@@ -39,7 +39,16 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _many_models_report import MIB, Run, Sample, cache_mark, judge, parse_size, table
+from _many_models_report import (
+    MIB,
+    Run,
+    Sample,
+    cache_mark,
+    judge,
+    parse_size,
+    prometheus_sum,
+    table,
+)
 from _many_models_servers import (
     REPO,
     PeakMemory,
@@ -56,6 +65,7 @@ from _many_models_servers import (
 N_FEATURES = 20
 N_ROWS = 20_000  # training rows: fully grown trees of ~1.5 MB each
 ROWS_PER_MODEL = 8  # distinct request rows per model, their answers computed here
+LOADS_METRIC = "cloche_model_loads_total"  # by model and worker, with the memory budget
 HOT = 5  # the skewed sweep's hot models
 HOT_SHARE = 0.8
 CACHE = REPO / ".cache" / "bench-many-models"
@@ -204,6 +214,17 @@ def warm(target: Target, expected: dict[str, Expected], passes: int) -> None:
                     target.ask(client, model, want.rows[0])
 
 
+def loads_total(base: str, settle: float = 0.0) -> float | None:
+    """All workers' model loads so far, from cloche's /metrics (None when it has no such
+    count). ``settle``: the workers publish their cache state a moment after it changes."""
+    time.sleep(settle)
+    try:
+        r = httpx.get(f"{base}/metrics", timeout=10)
+    except httpx.HTTPError:
+        return None
+    return prometheus_sum(r.text, LOADS_METRIC) if r.status_code == 200 else None
+
+
 def measure(
     run: Run,
     cmd: list[str],
@@ -222,7 +243,11 @@ def measure(
         if run.all_resident:
             warm(target, expected, passes=3)
         for name, requests in plan.items():
+            before = loads_total(target.base)
             run.sweeps[name] = sweep(target, requests, expected, deadline)
+            after = loads_total(target.base, settle=1.0)
+            if before is not None and after is not None:
+                run.loads[name] = int(after - before)
             print(f"{run.label}: {name} sweep done", file=sys.stderr)
     run.peak_rss = memory.peak
     return run

@@ -150,3 +150,42 @@ def test_parse_size_reads_the_budget_as_cloche_up_takes_it(text: str, size: int)
 def test_a_budget_that_is_not_a_size_says_how_to_write_one(text: str) -> None:
     with pytest.raises(ValueError, match=r"write e\.g\. 600MiB or 2GB"):
         report.parse_size(text)
+
+
+def test_the_servers_load_count_makes_its_slowest_requests_the_cold_ones() -> None:
+    parts = report.split(_samples([5.0, 300.0, 6.0, 90.0, 4.0]), 10.0, loads=2)
+    assert parts.cold == [90.0, 300.0]  # 90 ms is over the 10 ms threshold, but so counted
+    assert parts.hits == [4.0, 5.0, 6.0]
+    assert parts.hit_rate == pytest.approx(0.6)
+    assert "load count" in parts.method
+    assert report.split(_samples([5.0]), 10.0, loads=7).cold == [5.0]  # never more than asked
+
+
+def test_a_budgeted_run_with_load_counts_is_judged_on_them() -> None:
+    random = _samples([5.0] * 8 + [50.0, 60.0])  # 50 and 60 ms: over the 10 ms reference p99
+    skewed = _samples([5.0] * 100)
+    run = _budgeted(random, skewed)
+    run.loads = {"random": 2, "skewed": 0}
+    goals = {g.name: g for g in report.judge([_reference(), run])}
+    assert goals["hit-path p99 <= 1.1x no-budget p99"].passed is True
+    assert "estimated" not in goals["hit-path p99 <= 1.1x no-budget p99"].detail
+    assert goals["skewed-sweep hit rate >= 95%"].detail == "100.0%"
+    assert "* cloche, 600MiB: hits told by the server's load count" in report.table(
+        [_reference(), run]
+    )
+
+
+def test_prometheus_sum_adds_every_series_of_one_metric() -> None:
+    text = "\n".join(
+        [
+            "# HELP cloche_model_loads_total Loads of each model, by worker.",
+            "# TYPE cloche_model_loads_total gauge",
+            'cloche_model_loads_total{model="a:1",worker="1"} 3',
+            'cloche_model_loads_total{model="b:1",worker="2"} 2.0',
+            'cloche_model_loads_total_other{model="a:1"} 100',
+            "cloche_model_evictions_total 9",
+        ]
+    )
+    assert report.prometheus_sum(text, "cloche_model_loads_total") == 5.0
+    assert report.prometheus_sum(text, "cloche_model_evictions_total") == 9.0
+    assert report.prometheus_sum(text, "cloche_requests_total") is None
