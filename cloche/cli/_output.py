@@ -170,24 +170,25 @@ def _field(label: str, value: str) -> Text:
 
 def resident_table(rows: Sequence[ResidentModel], *, title: str = "Loaded models") -> Table:
     """One row per model per worker: `cloche models loaded`, and the cold starts of
-    `cloche endpoints show`."""
+    `cloche endpoints show`. The last load reads fetch / hash check / deserialise / warm-up."""
     table = Table(title=title, title_justify="left")
-    for column in ("model", "size", "server/worker", "last used", "loads", "evictions"):
-        table.add_column(
-            column, justify="right" if column in {"size", "loads", "evictions"} else "left"
-        )
-    for stage in LOAD_STAGE_NAMES:
-        table.add_column(stage, justify="right")
+    table.add_column("model", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("worker", no_wrap=True)
+    table.add_column("last used", no_wrap=True)
+    table.add_column("loads", justify="right")
+    table.add_column("evictions", justify="right")
+    table.add_column("last load (fetch/hash/deserialise/warm-up)")
     for r in rows:
-        used = when(r.last_used) if r.last_used else "-"
+        stages = [r.load_seconds.get(stage) for stage in LOAD_STAGE_NAMES]
         table.add_row(
             r.ref if r.resident else f"{r.ref} (evicted)",
             size(r.size_bytes) if r.size_bytes is not None else "-",
-            f"{r.server}/{r.worker}",
-            used,
+            str(r.worker),
+            r.last_used.astimezone().strftime("%H:%M:%S") if r.last_used else "-",
             str(r.loads),
             str(r.evictions),
-            *(_seconds(r.load_seconds.get(stage)) for stage in LOAD_STAGE_NAMES),
+            "/".join(_ms(s) for s in stages) + " ms" if any(stages) else "-",
         )
     return table
 
@@ -195,10 +196,8 @@ def resident_table(rows: Sequence[ResidentModel], *, title: str = "Loaded models
 LOAD_STAGE_NAMES = ("fetch", "hash_check", "deserialise", "warm_up")
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}"
 
 
 def print_version(v: ModelVersion) -> None:

@@ -22,9 +22,10 @@ STDERR_TAIL = 2000
 def measure_resident_bytes(framework: str, model_path: Path, *, timeout_s: float) -> int:
     """Load the model in a child process and return the memory it took, in bytes."""
     from cloche.registry.child_pool import start_child
-    from cloche.runtimes import get_runtime
 
-    child = start_child([get_runtime(framework).name])
+    # No framework preloaded: the child loads the model twice and counts the second load only,
+    # so the first one imports just what this model needs.
+    child = start_child()
     request = {"measure": {"framework": framework, "model_path": str(model_path)}}
     try:
         out, err = child.proc.communicate(json.dumps(request).encode(), timeout=timeout_s)
