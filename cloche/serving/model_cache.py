@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloche.errors import ClocheError, Unavailable
 from cloche.runtimes import get_runtime
 from cloche.runtimes.base import LoadedModel
 from cloche.serving.spec import DeploymentSpec
@@ -112,10 +113,12 @@ class ModelCache:
         # against room that only one of them has.
         self._load_lock = threading.Lock()
         self._state_file = state_file
-        self._dirty = threading.Event()
+        # A plain flag, not an Event: setting it is on every batch's path, and costs nothing.
+        self._stale = False
         self._closed = threading.Event()
+        self._publishing = threading.Lock()  # loads and the publisher thread share one tmp file
         if state_file is not None:
-            self.publish()
+            self._changed()  # at once: a deploy reads this worker's budget from it
             threading.Thread(target=self._publish_loop, name="model-cache", daemon=True).start()
 
     @staticmethod
@@ -181,7 +184,7 @@ class ModelCache:
             for k in [k for k in self._stats if k not in keep]:
                 del self._stats[k]
         if dropped:
-            self._changed(now=True)
+            self._changed()
         return dropped
 
     def sizes(self) -> dict[str, int]:
@@ -209,17 +212,17 @@ class ModelCache:
         """Write this worker's state file now (atomically: readers never see half of it)."""
         if self._state_file is None:
             return
-        self._dirty.clear()
         path = self._state_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.state()))
-        tmp.replace(path)
+        with self._publishing:
+            self._stale = False
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps(self.state()))
+            tmp.replace(path)
 
     def close(self) -> None:
         """Stop publishing and remove the state file (a worker shutting down cleanly)."""
         self._closed.set()
-        self._dirty.set()
         if self._state_file is not None:
             self._state_file.unlink(missing_ok=True)
 
@@ -235,7 +238,7 @@ class ModelCache:
             stats = self._stats.get(key)
             if stats is not None:
                 stats.last_used = time.time()
-        self._dirty.set()
+        self._stale = True
         return cached
 
     def _load_pinned(self, key: str, spec: DeploymentSpec) -> CachedModel:
@@ -257,10 +260,17 @@ class ModelCache:
         try:
             model = self._stages(spec, stages)
         except Exception as exc:
+            reason = exc.message if isinstance(exc, ClocheError) else f"{type(exc).__name__}: {exc}"
             with self._lock:
-                stats.last_error = f"{type(exc).__name__}: {exc}"
-            self._changed(now=True)
-            raise
+                stats.last_error = reason
+            self._changed()
+            # 503 naming the model and the reason: this model's requests fail, no other's.
+            raise Unavailable(
+                f"model {spec.ref} cannot be loaded: {reason}",
+                hint=getattr(exc, "hint", None)
+                or "see the server's log; `cloche models loaded --all` shows the last error",
+                model=spec.ref,
+            ) from exc
         total = time.perf_counter() - start
         cached = CachedModel(model, expected, total, pins=pins)
         with self._lock:
@@ -274,7 +284,7 @@ class ModelCache:
         if self._on_stage is not None:
             for stage, seconds in stages.items():
                 self._on_stage(stage, seconds)
-        self._changed(now=True)
+        self._changed()
         return cached
 
     def _stages(self, spec: DeploymentSpec, stages: dict[str, float]) -> LoadedModel:
@@ -328,27 +338,23 @@ class ModelCache:
             stats = self._stats.get(victim)
             if stats is not None:
                 stats.evictions += 1
-            self._dirty.set()
+            self._stale = True
 
-    def _changed(self, *, now: bool) -> None:
-        if now:
-            try:
-                self.publish()
-            except OSError as exc:  # a full disk must not fail a load
-                log.warning("could not write the model cache state: %s", exc)
-        else:
-            self._dirty.set()
+    def _changed(self) -> None:
+        try:
+            self.publish()
+        except OSError as exc:  # a full disk must not fail a load
+            log.warning("could not write the model cache state: %s", exc)
 
     def _publish_loop(self) -> None:
-        while not self._closed.is_set():
-            self._dirty.wait()
-            if self._closed.is_set():
-                return
+        # Last-used times need not be fresher than this; loads and evictions publish at once.
+        while not self._closed.wait(PUBLISH_EVERY_S):
+            if not self._stale:
+                continue
             try:
                 self.publish()
             except OSError as exc:
                 log.warning("could not write the model cache state: %s", exc)
-            time.sleep(PUBLISH_EVERY_S)  # last-used times need not be fresher than this
 
 
 def warm_up_rows(signature: dict[str, Any]) -> Any:

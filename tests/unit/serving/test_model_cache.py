@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from cloche.errors import HashMismatch
+from cloche.errors import HashMismatch, Unavailable
 from cloche.serving.metrics import WorkerMetrics, publish, render
 from cloche.serving.model_cache import ModelCache, warm_up_rows
 from cloche.serving.residency import loaded_models, state_file, worker_budget
@@ -192,10 +192,13 @@ def test_a_model_whose_files_changed_fails_to_load_and_says_why(
 ) -> None:
     cache = _cache(None)
     (Path(specs[0].artifact_key) / "model.joblib").write_bytes(b"tampered")
-    with pytest.raises(HashMismatch), cache.pinned(specs[0]):
+    with pytest.raises(Unavailable) as failed, cache.pinned(specs[0]):
         pass
+    assert failed.value.http_status == 503 and isinstance(failed.value.__cause__, HashMismatch)
+    assert failed.value.message.startswith("model m0:1 cannot be loaded: artifact file")
+    assert "upload the model again" in (failed.value.hint or "")
     state = cache.state()["models"][0]
-    assert not state["resident"] and "HashMismatch" in state["last_error"]
+    assert not state["resident"] and "does not match its recorded sha256" in state["last_error"]
     with cache.pinned(specs[1]) as other:  # the others keep loading and serving
         assert other.predict(np.zeros((1, 3))).shape == (1,)
 
