@@ -108,6 +108,7 @@ class ModelCache:
         self._warm_up = warm_up
         self._models: OrderedDict[str, CachedModel] = OrderedDict()  # least recently used first
         self._stats: dict[str, ModelStats] = {}
+        self._used = 0  # bytes of the resident models, kept as they come and go
         self._lock = threading.Lock()  # the tables above; held for microseconds
         # One load at a time per worker: two cold models loading at once would both be counted
         # against room that only one of them has.
@@ -151,7 +152,7 @@ class ModelCache:
             with self._lock:
                 cached.pins -= 1
                 # Over budget only when a load had to go ahead while all else was pinned.
-                if self.budget_bytes is not None and self._used() > self.budget_bytes:
+                if self.budget_bytes is not None and self._used > self.budget_bytes:
                     self._make_room(0)
 
     def warm(self, spec: DeploymentSpec) -> None:
@@ -164,7 +165,7 @@ class ModelCache:
                 return
         if self.budget_bytes is not None:
             with self._lock:
-                room = self.budget_bytes - self._used()
+                room = self.budget_bytes - self._used
             if self._expected_size(spec) > room:
                 return
         with self._load_lock:
@@ -180,7 +181,7 @@ class ModelCache:
         with self._lock:
             dropped = [k for k in self._models if k not in keep]
             for k in dropped:
-                del self._models[k]
+                self._used -= self._models.pop(k).size_bytes
             for k in [k for k in self._stats if k not in keep]:
                 del self._stats[k]
         if dropped:
@@ -199,7 +200,7 @@ class ModelCache:
         """This worker's models for `cloche models loaded`: resident or not, with counts."""
         with self._lock:
             models = [s.to_dict(k, self._models.get(k)) for k, s in self._stats.items()]
-            used = self._used()
+            used = self._used
         return {
             "pid": os.getpid(),
             "budget_bytes": self.budget_bytes,
@@ -275,11 +276,12 @@ class ModelCache:
         cached = CachedModel(model, expected, total, pins=pins)
         with self._lock:
             self._models[key] = cached
+            self._used += cached.size_bytes
             stats.loads += 1
             stats.last_load = stages
             stats.last_error = None
             stats.last_used = time.time()
-            if self.budget_bytes is not None and self._used() > self.budget_bytes:
+            if self.budget_bytes is not None and self._used > self.budget_bytes:
                 self._make_room(0)
         if self._on_stage is not None:
             for stage, seconds in stages.items():
@@ -323,18 +325,15 @@ class ModelCache:
             return measured
         return sum(int(f.get("size", 0)) for f in spec.files.values())
 
-    def _used(self) -> int:
-        return sum(c.size_bytes for c in self._models.values())
-
     def _make_room(self, need: int) -> None:
         """Evict least recently used unpinned models until ``need`` more bytes fit (or only
         pinned models are left). Called with ``_lock`` held."""
         assert self.budget_bytes is not None
-        while self._used() + need > self.budget_bytes:
+        while self._used + need > self.budget_bytes:
             victim = next((k for k, c in self._models.items() if c.pins == 0), None)
             if victim is None:
                 return  # all pinned: go over the budget, evict when the pins are released
-            del self._models[victim]
+            self._used -= self._models.pop(victim).size_bytes
             stats = self._stats.get(victim)
             if stats is not None:
                 stats.evictions += 1
