@@ -182,6 +182,26 @@ class ServingSettings(BaseModel):
     keep_alive_seconds: int = Field(
         default=5, gt=0, description="an idle keep-alive connection closes after this many seconds"
     )
+    model_memory: int | None = Field(
+        default=None,
+        description="memory that loaded models may take, all workers of `cloche up` together "
+        "(`--model-memory`; e.g. 4GiB, 600MiB); each worker keeps an equal share and evicts its "
+        "least recently used idle models to stay under it; default: no limit (every worker "
+        "loads every deployed model)",
+    )
+
+    @field_validator("model_memory", mode="before")
+    @classmethod
+    def _memory_size(cls, value: Any) -> int | None:
+        from cloche.errors import InvalidInput
+        from cloche.sizes import parse_size
+
+        if value is None or value == "":
+            return None
+        try:
+            return parse_size(value)
+        except InvalidInput as exc:  # pydantic reports ValueErrors with the field's name
+            raise ValueError(f"{exc.message} ({exc.hint})") from None
 
     @field_validator("otlp_endpoint")
     @classmethod

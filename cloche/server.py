@@ -33,6 +33,7 @@ from cloche.logs import service as logs
 from cloche.serving import metrics
 from cloche.serving.app import DataPlane, Receive, Send
 from cloche.serving.auth import TokenCache
+from cloche.serving.cache_setup import server_cache
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog, RetentionCounts
 from cloche.serving.router import Router
@@ -68,6 +69,9 @@ class Server:
             metrics=self.metrics,
             max_request_rows=settings.serving.max_request_rows,
         )
+        # This worker's share of the model memory budget, sizes from the registry, load stages
+        # into its metrics, and its state file for `cloche models loaded`.
+        self.router.cache = server_cache(settings, store, server_id, self.metrics)
         self.data_plane = DataPlane(
             self.router,
             store_tokens(store, required=settings.auth_required),

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cloche.registry.entities import ModelDetail, ModelSummary, ModelVersion
+from cloche.registry.entities import ModelDetail, ModelSummary, ModelVersion, ResidentModel
 
 # Rich resolves sys.stdout/sys.stderr at print time, so these follow CliRunner's redirection.
 out = Console(highlight=False, soft_wrap=False)
@@ -168,11 +168,45 @@ def _field(label: str, value: str) -> Text:
     return Text(f"{label:<12}", style="bold") + Text(value)
 
 
+def resident_table(rows: Sequence[ResidentModel], *, title: str = "Loaded models") -> Table:
+    """One row per model per worker: `cloche models loaded`, and the cold starts of
+    `cloche endpoints show`. The last load reads fetch / hash check / deserialise / warm-up."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("model", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("worker", no_wrap=True)
+    table.add_column("last used", no_wrap=True)
+    table.add_column("loads", justify="right")
+    table.add_column("evictions", justify="right")
+    table.add_column("last load (fetch/hash/deserialise/warm-up)")
+    for r in rows:
+        stages = [r.load_seconds.get(stage) for stage in LOAD_STAGE_NAMES]
+        table.add_row(
+            r.ref if r.resident else f"{r.ref} (evicted)",
+            size(r.size_bytes) if r.size_bytes is not None else "-",
+            str(r.worker),
+            r.last_used.astimezone().strftime("%H:%M:%S") if r.last_used else "-",
+            str(r.loads),
+            str(r.evictions),
+            "/".join(_ms(s) for s in stages) + " ms" if any(stages) else "-",
+        )
+    return table
+
+
+LOAD_STAGE_NAMES = ("fetch", "hash_check", "deserialise", "warm_up")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}"
+
+
 def print_version(v: ModelVersion) -> None:
     """Everything known about one version: identity, signature, files, metrics, baseline."""
     out.print(Text(v.ref, style="bold cyan"))
     out.print(_field("framework", v.framework))
     out.print(_field("size", size(v.size_bytes)))
+    resident = size(v.resident_bytes) if v.resident_bytes is not None else "not measured yet"
+    out.print(_field("in memory", resident))
     out.print(_field("sha256", v.sha256))
     out.print(_field("created", f"{when(v.created_at)} by {v.created_by or '?'}"))
     if v.aliases:

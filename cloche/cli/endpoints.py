@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from cloche.cli._common import JsonOpt, YesOpt, get_client
-from cloche.cli._output import new_table, out, print_json, success, when
+from cloche.cli._output import new_table, out, print_json, resident_table, success, when
 from cloche.endpoints.entities import Endpoint
 from cloche.endpoints.traffic import parse_split
 
@@ -107,12 +107,21 @@ def show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
     client = get_client(ctx)
     ep = client.endpoints.get(name)
     agreement = client.logs.shadow_agreement(name) if any(d.shadow for d in ep.deployments) else []
+    refs = {d.ref for d in ep.deployments}
+    # The last load of each deployment's model on each worker (evicted ones too).
+    loads = [r for r in client.models.loaded(all=True) if r.ref in refs and r.load_seconds]
     if json_:
         print_json(
-            {**ep.model_dump(mode="json"), "shadow_agreement": [a.model_dump() for a in agreement]}
+            {
+                **ep.model_dump(mode="json"),
+                "shadow_agreement": [a.model_dump() for a in agreement],
+                "last_loads": [r.model_dump(mode="json") for r in loads],
+            }
         )
         return
     print_endpoint(ep)
+    if loads:
+        out.print(resident_table(loads, title="Last load by stage (per worker)"))
     for a in agreement:
         rate = f"{a.rate:.1%}" if a.rate is not None else "n/a"
         out.print(

@@ -15,6 +15,7 @@ from cloche.cli._output import (
     print_json,
     print_model,
     print_version,
+    resident_table,
     success,
 )
 from cloche.errors import InvalidInput
@@ -197,6 +198,26 @@ def show(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
         print_json(version)
     else:
         print_version(version)
+
+
+@app.command()
+def loaded(
+    ctx: typer.Context,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Also models loaded before and evicted since.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Models the serving workers hold in memory: size, worker, last use, loads, evictions and
+    the last load's time by stage (fetch, hash check, deserialise, warm-up)."""
+    rows = get_client(ctx).models.loaded(all=all_)
+    if json_:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("No model is loaded: no server is running on this home, or nothing is deployed.")
+        return
+    out.print(resident_table(rows))
 
 
 @app.command("alias")

@@ -18,6 +18,7 @@ from cloche.cli._common import load_settings
 from cloche.cli._output import err, out
 from cloche.config import Settings
 from cloche.errors import InvalidInput, Unavailable
+from cloche.sizes import format_size, parse_size
 
 if TYPE_CHECKING:  # the server stack loads when `up` runs, not for every other command
     from pathlib import Path
@@ -81,6 +82,17 @@ OtlpOpt = Annotated[
         show_default=False,
     ),
 ]
+ModelMemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model-memory",
+        metavar="SIZE",
+        help="Memory loaded models may take, all workers together, e.g. 4GiB or 600MiB; each "
+        "worker keeps an equal share and evicts its least recently used idle models "
+        "(default: CLOCHE_SERVING__MODEL_MEMORY, or no limit).",
+        show_default=False,
+    ),
+]
 
 
 def up(
@@ -89,14 +101,17 @@ def up(
     workers: WorkersOpt = None,
     grpc_port: GrpcPortOpt = None,
     otlp_endpoint: OtlpOpt = None,
+    model_memory: ModelMemoryOpt = None,
 ) -> None:
     """Start cloche (API, docs at /api/docs, console at /console, endpoints) until Ctrl-C."""
     server = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    serving = {
+    serving: dict[str, Any] = {
         k: v
         for k, v in {"grpc_port": grpc_port, "otlp_endpoint": otlp_endpoint}.items()
         if v is not None
     }
+    if model_memory is not None:
+        serving["model_memory"] = parse_size(model_memory)  # InvalidInput names the forms
     # Dicts (not section objects) so unset fields still come from CLOCHE_SERVER__* etc.
     sections = {"server": server, "serving": serving}
     settings = load_settings(**{k: v for k, v in sections.items() if v})
@@ -104,6 +119,10 @@ def up(
     _check_otlp(settings)
     count = workers if workers is not None else settings.serving.workers
     count = count or os.cpu_count() or 1
+    # Each worker takes budget / workers: it must know how many there are.
+    settings = settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={"workers": count})}
+    )
     # Workers of this server share a metrics folder named after it.
     os.environ["CLOCHE_SERVER_ID"] = str(os.getpid())
     # Everything the server and its workers (which inherit this) write is the owner's only.
@@ -238,6 +257,9 @@ def _serve_workers(settings: Settings, sock: socket.socket, count: int) -> None:
         os.environ["CLOCHE_SERVING__GRPC_PORT"] = str(settings.serving.grpc_port)
     if settings.serving.otlp_endpoint:
         os.environ["CLOCHE_SERVING__OTLP_ENDPOINT"] = settings.serving.otlp_endpoint
+    os.environ["CLOCHE_SERVING__WORKERS"] = str(count)
+    if settings.serving.model_memory is not None:
+        os.environ["CLOCHE_SERVING__MODEL_MEMORY"] = str(settings.serving.model_memory)
     if settings.server.tls_cert_file is not None and settings.server.tls_key_file is not None:
         os.environ["CLOCHE_SERVER__TLS_CERT_FILE"] = str(settings.server.tls_cert_file)
         os.environ["CLOCHE_SERVER__TLS_KEY_FILE"] = str(settings.server.tls_key_file)
@@ -283,6 +305,13 @@ def _banner(settings: Settings, port: int, local_token: "Path", workers: int) ->
         markup=False,
     )
     out.print(f"  Predict: {base}/v1/models/ENDPOINT:predict  ({workers} worker(s))", markup=False)
+    if settings.serving.model_memory is not None:
+        total = settings.serving.model_memory
+        out.print(
+            f"  Models: at most {format_size(total)} in memory ({format_size(total // workers)} "
+            "per worker; least recently used idle models are evicted)",
+            markup=False,
+        )
     if settings.serving.grpc_port is not None:
         grpc_at = f"[{shown}]" if ":" in shown else shown
         tls = ", TLS" if settings.server.tls else ""

@@ -6,6 +6,7 @@ CLOCHE_HOME's store, and over a server's REST API.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -22,7 +23,13 @@ from cloche.config import Settings
 from cloche.export.entities import ExportResult
 from cloche.registry import listing, upload
 from cloche.registry import service as registry
-from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
+from cloche.registry.entities import (
+    DeleteResult,
+    ModelDetail,
+    ModelSummary,
+    ModelVersion,
+    ResidentModel,
+)
 from cloche.registry.inspection import inspect_here
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref
 from cloche.runtimes.base import LoadedModel
@@ -86,6 +93,11 @@ class ModelsAPI(Protocol):
 
     def delete(self, ref: str) -> DeleteResult:
         """Delete a model (bare name) or one version (``name:3``, ``name@alias``)."""
+        ...
+
+    def loaded(self, *, all: bool = False) -> builtins.list[ResidentModel]:
+        """Models the serving workers of the servers on this store hold in memory, one per
+        model per worker; with ``all``, also those loaded before and evicted since."""
         ...
 
     def load(self, ref: str) -> LoadedModel:
@@ -192,6 +204,9 @@ class LocalModels:
     def delete(self, ref: str) -> DeleteResult:
         return registry.delete(self._t.store, ref=ref, actor=self._t.actor)
 
+    def loaded(self, *, all: bool = False) -> builtins.list[ResidentModel]:
+        return registry.loaded_models(self._t.store, resident_only=not all)
+
     def load(self, ref: str) -> LoadedModel:
         return registry.load_model(self._t.store, ref)
 
@@ -295,6 +310,11 @@ class HttpModels:
     def show(self, ref: str) -> ModelVersion:
         response = self._t.request("GET", version_path(parse_ref(ref)))
         return ModelVersion.model_validate(response.json())
+
+    def loaded(self, *, all: bool = False) -> builtins.list[ResidentModel]:
+        params = {"all": "true"} if all else None
+        response = self._t.request("GET", f"{API}/models/loaded", params=params)
+        return [ResidentModel.model_validate(row) for row in response.json()]
 
     def alias(self, ref: str, alias: str) -> ModelVersion:
         check_alias(alias)

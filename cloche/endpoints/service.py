@@ -19,7 +19,9 @@ from cloche.errors import Conflict, DeploymentNotFound, EndpointNotFound, Invali
 from cloche.lineage.links import forget as forget_lineage
 from cloche.lineage.links import record as record_lineage
 from cloche.registry.refs import check_name, parse_ref
-from cloche.registry.service import resolve_version_row
+from cloche.registry.service import resident_size, resolve_version_row
+from cloche.serving.residency import worker_budget
+from cloche.sizes import format_size
 from cloche.store import paging
 from cloche.store.paging import Page, PageRequest
 from cloche.store.store import Store
@@ -265,6 +267,7 @@ def deploy(
         raise InvalidInput("a shadow deployment takes no live traffic; drop --traffic or --shadow")
     if traffic is not None and not 0 <= traffic <= 100:
         raise InvalidInput(f"--traffic must be 0-100, got {traffic}")
+    check_fits_budget(store, endpoint, ref)
     with store.transaction() as session:
         row = _endpoint_row(session, endpoint)
         version = resolve_version_row(session, parse_ref(ref))
@@ -292,6 +295,27 @@ def deploy(
         )
         record_lineage(session, "endpoint", endpoint, "deployed", _ref(version))
         return _changed(session, row, actor=actor, action="endpoint.deploy", before=before)
+
+
+def check_fits_budget(store: Store, endpoint: str, ref: str) -> None:
+    """Refuse a model that no worker could hold: larger than a worker's share of the model
+    memory budget of a server running on this home. Its size is measured now if it never was
+    (outside any transaction: loading takes seconds)."""
+    budget = worker_budget(store.home)
+    if budget is None:
+        return  # no budget, or no server running that has one: nothing to compare against
+    with store.transaction() as session:
+        require_endpoint(session, endpoint)  # a missing endpoint says so before any measuring
+    name, size = resident_size(store, ref)
+    if size > budget:
+        raise InvalidInput(
+            f"{name} takes {format_size(size)} in memory once loaded, more than the "
+            f"{format_size(budget)} each worker may hold (its share of --model-memory)",
+            hint="start `cloche up` with a larger --model-memory (or fewer --workers), or "
+            "deploy a smaller model",
+            resident_bytes=size,
+            worker_budget_bytes=budget,
+        )
 
 
 def _ref(version: VersionRow) -> str:

@@ -33,7 +33,7 @@ def main() -> int:
     answer_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    answer = _inspect(request_bytes)
+    answer = _measure(request_bytes) if _is_measure(request_bytes) else _inspect(request_bytes)
     with os.fdopen(answer_fd, "wb") as out:
         out.write(json.dumps(answer).encode())
     # Leave at once: tearing down an interpreter with a framework loaded takes a few hundred
@@ -67,6 +67,57 @@ def _inspect(request_bytes: bytes) -> dict[str, Any]:
         return exc.to_dict()
     except Exception as exc:  # what would be a 500 in-process is one here too
         return {"error": {"code": "internal_error", "message": f"inspecting failed: {exc!r}"}}
+
+
+def _is_measure(request_bytes: bytes) -> bool:
+    try:
+        request = json.loads(request_bytes)
+    except ValueError:
+        return False  # _inspect answers with the error
+    return isinstance(request, dict) and "measure" in request
+
+
+def _measure(request_bytes: bytes) -> dict[str, Any]:
+    """``{"measure": {"framework", "model_path"}}``: the memory one more copy of the model takes.
+
+    The model is loaded twice and the second load's growth of the resident set is the answer:
+    the first load pulls in whatever modules the model needs (which every worker has already),
+    so only the model's own memory is counted.
+    """
+    import gc
+    from pathlib import Path
+
+    from cloche.errors import ClocheError
+    from cloche.runtimes import get_runtime
+
+    try:
+        request = json.loads(request_bytes)["measure"]
+        runtime = get_runtime(str(request["framework"]))
+        folder = Path(str(request["model_path"]))
+        first = runtime.load(folder)
+        gc.collect()
+        before = _rss_bytes()
+        second = runtime.load(folder)
+        gc.collect()
+        after = _rss_bytes()
+        del first, second
+        return {"resident_bytes": max(after - before, 0)}
+    except ClocheError as exc:
+        return exc.to_dict()
+    except Exception as exc:
+        return {"error": {"code": "internal_error", "message": f"loading failed: {exc!r}"}}
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size: /proc on Linux, else the peak from getrusage."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,7 +27,13 @@ from cloche.errors import (
 from cloche.lineage.links import forget as forget_lineage
 from cloche.lineage.links import record as record_lineage
 from cloche.registry import baselines
-from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
+from cloche.registry.entities import (
+    DeleteResult,
+    ModelDetail,
+    ModelSummary,
+    ModelVersion,
+    ResidentModel,
+)
 from cloche.registry.refs import ModelRef, check_alias, check_name, parse_ref
 from cloche.runtimes.base import LoadedModel
 from cloche.store.paging import collect
@@ -108,6 +115,7 @@ def version_entity(model: ModelRow, row: VersionRow) -> ModelVersion:
         framework=row.framework,
         sha256=row.sha256,
         size_bytes=row.size_bytes,
+        resident_bytes=row.resident_bytes,
         files=row.files,
         signature=row.signature,
         metrics=row.metrics,
@@ -318,6 +326,40 @@ def open_artifact_file(store: Store, ref: str, rel: str) -> tuple[IO[bytes], dic
     if meta is None:
         raise ArtifactNotFound(f"{version.ref} has no file {rel!r}")
     return store.artifacts.open(key, rel), meta
+
+
+def resident_size(store: Store, ref: str, *, timeout_s: float = 300.0) -> tuple[str, int]:
+    """The version's resident size in bytes (and its ``name:version``), measured now in a child
+    process and recorded on the version if it was never measured."""
+    from cloche.registry.resident import measure_resident_bytes
+
+    version, key = artifact_location(store, ref)
+    if version.resident_bytes is not None:
+        return version.ref, version.resident_bytes
+    folder = store.artifacts.local_dir(key, version.files)
+    measured = measure_resident_bytes(version.framework, folder, timeout_s=timeout_s)
+    with store.transaction() as session:
+        row = resolve_version_row(session, parse_ref(version.ref))
+        row.resident_bytes = measured
+    return version.ref, measured
+
+
+def loaded_models(store: Store, *, resident_only: bool = True) -> list[ResidentModel]:
+    """Models the serving workers of every server on this home hold (their state files, see
+    serving/residency.py); with ``resident_only`` False, also those evicted since."""
+    from cloche.serving.residency import loaded_models as rows
+
+    return [
+        ResidentModel(
+            **{
+                **row,
+                "last_used": datetime.fromtimestamp(row["last_used"], UTC)
+                if row.get("last_used")
+                else None,
+            }
+        )
+        for row in rows(store.home, resident_only=resident_only)
+    ]
 
 
 def load_model(store: Store, ref: str) -> LoadedModel:

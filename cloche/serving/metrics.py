@@ -18,6 +18,12 @@ from typing import Any
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Cold-start stages take from milliseconds (a hash check) to minutes (a large download).
+LOAD_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+LOAD_STAGES = ("fetch", "hash_check", "deserialise", "warm_up")
+# Superseded by the histogram of the same name (by stage): a gauge a router still reports under
+# it is left out of /metrics, where one name can have one type only.
+LEGACY_LOAD_GAUGE = "cloche_model_load_seconds"
 _instances: dict[int, str] = {}
 
 
@@ -62,6 +68,15 @@ class WorkerMetrics:
         self.batch_rows: dict[str, Histogram] = {}
         self.explain_requests: dict[tuple[str, str, int], int] = defaultdict(int)
         self.explain_latency: dict[str, Histogram] = {}
+        # Made up front: loads observe from predict threads, and a dict that never grows can be
+        # read by the snapshot meanwhile.
+        self.model_load: dict[str, Histogram] = {s: Histogram(LOAD_BUCKETS_S) for s in LOAD_STAGES}
+
+    def model_load_stage(self, stage: str, seconds: float) -> None:
+        """One stage of one model load (model_cache.py), from whatever thread loaded it."""
+        hist = self.model_load.get(stage)
+        if hist is not None:
+            hist.observe(seconds)
 
     def request(self, endpoint: str, deployment: str, status: int, seconds: float) -> None:
         self.requests[(endpoint, deployment, status)] += 1
@@ -96,6 +111,7 @@ class WorkerMetrics:
             "batch_rows": {k: h.to_dict() for k, h in self.batch_rows.items()},
             "explain_requests": [[*k, v] for k, v in self.explain_requests.items()],
             "explain_latency": {k: h.to_dict() for k, h in self.explain_latency.items()},
+            "model_load": {k: h.to_dict() for k, h in self.model_load.items()},
             "gauges": gauges,
         }
 
@@ -122,6 +138,7 @@ def render(folder: Path) -> str:
     batches: dict[str, dict[str, Any]] = {}
     explains: dict[tuple[str, str, int], int] = defaultdict(int)
     explain_latency: dict[str, dict[str, Any]] = {}
+    model_load: dict[str, dict[str, Any]] = {}
     gauges: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     workers = 0
     for snap, alive in _snapshots(folder):
@@ -134,9 +151,12 @@ def render(folder: Path) -> str:
         for endpoint, deployment, status, count in snap.get("explain_requests", []):
             explains[(endpoint, deployment, int(status))] += int(count)
         _add(explain_latency, snap.get("explain_latency", {}))
+        _add(model_load, snap.get("model_load", {}))
         # A dead worker's counts stay in the totals (counters never go down); its gauges,
         # which described a process that is gone, do not.
         for name, series in snap["gauges"].items():
+            if name == LEGACY_LOAD_GAUGE:
+                continue
             if not alive and not name.endswith("_total"):
                 continue
             for label, value in series.items():
@@ -171,9 +191,24 @@ def render(folder: Path) -> str:
         explain_latency,
         LATENCY_BUCKETS_S,
     )
+    out += _histogram(
+        "cloche_model_load_seconds",
+        "Model load time in seconds, by stage (fetch, hash_check, deserialise, warm_up).",
+        "stage",
+        model_load,
+        LOAD_BUCKETS_S,
+    )
+    for name, series in _residency_gauges(folder.parent / "models").items():
+        for label_text, value in series.items():
+            gauges[name][label_text] += value
     help_text = {
         "cloche_queue_rows": "Rows waiting for the model, by deployment.",
-        "cloche_model_load_seconds": "Time to load each resident model.",
+        "cloche_model_resident_bytes": "Memory of each resident model, by worker.",
+        "cloche_model_loads_total": "Loads of each model, by worker.",
+        "cloche_model_evictions_total": "Evictions of each model to make room, by worker.",
+        "cloche_model_last_used_seconds": "When each resident model last served (Unix time).",
+        "cloche_model_memory_budget_bytes": "Each worker's share of the model memory budget.",
+        "cloche_model_memory_used_bytes": "Memory of the models each worker holds.",
         "cloche_payload_log_rows_total": "Rows written to the payload log.",
         "cloche_payload_log_dropped_total": "Rows that could not be written to the payload log.",
     }
@@ -181,8 +216,36 @@ def render(folder: Path) -> str:
         kind = "counter" if name.endswith("_total") else "gauge"
         out += [f"# HELP {name} {help_text.get(name, name)}", f"# TYPE {name} {kind}"]
         for label, value in sorted(series.items()):
-            out.append(f"{name}{{{label}}} {value:g}" if label else f"{name} {value:g}")
+            text = _number(value)
+            out.append(f"{name}{{{label}}} {text}" if label else f"{name} {text}")
     return "\n".join(out) + "\n"
+
+
+def _residency_gauges(folder: Path) -> dict[str, dict[str, float]]:
+    """Gauges from this server's model cache state files (model_cache.py): one series per model
+    per worker, so a scrape shows what each worker holds. Dead workers' files are skipped."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for path in sorted(folder.glob("*.json")):
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        pid = int(state.get("pid", 0))
+        if not _alive(pid):
+            continue
+        worker = str(pid)
+        if state.get("budget_bytes"):
+            out["cloche_model_memory_budget_bytes"][label(worker=worker)] = state["budget_bytes"]
+        out["cloche_model_memory_used_bytes"][label(worker=worker)] = state.get("used_bytes", 0)
+        for m in state.get("models", []):
+            labels = label(model=str(m["model"]), version=str(m["version"]), worker=worker)
+            out["cloche_model_loads_total"][labels] = m.get("loads", 0)
+            out["cloche_model_evictions_total"][labels] = m.get("evictions", 0)
+            if m.get("resident"):
+                out["cloche_model_resident_bytes"][labels] = m.get("size_bytes") or 0
+                if m.get("last_used"):
+                    out["cloche_model_last_used_seconds"][labels] = m["last_used"]
+    return out
 
 
 def _snapshots(folder: Path) -> list[tuple[dict[str, Any], bool]]:
@@ -251,6 +314,11 @@ def _histogram(
         out.append(f'{name}_sum{{{label}="{_esc(key)}"}} {hist["sum"]:g}')
         out.append(f'{name}_count{{{label}="{_esc(key)}"}} {running}')
     return out
+
+
+def _number(value: float) -> str:
+    """A gauge's value in full: bytes and Unix times would lose digits to ``:g``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _esc(value: str) -> str:

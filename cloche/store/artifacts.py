@@ -123,16 +123,21 @@ class ArtifactStore:
 
     def local_dir(self, key: str, files: dict[str, dict[str, Any]]) -> Path:
         """A local folder holding ``key``'s files, each verified against its recorded hash."""
-        if self.is_local:
-            folder = Path(self._path(key))
-        else:
-            folder = self.cache_dir / _safe_relpath(key)
-            for rel in files:
-                target = folder / rel
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    self._download(self._path(key, rel), target)
+        folder = self.fetch_dir(key, files)
         self.verify(folder, files, key=key)
+        return folder
+
+    def fetch_dir(self, key: str, files: dict[str, dict[str, Any]]) -> Path:
+        """A local folder holding ``key``'s files, downloaded if need be but NOT verified: the
+        caller verifies (the model cache times the two apart)."""
+        if self.is_local:
+            return Path(self._path(key))
+        folder = self.cache_dir / _safe_relpath(key)
+        for rel in files:
+            target = folder / rel
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._download(self._path(key, rel), target)
         return folder
 
     def _download(self, remote: str, target: Path) -> None:

@@ -59,6 +59,9 @@ class VersionRow(Base):
     files: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Memory the loaded model takes, measured in a child process (registry/resident.py);
+    # None until it is first measured.
+    resident_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
     signature: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -59,6 +59,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cloche.hosts",
             "cloche.egress",
             "cloche.durations",
+            "cloche.sizes",  # memory sizes as users write them: settings and the CLI read them
             "cloche.guards",  # pure ASGI guards: the API, the data plane and the edge use them
             "cloche.signatures",  # model schemas: the registry, runtimes and serving share them
             "cloche.vendor",  # (coming) vendored browser assets

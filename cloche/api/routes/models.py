@@ -16,7 +16,13 @@ from cloche.api.schemas import AliasTarget
 from cloche.api.uploads import UploadForm, stage_file, stage_model
 from cloche.registry import listing, upload
 from cloche.registry import service as registry
-from cloche.registry.entities import DeleteResult, ModelDetail, ModelSummary, ModelVersion
+from cloche.registry.entities import (
+    DeleteResult,
+    ModelDetail,
+    ModelSummary,
+    ModelVersion,
+    ResidentModel,
+)
 from cloche.registry.inspection import ChildInspector
 from cloche.registry.refs import check_name
 
@@ -60,6 +66,19 @@ def list_models(
     if search and not page.q:
         page = replace(page, q=search)
     return items(listing.page_models(store, page, labels=labels), request, response)
+
+
+@router.get("/loaded")
+def loaded_models(
+    _: Reader,
+    store: StoreDep,
+    all_: Annotated[
+        bool, Query(alias="all", description="also models loaded before and evicted since")
+    ] = False,
+) -> list[ResidentModel]:
+    """Models the serving workers hold in memory, one row per model per worker: size, last
+    use, loads, evictions and the last load's stages."""
+    return registry.loaded_models(store, resident_only=not all_)
 
 
 @router.post("", status_code=201, openapi_extra=UPLOAD)
