@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cloche.errors import ClocheError, CorruptArtifact, InspectionTimeout, error_class_for_code
-from cloche.signatures import Signature
+from cloche.signatures import FieldSpec, Signature
 
 STDERR_TAIL = 2000
 
@@ -60,11 +60,11 @@ Inspector = Callable[[InspectRequest], Signature]
 def inspect_here(request: InspectRequest) -> Signature:
     """Load the model in this process and infer its signature."""
     from cloche.registry.datasets import read_table
-    from cloche.runtimes import get_runtime
+    from cloche.runtimes import get_runtime, has_predict_proba
     from cloche.signatures import from_table
 
     loaded = get_runtime(request.framework).load(request.model_path)
-    signature = loaded.signature()
+    signature = with_serving_outputs(loaded.signature(), has_predict_proba(loaded))
     data = request.sample or request.baseline
     if data is not None:
         source = "sample" if request.sample is not None else "baseline"
@@ -72,6 +72,29 @@ def inspect_here(request: InspectRequest) -> Signature:
             from_table(read_table(data, max_rows=10_000), source=source)
         )
     return signature
+
+
+def with_serving_outputs(signature: Signature, probabilities: bool) -> Signature:
+    """``signature`` with the outputs a server answers with recorded: ``predict``, and
+    ``probabilities`` when the model has predict_proba. A server reads them from the registry
+    (serving/deployment.py) instead of asking the loaded model. The built-in runtimes already
+    list both; a custom model's own signature() may not."""
+    names = {f.name for f in signature.outputs}
+    missing = []
+    if "predict" not in names:
+        missing.append(FieldSpec(name="predict", dtype=_label_dtype(signature.classes)))
+    if probabilities and "probabilities" not in names:
+        width = len(signature.classes) if signature.classes else -1
+        missing.append(FieldSpec(name="probabilities", dtype="float64", shape=(-1, width)))
+    return replace(signature, outputs=(*signature.outputs, *missing)) if missing else signature
+
+
+def _label_dtype(classes: tuple[object, ...] | None) -> str:
+    if classes and all(isinstance(c, str) for c in classes):
+        return "string"
+    if classes and all(isinstance(c, int) for c in classes):
+        return "int64"
+    return "float64"
 
 
 @dataclass(frozen=True)

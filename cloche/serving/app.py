@@ -2,8 +2,8 @@
 
 No framework routing or dependency injection on the hot path: paths are split by hand, the
 body is read once with a size cap, and every error leaves as ``{"error": {...}}`` with its status.
-Each request's stages are timed here, in one place, and reported in ``Server-Timing``; each
-answered or failed request is logged here or, for predictions, by its batch (deployment.py).
+Predictions only decode and encode here: the prediction core (core.py) routes, queues, times,
+logs and meters them, as it does gRPC's. Stages go out in ``Server-Timing`` when enabled.
 """
 
 from __future__ import annotations
@@ -26,20 +26,15 @@ from cloche.errors import (
     NotFound,
 )
 from cloche.serving.auth import TokenCache, refuse_forwarded
-from cloche.serving.calls import (
-    INLINE_DECODE_BYTES,
-    MAX_LOGGED_BYTES,
-    log_failure,
-    mirror_to_shadows,
-    request_id,
-)
-from cloche.serving.deployment import LiveDeployment, RequestMeta, log_line
-from cloche.serving.explain import explain
+from cloche.serving.calls import INLINE_DECODE_BYTES, request_id
+from cloche.serving.core import Call, OnFinished, PredictionCore, server_timing
+from cloche.serving.deployment import LiveDeployment, log_line
+from cloche.serving.explain import Explanation, explain
 from cloche.serving.metadata import model_metadata
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog
 from cloche.serving.protocols.v1 import decode_explain_v1, decode_v1, encode_v1
-from cloche.serving.protocols.v2_rest import decode_v2, encode_v2
+from cloche.serving.protocols.v2_rest import V2Request, decode_v2, encode_v2
 from cloche.serving.request_body import BodyReader, Receive
 from cloche.serving.respond import Responder
 from cloche.serving.router import EndpointRoute, Router
@@ -74,41 +69,6 @@ def _json(status: int, payload: Any) -> Response:
     return Response(status, orjson.dumps(payload))
 
 
-class Call:
-    """One request's state: its id, stage timings, and what the payload log needs."""
-
-    __slots__ = (
-        "body",
-        "deployment",
-        "endpoint",
-        "inputs",
-        "kind",
-        "meta",
-        "rid",
-        "stage_at",
-        "started",
-        "timing",
-    )
-
-    def __init__(self, rid: str, timed: bool) -> None:
-        self.rid = rid
-        self.endpoint: str | None = None  # set once a prediction names a known endpoint
-        self.kind = "predict"  # or "explain": metered and logged apart
-        self.started = self.stage_at = time.perf_counter()
-        # Stage timings, for Server-Timing; None when the server does not send it.
-        self.timing: dict[str, float] | None = {} if timed else None
-        self.deployment: LiveDeployment | None = None
-        self.meta: RequestMeta | None = None
-        self.body = b""
-        self.inputs: np.ndarray | None = None
-
-    def route_to(self, deployment: LiveDeployment) -> RequestMeta:
-        self.deployment = deployment
-        logged = deployment.payload_sampled()
-        self.meta = RequestMeta(self.rid, self.started, time.time_ns() // 1_000_000, logged)
-        return self.meta
-
-
 class DataPlane:
     """Serves ``/v1/...`` and ``/v2/...``; everything else is the caller's to route."""
 
@@ -123,8 +83,13 @@ class DataPlane:
         render_metrics: Callable[[], str] | None = None,
         server_timing: bool = False,
         feedback: Feedback | None = None,
+        on_finished: OnFinished | None = None,
     ) -> None:
+        """``on_finished``: called with every request's Call when it is finished (a tracer)."""
         self.server_timing = server_timing
+        self.core = PredictionCore(
+            metrics=metrics, server_timing=server_timing, on_finished=on_finished
+        )
         self.feedback = feedback
         self.router = router
         self.auth = auth
@@ -134,16 +99,15 @@ class DataPlane:
         self.render_metrics = render_metrics
         self.draining = False
         self.responder = Responder()
-        self._background: set[asyncio.Task[Any]] = set()
         # One explanation at a time per worker: each is CPU-heavy and must not starve predicts.
         self._explaining = asyncio.Semaphore(1)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id")
-        call = Call(
-            request_id(None if given is None else given.decode("latin-1")), self.server_timing
-        )
+        core = self.core
+        call = core.call(request_id(None if given is None else given.decode("latin-1")))
+        error = None
         try:
             path = scope["path"]
             if path.endswith(":predict") and path.startswith("/v1/models/"):
@@ -164,33 +128,26 @@ class DataPlane:
                     or message["type"] != "http.request"
                     or b"content-encoding" in headers
                 ):
-                    call.body = await self.bodies.read(headers, receive, message)
+                    body = await self.bodies.read(headers, receive, message)
                 else:
-                    call.body = self.bodies.capped(message.get("body", b""))
-                if len(call.body) <= INLINE_DECODE_BYTES:
-                    deployment, answer = self._start_v1(route, call)
-                else:
-                    deployment, answer = await self._start_v1_off_loop(route, call)
-                response = self._finish_v1(deployment, call, await answer)
+                    body = self.bodies.capped(message.get("body", b""))
+                call.body = body
+                response = await core.predict(
+                    call, route, None, body, len(body), _decode_v1, _encode_v1
+                )
             else:
                 response = await self._dispatch(scope, headers, receive, call)
         except ClocheError as exc:
             response = Response(int(exc.http_status), _error_body(exc, scope["path"]))
             if exc.code == "overloaded":
                 response.headers.append((b"retry-after", b"1"))
-            self._log_failure(call, response.status, exc.message)
+            error = exc.message
         except Exception as exc:
             log.exception("unexpected error serving %s", scope["path"])
-            error = ClocheError("internal error while serving the request; see the server log")
-            response = Response(500, orjson.dumps(error.to_dict()))
-            self._log_failure(call, 500, f"{type(exc).__name__}: {exc}")
-        total = time.perf_counter() - call.started
-        if self.metrics is not None and call.endpoint is not None:
-            ref = call.deployment.ref if call.deployment is not None else "-"
-            if call.kind == "predict":
-                self.metrics.request(call.endpoint, ref, response.status, total)
-            else:
-                self.metrics.explain(call.endpoint, ref, response.status, total)
+            internal = ClocheError("internal error while serving the request; see the server log")
+            response = Response(500, orjson.dumps(internal.to_dict()))
+            error = f"{type(exc).__name__}: {exc}"
+        core.finished(call, response.status, error)
         body = response.body
         out = [
             *response.headers,
@@ -199,9 +156,8 @@ class DataPlane:
             (b"content-length", b"%d" % len(body)),
             (b"x-request-id", call.rid.encode()),
         ]
-        if call.timing is not None:
-            call.timing["total"] = total
-            out.append((b"server-timing", _server_timing(call.timing)))
+        if self.server_timing and call.timing is not None:
+            out.append((b"server-timing", server_timing(call.timing)))
         if not self.responder.write(send, scope["method"], response.status, out, body):
             await self.responder.send_asgi(send, response.status, out, body)
 
@@ -250,7 +206,10 @@ class DataPlane:
                 call.endpoint = route.name
                 call.body = await self.bodies.read(headers, receive)
                 length = _header_length(headers.get(b"inference-header-content-length"))
-                return await self._infer_v2(route, version, length, call)
+                body = call.body
+                return await self.core.predict(
+                    call, route, version, (body, length), len(body), _decode_v2, _encode_v2
+                )
             if method == "GET" and len(parts) <= 2 and action in (None, "ready"):
                 route = self.router.endpoint(endpoint)
                 if action == "ready":
@@ -283,67 +242,18 @@ class DataPlane:
             return _json(200 if ready else 503, {"ready": ready})
         raise NotFound(f"no such health check: {what}", hint="use /v2/health/live or /ready")
 
-    def _start_v1(
-        self,
-        route: EndpointRoute,
-        call: Call,
-        decoded: tuple[LiveDeployment, float, V1Rows] | None = None,
-    ) -> tuple[LiveDeployment, Awaitable[dict[str, np.ndarray]]]:
-        """Decode a V1 prediction and queue it: its deployment and the future of its outputs.
-
-        ``decoded``: the deployment, decoding's start and its rows, when decoded off the loop.
-        """
-        if decoded is None:
-            deployment = route.choose()
-            meta = call.route_to(deployment)
-            t0 = time.perf_counter()
-            X, outputs = decode_v1(call.body, deployment.inputs)
-        else:
-            deployment, t0, (X, outputs) = decoded
-            meta = call.route_to(deployment) if call.meta is None else call.meta
-        call.inputs = X
-        if not outputs <= deployment.outputs:
-            outputs &= deployment.outputs
-        t1 = call.stage_at = time.perf_counter()
-        if call.timing is not None:
-            call.timing["decode"] = t1 - t0
-        if route.shadows:
-            mirror_to_shadows(route, X, outputs, meta, self._background)
-        return deployment, deployment.batcher.enqueue(X, outputs, deployment.timeout_s, meta)
-
-    async def _start_v1_off_loop(
-        self, route: EndpointRoute, call: Call
-    ) -> tuple[LiveDeployment, Awaitable[dict[str, np.ndarray]]]:
-        """``_start_v1`` for a large body, decoded on a thread (see INLINE_DECODE_BYTES)."""
-        deployment = route.choose()
-        call.route_to(deployment)  # first: a body that fails to decode is logged as failed
-        t0 = time.perf_counter()
-        rows = await asyncio.to_thread(decode_v1, call.body, deployment.inputs)
-        return self._start_v1(route, call, (deployment, t0, rows))
-
-    def _finish_v1(
-        self, deployment: LiveDeployment, call: Call, result: dict[str, np.ndarray]
-    ) -> Response:
-        t2 = time.perf_counter()
-        spec = deployment.spec
-        body = encode_v1(
-            result, {"model": spec.model, "version": spec.version, "request_id": call.rid}
-        )
-        if call.timing is not None:
-            call.timing.update(predict=t2 - call.stage_at, encode=time.perf_counter() - t2)
-        return Response(200, body)
-
     async def _explain_v1(self, route: EndpointRoute, call: Call) -> Response:
-        deployment = route.choose()
-        meta = call.route_to(deployment)
+        deployment = self.core.route(call, route)
+        meta = call.meta
+        assert meta is not None
         t0 = time.perf_counter()
         request = await _decoded(decode_explain_v1, call.body, deployment.inputs)
         call.inputs = request.rows
         t1 = time.perf_counter()
         async with self._explaining:
             result = await asyncio.to_thread(
-                explain,
-                deployment.model,
+                _explain_pinned,
+                deployment,
                 request.rows,
                 background=request.background,
                 feature_names=list(deployment.inputs.names),
@@ -359,58 +269,67 @@ class DataPlane:
                 spec, meta, 200, time.perf_counter(), request.rows, explanation, kind="explain"
             )
             deployment.payload_log.write([line])
+        t3 = time.perf_counter()
         about = {"model": spec.model, "version": spec.version, "request_id": call.rid}
         body = orjson.dumps(explanation | about, option=orjson.OPT_SERIALIZE_NUMPY)
         if call.timing is not None:
-            call.timing.update(decode=t1 - t0, explain=t2 - t1, encode=time.perf_counter() - t2)
+            call.timing.update(
+                decode=t1 - t0, explain=t2 - t1, log=t3 - t2, encode=time.perf_counter() - t3
+            )
         return Response(200, body)
 
-    async def _infer_v2(
-        self, route: EndpointRoute, version: str | None, header_length: int | None, call: Call
-    ) -> Response:
-        deployment = route.choose() if version is None else route.version(version)
-        meta = call.route_to(deployment)
-        t0 = time.perf_counter()
-        args = (call.body, header_length, deployment.inputs, deployment.outputs)
-        if len(call.body) <= INLINE_DECODE_BYTES:  # (inline: a coroutine frame less)
-            request = decode_v2(*args)
-        else:
-            request = await asyncio.to_thread(decode_v2, *args)
-        call.inputs = request.inputs
-        t1 = time.perf_counter()
-        if version is None and route.shadows:
-            mirror_to_shadows(route, request.inputs, request.outputs, meta, self._background)
-        result = await deployment.batcher.enqueue(
-            request.inputs, request.outputs, deployment.timeout_s, meta
-        )
-        t2 = time.perf_counter()
-        info = {
-            "model_name": route.name,
-            "model_version": str(deployment.spec.version),
-            "id": request.request_id or call.rid,
-        }
-        body, binary_header = encode_v2(result, info, request.binary_outputs)
-        if call.timing is not None:
-            call.timing.update(decode=t1 - t0, predict=t2 - t1, encode=time.perf_counter() - t2)
-        if binary_header is None:
-            return Response(200, body)
-        # As the binary tensor data extension has it (and Triton sends): the body is JSON
-        # followed by raw tensor bytes, and this header says where the JSON ends.
-        return Response(
-            200,
-            body,
-            [(b"inference-header-content-length", b"%d" % binary_header)],
-            content_type=OCTET_STREAM,
-        )
 
-    def _log_failure(self, call: Call, status: int, error: str) -> None:
-        """A failed request routed to a deployment is logged with its error."""
-        if call.deployment is None or call.meta is None:
-            return
-        inputs: Any = call.inputs
-        if inputs is None:
-            inputs = call.body[:MAX_LOGGED_BYTES].decode("utf-8", "replace")
-        log_failure(call.deployment, call.meta, inputs, status, error, call.kind)
+def _explain_pinned(deployment: LiveDeployment, rows: np.ndarray, **options: Any) -> Explanation:
+    """Explain with the deployment's model pinned in the cache for the whole computation."""
+    with deployment.cache.pinned(deployment.spec) as model:
+        return explain(model, rows, **options)
+
+
+class _V1Request:
+    """A decoded V1 prediction, as the core takes it."""
+
+    __slots__ = ("inputs", "outputs")
+
+    def __init__(self, rows: V1Rows) -> None:
+        self.inputs, self.outputs = rows
+
+
+def _decode_v1(body: bytes, deployment: LiveDeployment) -> _V1Request:
+    return _V1Request(decode_v1(body, deployment.inputs))
+
+
+def _encode_v1(
+    request: _V1Request, result: dict[str, np.ndarray], deployment: LiveDeployment, call: Call
+) -> Response:
+    spec = deployment.spec
+    about = {"model": spec.model, "version": spec.version, "request_id": call.rid}
+    return Response(200, encode_v1(result, about))
+
+
+def _decode_v2(payload: tuple[bytes, int | None], deployment: LiveDeployment) -> V2Request:
+    body, header_length = payload
+    return decode_v2(body, header_length, deployment.inputs, deployment.outputs)
+
+
+def _encode_v2(
+    request: V2Request, result: dict[str, np.ndarray], deployment: LiveDeployment, call: Call
+) -> Response:
+    info = {
+        "model_name": deployment.spec.endpoint,
+        "model_version": str(deployment.spec.version),
+        "id": request.request_id or call.rid,
+    }
+    body, binary_header = encode_v2(result, info, request.binary_outputs)
+    if binary_header is None:
+        return Response(200, body)
+    # As the binary tensor data extension has it (and Triton sends): the body is JSON
+    # followed by raw tensor bytes, and this header says where the JSON ends.
+    return Response(
+        200,
+        body,
+        [(b"inference-header-content-length", b"%d" % binary_header)],
+        content_type=OCTET_STREAM,
+    )
 
 
 async def _decoded(decode: Callable[..., T], body: bytes, *args: Any) -> T:
@@ -443,13 +362,3 @@ def _header_length(value: bytes | None) -> int | None:
     if not value.isdigit():
         raise BadRequest("Inference-Header-Content-Length must be a whole number of bytes")
     return int(value)
-
-
-def _server_timing(timing: dict[str, float]) -> bytes:
-    if len(timing) == 4 and "predict" in timing:  # the common case, formatted in one go
-        t = timing
-        return (
-            f"decode;dur={t['decode'] * 1000:.3f}, predict;dur={t['predict'] * 1000:.3f}, "
-            f"encode;dur={t['encode'] * 1000:.3f}, total;dur={t['total'] * 1000:.3f}"
-        ).encode()
-    return ", ".join([f"{k};dur={v * 1000:.3f}" for k, v in timing.items()]).encode()

@@ -42,7 +42,10 @@ from cloche.serving.large import Answered, LargeRequest
 # (stacked inputs, which outputs) -> {output name: array with one entry per row}
 PredictFn = Callable[[np.ndarray, frozenset[str]], dict[str, np.ndarray]]
 Result = dict[str, np.ndarray] | BaseException
-# Called with each answered batch before its requests are answered (the payload log).
+# Called with each answered batch before its requests are answered (the payload log). A job's
+# ``meta`` (a RequestMeta, or None) is told when its batch started (``batched``, perf_counter),
+# how long the model call took (``predict_s``) and the hook (``log_s``): its queue, predict and
+# log stages.
 BatchHook = Callable[[Sequence["Job"], Sequence[Result]], None]
 MAX_FILL_S = 0.005  # never wait longer than this for a batch to fill, whatever the model costs
 # Rows one request may have (CLOCHE_SERVING__MAX_REQUEST_ROWS): its inputs and outputs are held
@@ -232,10 +235,16 @@ class AdaptiveBatcher:
         if batch:
             started = time.perf_counter()
             results = self._run(batch)
-            self._call_s = time.perf_counter() - started
+            done = time.perf_counter()
+            call_s = self._call_s = done - started
+            log_s = 0.0
             if self._on_batch is not None:
                 self._on_batch(batch, results)
+                log_s = time.perf_counter() - done
             for job, result in zip(batch, results, strict=True):
+                meta = job.meta
+                if meta is not None:  # its stages, for the prediction core (core.py)
+                    meta.batched, meta.predict_s, meta.log_s = started, call_s, log_s
                 if job.future.done():
                     continue
                 if isinstance(result, BaseException):

@@ -1,4 +1,4 @@
-"""A deployment live in one worker: its model, signature, input spec and batcher."""
+"""A deployment live in one worker: the model it names, its signature, input spec and batcher."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from cloche.runtimes.base import LoadedModel, has_predict_proba
+from cloche.runtimes.base import has_predict_proba
 from cloche.serving.batcher import MAX_REQUEST_ROWS, AdaptiveBatcher, Job, Result
 from cloche.serving.inputs import InputSpec
 from cloche.serving.metrics import WorkerMetrics
+from cloche.serving.model_cache import ModelCache
 from cloche.serving.payload_log import LineEncoder, PayloadLog, encode_row
 from cloche.serving.spec import DeploymentSpec
 from cloche.signatures import Signature
@@ -21,25 +22,62 @@ QUEUE_BATCHES = 16  # a queue holds this many full batches before it answers 503
 
 
 class RequestMeta:
-    """What the payload log needs of a request, taken when it arrives.
+    """What the payload log needs of a request, taken when it arrives, and the stages its batch
+    reports back (see batcher.py).
 
     A slotted class rather than a frozen dataclass: it is built once per request, and a frozen
     dataclass's __init__ costs several times more.
     """
 
-    __slots__ = ("logged", "request_id", "started", "time_ms")
+    __slots__ = ("batched", "log_s", "logged", "predict_s", "request_id", "started", "time_ms")
 
     def __init__(self, request_id: str, started: float, time_ms: int, logged: bool) -> None:
         self.request_id = request_id
         self.started = started  # perf_counter()
         self.time_ms = time_ms  # wall clock, for the log's time column
         self.logged = logged  # sampled into the payload log
+        # Set by the batcher when its batch is answered: 0.0 until then (and for a request
+        # answered in pieces, whose pieces carry no meta).
+        self.batched = 0.0  # perf_counter() when its batch started
+        self.predict_s = 0.0  # the model call
+        self.log_s = 0.0  # the payload-log write of its batch
+
+
+def serving_outputs(signature: Signature) -> frozenset[str] | None:
+    """The outputs a deployment serves, as the registry recorded them in the version's signature
+    (``predict``, and ``probabilities`` for a model with predict_proba); None when the signature
+    does not say (a version registered before they were recorded): then the model is asked."""
+    names = {f.name for f in signature.outputs}
+    if "predict" not in names:
+        return None
+    return frozenset(names & {"predict", "probabilities"})
+
+
+def describe(spec: DeploymentSpec, cache: ModelCache) -> tuple[Signature, frozenset[str]]:
+    """``spec``'s signature and outputs: from the registry, else from its model, once. Blocking
+    (the fallback loads the model): call it off the event loop, where the model is warmed."""
+    signature = Signature.from_dict(spec.signature)
+    outputs = None if signature.is_empty else serving_outputs(signature)
+    if outputs is not None:
+        return signature, outputs
+    with cache.pinned(spec) as model:
+        if signature.is_empty:
+            signature = model.signature()
+        outputs = serving_outputs(signature)
+        if outputs is None or ("probabilities" not in outputs and has_predict_proba(model)):
+            outputs = frozenset(
+                {"predict"} | ({"probabilities"} if has_predict_proba(model) else set())
+            )
+    return signature, outputs
 
 
 @dataclass
 class LiveDeployment:
+    """A deployment in this worker. It names its model (``spec``) and never holds it: the model
+    cache owns residency, and each batch (and explanation) pins the model while it runs."""
+
     spec: DeploymentSpec
-    model: LoadedModel
+    cache: ModelCache
     signature: Signature
     inputs: InputSpec
     outputs: frozenset[str]
@@ -62,23 +100,25 @@ class LiveDeployment:
     def start(
         cls,
         spec: DeploymentSpec,
-        model: LoadedModel,
+        cache: ModelCache,
         payload_log: PayloadLog | None = None,
         metrics: WorkerMetrics | None = None,
         max_request_rows: int = MAX_REQUEST_ROWS,
+        described: tuple[Signature, frozenset[str]] | None = None,
     ) -> LiveDeployment:
-        signature = Signature.from_dict(spec.signature)
-        if signature.is_empty:
-            signature = model.signature()
-        outputs = {"predict"} | ({"probabilities"} if has_predict_proba(model) else set())
+        """``described``: what ``describe`` said, when the caller ran it off the loop."""
+        signature, outputs = described or describe(spec, cache)
+        pinned = cache.pinned
 
         def predict(X: np.ndarray, wanted: frozenset[str]) -> dict[str, np.ndarray]:
-            result = {}
-            if "predict" in wanted:
-                result["predict"] = np.asarray(model.predict(X))
-            if "probabilities" in wanted:
-                result["probabilities"] = np.asarray(model.predict_proba(X))  # type: ignore[attr-defined]
-            return result
+            # Once per batch: the cache reloads an evicted model here, and holds it meanwhile.
+            with pinned(spec) as model:
+                result = {}
+                if "predict" in wanted:
+                    result["predict"] = np.asarray(model.predict(X))
+                if "probabilities" in wanted:
+                    result["probabilities"] = np.asarray(model.predict_proba(X))  # type: ignore[attr-defined]
+                return result
 
         encoder = LineEncoder(
             spec.endpoint, spec.model, spec.version, spec.deployment_id, spec.shadow
@@ -94,7 +134,7 @@ class LiveDeployment:
             lines = [
                 encoder.answered(job.meta, job.inputs, result, now)
                 for job, result in zip(jobs, results, strict=True)
-                # Failures are logged where they are answered, in the data plane.
+                # Failures are logged where they are answered, by the core (core.py).
                 if job.meta is not None and job.meta.logged and isinstance(result, dict)
             ]
             payload_log.write(lines)
@@ -117,7 +157,7 @@ class LiveDeployment:
             on_large=record_large,
         )
         inputs = InputSpec.from_signature(signature)
-        return cls(spec, model, signature, inputs, frozenset(outputs), batcher, payload_log)
+        return cls(spec, cache, signature, inputs, outputs, batcher, payload_log)
 
     def same_runtime(self, spec: DeploymentSpec) -> bool:
         """True when ``spec`` can keep this live deployment (only traffic or sampling changed).

@@ -1,20 +1,17 @@
 """Open Inference Protocol v2 over gRPC, served from the same Router as the REST data plane.
 
 Calls are authenticated by ``grpc_auth.AuthInterceptor`` before their message is read. The
-servicer is an edge like ``app.py``: it routes (traffic split, or the version
-a request pins; shadows get a copy), decodes with ``protocols.v2_grpc``, awaits the deployment's
-batcher and encodes. Predictions reach the payload log as REST ones do: answered ones from their
-batch, failed ones from here. Errors leave through one status table. The server runs on the
+servicer is an edge like ``app.py``: it decodes with ``protocols.v2_grpc`` and encodes, and the
+prediction core (core.py) does the rest, as for REST: routing, shadows, queueing, timing, the
+payload log and metrics. Errors leave through one status table. The server runs on the
 worker's event loop beside uvicorn, so batching, models and routing are shared with REST.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -24,8 +21,9 @@ import numpy as np
 from cloche import __version__, errors
 from cloche.errors import ClocheError, Unavailable
 from cloche.serving.auth import TokenCache
-from cloche.serving.calls import INLINE_DECODE_BYTES, log_failure, mirror_to_shadows, request_id
-from cloche.serving.deployment import RequestMeta
+from cloche.serving.calls import request_id
+from cloche.serving.core import Call, PredictionCore
+from cloche.serving.deployment import LiveDeployment
 from cloche.serving.metadata import model_metadata
 from cloche.serving.router import Router
 
@@ -98,7 +96,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
 
     router: Router
     draining: bool = False
-    _background: set[asyncio.Task[None]] = field(default_factory=set)
+    core: PredictionCore = field(default_factory=PredictionCore)
+
+    def __post_init__(self) -> None:
+        if self.core.metrics is None:  # the same request metrics as REST
+            self.core.metrics = self.router.metrics
 
     @_edge
     async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
@@ -141,45 +143,45 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        started = time.perf_counter()
-        route = self.router.endpoint(request.model_name)
-        version = request.model_version
-        deployment = route.version(version) if version else route.choose()
-        rid = _request_id(context)
-        meta = RequestMeta(rid, started, time.time_ns() // 1_000_000, deployment.payload_sampled())
-        inputs: np.ndarray | str = _describe(request)
+        core = self.core
+        call = core.call(_request_id(context))
+        call.body = _describe(request)  # what a failure before decoding logs
+        status, error = 200, None
         try:
-            args = (request, deployment.inputs, deployment.outputs)
-            if request.ByteSize() <= INLINE_DECODE_BYTES:
-                decoded = decode_grpc(*args)
-            else:  # off the loop, as on REST: the other calls and health checks go on
-                decoded = await asyncio.to_thread(decode_grpc, *args)
-            inputs = decoded.inputs
-            if not version:  # as on REST, a request pinned to a version is not shadowed
-                mirror_to_shadows(route, decoded.inputs, decoded.outputs, meta, self._background)
-            result = await deployment.predict(decoded.inputs, decoded.outputs, meta)
+            route = self.router.endpoint(request.model_name)
+            call.endpoint = route.name
+            version = request.model_version or None
+            return await core.predict(
+                call, route, version, request, request.ByteSize(), _Decoded, _encode
+            )
         except ClocheError as exc:
-            log_failure(deployment, meta, inputs, int(exc.http_status), exc.message)
-            self._count(route.name, deployment, int(exc.http_status), started)
+            status, error = int(exc.http_status), exc.message
             raise
         except Exception as exc:
-            log_failure(deployment, meta, inputs, 500, f"{type(exc).__name__}: {exc}")
-            self._count(route.name, deployment, 500, started)
+            status, error = 500, f"{type(exc).__name__}: {exc}"
             raise
-        self._count(route.name, deployment, 200, started)
-        return encode_grpc(
-            result,
-            route.name,
-            str(deployment.spec.version),
-            request.id or rid,
-            raw=bool(request.raw_input_contents),
-        )
+        finally:  # statuses in HTTP terms, as REST's
+            core.finished(call, status, error)
 
-    def _count(self, endpoint: str, deployment: Any, status: int, started: float) -> None:
-        """The same request metrics as REST, statuses in HTTP terms."""
-        if self.router.metrics is not None:
-            seconds = time.perf_counter() - started
-            self.router.metrics.request(endpoint, deployment.spec.ref, status, seconds)
+
+class _Decoded:
+    """A decoded gRPC inference request, as the core takes it, and what its answer needs."""
+
+    __slots__ = ("id", "inputs", "outputs", "raw")
+
+    def __init__(self, request: pb.ModelInferRequest, deployment: LiveDeployment) -> None:
+        decoded = decode_grpc(request, deployment.inputs, deployment.outputs)
+        self.inputs, self.outputs = decoded.inputs, decoded.outputs
+        self.id, self.raw = request.id, bool(request.raw_input_contents)
+
+
+def _encode(
+    decoded: _Decoded, result: dict[str, np.ndarray], deployment: LiveDeployment, call: Call
+) -> pb.ModelInferResponse:
+    spec = deployment.spec
+    return encode_grpc(
+        result, spec.endpoint, str(spec.version), decoded.id or call.rid, raw=decoded.raw
+    )
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -226,6 +228,7 @@ async def start_grpc_server(
     handshake_seconds: float = 10.0,
     idle_seconds: float = 300.0,
     tls: tuple[bytes, bytes] | None = None,
+    core: PredictionCore | None = None,
 ) -> GrpcServer:
     """Serve OIP v2 gRPC on ``host:port`` from the running event loop.
 
@@ -235,6 +238,8 @@ async def start_grpc_server(
     finished its handshake after ``handshake_seconds``, or has had no call for
     ``idle_seconds``, is closed, as HTTP ones are (serving/connections.py). ``tls`` (the PEM
     certificate chain and key) serves TLS instead of plaintext, as HTTP does with them.
+    ``core``: the REST data plane's prediction core, to share its ``on_finished`` hook (by
+    default, one of its own metering to the router's metrics).
     """
     limit = max_message_mb * 2**20
     server = grpc.aio.server(
@@ -249,7 +254,7 @@ async def start_grpc_server(
         ],
         maximum_concurrent_rpcs=max_calls,
     )
-    servicer = InferenceServicer(router)
+    servicer = InferenceServicer(router, core=core or PredictionCore(metrics=router.metrics))
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cloche.errors import DeploymentNotFound, EndpointNotFound, NotReady
 from cloche.serving.batcher import MAX_REQUEST_ROWS
-from cloche.serving.deployment import LiveDeployment
+from cloche.serving.deployment import LiveDeployment, describe
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.metrics import label as metrics_label
 from cloche.serving.model_cache import ModelCache
 from cloche.serving.payload_log import PayloadLog
 from cloche.serving.spec import DeploymentSpec, Snapshot
+from cloche.signatures import Signature
 
 if TYPE_CHECKING:
     from cloche.store.store import Store
@@ -165,12 +166,16 @@ class Router:
         if current is not None and current.same_runtime(spec):
             # Same deployment id: same endpoint and version; only its share or sampling moved.
             return current if current.spec == spec else replace(current, spec=spec)
-        model = self.cache.get(spec)
-        if model is None:
-            model = await asyncio.to_thread(self.cache.load, spec)
+        # Off the loop: loading the model (the cache owns it; the deployment only names it),
+        # and its signature and outputs (from the registry; from the model for old versions).
+        described = await asyncio.to_thread(self._warm, spec)
         return LiveDeployment.start(
-            spec, model, self.payload_log, self.metrics, self.max_request_rows
+            spec, self.cache, self.payload_log, self.metrics, self.max_request_rows, described
         )
+
+    def _warm(self, spec: DeploymentSpec) -> tuple[Signature, frozenset[str]]:
+        self.cache.warm(spec)
+        return describe(spec, self.cache)
 
     def gauges(self) -> dict[str, dict[str, float]]:
         """Point-in-time values for /metrics: queue depth and model load time."""
