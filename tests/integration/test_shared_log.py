@@ -219,7 +219,7 @@ def test_a_replica_killed_while_the_other_writes_keeps_its_compacted_rows(
             predict(doomed, f"a-{i}")
             predict(survivor, f"b-{i}")
         compacted = sorted([f"a-{i}" for i in range(5)] + [f"b-{i}" for i in range(5)])
-        wait_for(lambda: live_ids(b.settings) == compacted, "a's rows in the shared log")
+        wait_for(lambda: live_ids(b) == compacted, "a's rows in the shared log")
         for i in range(5, 10):
             predict(doomed, f"a-{i}")  # a's last rows: in its own segment when it dies
         os.killpg(proc.pid, signal.SIGKILL)  # the server and any compaction child it runs
@@ -227,8 +227,8 @@ def test_a_replica_killed_while_the_other_writes_keeps_its_compacted_rows(
         for i in range(5, 40):  # the survivor keeps writing
             predict(survivor, f"b-{i}")
         survivor_ids = [f"b-{i}" for i in range(40)]
-        wait_for(lambda: set(survivor_ids) <= set(live_ids(b.settings)), "the survivor's rows")
-    seen = live_ids(b.settings)
+        wait_for(lambda: set(survivor_ids) <= set(live_ids(b)), "the survivor's rows")
+    seen = live_ids(b)
     assert set(compacted) <= set(seen)  # a's compacted rows are still read
     assert sorted(seen) == sorted(set(seen))  # and none twice
     location = LogLocation.shared(SharedLog(shared["shared"], shared.get("endpoint_url")))
@@ -242,7 +242,7 @@ def test_a_replica_killed_while_the_other_writes_keeps_its_compacted_rows(
         )
         >= 5
     )
-    assert sorted(live_ids(b.settings)) == sorted(set(survivor_ids) | {f"a-{i}" for i in range(10)})
+    assert sorted(live_ids(b)) == sorted(set(survivor_ids) | {f"a-{i}" for i in range(10)})
 
 
 _ID_SCHEMA = pa.schema([("request_id", pa.string())])
@@ -269,18 +269,20 @@ def _cloche_up(settings: Settings) -> Iterator[tuple[LiveServer, subprocess.Pope
     }
     if settings.logs.endpoint_url:
         env["CLOCHE_LOGS__ENDPOINT_URL"] = settings.logs.endpoint_url
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cloche", "up", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    output = settings.home.parent / f"up-{settings.logs.replica}.log"
+    with output.open("wb") as sink:  # a file, not a pipe: a full pipe would stall the server
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cloche", "up", "--port", str(port), "--workers", "1"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
+            raise AssertionError(output.read_text())
         try:
             return httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
         except httpx.TransportError:
