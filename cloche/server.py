@@ -194,7 +194,11 @@ class Server:
         ):
             return  # nothing to do: spare the process start
         serving = self.settings.serving
-        shared = await asyncio.to_thread(shared_log.compaction_args, self.settings, self.store)
+        shared = await asyncio.to_thread(
+            functools.partial(shared_log.compaction_args, retention_due=retention_due),
+            self.settings,
+            self.store,
+        )
         # Spawned as a task of its own: a cancel (shutdown) that lands while the child is being
         # started must still find it, to stop and reap it before the loop closes.
         spawn = asyncio.ensure_future(

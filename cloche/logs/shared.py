@@ -32,7 +32,9 @@ from cloche.store.store import Store
 from cloche.store.tables import SchedulerLeaseRow, utcnow
 
 LEASE_NAME = "payload-log-retention"
-LEASE_S = 600.0  # renewed at each compaction of its holder (at least every RETAIN_EVERY_S)
+# Taken or renewed when retention is due (hourly, server.RETAIN_EVERY_S): long enough that its
+# holder keeps it from one pass to the next; a holder that died is replaced within it.
+LEASE_S = 3 * 3600.0
 # The start-up probe must fail fast: botocore's defaults retry a dead endpoint for minutes.
 _PROBE_OPTIONS = {"config_kwargs": {"connect_timeout": 5, "retries": {"max_attempts": 1}}}
 _HINT = "set CLOCHE_LOGS__SHARED to an absolute folder or s3://bucket/prefix, or unset it"
@@ -101,16 +103,17 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def compaction_args(settings: Settings, store: Store) -> list[str]:
+def compaction_args(settings: Settings, store: Store, *, retention_due: bool) -> list[str]:
     """The compaction child's arguments for the shared log (none without one); with
-    ``--shared-retention`` when this worker holds, or now takes, the retention lease."""
+    ``--shared-retention`` when retention is due and this worker holds, or now takes, the
+    retention lease. Not at every compaction: pruning lists the whole shared log."""
     shared = shared_log(settings)
     if shared is None:
         return []
     args = [f"--shared={shared.url}", f"--replica={replica_id(settings)}"]
     if shared.endpoint_url:
         args.append(f"--endpoint-url={shared.endpoint_url}")
-    if hold_retention_lease(store, f"{socket.gethostname()}:{os.getpid()}"):
+    if retention_due and hold_retention_lease(store, f"{socket.gethostname()}:{os.getpid()}"):
         args.append("--shared-retention")
     return args
 

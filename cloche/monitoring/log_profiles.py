@@ -270,17 +270,35 @@ def profile_log(
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return 0
-        wanted = set(only) if only is not None else None
+        if only is not None:  # just written: no listing, and no profile to look for yet
+            return _profile_written(place, only)
         for endpoint in place.endpoints():
             spec = read_spec(place, endpoint)
             if spec is None:
                 continue
             for found in place.files(endpoint, since):
-                if wanted is not None and found.path not in wanted:
-                    continue
                 if load_profile(found.path, spec, place, size=found.size) is None:
                     write_profile(found.path, profile_file(found.path, spec, place), place)
                     done += 1
+    return done
+
+
+def _profile_written(place: LogLocation, paths: Sequence[str]) -> int:
+    specs: dict[str, Spec | None] = {}
+    done = 0
+    for path in paths:
+        endpoint = next(
+            (p.removeprefix("endpoint=") for p in path.split("/") if p.startswith("endpoint=")),
+            None,
+        )
+        if endpoint is None:
+            continue
+        if endpoint not in specs:
+            specs[endpoint] = read_spec(place, endpoint)
+        spec = specs[endpoint]
+        if spec is not None:
+            write_profile(path, profile_file(path, spec, place), place)
+            done += 1
     return done
 
 

@@ -17,6 +17,7 @@ from cloche.logs import service as logs
 from cloche.logs.location import LogLocation, hour_of
 from cloche.logs.retention import apply_retention
 from cloche.logs.shared import compaction_args, hold_retention_lease, replica_id
+from cloche.monitoring.log_profiles import Spec, load_profile, write_spec
 from cloche.serving.payload_log import PayloadLog, encode_row
 from cloche.store.layout import SharedLog
 from cloche.store.store import Store
@@ -74,9 +75,11 @@ def test_retention_of_a_shared_log_removes_old_hours_of_every_replica(tmp_path: 
     assert sorted(left["request_id"].to_pylist()) == ["a-new", "b-new"]
 
 
-def test_the_compaction_child_writes_to_the_shared_log_with_its_replica_id(tmp_path: Path) -> None:
+def test_the_compaction_child_writes_and_profiles_under_its_replica_id(tmp_path: Path) -> None:
     _log(tmp_path / "a", NOW, "a-1")
     shared = str(tmp_path / "shared")
+    spec = Spec({"x": "numeric", "y": "numeric"})  # what a monitor records for the endpoint
+    write_spec(tmp_path / "a", "churn", spec, _shared(tmp_path))
     done = subprocess.run(
         [
             sys.executable,
@@ -91,7 +94,10 @@ def test_the_compaction_child_writes_to_the_shared_log_with_its_replica_id(tmp_p
         check=True,
     )
     assert '"rows": 1' in done.stdout
-    assert next(f.path for f in _shared(tmp_path).files("churn")).count("/replica=a/") == 1
+    (data,) = _shared(tmp_path).files("churn")
+    assert data.path.count("/replica=a/") == 1
+    found = load_profile(data.path, spec, _shared(tmp_path))
+    assert found is not None and found.header["whole"] is not None
 
 
 def test_the_compaction_child_refuses_a_shared_log_without_a_replica(tmp_path: Path) -> None:
@@ -110,7 +116,7 @@ def test_one_holder_at_a_time_prunes_the_shared_log(tmp_path: Path) -> None:
         assert hold_retention_lease(store, "host-a:1")
         assert not hold_retention_lease(store, "host-b:2")  # a holds it
         assert hold_retention_lease(store, "host-a:1")  # renewed by its holder
-        args = compaction_args(settings, store)  # this process is neither: no retention
+        args = compaction_args(settings, store, retention_due=True)  # held by a: no retention
     finally:
         store.close()
     assert f"--replica={replica_id(settings)}" in args and "--shared-retention" not in args
@@ -120,7 +126,7 @@ def test_without_a_shared_log_the_compaction_child_gets_no_arguments(tmp_path: P
     settings = Settings(home=tmp_path / "home")
     store = Store.open(settings)
     try:
-        assert compaction_args(settings, store) == []
+        assert compaction_args(settings, store, retention_due=True) == []
     finally:
         store.close()
 
