@@ -4,7 +4,8 @@ folder (today's layout) or a location replicas share (a folder or an object-stor
 The layout is the same in both, ``endpoint=E/date=D/hour=H/<segment>.parquet``, except that in
 a shared location each replica writes under its own folder ``hour=H/replica=R/``: two replicas'
 segment names may collide, and readers list every replica's files of the hours they ask for.
-Listing goes date by date, so a window's reads follow the window, not the whole log.
+Listing goes hour by hour (a long range: date by date), so a window's reads follow the window,
+not the whole log.
 
 Writes are atomic on both: a folder gets a hidden temporary file then a rename, an object
 store one PUT (an object appears whole or not at all). Readers skip hidden names, and a file
@@ -26,6 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cloche.store.layout import SHARED_LOG_FOLDER, SharedLog
+
+HOUR = timedelta(hours=1)
+# Listings per hour, then per date, up to these many; beyond, one listing of the endpoint.
+MAX_HOUR_LISTINGS = 48
+MAX_DATE_LISTINGS = 400
 
 
 @dataclass(frozen=True)
@@ -140,8 +146,12 @@ class LogLocation:
         prefixes = [folder]
         if first is not None:
             last = (until or datetime.now(UTC) + timedelta(days=1)).astimezone(UTC)
+            hours = int((last - first.astimezone(UTC)) / HOUR) + 1
             days = (last.date() - first.date()).days
-            if 0 <= days <= 400:  # one listing per date: a window reads only its own dates
+            if 0 <= hours <= MAX_HOUR_LISTINGS:  # a window lists only its own hours
+                starts = (first.astimezone(UTC) + n * HOUR for n in range(hours))
+                prefixes = [f"{folder}/date={h:%Y-%m-%d}/hour={h:%H}" for h in starts]
+            elif 0 <= days <= MAX_DATE_LISTINGS:  # a long range: one listing per date
                 dates = (first.date() + timedelta(days=n) for n in range(days + 1))
                 prefixes = [f"{folder}/date={d.isoformat()}" for d in dates]
         for prefix in prefixes:
