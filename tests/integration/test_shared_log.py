@@ -129,7 +129,7 @@ def predict(server: LiveServer, rid: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
+def wait_for(check: Callable[[], bool], what: str, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
@@ -386,3 +386,30 @@ def test_a_usable_location_is_recorded_with_the_replica_that_checked_it(
     check_shared_log(settings)
     record = json.loads((tmp_path / "shared/payload-log/_replicas/r1.json").read_text())
     assert record["replica"] == "r1"
+
+
+def test_retention_prunes_every_replicas_old_hours_and_keeps_the_recent(
+    tmp_path: Path, shared: dict[str, Any]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from cloche.logs.retention import apply_retention
+    from cloche.serving.payload_log import PayloadLog, encode_row
+
+    now = datetime.now(UTC)
+    place = SharedLog(**_shared_log(shared))
+    for name in ("a", "b"):
+        log = PayloadLog(tmp_path / name)
+        for rid, at in ((f"{name}-old", now - timedelta(days=40)), (f"{name}-new", now)):
+            log.write([encode_row((int(at.timestamp() * 1000), rid, "churn", "churn", 1, 1, False,
+                                   200, 1.0, np.array([ROW]), None, None, "predict"))])  # fmt: skip
+        log.close()
+        assert logs.compact(tmp_path / name, LogLocation.shared(place, replica=name)) == 2
+    removed = apply_retention(
+        LogLocation.shared(place), max_age=timedelta(days=35), max_bytes=None, now=now
+    )
+    assert (removed.files, removed.rows) == (2, 2)
+    left = logs.read_log(tmp_path / "a", "churn", shared=place)
+    assert sorted(left["request_id"].to_pylist()) == ["a-new", "b-new"]
