@@ -235,6 +235,59 @@ def check_otlp_endpoint(value: str) -> str:
     return url
 
 
+class LogSettings(BaseModel):
+    shared: str | None = Field(
+        default=None,
+        description="where replicas on one store write the payload log's compacted partitions "
+        "and profiles, each under its own replica id, so every reader sees every replica's "
+        "requests: an absolute folder all of them mount, or an object-store URL "
+        "(s3://bucket/prefix); default: each server's own $CLOCHE_HOME/logs",
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        description="the S3-compatible service of an s3:// shared log (MinIO, Ceph...), e.g. "
+        "http://minio:9000 (checked like any outbound address: a private one must be in "
+        "egress.allow); credentials come from the AWS_* environment variables",
+    )
+    replica: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="this server's name in the shared log; default: its host name and a hash "
+        "of its home (stable across restarts)",
+    )
+    publish_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="with a shared log, how often each worker hands what it logged to "
+        "compaction: other replicas read a request within about twice this",
+    )
+
+    @field_validator("shared")
+    @classmethod
+    def _place(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if "://" in value or "::" in value:
+            return check_prefix(value)  # the object-store prefixes batch jobs may use, alike
+        if not Path(value).is_absolute():
+            raise ValueError(
+                f"{value!r} is neither an absolute folder nor an object-store URL such as "
+                "s3://bucket/prefix"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _endpoint_with_s3(self) -> LogSettings:
+        if self.endpoint_url is None:
+            return self
+        if not (self.shared or "").lower().startswith("s3://"):
+            raise ValueError("endpoint_url is only for an s3:// shared log; set shared too")
+        if not self.endpoint_url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"endpoint_url {self.endpoint_url!r} must be an http(s) URL")
+        return self
+
+
 class AuthSettings(BaseModel):
     required: bool | None = Field(
         default=None,
@@ -352,6 +405,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     server: ServerSettings = ServerSettings()
     serving: ServingSettings = ServingSettings()
+    logs: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
     console: ConsoleSettings = ConsoleSettings()
     batch: BatchSettings = BatchSettings()

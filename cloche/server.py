@@ -30,6 +30,7 @@ from cloche.guards import HostOriginGuard
 from cloche.hosts import is_loopback
 from cloche.logs import ingest
 from cloche.logs import service as logs
+from cloche.logs import shared as shared_log
 from cloche.serving import metrics
 from cloche.serving.app import DataPlane, Receive, Send
 from cloche.serving.auth import TokenCache
@@ -197,6 +198,11 @@ class Server:
         ):
             return  # nothing to do: spare the process start
         serving = self.settings.serving
+        shared = await asyncio.to_thread(
+            functools.partial(shared_log.compaction_args, retention_due=retention_due),
+            self.settings,
+            self.store,
+        )
         # Spawned as a task of its own: a cancel (shutdown) that lands while the child is being
         # started must still find it, to stop and reap it before the loop closes.
         spawn = asyncio.ensure_future(
@@ -210,6 +216,7 @@ class Server:
                 str(self.log_root),
                 f"--max-age-days={serving.log_retention_days}",
                 f"--max-mb={serving.log_max_mb}",
+                *shared,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
@@ -250,15 +257,25 @@ class Server:
         """Off the hot path: publish log counters; compact closed and orphaned segments."""
         last_compaction = -COMPACT_EVERY_S  # at start: segments a dead worker left behind
         last_retention = -RETAIN_EVERY_S  # and at start: whatever aged while it was down
+        # A shared log: other replicas see only compacted rows, so the open segment is closed
+        # every publish_seconds (when it holds anything) and compaction follows as often.
+        publish = self.settings.logs.publish_seconds if self.settings.logs.shared else None
+        compact_every = min(COMPACT_EVERY_S, publish or COMPACT_EVERY_S)
+        last_publish, published = 0.0, self.payload_log.logged
         while True:
             await asyncio.sleep(1.0)
             try:
                 await asyncio.to_thread(logs.write_stats, self.log_root, self.payload_log.stats())
                 await asyncio.to_thread(self.publish_metrics)
                 loop = asyncio.get_running_loop()
+                if publish and loop.time() - last_publish > publish:
+                    last_publish = loop.time()
+                    if self.payload_log.logged != published:  # on the loop, as writes are
+                        published = self.payload_log.logged
+                        self.payload_log.close()  # the next write opens a new segment
                 # Not at each rotation: under heavy logging that is every few seconds, and the
                 # child competes for the same cores. Reads see uncompacted segments anyway.
-                if loop.time() - last_compaction > COMPACT_EVERY_S:
+                if loop.time() - last_compaction > compact_every:
                     last_compaction = loop.time()
                     await asyncio.to_thread(ingest.recover, self.store)  # edge uploads cut short
                     # Retention also runs when nothing new was logged: old hours still age.

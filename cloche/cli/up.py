@@ -136,6 +136,9 @@ def up(
             settings = _reserve_grpc(settings, settings.serving.grpc_port, cleanup)
         store = _open_store(settings)
         cleanup.callback(store.close)
+        from cloche.logs.shared import check_shared_log
+
+        check_shared_log(settings)  # a shared payload log this server cannot write stops it
         local_token = ensure_local_token(store)
         port = sock.getsockname()[1]
         _banner(settings, port, local_token, count)

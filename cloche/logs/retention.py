@@ -6,17 +6,24 @@ everything in it (Parquet files and their monitoring profiles), oldest hour firs
 endpoints. Segments are never removed: the open one is being written, and closed ones are
 compacted before retention runs. Nor is the current hour: compaction and edge uploads write
 into it.
+
+A shared log (logs/location.py) is pruned the same way, whole hours with every replica's files,
+by one replica at a time: the one holding the retention lease (logs/shared.py). Pruning only
+one's own files would leave a replica that went away (a pod's name changes at each restart)
+holding its hours forever, and a size cap is about the whole log, which only one view of all of
+it can apply oldest first.
 """
 
 from __future__ import annotations
 
 import contextlib
-import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from cloche.logs.location import LogLocation, hour_of
 
 HOUR = timedelta(hours=1)
 
@@ -32,70 +39,87 @@ class Removed:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def add(self, other: Removed) -> None:
+        self.files, self.bytes = self.files + other.files, self.bytes + other.bytes
+        self.rows += other.rows
+
 
 @dataclass(frozen=True)
 class Hour:
     start: datetime
-    folder: Path
-    files: tuple[Path, ...]
+    folder: str
+    files: tuple[tuple[str, int], ...]  # (path, size)
 
     @property
     def size(self) -> int:
-        return sum(_size(f) for f in self.files)
+        return sum(size for _, size in self.files)
 
 
 def apply_retention(
-    root: Path,
+    root: Path | LogLocation,
     *,
     max_age: timedelta | None,
     max_bytes: int | None,
     now: datetime | None = None,
 ) -> Removed:
-    """Delete hours older than ``max_age``, then the oldest until the log fits ``max_bytes``."""
+    """Delete hours older than ``max_age``, then the oldest until the log fits ``max_bytes``
+    (a server's own log folder counts its segments too)."""
     now = now or datetime.now(UTC)
+    location = root if isinstance(root, LogLocation) else LogLocation.local(root)
     current = now.replace(minute=0, second=0, microsecond=0)
-    hours = sorted(_hours(root), key=lambda h: (h.start, str(h.folder)))
+    hours = sorted(_hours(location), key=lambda h: (h.start, h.folder))
     removed = Removed()
     kept: list[Hour] = []
     for hour in hours:
         if max_age is not None and hour.start + HOUR <= now - max_age and hour.start < current:
-            _remove(hour, removed)
+            _remove(location, hour, removed)
         else:
             kept.append(hour)
     if max_bytes is not None:
-        total = sum(h.size for h in kept) + _segments_size(root)
+        segments = _segments_size(root) if isinstance(root, Path) else 0
+        total = sum(h.size for h in kept) + segments
         for hour in kept:
             if total <= max_bytes or hour.start >= current:
                 break
             total -= hour.size
-            _remove(hour, removed)
+            _remove(location, hour, removed)
     return removed
 
 
-def _hours(root: Path) -> list[Hour]:
-    found = []
-    for folder in root.glob("endpoint=*/date=*/hour=*"):
-        try:
-            date = folder.parent.name.removeprefix("date=")
-            hour = folder.name.removeprefix("hour=")
-            start = datetime.fromisoformat(f"{date}T{hour}:00:00+00:00")
-        except ValueError:
-            continue  # not a folder compaction wrote: leave it alone
-        found.append(Hour(start, folder, tuple(p for p in folder.iterdir() if p.is_file())))
-    return found
+def _hours(location: LogLocation) -> list[Hour]:
+    found: dict[str, list[tuple[str, int]]] = {}
+    starts: dict[str, datetime] = {}
+    for path, size in location.find(location.root):
+        parts = path.split("/")
+        at = next((i for i, p in enumerate(parts) if p.startswith("hour=")), None)
+        start = hour_of(path)
+        if at is None or start is None or not parts[at - 2].startswith("endpoint="):
+            continue  # not a file compaction wrote: leave it alone
+        folder = "/".join(parts[: at + 1])
+        found.setdefault(folder, []).append((path, size))
+        starts[folder] = start
+    return [Hour(starts[folder], folder, tuple(files)) for folder, files in found.items()]
 
 
-def _remove(hour: Hour, removed: Removed) -> None:
-    for path in hour.files:
-        if path.suffix == ".parquet":
+def _remove(location: LogLocation, hour: Hour, removed: Removed) -> None:
+    for path, size in hour.files:
+        if path.endswith(".parquet"):
             with contextlib.suppress(OSError, ValueError):  # a torn file goes, rows unknown
-                removed.rows += pq.read_metadata(path).num_rows
-        removed.bytes += _size(path)
+                removed.rows += _rows(location, path)
+        removed.bytes += size
         removed.files += 1
-    shutil.rmtree(hour.folder, ignore_errors=True)
-    date = hour.folder.parent
-    if not any(date.iterdir()):
-        date.rmdir()
+    with contextlib.suppress(FileNotFoundError):
+        location.fs.rm(hour.folder, recursive=True)
+    if location.is_local:  # an object store has no empty folders to tidy
+        date = Path(hour.folder).parent
+        with contextlib.suppress(OSError):
+            date.rmdir()  # only when empty
+
+
+def _rows(location: LogLocation, path: str) -> int:
+    if location.is_local:
+        return int(pq.read_metadata(path).num_rows)
+    return int(pq.read_metadata(path, filesystem=location.fs).num_rows)
 
 
 def _segments_size(root: Path) -> int:

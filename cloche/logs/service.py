@@ -4,6 +4,11 @@ Closed segments become Parquet partitions ``endpoint=/date=/hour=``, named after
 that a compaction interrupted between writing and deleting simply rewrites the same files.
 Reads union the Parquet partitions with the segments not yet compacted (open ones included),
 so a prediction is readable as soon as it was answered.
+
+With a shared log (``logs.shared``), compaction writes the partitions there, each replica under
+its own id (logs/location.py), and reads union every replica's partitions with this server's
+own folder (what it compacted before the log was shared) and its own segments: another
+replica's requests are readable once that replica compacted them (``logs.publish_seconds``).
 """
 
 from __future__ import annotations
@@ -20,16 +25,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from cloche.durations import parse_duration
 from cloche.errors import InvalidInput
+from cloche.logs.location import LogLocation
 from cloche.logs.table import SCHEMA, rows_to_table
 from cloche.registry.refs import check_name
 from cloche.serving.payload_log import META_COLUMNS, SEGMENT_SUFFIX, is_closed, read_segment
-from cloche.store.layout import log_root
+from cloche.store.layout import SharedLog, log_root
 from cloche.store.store import Store
 from cloche.store.tables import EdgeUploadRow
 
@@ -67,6 +72,7 @@ def read_endpoint_log(
         since=parse_since(since),
         until=parse_since(until),
         limit=limit,
+        shared=store.shared_log,
     )
 
 
@@ -113,14 +119,19 @@ def received_at(segment: Path) -> datetime | None:
     return datetime.fromtimestamp(int(found.group(1)) / 1000, UTC) if found else None
 
 
-def compact(root: Path) -> int:
+def compact(
+    root: Path, target: LogLocation | None = None, *, written: list[str] | None = None
+) -> int:
     """Move every closed segment into Parquet partitions; return how many rows moved.
 
-    One compaction at a time per log root (workers of several servers may ask at once); a
-    compaction already running makes this one return 0.
+    The partitions go to ``target`` (default: ``root`` itself, today's layout); the paths
+    written are added to ``written``. One compaction at a time per log root (workers of
+    several servers may ask at once); a compaction already running makes this one return 0.
     """
     with compaction_lock(root) as held:
-        return _compact_segments(root) if held else 0
+        if not held:
+            return 0
+        return _compact_segments(root, target or LogLocation.local(root), written)
 
 
 @contextlib.contextmanager
@@ -141,32 +152,42 @@ def has_closed_segments(root: Path) -> bool:
     return any(is_closed(p) for p in (root / "segments").glob(f"*{SEGMENT_SUFFIX}"))
 
 
-def _compact_segments(root: Path) -> int:
+def _compact_segments(root: Path, target: LogLocation, written: list[str] | None) -> int:
     moved = 0
     for segment in sorted((root / "segments").glob(f"*{SEGMENT_SUFFIX}")):
         if not is_closed(segment):
             continue
         table = rows_to_table(list(read_segment(segment)), received_at=received_at(segment))
         if table.num_rows:
-            _write_partitions(root, table, segment.stem)
+            paths = _write_partitions(target, table, segment.stem)
+            if written is not None:
+                written += paths
         moved += table.num_rows
+        # Only once every partition is written (atomically): a compaction killed before this
+        # line is redone by the next one, rewriting the same files.
         segment.unlink()
         segment.with_suffix(".lock").unlink(missing_ok=True)
     return moved
 
 
-def _write_partitions(root: Path, table: pa.Table, stem: str) -> None:
+def _write_partitions(target: LogLocation, table: pa.Table, stem: str) -> list[str]:
     hours = pc.strftime(table["time"], format="%Y-%m-%d %H")
     keys = pc.binary_join_element_wise(table["endpoint"], hours, "\x00")
+    paths = []
     for key in pc.unique(keys).to_pylist():
         endpoint, stamp = key.split("\x00")
         date, hour = stamp.split(" ")
-        part = table.filter(pc.equal(keys, key))
-        folder = root / f"endpoint={endpoint}" / f"date={date}" / f"hour={hour}"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{stem}.parquet.tmp"
-        pq.write_table(part, tmp)
-        tmp.replace(folder / f"{stem}.parquet")
+        path = f"{target.hour_folder(endpoint, date, hour)}/{stem}.parquet"
+        target.write_table(path, table.filter(pc.equal(keys, key)))
+        paths.append(path)
+    return paths
+
+
+def log_locations(root: Path, shared: SharedLog | None = None) -> list[LogLocation]:
+    """Where compacted partitions are read from: the server's own folder, then the shared
+    location (every replica's files) when there is one."""
+    own = [LogLocation.local(root)]
+    return own if shared is None else [*own, LogLocation.shared(shared)]
 
 
 def read_log(
@@ -177,16 +198,17 @@ def read_log(
     until: datetime | None = None,
     limit: int | None = None,
     columns: Sequence[str] | None = None,
+    shared: SharedLog | None = None,
 ) -> pa.Table:
     """An endpoint's logged requests, oldest first, between ``since`` and ``until``; only
-    ``columns`` (and ``time``) when given: Parquet then skips the large inputs and outputs."""
+    ``columns`` (and ``time``) when given: Parquet then skips the large inputs and outputs.
+    With ``shared``, every replica's compacted requests are read too."""
     schema = SCHEMA if columns is None else _projection(columns)
-    table = pa.concat_tables(
-        [
-            _read_partitions(root, endpoint, since, schema),
-            read_segments(root, endpoint).select(schema.names),
-        ]
-    )
+    parts = [
+        _read_partitions(location, endpoint, since, until, schema)
+        for location in log_locations(root, shared)
+    ]
+    table = pa.concat_tables([*parts, read_segments(root, endpoint).select(schema.names)])
     if since is not None:
         table = table.filter(
             pc.greater_equal(table["time"], pa.scalar(since, SCHEMA.field("time").type))
@@ -212,15 +234,8 @@ def read_segments(root: Path, endpoint: str) -> pa.Table:
 def partition_files(
     root: Path, endpoint: str, since: datetime | None = None, until: datetime | None = None
 ) -> list[Path]:
-    """An endpoint's compacted Parquet files whose hour overlaps [since, until)."""
-    first = since.replace(minute=0, second=0, microsecond=0) if since is not None else None
-    found = []
-    for path in sorted((root / f"endpoint={endpoint}").glob("date=*/hour=*/*.parquet")):
-        hour = _hour_of(path)
-        if (first is not None and hour < first) or (until is not None and hour >= until):
-            continue  # the whole hour is outside what was asked
-        found.append(path)
-    return found
+    """An endpoint's compacted Parquet files in ``root`` whose hour overlaps [since, until)."""
+    return [Path(f.path) for f in LogLocation.local(root).files(endpoint, since, until)]
 
 
 def _projection(columns: Sequence[str]) -> pa.Schema:
@@ -232,17 +247,15 @@ def _projection(columns: Sequence[str]) -> pa.Schema:
 
 
 def _read_partitions(
-    root: Path, endpoint: str, since: datetime | None, schema: pa.Schema = SCHEMA
+    location: LogLocation,
+    endpoint: str,
+    since: datetime | None,
+    until: datetime | None,
+    schema: pa.Schema = SCHEMA,
 ) -> pa.Table:
-    files = partition_files(root, endpoint, since)
-    tables = [pq.read_table(path, columns=schema.names, schema=schema) for path in files]
+    files = location.files(endpoint, since, until)
+    tables = [location.read_table(f.path, schema.names, schema) for f in files]
     return pa.concat_tables(tables) if tables else schema.empty_table()
-
-
-def _hour_of(path: Path) -> datetime:
-    date = path.parent.parent.name.removeprefix("date=")
-    hour = path.parent.name.removeprefix("hour=")
-    return datetime.fromisoformat(f"{date}T{hour}:00:00+00:00")
 
 
 def write_stats(root: Path, stats: dict[str, Any]) -> None:

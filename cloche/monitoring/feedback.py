@@ -103,7 +103,13 @@ def _validate(labels: Any) -> list[tuple[str, Any]]:
 
 
 def _logged_request_ids(store: Store, endpoint: str, now: datetime) -> set[str]:
-    table = read_log(log_root(store.home), endpoint, since=now - LOOKBACK, columns=["request_id"])
+    table = read_log(
+        log_root(store.home),
+        endpoint,
+        since=now - LOOKBACK,
+        columns=["request_id"],
+        shared=store.shared_log,
+    )
     if not table.num_rows:
         return set()
     ids = pc.unique(table["request_id"].drop_null())

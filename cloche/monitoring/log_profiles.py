@@ -21,18 +21,18 @@ import fcntl
 import hashlib
 import itertools
 import json
-import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from cloche.logs.location import LogLocation
+from cloche.logs.table import SCHEMA
 from cloche.monitoring.columns import feature_columns, live_rows
 from cloche.monitoring.profiles import Profile
 
@@ -50,6 +50,9 @@ BACKFILL = timedelta(days=8)
 # The log columns profiling reads (never outputs: large, and not profiled).
 READ_COLUMNS = ["time", "shadow", "kind", "status", "latency_ms", "inputs"]
 TRAFFIC_KINDS = {"latency_ms": "numeric", "status": "categorical"}
+_READ_SCHEMA = pa.schema([SCHEMA.field(name) for name in READ_COLUMNS])
+_LOCAL = LogLocation.local(Path("/"))  # absolute local paths, for callers holding a Path
+P = TypeVar("P", Path, str)
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,18 @@ def profile_rows(table: pa.Table, spec: Spec) -> Piece | None:
     )
 
 
-def profile_path(data_file: Path) -> Path:
-    return data_file.with_name(f"{PREFIX}{data_file.stem}{SUFFIX}")
+def profile_path(data_file: P) -> P:
+    if isinstance(data_file, Path):
+        return data_file.with_name(f"{PREFIX}{data_file.stem}{SUFFIX}")
+    folder, _, name = data_file.rpartition("/")
+    return f"{folder}/{PREFIX}{name.removesuffix('.parquet')}{SUFFIX}"
 
 
-def profile_file(data_file: Path, spec: Spec) -> bytes:
+def profile_file(data_file: Path | str, spec: Spec, location: LogLocation | None = None) -> bytes:
     """The profile file's bytes for one compacted Parquet file: one piece per slice."""
-    table = pq.read_table(data_file, columns=READ_COLUMNS).sort_by("time")
+    place = location or _LOCAL
+    path = str(data_file)
+    table = place.read_table(path, READ_COLUMNS, _READ_SCHEMA).sort_by("time")
     pieces = []
     if table.num_rows:
         slice_ids = pc.divide(table["time"].cast(pa.int64()), SLICE_S * 1000)
@@ -119,7 +127,7 @@ def profile_file(data_file: Path, spec: Spec) -> bytes:
             piece = profile_rows(table.slice(start, stop - start), spec)
             if piece is not None:
                 pieces.append(piece)
-    return encode(spec, data_file.stat().st_size, pieces)
+    return encode(spec, place.size(path), pieces)
 
 
 def _runs(values: pa.ChunkedArray) -> list[tuple[int, int]]:
@@ -131,12 +139,9 @@ def _runs(values: pa.ChunkedArray) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
-def write_profile(data_file: Path, data: bytes) -> None:
+def write_profile(data_file: Path | str, data: bytes, location: LogLocation | None = None) -> None:
     """Atomically, so a reader never sees half a profile (two writers give the same bytes)."""
-    target = profile_path(data_file)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    (location or _LOCAL).put(profile_path(str(data_file)), data)
 
 
 # --- the file format: magic, a JSON header, then each piece's two serialised profiles --------
@@ -217,11 +222,19 @@ class FileProfile:
         return inside, partial
 
 
-def load_profile(data_file: Path, spec: Spec) -> FileProfile | None:
-    """The file's profile if it exists and was built for ``spec`` from this very file."""
+def load_profile(
+    data_file: Path | str,
+    spec: Spec,
+    location: LogLocation | None = None,
+    *,
+    size: int | None = None,
+) -> FileProfile | None:
+    """The file's profile if it exists and was built for ``spec`` from this very file
+    (``size``: the data file's, when a listing already gave it)."""
+    place = location or _LOCAL
     try:
-        found = FileProfile.decode(profile_path(data_file).read_bytes())
-        size = data_file.stat().st_size
+        found = FileProfile.decode(place.get(profile_path(str(data_file))))
+        size = place.size(str(data_file)) if size is None else size
     except (OSError, ValueError):
         return None
     if found.header["spec"] != spec.key or found.header["source_size"] != size:
@@ -229,15 +242,26 @@ def load_profile(data_file: Path, spec: Spec) -> FileProfile | None:
     return found
 
 
-def profile_log(root: Path, *, now: datetime | None = None) -> int:
+def profile_log(
+    root: Path,
+    *,
+    now: datetime | None = None,
+    location: LogLocation | None = None,
+    only: Sequence[str] | None = None,
+) -> int:
     """Profile each compacted file of the last ``BACKFILL`` that lacks a profile for its
     endpoint's spec (endpoints no monitor watches have none); return how many were profiled.
+
+    ``location`` (default: ``root`` itself) is where the files are; ``only`` limits the work
+    to the files a compaction just wrote: a shared location holds every replica's files, and
+    checking them all each minute would cost a read per file. A file left unprofiled (written
+    before its spec, or by a compaction killed early) is profiled by the monitor run that needs
+    it, which saves the profile for the next.
 
     Run by the compaction child right after compaction, so it is never on a serving worker.
     One profiling at a time per log root; one already running makes this one return 0.
     """
-    from cloche.logs.service import partition_files
-
+    place = location or LogLocation.local(root)
     since = (now or datetime.now(UTC)) - BACKFILL
     done = 0
     root.mkdir(parents=True, exist_ok=True)
@@ -246,40 +270,62 @@ def profile_log(root: Path, *, now: datetime | None = None) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return 0
-        for folder in sorted(root.glob("endpoint=*")):
-            spec = read_spec(folder)
+        if only is not None:  # just written: no listing, and no profile to look for yet
+            return _profile_written(place, only)
+        for endpoint in place.endpoints():
+            spec = read_spec(place, endpoint)
             if spec is None:
                 continue
-            endpoint = folder.name.removeprefix("endpoint=")
-            for path in partition_files(root, endpoint, since):
-                if load_profile(path, spec) is None:
-                    write_profile(path, profile_file(path, spec))
+            for found in place.files(endpoint, since):
+                if load_profile(found.path, spec, place, size=found.size) is None:
+                    write_profile(found.path, profile_file(found.path, spec, place), place)
                     done += 1
+    return done
+
+
+def _profile_written(place: LogLocation, paths: Sequence[str]) -> int:
+    specs: dict[str, Spec | None] = {}
+    done = 0
+    for path in paths:
+        endpoint = next(
+            (p.removeprefix("endpoint=") for p in path.split("/") if p.startswith("endpoint=")),
+            None,
+        )
+        if endpoint is None:
+            continue
+        if endpoint not in specs:
+            specs[endpoint] = read_spec(place, endpoint)
+        spec = specs[endpoint]
+        if spec is not None:
+            write_profile(path, profile_file(path, spec, place), place)
+            done += 1
     return done
 
 
 # --- the spec, beside the endpoint's partitions ----------------------------------------------
 
 
-def write_spec(root: Path, endpoint: str, spec: Spec) -> None:
+def write_spec(root: Path, endpoint: str, spec: Spec, location: LogLocation | None = None) -> None:
     """Record what to profile for ``endpoint`` (a no-op when it is already recorded)."""
-    folder = root / f"endpoint={endpoint}"
+    place = location or LogLocation.local(root)
     text = json.dumps({"key": spec.key, "kinds": list(spec.kinds.items())})
-    path = folder / SPEC_FILE
+    path = f"{place.endpoint_folder(endpoint)}/{SPEC_FILE}"
     try:
-        if path.read_text() == text:
+        if place.get(path).decode() == text:
             return
-    except OSError:
+    except (OSError, ValueError):
         pass
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{SPEC_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(text)
-    tmp.replace(path)
+    place.put(path, text.encode())
 
 
-def read_spec(folder: Path) -> Spec | None:
+def read_spec(location: LogLocation | Path, endpoint: str | None = None) -> Spec | None:
+    """The spec recorded for ``endpoint`` (or in an endpoint's folder, given as a Path)."""
+    if isinstance(location, Path):
+        path, place = str(location / SPEC_FILE), _LOCAL
+    else:
+        path, place = f"{location.endpoint_folder(str(endpoint))}/{SPEC_FILE}", location
     try:
-        data = json.loads((folder / SPEC_FILE).read_text())
+        data = json.loads(place.get(path))
         return Spec(dict((str(name), str(kind)) for name, kind in data["kinds"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

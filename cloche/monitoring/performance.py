@@ -216,7 +216,9 @@ def _join(
     if not _labels_since(store, endpoint, start - LABEL_CLOCK_SLACK):
         # No label can grade this window: spare the read of its whole log (traffic-sized).
         return Joined(predictions=[], probabilities=[], labels=[], logged=None, multi_row=0)
-    table = read_log(log_root(store.home), endpoint, since=start, until=end)
+    table = read_log(
+        log_root(store.home), endpoint, since=start, until=end, shared=store.shared_log
+    )
     keep = pc.invert(pc.fill_null(table["shadow"], False))
     if "kind" in table.column_names:
         keep = pc.and_(keep, pc.not_equal(pc.fill_null(table["kind"], "predict"), "explain"))

@@ -5,6 +5,7 @@ A window's profile is merged from the profiles compaction wrote beside the paylo
 Parquet files (``log_profiles.py``); only the rows those do not cover are read and profiled
 here: the slices a window edge cuts through, files without a profile for the current spec
 (profiled now, and the profile saved for the next run), and segments not compacted yet.
+With a shared log, the window's hours are read from every replica's files there.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from cloche.endpoints import service as endpoints
-from cloche.logs.service import log_root, partition_files, read_segments
+from cloche.logs.location import DataFile, LogLocation
+from cloche.logs.service import log_locations, log_root, read_segments
 from cloche.logs.table import SCHEMA
 from cloche.monitoring.feature_profiles import kind_of_dtype
 from cloche.monitoring.log_profiles import (
@@ -44,6 +44,7 @@ from cloche.store.store import Store
 
 log = logging.getLogger(__name__)
 _TIME = SCHEMA.field("time").type
+_READ = pa.schema([SCHEMA.field(name) for name in READ_COLUMNS])
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,10 @@ def baseline_table(store: Store, version: ModelVersion) -> pa.Table | None:
 def record_spec(store: Store, endpoint: str, kinds: dict[str, str]) -> Spec:
     """Tell compaction what to profile for ``endpoint`` (failing only costs speed)."""
     spec = Spec(dict(kinds))
+    root = log_root(store.home)
     try:
-        write_spec(log_root(store.home), endpoint, spec)
+        for location in log_locations(root, store.shared_log):  # where compaction profiles
+            write_spec(root, endpoint, spec, location)
     except OSError as exc:
         log.warning("cannot record the profile spec of %s: %s", endpoint, exc)
     return spec
@@ -109,15 +112,16 @@ def read_traffic(
     pieces: list[Piece] = []
     raw = [read_segments(root, endpoint).select(READ_COLUMNS)]
     sources = {"profiled_pieces": 0, "files_profiled_now": 0, "partial_slices": 0}
-    for path in partition_files(root, endpoint, start, end):
-        found, fresh = _file_profile(path, spec)
-        sources["files_profiled_now"] += fresh
-        inside, partial = found.cover(start_ms, end_ms)
-        pieces += inside
-        sources["profiled_pieces"] += len(inside)
-        sources["partial_slices"] += len(partial)
-        if partial:
-            raw.append(_rows_in(path, partial))
+    for location in log_locations(root, store.shared_log):
+        for data in location.files(endpoint, start, end):
+            found, fresh = _file_profile(location, data, spec)
+            sources["files_profiled_now"] += fresh
+            inside, partial = found.cover(start_ms, end_ms)
+            pieces += inside
+            sources["profiled_pieces"] += len(inside)
+            sources["partial_slices"] += len(partial)
+            if partial:
+                raw.append(_rows_in(location, data.path, partial))
     rows = pa.concat_tables(raw)
     rows = rows.filter(
         pc.and_(
@@ -137,23 +141,23 @@ def _ms(moment: datetime) -> int:
     return int(pa.scalar(moment, _TIME).value)
 
 
-def _file_profile(path: Path, spec: Spec) -> tuple[FileProfile, bool]:
+def _file_profile(location: LogLocation, data: DataFile, spec: Spec) -> tuple[FileProfile, bool]:
     """The file's profile, built now (and saved for the next run) when compaction has not
     profiled it for this spec: the file predates the spec, or the signature changed."""
-    found = load_profile(path, spec)
+    found = load_profile(data.path, spec, location, size=data.size)
     if found is not None:
         return found, False
-    data = profile_file(path, spec)
+    built = profile_file(data.path, spec, location)
     try:
-        write_profile(path, data)
+        write_profile(data.path, built, location)
     except OSError as exc:
-        log.warning("cannot save the profile of %s: %s", path, exc)
-    return FileProfile.decode(data), True
+        log.warning("cannot save the profile of %s: %s", data.path, exc)
+    return FileProfile.decode(built), True
 
 
-def _rows_in(path: Path, ranges: list[tuple[int, int]]) -> pa.Table:
+def _rows_in(location: LogLocation, path: str, ranges: list[tuple[int, int]]) -> pa.Table:
     """The file's rows whose time lies in one of the [first_ms, last_ms] ranges."""
-    table = pq.read_table(path, columns=READ_COLUMNS)
+    table = location.read_table(path, READ_COLUMNS, _READ)
     ms = table["time"].cast(pa.int64())
     keep = None
     for first, last in ranges:

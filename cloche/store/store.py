@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from cloche.config import Settings
 from cloche.store.artifacts import ArtifactStore
 from cloche.store.db import Database, open_database
+from cloche.store.layout import SharedLog
 from cloche.store.private import private_dir, private_file
 
 
@@ -18,12 +19,19 @@ class Store:
     """What every service function needs: ``transaction()`` and ``artifacts``."""
 
     def __init__(
-        self, db: Database, artifacts: ArtifactStore, *, home: Path, max_upload_bytes: int
+        self,
+        db: Database,
+        artifacts: ArtifactStore,
+        *,
+        home: Path,
+        max_upload_bytes: int,
+        shared_log: SharedLog | None = None,
     ) -> None:
         self.db = db
         self.artifacts = artifacts
         self.home = home
         self.max_upload_bytes = max_upload_bytes
+        self.shared_log = shared_log  # where replicas write the compacted payload log, if shared
 
     @classmethod
     def open(cls, settings: Settings) -> Store:
@@ -37,6 +45,11 @@ class Store:
             ArtifactStore(settings.artifacts_url, cache_dir=home / "cache"),
             home=home,
             max_upload_bytes=settings.max_upload_bytes,
+            shared_log=(
+                SharedLog(settings.logs.shared, settings.logs.endpoint_url)
+                if settings.logs.shared
+                else None
+            ),
         )
 
     @contextmanager
