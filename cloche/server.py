@@ -35,9 +35,11 @@ from cloche.serving import metrics
 from cloche.serving.app import DataPlane, Receive, Send
 from cloche.serving.auth import TokenCache
 from cloche.serving.cache_setup import server_cache
+from cloche.serving.core import Call
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.payload_log import PayloadLog, RetentionCounts
 from cloche.serving.router import Router
+from cloche.serving.tracing import request_tracer
 from cloche.store.store import Store
 
 if TYPE_CHECKING:
@@ -73,6 +75,8 @@ class Server:
         # This worker's share of the model memory budget, sizes from the registry, load stages
         # into its metrics, and its state file for `cloche models loaded`.
         self.router.cache = server_cache(settings, store, server_id, self.metrics)
+        # Each request's stages as OpenTelemetry spans, when an OTLP endpoint is set.
+        self.tracer = request_tracer(settings, server_id)
         self.data_plane = DataPlane(
             self.router,
             store_tokens(store, required=settings.auth_required),
@@ -82,11 +86,27 @@ class Server:
             render_metrics=self.render_metrics,
             server_timing=settings.serving.server_timing,
             feedback=self._feedback,
+            on_finished=None if self.tracer is None else self._trace,
         )
         # The console sits beside the API, not inside it: it has its own body caps and session gate.
         self.api = with_console(create_app(settings, store), settings, store)
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: GrpcServer | None = None
+
+    def _trace(self, call: Call) -> None:
+        assert self.tracer is not None
+        if call.endpoint is None or call.timing is None:
+            return  # not a prediction (health, metadata, metrics): no span
+        deployment = call.deployment.ref if call.deployment is not None else None
+        self.tracer.record(
+            call.rid,
+            call.endpoint,
+            deployment,
+            call.status,
+            call.wall_ns,
+            call.timing,
+            traceparent=call.traceparent,
+        )
 
     def _feedback(self, endpoint: str, labels: Any, actor: str) -> dict[str, Any]:
         from cloche.monitoring.feedback import record_feedback  # off the predict path
@@ -109,6 +129,7 @@ class Server:
         return await start_grpc_server(
             self.router,
             self.data_plane.auth,
+            core=self.data_plane.core,
             host=self.settings.server.host,
             port=port,
             max_message_mb=self.settings.serving.grpc_max_message_mb,
@@ -160,6 +181,9 @@ class Server:
                 self.payload_log.close()
                 logs.write_stats(self.log_root, self.payload_log.stats())
                 self.store.close()
+                self.router.cache.close()
+                if self.tracer is not None:  # flushes its spans; bounded with a hung collector
+                    await asyncio.to_thread(self.tracer.shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

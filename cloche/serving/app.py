@@ -107,6 +107,8 @@ class DataPlane:
         given = headers.get(b"x-request-id")
         core = self.core
         call = core.call(request_id(None if given is None else given.decode("latin-1")))
+        if core.on_finished is not None and b"traceparent" in headers:
+            call.traceparent = headers[b"traceparent"].decode("latin-1")
         error = None
         try:
             path = scope["path"]

@@ -89,8 +89,14 @@ class AdaptiveBatcher:
         on_batch: BatchHook | None = None,
         max_request_rows: int = MAX_REQUEST_ROWS,
         on_large: Answered | None = None,
+        resident: Callable[[], bool] | None = None,
+        load: Callable[[], object] | None = None,
     ) -> None:
         self._predict = predict
+        # Whether the model is loaded, and how to load it (blocking): a batch for a model that
+        # is not resident waits for a load on a thread, so the loop keeps serving the others.
+        self._resident = resident
+        self._load = load
         self._on_batch = on_batch
         self._on_large = on_large
         self.max_batch_size = max_batch_size
@@ -229,6 +235,9 @@ class AdaptiveBatcher:
             self._arrivals_seen = self._arrivals
             loop.call_soon(self._run_next_batch)
             return
+        if self._resident is not None and not self._resident():
+            self._load_off_loop(loop)
+            return
         batch = self._take_batch(now)
         if self._waiting:  # the batch made room in the queue
             self._admit_waiting()
@@ -257,6 +266,33 @@ class AdaptiveBatcher:
             self._arrivals_seen = self._arrivals
             self._fill_until = loop.time() + min(self._call_s, MAX_FILL_S)
             loop.call_soon(self._run_next_batch)
+        else:
+            self._scheduled = False
+
+    def _load_off_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Load the model on a thread, then run the waiting batch (``_scheduled`` stays set
+        meanwhile, so requests queue behind the load instead of starting another)."""
+        assert self._load is not None
+        loop.run_in_executor(None, self._load).add_done_callback(self._loaded)
+
+    def _loaded(self, done: asyncio.Future[object]) -> None:
+        error = done.exception()
+        if error is None:
+            self._run_next_batch()
+            return
+        # The load failed (the cache names the model and why): the requests waiting for it
+        # are answered with that; later ones retry the load.
+        if not isinstance(error, ClocheError):
+            error = PredictFailed(f"{self.name} could not load its model: {error}")
+        while self._queue:
+            job = self._queue.popleft()
+            self.queued_rows -= job.rows
+            if not job.future.done():
+                job.future.set_exception(error)
+        self._admit_waiting()
+        if self._queue:
+            assert self._loop is not None
+            self._loop.call_soon(self._run_next_batch)
         else:
             self._scheduled = False
 

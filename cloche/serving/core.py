@@ -65,6 +65,7 @@ class Call:
         "started",
         "status",
         "timing",
+        "traceparent",
         "wall_ns",
     )
 
@@ -81,6 +82,7 @@ class Call:
         self.body: Any = b""  # what a failure logs when it has no decoded inputs
         self.inputs: np.ndarray | None = None
         self.status = 0  # set when the request is finished
+        self.traceparent: str | None = None  # the caller's W3C trace context, when traced
 
 
 # Called once per request, when it is finished (answered or failed). Must not raise or block.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -155,6 +156,8 @@ class LiveDeployment:
             on_batch=record,
             max_request_rows=max_request_rows,
             on_large=record_large,
+            resident=partial(cache.resident, ModelCache.key(spec)),
+            load=partial(cache.load, spec),
         )
         inputs = InputSpec.from_signature(signature)
         return cls(spec, cache, signature, inputs, outputs, batcher, payload_log)

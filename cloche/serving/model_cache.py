@@ -132,6 +132,11 @@ class ModelCache:
         cached = self._models.get(self.key(spec))
         return cached.model if cached else None
 
+    def resident(self, key: str) -> bool:
+        """Whether the model of ``key`` is loaded now; asked before each batch, so lock-free (a
+        dict lookup is atomic)."""
+        return key in self._models
+
     def load(self, spec: DeploymentSpec) -> LoadedModel:
         """The model for ``spec``, loading it (evicting idle models to make room) if it is not
         resident. Blocking."""

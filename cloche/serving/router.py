@@ -174,19 +174,20 @@ class Router:
         )
 
     def _warm(self, spec: DeploymentSpec) -> tuple[Signature, frozenset[str]]:
-        self.cache.warm(spec)
+        try:
+            self.cache.warm(spec)
+        except Exception as exc:
+            # Still routable: its requests retry the load and get 503 naming the reason.
+            log.error("cannot load %s for endpoint %s: %s", spec.ref, spec.endpoint, exc)
         return describe(spec, self.cache)
 
     def gauges(self) -> dict[str, dict[str, float]]:
-        """Point-in-time values for /metrics: queue depth and model load time."""
+        """Point-in-time values for /metrics: queue depth (model loads are the cache's)."""
         queue = {}
-        load = {}
-        loaded = self.cache.load_seconds()
         for d in self._live.values():
             key = metrics_label(endpoint=d.spec.endpoint, deployment=d.spec.ref)
             queue[key] = float(d.batcher.queued_rows)
-            load[key] = loaded.get(ModelCache.key(d.spec), 0.0)
-        return {"cloche_queue_rows": queue, "cloche_model_load_seconds": load}
+        return {"cloche_queue_rows": queue}
 
     async def watch(self) -> None:
         """Poll the generation forever; a failed poll is logged and retried."""

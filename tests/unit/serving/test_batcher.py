@@ -416,3 +416,59 @@ def test_a_large_request_is_reported_once_whole_and_its_pieces_as_batches() -> N
     asyncio.run(main())
     assert whole == [(20, "request-1", 20)]
     assert batches == [(8, [None]), (8, [None]), (4, [None])]
+
+
+def test_a_model_not_resident_loads_on_a_thread_while_the_loop_keeps_serving() -> None:
+    import threading
+
+    loaded = threading.Event()
+    release = threading.Event()
+    sizes: list[int] = []
+
+    def load() -> None:
+        release.wait(5)  # a slow load: the loop must not wait for it
+        loaded.set()
+
+    def fn(X, wanted):
+        assert loaded.is_set(), "the batch ran before its model was loaded"
+        sizes.append(len(X))
+        return {"predict": X.sum(axis=1)}
+
+    async def main():
+        b = _batcher(fn, resident=loaded.is_set, load=load)
+        first = asyncio.ensure_future(b.submit(np.ones((1, 2)), PREDICT, 5))
+        second = asyncio.ensure_future(b.submit(np.ones((1, 2)), PREDICT, 5))
+        for _ in range(20):  # the loop turns while the load is under way
+            await asyncio.sleep(0)
+        assert not first.done() and not second.done()
+        release.set()
+        answers = await asyncio.gather(first, second)
+        assert [a["predict"].tolist() for a in answers] == [[2.0], [2.0]]
+
+    asyncio.run(main())
+    assert sizes == [2]  # both waited for the one load and ran as one batch
+
+
+def test_a_failed_load_answers_the_waiting_requests_with_its_error_and_the_next_retries() -> None:
+    from cloche.errors import Unavailable
+
+    attempts: list[int] = []
+
+    def load() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise Unavailable("churn:3 could not be loaded: the file is damaged")
+
+    async def main():
+        b = _batcher(
+            lambda X, wanted: {"predict": X.sum(axis=1)},
+            resident=lambda: len(attempts) >= 2,
+            load=load,
+        )
+        with pytest.raises(Unavailable, match="churn:3 could not be loaded"):
+            await b.submit(np.ones((1, 2)), PREDICT, 5)
+        out = await b.submit(np.ones((1, 2)), PREDICT, 5)  # the load is tried again
+        assert out["predict"].tolist() == [2.0]
+
+    asyncio.run(main())
+    assert len(attempts) == 2
