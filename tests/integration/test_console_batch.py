@@ -11,14 +11,13 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from cloche.auth import tokens
 from cloche.batch import schedules, service
 from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.console.paging import PER_PAGE
 from cloche.store.store import Store
 
-from ._console import Browser, text_of, upload_model
+from ._console import Browser, signed_in, signed_in_as, text_of, upload_model
 from .conftest import LiveServer, ServerFactory
 
 
@@ -42,17 +41,13 @@ def server(
 
 @pytest.fixture
 def admin(server: LiveServer) -> Any:
-    with Browser(server.url) as browser:
-        browser.sign_in(server.token)
+    with signed_in(server.url, server.token) as browser:
         yield browser
 
 
 @pytest.fixture
 def viewer(server: LiveServer, store: Store) -> Any:
-    token = tokens.create_token(store, role="viewer")
-    with Browser(server.url) as browser:
-        browser.sign_in(token.token)
-        browser.token = token.token  # type: ignore[attr-defined]
+    with signed_in_as(store, server.url, "viewer") as browser:
         yield browser
 
 
@@ -102,6 +97,50 @@ def test_bad_rows_are_counted_on_the_job_page_with_where_they_are(
     service.execute(store, job)
     page = text_of(admin.get(f"/console/batch/{job}").text)
     assert "partially succeeded" in page and "Bad rows 1: the rows and reasons are in" in page
+
+
+def bad_rows_job(store: Store, data: Path, bad: list[int]) -> str:
+    """A finished job whose input rows ``bad`` hold text where the model needs a number."""
+    rows = pq.read_table(data / "in.parquet").to_pylist()
+    for index in bad:
+        rows[index]["tenure"] = "not a number"
+    (data / "bad.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    spec = JobSpec(input=str(data / "bad.jsonl"), output=str(data / "bad-out"))
+    job = service.submit(store, model_ref="churn", spec=spec).id
+    service.execute(store, job)
+    return job
+
+
+def test_the_job_page_lists_its_bad_rows_with_row_number_and_reason_in_pages(
+    admin: Browser, store: Store, data: Path
+) -> None:
+    bad = list(range(5, 5 + PER_PAGE + 3))
+    job = bad_rows_job(store, data, bad)
+    first = admin.get(f"/console/batch/{job}").text
+    shown = text_of(first)
+    assert f"{len(bad)} rows could not be scored" in shown and "Page 1 of 2" in shown
+    assert f"<td>{bad[0]}</td>" in first and f"<td>{bad[PER_PAGE - 1]}</td>" in first
+    assert f"<td>{bad[PER_PAGE]}</td>" not in first
+    assert "tenure" in shown  # the reason names the column that could not be read
+    second = admin.get(f"/console/batch/{job}/errors?page=2", htmx=True)
+    assert second.status_code == 200 and "<html" not in second.text
+    assert [f"<td>{r}</td>" in second.text for r in bad[PER_PAGE:]] == [True] * 3
+    assert f"<td>{bad[0]}</td>" not in second.text
+    # Without JavaScript the pager's link is the whole job page, on that page of rows.
+    whole = admin.get(f"/console/batch/{job}/errors?page=2")
+    assert "Batch job" in whole.text and f"<td>{bad[PER_PAGE]}</td>" in whole.text
+
+
+def test_a_job_without_bad_rows_says_so_and_bad_error_pages_are_refused(
+    admin: Browser, viewer: Browser, store: Store, data: Path
+) -> None:
+    job = queue(store, data)
+    service.execute(store, job)
+    assert "No bad rows." in text_of(viewer.get(f"/console/batch/{job}").text)
+    refused = admin.get(f"/console/batch/{job}/errors?page=none")
+    assert refused.status_code == 400 and "pages count from 1" in text_of(refused.text)
+    missing = admin.get("/console/batch/nope/errors")
+    assert missing.status_code == 404 and "nope" in text_of(missing.text)
 
 
 def test_starting_a_job_from_the_form_queues_it_and_opens_its_page(

@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from cloche import audit
-from cloche.auth import tokens
 from cloche.console.paging import PER_PAGE
 from cloche.pipelines import lifecycle, records, registered, schedules
 from cloche.pipelines.entities import PipelineRun
@@ -21,7 +20,7 @@ from cloche.pipelines.loading import load_pipeline
 from cloche.pipelines.server_runs import run_queued
 from cloche.store.store import Store
 
-from ._console import Browser, text_of, upload_model
+from ._console import Browser, signed_in, signed_in_as, text_of, upload_model
 from .conftest import LiveServer, ServerFactory
 
 SOURCE = """
@@ -59,17 +58,13 @@ def gated(store: Store, tmp_path: Path) -> str:
 
 @pytest.fixture
 def admin(server: LiveServer) -> Any:
-    with Browser(server.url) as browser:
-        browser.sign_in(server.token)
+    with signed_in(server.url, server.token) as browser:
         yield browser
 
 
 @pytest.fixture
 def viewer(server: LiveServer, store: Store) -> Any:
-    token = tokens.create_token(store, role="viewer")
-    with Browser(server.url) as browser:
-        browser.sign_in(token.token)
-        browser.token = token.token  # type: ignore[attr-defined]
+    with signed_in_as(store, server.url, "viewer") as browser:
         yield browser
 
 

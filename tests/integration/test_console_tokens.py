@@ -15,7 +15,7 @@ from cloche.console.paging import PER_PAGE
 from cloche.errors import Unauthorized
 from cloche.store.store import Store
 
-from ._console import Browser, text_of
+from ._console import Browser, signed_in, signed_in_as, text_of
 from .conftest import LiveServer
 
 SECRET = re.compile(r'id="token-secret"[^>]*value="(cl_[^"]+)"')
@@ -23,17 +23,13 @@ SECRET = re.compile(r'id="token-secret"[^>]*value="(cl_[^"]+)"')
 
 @pytest.fixture
 def admin(live_server: LiveServer) -> Any:
-    with Browser(live_server.url) as browser:
-        browser.sign_in(live_server.token)
+    with signed_in(live_server.url, live_server.token) as browser:
         yield browser
 
 
 @pytest.fixture(params=["viewer", "deployer"])
 def other(request: pytest.FixtureRequest, live_server: LiveServer, store: Store) -> Any:
-    token = tokens.create_token(store, role=request.param, name="not-admin")
-    with Browser(live_server.url) as browser:
-        browser.sign_in(token.token)
-        browser.token = token.token  # type: ignore[attr-defined]
+    with signed_in_as(store, live_server.url, request.param, "not-admin") as browser:
         yield browser
 
 
