@@ -13,18 +13,21 @@ from starlette.routing import Route
 from cloche.auth.roles import Permission, Principal, allows, authorize
 from cloche.batch import schedules, service
 from cloche.batch.entities import BatchJob
+from cloche.batch.error_rows import ErrorRow, page_error_rows
 from cloche.batch.listing import JOB_STATES, page_jobs
 from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.errors import BadRequest, ClocheError, DestinationRefused, InvalidReference, NotFound
 
-from ..paging import fetch_page, parse_listing
+from ..paging import Listing, Page, fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
 STATES = JOB_STATES
 FORMATS = ("parquet", "jsonl", "csv")
 SORTS = ("-created", "created", "state", "-state")
 SORT_KEYS = {"created": "created", "state": "state"}
+ROW_ORDER: dict[str, Any] = {"sorts": ("row",), "default": "row"}  # input order only
+ROW_SORT = {"row": "row"}
 FORM_SWAP = {"HX-Retarget": "#batch-form", "HX-Reswap": "outerHTML"}
 EMPTY_FORM = {"model": "", "input": "", "output": "", "input_format": "", "output_format": ""}
 
@@ -70,7 +73,31 @@ async def show_job(request: Request) -> Response:
     job = await asyncio.to_thread(
         service.get_job, request.app.state.store, request.path_params["job_id"]
     )
-    return page(request, "batch_job.html", "_batch_job_main.html", _job_context(principal, job))
+    context = _job_context(principal, job)
+    if not is_htmx(request):  # the live refresh swaps the main section only
+        context["errors"] = await _error_rows(request, job.id, parse_listing({}, **ROW_ORDER))
+    return page(request, "batch_job.html", "_batch_job_main.html", context)
+
+
+async def show_error_rows(request: Request) -> Response:
+    """A page of the job's bad rows (row number and reason), from the batch service."""
+    principal = _principal(request)
+    listing = parse_listing(request.query_params, **ROW_ORDER)
+    job = await asyncio.to_thread(
+        service.get_job, request.app.state.store, request.path_params["job_id"]
+    )
+    errors = await _error_rows(request, job.id, listing)
+    if is_htmx(request):
+        context = {"errors": errors, "job_id": job.id, "job_done": job.done}
+        return html(request, "_batch_errors.html", context)
+    return html(request, "batch_job.html", _job_context(principal, job, errors=errors))
+
+
+async def _error_rows(request: Request, job_id: str, listing: Listing) -> Page[ErrorRow]:
+    store = request.app.state.store
+    return await asyncio.to_thread(
+        fetch_page, listing, lambda asked: page_error_rows(store, job_id, asked), sorts=ROW_SORT
+    )
 
 
 def _spec(fields: dict[str, str]) -> JobSpec:
@@ -189,6 +216,7 @@ ROUTES = [
     Route("/batch/schedules/{schedule_id}/pause", switch_schedule, methods=["POST"]),
     Route("/batch/schedules/{schedule_id}/resume", switch_schedule, methods=["POST"]),
     Route("/batch/{job_id}", show_job, methods=["GET"]),
+    Route("/batch/{job_id}/errors", show_error_rows, methods=["GET"]),
     Route("/batch/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/batch/{job_id}/resume", resume_job, methods=["POST"]),
 ]
