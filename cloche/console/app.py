@@ -29,6 +29,7 @@ from .pages import (
     lineage,
     models,
     monitor_features,
+    monitor_forms,
     monitors,
     overview,
     pipelines,
@@ -66,6 +67,7 @@ def create_console(settings: Settings, store: Store) -> Starlette:
             *endpoints.ROUTES,
             *deployments.ROUTES,
             *monitor_features.ROUTES,
+            *monitor_forms.ROUTES,  # before monitors': /monitors/{name}/delete is not an action
             *monitors.ROUTES,
             *alerts.ROUTES,
             *batch.ROUTES,

@@ -20,13 +20,19 @@ async def form_fields(request: Request, names: Sequence[str]) -> dict[str, str]:
 
 
 def form_error(
-    request: Request, partial: str, form_id: str, context: dict[str, Any], error: ClocheError
+    request: Request,
+    partial: str,
+    form_id: str,
+    context: dict[str, Any],
+    error: ClocheError,
+    *,
+    page: str = "endpoint_form_page.html",
 ) -> Response:
     """The form again with the message beside it: htmx swaps only the form; without htmx, the
-    form alone on a page (``form_page.html``)."""
+    form alone on ``page`` (which includes ``form_template``)."""
     context = {**context, "form_error": error}
     if is_htmx(request):
         swap = {"HX-Retarget": f"#{form_id}", "HX-Reswap": "outerHTML"}
         return html(request, partial, context, status=error.http_status, headers=swap)
     page_context = {**context, "form_template": partial}
-    return html(request, "endpoint_form_page.html", page_context, status=error.http_status)
+    return html(request, page, page_context, status=error.http_status)
