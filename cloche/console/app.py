@@ -24,6 +24,7 @@ from .pages import (
     alerts,
     audit,
     batch,
+    batch_schedules,
     deployments,
     endpoints,
     lineage,
@@ -70,6 +71,7 @@ def create_console(settings: Settings, store: Store) -> Starlette:
             *monitor_forms.ROUTES,  # before monitors': /monitors/{name}/delete is not an action
             *monitors.ROUTES,
             *alerts.ROUTES,
+            *batch_schedules.ROUTES,  # before /batch/{job_id}
             *batch.ROUTES,
             *tokens.ROUTES,
             *audit.ROUTES,

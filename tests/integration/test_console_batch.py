@@ -296,3 +296,75 @@ def test_pause_and_resume_a_schedule(
     assert resumed.status_code == 303 and schedules.get_schedule(store, made.id).enabled
     missing = admin.post("/console/batch/schedules/bs_nothere/pause", form, htmx=True)
     assert missing.status_code == 404 and 'id="schedule-error"' in missing.text
+
+
+def schedule_form(browser: Browser, data: Path, **changes: str) -> dict[str, str]:
+    return {
+        "csrf_token": browser.csrf("/console/batch/schedules"),
+        "cron": "0 6 * * 1",
+        "model": "churn:1",
+        "input": str(data / "in.parquet"),
+        "output": str(data / "weekly"),
+        "input_format": "",
+        "output_format": "jsonl",
+        **changes,
+    }
+
+
+def test_a_schedule_is_created_from_the_form_as_the_api_creates_it(
+    admin: Browser, store: Store, data: Path
+) -> None:
+    assert 'id="batch-schedule-form"' in admin.get("/console/batch/schedules").text
+    response = admin.post("/console/batch/schedules", schedule_form(admin, data))
+    assert response.status_code == 303
+    [made] = schedules.list_schedules(store)
+    assert (made.cron, made.model_ref, made.enabled) == ("0 6 * * 1", "churn:1", True)
+    assert (made.spec["output"], made.spec["output_format"]) == (str(data / "weekly"), "jsonl")
+    assert made.created_by.startswith("token:")
+    page = text_of(admin.get("/console/batch/schedules").text)
+    assert f"{made.id} churn:1 0 6 * * 1 enabled" in page
+    again = admin.post("/console/batch/schedules", schedule_form(admin, data), htmx=True)
+    assert again.headers["HX-Redirect"] == "/console/batch/schedules"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says", "status"),
+    [
+        ("cron", "every monday", "is not a cron expression", 422),
+        ("cron", "", "is not a cron expression", 422),
+        ("model", "nope", "does not exist", 404),
+        ("input", "/etc/passwd", "outside the folders this server may use", 403),
+        ("output", "/tmp/elsewhere", "outside the folders this server may use", 403),
+    ],
+)
+def test_a_refused_schedule_shows_the_message_beside_its_control_and_writes_nothing(
+    admin: Browser, store: Store, data: Path, field: str, value: str, says: str, status: int
+) -> None:
+    response = admin.post(
+        "/console/batch/schedules", schedule_form(admin, data, **{field: value}), htmx=True
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["HX-Retarget"] == "#batch-schedule-form"
+    assert f'id="batch-{field}-error"' in response.text and says in text_of(response.text)
+    assert 'value="0 6 * * 1"' in response.text or field == "cron"  # what was typed is kept
+    whole = admin.post("/console/batch/schedules", schedule_form(admin, data, **{field: value}))
+    assert whole.status_code == status and "Schedule a batch job" in whole.text
+    assert schedules.list_schedules(store) == []
+
+
+def test_a_viewer_gets_no_schedule_form_and_a_forged_one_gets_the_apis_403(
+    admin: Browser, viewer: Browser, server: LiveServer, store: Store, data: Path
+) -> None:
+    assert 'id="batch-schedule-form"' not in viewer.get("/console/batch/schedules").text
+    response = viewer.post("/console/batch/schedules", schedule_form(viewer, data))
+    body = {k: v for k, v in schedule_form(viewer, data).items() if v and k != "csrf_token"}
+    api = httpx.post(
+        f"{server.url}/api/v1/batch-schedules",
+        json={**body, "model": body["model"]},
+        headers={"Authorization": f"Bearer {viewer.token}"},
+    )
+    assert response.status_code == api.status_code == 403
+    assert api.json()["error"]["message"] in text_of(response.text)
+    forged = {**schedule_form(admin, data), "csrf_token": "forged"}
+    assert admin.post("/console/batch/schedules", forged).status_code == 403
+    assert schedules.list_schedules(store) == []
