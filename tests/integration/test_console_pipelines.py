@@ -244,6 +244,63 @@ def test_bad_paths_and_queries_get_a_clear_error_page(
     assert response.status_code == status and says in text_of(response.text)
 
 
+def register_copy(store: Store, name: str, source_hash: str) -> None:
+    """Another version (or pipeline) with gated's graph: a new hash is a new version."""
+    graph = registered.newest_graph(store, "gated")
+    copy = graph.model_copy(update={"name": name, "source_hash": source_hash})
+    registered.register_graph(store, copy, source=SOURCE, file_name=f"{name}.py", actor="bob")
+
+
+def test_the_pipelines_list_is_paged_searched_and_sorted_in_sql(
+    admin: Browser, store: Store, gated: str
+) -> None:
+    for i in range(PER_PAGE + 4):
+        register_copy(store, f"p{i:02d}", f"hash-{i}")
+    register_copy(store, "p00", "hash-again")  # a second version: still one row
+    first = text_of(admin.get("/console/pipelines").text)
+    assert f"{PER_PAGE + 5} pipelines" in first and "Page 1 of 2" in first
+    assert "gated 1" in first and "p00 2" in first
+    last = text_of(admin.get("/console/pipelines?sort=-name&page=2", htmx=True).text)
+    assert "p03" in last and "p04" not in last and "gated" in last
+    found = text_of(admin.get("/console/pipelines?q=P2", htmx=True).text)
+    assert "9 pipelines matching “P2”" in found and "p20" in found and "p19" not in found
+    newest = text_of(admin.get("/console/pipelines?sort=-updated", htmx=True).text)
+    assert newest.index("p00") < newest.index("p28") and "gated" not in newest  # oldest: page 2
+
+
+def test_a_pipelines_older_versions_are_a_page_of_their_own(
+    admin: Browser, store: Store, gated: str
+) -> None:
+    for i in range(PER_PAGE + 1):
+        register_copy(store, "gated", f"hash-{i}")
+    assert "/console/pipelines/gated/versions" in admin.get("/console/pipelines/gated").text
+    first = admin.get("/console/pipelines/gated/versions")
+    shown = text_of(first.text)
+    assert f"{PER_PAGE + 2} versions registered" in shown and "Page 1 of 2" in shown
+    assert shown.index(f"{PER_PAGE + 2} 2 n: int") < shown.index(f"{PER_PAGE + 1} 2 n: int")
+    oldest = text_of(admin.get("/console/pipelines/gated/versions?sort=version").text)
+    assert "1 2 n: int label: str fast: bool gated.py" in oldest and "alice" in oldest
+    second = admin.get("/console/pipelines/gated/versions?page=2", htmx=True)
+    assert second.text.lstrip().startswith('<section id="pipeline-versions"')
+    assert "gated.py" in second.text and "Page 2 of 2" in text_of(second.text)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/console/pipelines/nothing/versions", 404, "no registered pipeline 'nothing'"),
+        ("/console/pipelines/gated/versions?sort=steps", 400, "cannot sort by 'steps'"),
+        ("/console/pipelines/gated/versions?page=0", 400, "pages count from 1"),
+        ("/console/pipelines?sort=steps", 400, "cannot sort by 'steps'"),
+    ],
+)
+def test_bad_version_and_pipeline_queries_get_a_clear_error(
+    admin: Browser, gated: str, path: str, status: int, says: str
+) -> None:
+    response = admin.get(path)
+    assert response.status_code == status and says in text_of(response.text)
+
+
 def test_a_step_page_names_an_unknown_step(admin: Browser, store: Store, gated: str) -> None:
     run = queue(store)
     response = admin.get(f"/console/runs/{run.id}/steps/nowhere")

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from cloche.auth.roles import Permission, Principal, allows, authorize
 from cloche.errors import BadRequest, ClocheError
+from cloche.pipelines import listing as pipeline_listing
 from cloche.pipelines import records, registered, schedules
 from cloche.pipelines.entities import PipelineRun
 from cloche.pipelines.graph import ParamSpec, PipelineGraph
@@ -24,15 +25,12 @@ from cloche.pipelines.render import graph_svg
 from cloche.registry.refs import check_name
 from cloche.store.store import Store
 
-from ..paging import paginate, parse_listing
+from ..paging import fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
 SORTS = ("name", "-name", "updated", "-updated", "version", "-version")
-SORT_KEYS = {
-    "name": lambda p: p.name,
-    "updated": lambda p: p.created_at,
-    "version": lambda p: p.version,
-}
+SORT_KEYS = {"name": "name", "updated": "updated", "version": "version"}
+VERSION_SORTS = ("-version", "version")
 RECENT_RUNS = 20
 SCHEDULE_ACTIONS = ("pause", "resume", "delete")
 
@@ -47,10 +45,30 @@ def principal_of(request: Request, permission: Permission = Permission.READ) -> 
 async def list_pipelines(request: Request) -> Response:
     principal_of(request)
     listing = parse_listing(request.query_params, sorts=SORTS, default="name")
-    found = await asyncio.to_thread(registered.list_registered, request.app.state.store)
-    needle = listing.search.lower()
-    rows = paginate([p for p in found if needle in p.name.lower()], listing, keys=SORT_KEYS)
+    store = request.app.state.store
+    rows = await asyncio.to_thread(
+        fetch_page,
+        listing,
+        lambda asked: pipeline_listing.page_pipelines(store, asked),
+        sorts=SORT_KEYS,
+    )
     return page(request, "pipelines.html", "_pipelines_table.html", {"page": rows, "sorts": SORTS})
+
+
+async def pipeline_versions(request: Request) -> Response:
+    """Every registered version of a pipeline, newest first, paged in SQL."""
+    principal_of(request)
+    name = check_name(request.path_params["name"])
+    listing = parse_listing(request.query_params, sorts=VERSION_SORTS, default="-version")
+    store = request.app.state.store
+    rows = await asyncio.to_thread(
+        fetch_page,
+        listing,
+        lambda asked: pipeline_listing.page_versions(store, name, asked),
+        sorts={"version": "version"},
+    )
+    context = {"page": rows, "sorts": VERSION_SORTS, "name": name}
+    return page(request, "pipeline_versions.html", "_pipeline_versions.html", context)
 
 
 def _form_fields(graph: PipelineGraph, values: dict[str, str]) -> list[dict[str, Any]]:
@@ -260,6 +278,7 @@ ROUTES = [
     Route("/pipelines", list_pipelines, methods=["GET"]),
     Route("/pipelines/{name}", show_pipeline, methods=["GET"]),
     Route("/pipelines/{name}/runs", pipeline_runs, methods=["GET"]),
+    Route("/pipelines/{name}/versions", pipeline_versions, methods=["GET"]),
     Route("/pipelines/{name}/runs", start_run, methods=["POST"]),
     Route("/pipelines/{name}/schedules", pipeline_schedules, methods=["GET"]),
     Route("/pipelines/{name}/schedules", create_schedule, methods=["POST"]),
