@@ -127,7 +127,7 @@ def test_a_run_is_started_approved_and_its_graph_turns_green(
         expect(graph.locator('g[data-step="approval"]')).to_have_attribute(
             "data-state", "succeeded"
         )
-        expect(page.locator("#run-main")).to_contain_text(re.compile(r"approved by token:\w+"))
+        expect(page.locator("#run-main")).to_contain_text(re.compile(r"approved by local:\w+"))
         expect(page.locator("#run-main")).to_contain_text("“looks right”")
         expect(page.locator("#run-main")).not_to_have_attribute("hx-trigger", "every 2s")
         set_width(page, DESKTOP_WIDTH)
