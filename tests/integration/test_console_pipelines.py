@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -337,9 +338,40 @@ def test_a_schedule_is_created_from_the_form(admin: Browser, store: Store, gated
     assert schedule.created_by.startswith("token:")
 
 
+def test_a_schedule_takes_start_end_concurrency_and_catch_up_as_the_cli_does(
+    admin: Browser, store: Store, gated: str
+) -> None:
+    form = {
+        "csrf_token": admin.csrf(),
+        "cron": "0 6 * * *",
+        "params": '{"n": 4}',
+        "start": "2090-01-01T00:00",
+        "end": "2090-02-01T00:00+00:00",
+        "max_concurrent": "2",
+        "catch_up": "yes",
+    }
+    response = admin.post("/console/pipelines/gated/schedules", form)
+    assert response.status_code == 303
+    [made] = schedules.list_schedules(store, pipeline="gated")
+    assert (made.max_concurrent, made.catch_up) == (2, True)
+    assert made.start_at == datetime(2090, 1, 1, tzinfo=UTC)
+    assert made.end_at == datetime(2090, 2, 1, tzinfo=UTC)
+    assert made.next_run_at == datetime(2090, 1, 1, 6, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("fields", "field", "status", "says"),
     [
+        ({"start": "tomorrow"}, "schedule-start", 400, "--start 'tomorrow' is not a time"),
+        ({"end": "2001-01-01T00:00"}, "schedule-end", 422, "has already passed"),
+        (
+            {"start": "2090-02-01T00:00", "end": "2090-01-01T00:00"},
+            "schedule-start",
+            422,
+            "--start must be before --end",
+        ),
+        ({"max_concurrent": "0"}, "schedule-max-concurrent", 422, "must be from 1"),
+        ({"max_concurrent": "two"}, "schedule-max-concurrent", 400, "'two' is not a whole"),
         ({"cron": "every day"}, "schedule-cron", 422, "'every day' is not a cron expression"),
         ({"params": "[1]"}, "schedule-params", 400, "the parameters are not a JSON object"),
         ({"params": '{"m": 1}'}, "schedule-params", 422, "has no parameter 'm'"),

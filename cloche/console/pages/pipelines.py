@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -32,6 +33,23 @@ SORTS = ("name", "-name", "updated", "-updated", "version", "-version")
 SORT_KEYS = {"name": "name", "updated": "updated", "version": "version"}
 VERSION_SORTS = ("-version", "version")
 RECENT_RUNS = 20
+EMPTY_SCHEDULE = {
+    "cron": "",
+    "params": "{}",
+    "start": "",
+    "end": "",
+    "max_runs": "",
+    "max_concurrent": "",
+    "catch_up": "",
+}
+# The CLI flag a service message names -> the control it is about (first match wins).
+SCHEDULE_FLAGS = (
+    ("--cron", "schedule-cron"),
+    ("--start", "schedule-start"),
+    ("--end", "schedule-end"),
+    ("--max-runs", "schedule-max-runs"),
+    ("--max-concurrent", "schedule-max-concurrent"),
+)
 SCHEDULE_ACTIONS = ("pause", "resume", "delete")
 
 
@@ -141,7 +159,7 @@ async def _schedules(
         "failed_id": None,
         "create_error": None,
         "create_field": None,
-        "schedule_form": {"cron": "", "params": "{}", "max_runs": ""},
+        "schedule_form": EMPTY_SCHEDULE,
         **extra,
     }
     return page(request, "pipeline_schedules.html", "_pipeline_schedules.html", context, status)
@@ -220,7 +238,7 @@ async def create_schedule(request: Request) -> Response:
     principal = principal_of(request, Permission.DEPLOY)  # before the body is read
     name = check_name(request.path_params["name"])
     form = await request.form()
-    fields = {k: str(form.get(k, "")).strip() for k in ("cron", "params", "max_runs")}
+    fields = {k: str(form.get(k, "")).strip() for k in EMPTY_SCHEDULE}
     try:
         made = await asyncio.to_thread(
             schedules.create_schedule,
@@ -228,7 +246,11 @@ async def create_schedule(request: Request) -> Response:
             name,
             cron=fields["cron"],
             params=_json_object(fields["params"]),
-            max_runs=_whole(fields["max_runs"]),
+            start=_moment(fields["start"], "--start"),
+            end=_moment(fields["end"], "--end"),
+            max_runs=_whole(fields["max_runs"], "--max-runs"),
+            max_concurrent=_whole(fields["max_concurrent"], "--max-concurrent"),
+            catch_up=fields["catch_up"] == "yes",
             actor=principal.actor,
         )
     except ClocheError as error:
@@ -251,17 +273,30 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _whole(text: str) -> int | None:
+def _whole(text: str, flag: str) -> int | None:
     if text == "":
         return None
     if not text.isdigit():
-        raise BadRequest(f"--max-runs {text!r} is not a whole number", hint="or leave it empty")
+        raise BadRequest(f"{flag} {text!r} is not a whole number", hint="or leave it empty")
     return int(text)
+
+
+def _moment(text: str, flag: str) -> datetime | None:
+    """A time as the browser's datetime field or the CLI writes it (ISO 8601; no zone: UTC)."""
+    if text == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(
+            f"{flag} {text!r} is not a time", hint="e.g. 2030-01-31T06:00 (UTC)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def _schedule_field(error: ClocheError) -> str:
     """The control a schedule error is about, to show the message beside it."""
-    for flag, field in (("--cron", "schedule-cron"), ("--max-runs", "schedule-max-runs")):
+    for flag, field in SCHEDULE_FLAGS:
         if flag in error.message:
             return field
     return "schedule-params" if "param" in error.message else ""
