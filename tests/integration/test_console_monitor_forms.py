@@ -4,7 +4,6 @@ with the API's role, each bad value shown beside its control, nothing written on
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import httpx
 import pytest
@@ -15,8 +14,11 @@ from cloche.monitoring import service
 from cloche.monitoring.entities import MonitorConfig
 from cloche.store.store import Store
 
-from ._console import Browser, signed_in, signed_in_as, text_of
+from ._console import Browser, text_of
 from .conftest import LiveServer
+from .test_console_monitors import admin, viewer
+
+__all__ = ["admin", "viewer"]  # fixtures, imported for pytest
 
 FORM = {
     "endpoint": "churn",
@@ -35,17 +37,10 @@ FORM = {
 }
 
 
-@pytest.fixture
-def admin(live_server: LiveServer, store: Store) -> Any:
-    endpoints.create_endpoint(store, name="churn")
-    with signed_in(live_server.url, live_server.token) as browser:
-        yield browser
-
-
-@pytest.fixture
-def viewer(live_server: LiveServer, store: Store) -> Any:
-    with signed_in_as(store, live_server.url, "viewer") as browser:
-        yield browser
+@pytest.fixture(autouse=True)
+def churn(store: Store) -> str:
+    """The endpoint the form's monitor watches."""
+    return endpoints.create_endpoint(store, name="churn").name
 
 
 def create(browser: Browser, htmx: bool = False, **changes: str) -> httpx.Response:

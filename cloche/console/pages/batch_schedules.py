@@ -17,7 +17,7 @@ from cloche.errors import ClocheError
 
 from ..render import SESSION_KEY, html, is_htmx, page
 from .batch import EMPTY_FORM, FORMATS, field_of, job_spec, principal_of
-from .forms import form_fields
+from .forms import form_fields, go_to
 
 SCHEDULE_FORM = {"cron": "", **EMPTY_FORM}
 FORM_SWAP = {"HX-Retarget": "#batch-schedule-form", "HX-Reswap": "outerHTML"}
@@ -89,9 +89,7 @@ async def create_schedule(request: Request) -> Response:
                 request, "_batch_form.html", context, status=error.http_status, headers=FORM_SWAP
             )
         return html(request, "batch_form_page.html", context, status=error.http_status)
-    if is_htmx(request):
-        return Response(status_code=204, headers={"HX-Redirect": "/console/batch/schedules"})
-    return RedirectResponse("/console/batch/schedules", status_code=303)
+    return go_to(request, "/console/batch/schedules")
 
 
 ROUTES = [

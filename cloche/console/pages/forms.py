@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from cloche.errors import ClocheError
 
@@ -36,3 +36,11 @@ def form_error(
         return html(request, partial, context, status=error.http_status, headers=swap)
     page_context = {**context, "form_template": partial}
     return html(request, page, page_context, status=error.http_status)
+
+
+def go_to(request: Request, target: str) -> Response:
+    """After a change, the page that shows it: htmx navigates there (``HX-Redirect``); a plain
+    form post gets post/redirect/get, so a reload does not send the form again."""
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from cloche.auth.roles import Permission, Principal, authorize
@@ -31,8 +31,8 @@ from cloche.errors import (
 from cloche.monitoring import service
 from cloche.monitoring.entities import MonitorConfig
 
-from ..render import SESSION_KEY, is_htmx
-from .forms import form_error, form_fields
+from ..render import SESSION_KEY
+from .forms import form_error, form_fields, go_to
 
 METRICS = ("js", "psi", "ks", "wasserstein")
 # The form's controls and what they hold when it opens: the CLI's defaults.
@@ -189,10 +189,7 @@ async def create_monitor(request: Request) -> Response:
         return form_error(
             request, "_monitor_create_form.html", "monitor-create", context, error, page=FORM_PAGE
         )
-    target = f"/console/monitors/{made.name}"
-    if is_htmx(request):
-        return Response(status_code=204, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
+    return go_to(request, f"/console/monitors/{made.name}")
 
 
 async def delete_monitor(request: Request) -> Response:
@@ -215,9 +212,7 @@ async def delete_monitor(request: Request) -> Response:
         return form_error(
             request, "_monitor_delete.html", "monitor-delete", context, error, page=FORM_PAGE
         )
-    if is_htmx(request):
-        return Response(status_code=204, headers={"HX-Redirect": "/console/monitors"})
-    return RedirectResponse("/console/monitors", status_code=303)
+    return go_to(request, "/console/monitors")
 
 
 ROUTES = [
