@@ -81,6 +81,9 @@ PAGES: dict[str, str] = {
     "/console/runs?state=waiting": "runs waiting",
     "/console/runs?q=rollout&sort=state": "runs search",
     "/console/runs?page=400": "runs page 400",
+    "/console/pipelines": "pipelines",
+    "/console/pipelines?q=rollout&sort=-updated": "pipelines search",
+    "/console/batch/schedules": "batch schedules",
 }
 
 

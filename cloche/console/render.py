@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from cloche.auth.roles import ROLE_PERMISSIONS, Permission
 from cloche.errors import ClocheError
 from cloche.vendor import asset_url
 
@@ -58,7 +59,9 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["utc"] = utc_time
-    env.globals.update(vendor_url=asset_url, static_url=static_url)
+    # The roles that may read (the audit log's link): from the one role table, not a copy.
+    readers = frozenset(r for r, grants in ROLE_PERMISSIONS.items() if Permission.READ in grants)
+    env.globals.update(vendor_url=asset_url, static_url=static_url, readers=readers)
     return env
 
 

@@ -56,7 +56,7 @@ def register_graph(
     with store.transaction() as session:
         newest = _newest(session, graph.name)
         if newest is not None and newest.source_hash == graph.source_hash:
-            return _entity(newest)
+            return entity(newest)
         row = PipelineRow(
             name=graph.name,
             version=(newest.version + 1) if newest is not None else 1,
@@ -76,7 +76,7 @@ def register_graph(
             after={"source_hash": row.source_hash, "file": file_name},
         )
         session.flush()
-        return _entity(row)
+        return entity(row)
 
 
 def list_registered(store: Store) -> list[RegisteredPipeline]:
@@ -88,7 +88,7 @@ def list_registered(store: Store) -> list[RegisteredPipeline]:
         sub, (PipelineRow.name == sub.c.name) & (PipelineRow.version == sub.c.version)
     )
     with store.transaction() as session:
-        return [_entity(row) for row in session.scalars(query.order_by(PipelineRow.name))]
+        return [entity(row) for row in session.scalars(query.order_by(PipelineRow.name))]
 
 
 def source_of(store: Store, name: str, version: int) -> tuple[str, str, str]:
@@ -154,7 +154,7 @@ def _newest(session: Any, name: str) -> PipelineRow | None:
     return row
 
 
-def _entity(row: PipelineRow) -> RegisteredPipeline:
+def entity(row: PipelineRow) -> RegisteredPipeline:
     return RegisteredPipeline(
         name=row.name,
         version=row.version,

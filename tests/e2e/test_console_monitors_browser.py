@@ -112,6 +112,6 @@ def test_a_drift_turns_its_cell_red_raises_an_alert_and_is_acknowledged(
         drift = page.locator("tr", has_text="drift:spend")
         expect(drift).to_contain_text("open")
         drift.get_by_role("button", name="Acknowledge").click()
-        expect(page.locator("tr", has_text="drift:spend")).to_contain_text("by token:")
+        expect(page.locator("tr", has_text="drift:spend")).to_contain_text("by local:")
         assert page.locator("tr", has_text="drift:spend").get_by_role("button").count() == 0
         _check_widths(page, "alerts")

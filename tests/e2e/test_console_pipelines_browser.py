@@ -45,18 +45,56 @@ def gated(n: int) -> None:
         count(n=n)
 """
 RUN_MS = 120_000  # the server's scheduler starts the run in a process of its own
+# Twelve steps in a chain: twelve columns, about 2,700 px wide at the graph's own size.
+WIDE = """
+from cloche.pipelines import component, pipeline
 
 
-def _register(home: Path, folder: Path) -> None:
+@component
+def step(n: int) -> int:
+    return n + 1
+
+
+@pipeline(name="wide")
+def wide(n: int = 0) -> None:
+    value = step(n=n)
+    for _ in range(11):
+        value = step(n=value.output)
+"""
+
+
+def _register(home: Path, folder: Path, source: str = SOURCE, name: str = "gated") -> None:
     """Register as `cloche pipelines register` does, in the server's store."""
-    path = folder / "gated.py"
-    path.write_text(SOURCE)
+    path = folder / f"{name}.py"
+    path.write_text(source)
     store = Store.open(Settings(home=home))
     try:
         pipe = load_pipeline(str(path))
-        registered.register(store, pipe, source=SOURCE, file_name="gated.py", actor="test")
+        registered.register(store, pipe, source=source, file_name=path.name, actor="test")
     finally:
         store.close()
+
+
+def test_a_wide_graph_is_seen_whole_at_desktop_width_and_scrolls_on_a_phone(
+    browse: Browse, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    with cloche_up(home) as server, browse(server.url) as page:
+        _register(home, tmp_path, WIDE, "wide")
+        page.goto("/console/sign-in?next=/console/pipelines/wide")
+        page.get_by_role("button", name="Sign in with this machine's local credential").click()
+        graph = page.locator(".graph").first
+        expect(graph.locator("g.step")).to_have_count(12)
+        for width in (DESKTOP_WIDTH, 1920):
+            set_width(page, width)
+            box, svg = graph.bounding_box(), graph.locator("svg").bounding_box()
+            assert box is not None and svg is not None
+            assert svg["x"] + svg["width"] <= box["x"] + box["width"] + 1  # nothing cut off
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+        set_width(page, PHONE_WIDTH)
+        sizes = graph.evaluate("g => [g.scrollWidth, g.clientWidth]")
+        assert sizes[0] > sizes[1] > 0  # the graph keeps its size and scrolls sideways
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE_WIDTH
 
 
 def test_a_run_is_started_approved_and_its_graph_turns_green(
@@ -89,7 +127,7 @@ def test_a_run_is_started_approved_and_its_graph_turns_green(
         expect(graph.locator('g[data-step="approval"]')).to_have_attribute(
             "data-state", "succeeded"
         )
-        expect(page.locator("#run-main")).to_contain_text(re.compile(r"approved by token:\w+"))
+        expect(page.locator("#run-main")).to_contain_text(re.compile(r"approved by local:\w+"))
         expect(page.locator("#run-main")).to_contain_text("“looks right”")
         expect(page.locator("#run-main")).not_to_have_attribute("hx-trigger", "every 2s")
         set_width(page, DESKTOP_WIDTH)

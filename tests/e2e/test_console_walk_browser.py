@@ -116,7 +116,7 @@ def _acknowledge_drift(page: Page) -> None:
     drift = page.locator("tr", has_text="skew:tenure_months")
     expect(drift).to_contain_text("open")
     drift.get_by_role("button", name="Acknowledge").click()
-    expect(page.locator("tr", has_text="skew:tenure_months")).to_contain_text("by token:")
+    expect(page.locator("tr", has_text="skew:tenure_months")).to_contain_text("by local:")
     assert_accessible(page)
     _shot(page, "2-alert-acknowledged")
 

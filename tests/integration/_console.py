@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from cloche.auth import tokens
 from cloche.auth.roles import LOCAL_USER
 from cloche.registry import upload
 from cloche.registry.entities import ModelVersion
@@ -23,6 +26,7 @@ class Browser:
 
     def __init__(self, url: str, **client: Any) -> None:
         self.url = url
+        self.token = ""  # the API token it signed in with, for the same call over the API
         # Uploads are inspected in a child process: on a busy machine that takes seconds.
         self.http = httpx.Client(base_url=url, follow_redirects=False, timeout=60, **client)
 
@@ -56,10 +60,28 @@ class Browser:
     def sign_in(self, token: str, next_path: str = "/console") -> httpx.Response:
         page = self.get("/console/sign-in")
         form = {"csrf_token": form_token(page.text), "token": token, "next": next_path}
+        self.token = token
         return self.post("/console/sign-in", form)
 
     def csrf(self, path: str = "/console/") -> str:
         return form_token(self.get(path).text)
+
+
+@contextmanager
+def signed_in(url: str, token: str) -> Iterator[Browser]:
+    """A browser signed in to the console at ``url`` with ``token``; closed afterwards."""
+    with Browser(url) as browser:
+        browser.sign_in(token)
+        yield browser
+
+
+@contextmanager
+def signed_in_as(store: Store, url: str, role: str, name: str | None = None) -> Iterator[Browser]:
+    """A browser signed in with a new token of ``role`` (``browser.token`` is its secret)."""
+    extra = {} if name is None else {"name": name}
+    token = tokens.create_token(store, role=role, **extra)
+    with signed_in(url, token.token) as browser:
+        yield browser
 
 
 def form_token(page: str) -> str:

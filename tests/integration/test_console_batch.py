@@ -11,14 +11,13 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from cloche.auth import tokens
 from cloche.batch import schedules, service
 from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.console.paging import PER_PAGE
 from cloche.store.store import Store
 
-from ._console import Browser, text_of, upload_model
+from ._console import Browser, signed_in, signed_in_as, text_of, upload_model
 from .conftest import LiveServer, ServerFactory
 
 
@@ -42,17 +41,13 @@ def server(
 
 @pytest.fixture
 def admin(server: LiveServer) -> Any:
-    with Browser(server.url) as browser:
-        browser.sign_in(server.token)
+    with signed_in(server.url, server.token) as browser:
         yield browser
 
 
 @pytest.fixture
 def viewer(server: LiveServer, store: Store) -> Any:
-    token = tokens.create_token(store, role="viewer")
-    with Browser(server.url) as browser:
-        browser.sign_in(token.token)
-        browser.token = token.token  # type: ignore[attr-defined]
+    with signed_in_as(store, server.url, "viewer") as browser:
         yield browser
 
 
@@ -102,6 +97,50 @@ def test_bad_rows_are_counted_on_the_job_page_with_where_they_are(
     service.execute(store, job)
     page = text_of(admin.get(f"/console/batch/{job}").text)
     assert "partially succeeded" in page and "Bad rows 1: the rows and reasons are in" in page
+
+
+def bad_rows_job(store: Store, data: Path, bad: list[int]) -> str:
+    """A finished job whose input rows ``bad`` hold text where the model needs a number."""
+    rows = pq.read_table(data / "in.parquet").to_pylist()
+    for index in bad:
+        rows[index]["tenure"] = "not a number"
+    (data / "bad.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    spec = JobSpec(input=str(data / "bad.jsonl"), output=str(data / "bad-out"))
+    job = service.submit(store, model_ref="churn", spec=spec).id
+    service.execute(store, job)
+    return job
+
+
+def test_the_job_page_lists_its_bad_rows_with_row_number_and_reason_in_pages(
+    admin: Browser, store: Store, data: Path
+) -> None:
+    bad = list(range(5, 5 + PER_PAGE + 3))
+    job = bad_rows_job(store, data, bad)
+    first = admin.get(f"/console/batch/{job}").text
+    shown = text_of(first)
+    assert f"{len(bad)} rows could not be scored" in shown and "Page 1 of 2" in shown
+    assert f"<td>{bad[0]}</td>" in first and f"<td>{bad[PER_PAGE - 1]}</td>" in first
+    assert f"<td>{bad[PER_PAGE]}</td>" not in first
+    assert "tenure" in shown  # the reason names the column that could not be read
+    second = admin.get(f"/console/batch/{job}/errors?page=2", htmx=True)
+    assert second.status_code == 200 and "<html" not in second.text
+    assert [f"<td>{r}</td>" in second.text for r in bad[PER_PAGE:]] == [True] * 3
+    assert f"<td>{bad[0]}</td>" not in second.text
+    # Without JavaScript the pager's link is the whole job page, on that page of rows.
+    whole = admin.get(f"/console/batch/{job}/errors?page=2")
+    assert "Batch job" in whole.text and f"<td>{bad[PER_PAGE]}</td>" in whole.text
+
+
+def test_a_job_without_bad_rows_says_so_and_bad_error_pages_are_refused(
+    admin: Browser, viewer: Browser, store: Store, data: Path
+) -> None:
+    job = queue(store, data)
+    service.execute(store, job)
+    assert "No bad rows." in text_of(viewer.get(f"/console/batch/{job}").text)
+    refused = admin.get(f"/console/batch/{job}/errors?page=none")
+    assert refused.status_code == 400 and "pages count from 1" in text_of(refused.text)
+    missing = admin.get("/console/batch/nope/errors")
+    assert missing.status_code == 404 and "nope" in text_of(missing.text)
 
 
 def test_starting_a_job_from_the_form_queues_it_and_opens_its_page(
@@ -257,3 +296,75 @@ def test_pause_and_resume_a_schedule(
     assert resumed.status_code == 303 and schedules.get_schedule(store, made.id).enabled
     missing = admin.post("/console/batch/schedules/bs_nothere/pause", form, htmx=True)
     assert missing.status_code == 404 and 'id="schedule-error"' in missing.text
+
+
+def schedule_form(browser: Browser, data: Path, **changes: str) -> dict[str, str]:
+    return {
+        "csrf_token": browser.csrf("/console/batch/schedules"),
+        "cron": "0 6 * * 1",
+        "model": "churn:1",
+        "input": str(data / "in.parquet"),
+        "output": str(data / "weekly"),
+        "input_format": "",
+        "output_format": "jsonl",
+        **changes,
+    }
+
+
+def test_a_schedule_is_created_from_the_form_as_the_api_creates_it(
+    admin: Browser, store: Store, data: Path
+) -> None:
+    assert 'id="batch-schedule-form"' in admin.get("/console/batch/schedules").text
+    response = admin.post("/console/batch/schedules", schedule_form(admin, data))
+    assert response.status_code == 303
+    [made] = schedules.list_schedules(store)
+    assert (made.cron, made.model_ref, made.enabled) == ("0 6 * * 1", "churn:1", True)
+    assert (made.spec["output"], made.spec["output_format"]) == (str(data / "weekly"), "jsonl")
+    assert made.created_by.startswith("token:")
+    page = text_of(admin.get("/console/batch/schedules").text)
+    assert f"{made.id} churn:1 0 6 * * 1 enabled" in page
+    again = admin.post("/console/batch/schedules", schedule_form(admin, data), htmx=True)
+    assert again.headers["HX-Redirect"] == "/console/batch/schedules"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says", "status"),
+    [
+        ("cron", "every monday", "is not a cron expression", 422),
+        ("cron", "", "is not a cron expression", 422),
+        ("model", "nope", "does not exist", 404),
+        ("input", "/etc/passwd", "outside the folders this server may use", 403),
+        ("output", "/tmp/elsewhere", "outside the folders this server may use", 403),
+    ],
+)
+def test_a_refused_schedule_shows_the_message_beside_its_control_and_writes_nothing(
+    admin: Browser, store: Store, data: Path, field: str, value: str, says: str, status: int
+) -> None:
+    response = admin.post(
+        "/console/batch/schedules", schedule_form(admin, data, **{field: value}), htmx=True
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["HX-Retarget"] == "#batch-schedule-form"
+    assert f'id="batch-{field}-error"' in response.text and says in text_of(response.text)
+    assert 'value="0 6 * * 1"' in response.text or field == "cron"  # what was typed is kept
+    whole = admin.post("/console/batch/schedules", schedule_form(admin, data, **{field: value}))
+    assert whole.status_code == status and "Schedule a batch job" in whole.text
+    assert schedules.list_schedules(store) == []
+
+
+def test_a_viewer_gets_no_schedule_form_and_a_forged_one_gets_the_apis_403(
+    admin: Browser, viewer: Browser, server: LiveServer, store: Store, data: Path
+) -> None:
+    assert 'id="batch-schedule-form"' not in viewer.get("/console/batch/schedules").text
+    response = viewer.post("/console/batch/schedules", schedule_form(viewer, data))
+    body = {k: v for k, v in schedule_form(viewer, data).items() if v and k != "csrf_token"}
+    api = httpx.post(
+        f"{server.url}/api/v1/batch-schedules",
+        json={**body, "model": body["model"]},
+        headers={"Authorization": f"Bearer {viewer.token}"},
+    )
+    assert response.status_code == api.status_code == 403
+    assert api.json()["error"]["message"] in text_of(response.text)
+    forged = {**schedule_form(admin, data), "csrf_token": "forged"}
+    assert admin.post("/console/batch/schedules", forged).status_code == 403
+    assert schedules.list_schedules(store) == []

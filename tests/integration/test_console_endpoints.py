@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from cloche import audit
-from cloche.auth import tokens
 from cloche.console.paging import PER_PAGE
 from cloche.endpoints import service as endpoints
 from cloche.monitoring.traffic_maths import Counts
@@ -23,7 +22,7 @@ from cloche.monitoring.traffic_samples import record_sample
 from cloche.store.store import Store
 from cloche.store.tables import utcnow
 
-from ._console import Browser, text_of, upload_model
+from ._console import Browser, signed_in, signed_in_as, text_of, upload_model
 from .conftest import LiveServer, ServerFactory
 
 ROW = [0.1, 0.2, 0.3, 0.4]
@@ -41,17 +40,13 @@ def churn(store: Store, sklearn_model_file: Path) -> str:
 
 @pytest.fixture
 def admin(live_server: LiveServer) -> Any:
-    with Browser(live_server.url) as browser:
-        browser.sign_in(live_server.token)
+    with signed_in(live_server.url, live_server.token) as browser:
         yield browser
 
 
 @pytest.fixture
 def viewer(live_server: LiveServer, store: Store) -> Any:
-    token = tokens.create_token(store, role="viewer")
-    with Browser(live_server.url) as browser:
-        browser.sign_in(token.token)
-        browser.token = token.token  # type: ignore[attr-defined]
+    with signed_in_as(store, live_server.url, "viewer") as browser:
         yield browser
 
 

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from cloche import audit
-from cloche.auth import tokens
 from cloche.config import Settings
 from cloche.console.app import create_console
 from cloche.console.paging import PER_PAGE
@@ -19,7 +18,7 @@ from cloche.endpoints import service as endpoints
 from cloche.registry import service as registry
 from cloche.store.store import Store
 
-from ._console import Browser, text_of, upload_model
+from ._console import Browser, signed_in, signed_in_as, text_of, upload_model
 from .conftest import LiveServer
 
 
@@ -32,17 +31,13 @@ def churn(store: Store, sklearn_model_file: Path) -> str:
 
 @pytest.fixture
 def admin(live_server: LiveServer) -> Any:
-    with Browser(live_server.url) as browser:
-        browser.sign_in(live_server.token)
+    with signed_in(live_server.url, live_server.token) as browser:
         yield browser
 
 
 @pytest.fixture
 def viewer(live_server: LiveServer, store: Store) -> Any:
-    token = tokens.create_token(store, role="viewer")
-    with Browser(live_server.url) as browser:
-        browser.sign_in(token.token)
-        browser.token = token.token  # type: ignore[attr-defined]
+    with signed_in_as(store, live_server.url, "viewer") as browser:
         yield browser
 
 

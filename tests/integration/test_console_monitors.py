@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from cloche import audit
-from cloche.auth import tokens
 from cloche.config import Settings
 from cloche.endpoints import service as endpoints
 from cloche.monitoring import runs, service
@@ -25,7 +24,7 @@ from cloche.monitoring.entities import MonitorConfig
 from cloche.store.store import Store
 from tests.integration import test_monitors as monitored
 
-from ._console import Browser, text_of, upload_model
+from ._console import Browser, signed_in, signed_in_as, text_of, upload_model
 from .conftest import LiveServer
 
 NOW = monitored.NOW
@@ -50,17 +49,13 @@ def watched(store: Store, settings: Settings, sklearn_model_file: Path, tmp_path
 
 @pytest.fixture
 def admin(live_server: LiveServer) -> Any:
-    with Browser(live_server.url) as browser:
-        browser.sign_in(live_server.token)
+    with signed_in(live_server.url, live_server.token) as browser:
         yield browser
 
 
 @pytest.fixture
 def viewer(live_server: LiveServer, store: Store) -> Any:
-    token = tokens.create_token(store, role="viewer")
-    with Browser(live_server.url) as browser:
-        browser.sign_in(token.token)
-        browser.token = token.token  # type: ignore[attr-defined]
+    with signed_in_as(store, live_server.url, "viewer") as browser:
         yield browser
 
 

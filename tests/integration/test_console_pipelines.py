@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ import httpx
 import pytest
 
 from cloche import audit
-from cloche.auth import tokens
 from cloche.console.paging import PER_PAGE
 from cloche.pipelines import lifecycle, records, registered, schedules
 from cloche.pipelines.entities import PipelineRun
@@ -21,7 +21,7 @@ from cloche.pipelines.loading import load_pipeline
 from cloche.pipelines.server_runs import run_queued
 from cloche.store.store import Store
 
-from ._console import Browser, text_of, upload_model
+from ._console import Browser, signed_in, signed_in_as, text_of, upload_model
 from .conftest import LiveServer, ServerFactory
 
 SOURCE = """
@@ -59,17 +59,13 @@ def gated(store: Store, tmp_path: Path) -> str:
 
 @pytest.fixture
 def admin(server: LiveServer) -> Any:
-    with Browser(server.url) as browser:
-        browser.sign_in(server.token)
+    with signed_in(server.url, server.token) as browser:
         yield browser
 
 
 @pytest.fixture
 def viewer(server: LiveServer, store: Store) -> Any:
-    token = tokens.create_token(store, role="viewer")
-    with Browser(server.url) as browser:
-        browser.sign_in(token.token)
-        browser.token = token.token  # type: ignore[attr-defined]
+    with signed_in_as(store, server.url, "viewer") as browser:
         yield browser
 
 
@@ -249,6 +245,63 @@ def test_bad_paths_and_queries_get_a_clear_error_page(
     assert response.status_code == status and says in text_of(response.text)
 
 
+def register_copy(store: Store, name: str, source_hash: str) -> None:
+    """Another version (or pipeline) with gated's graph: a new hash is a new version."""
+    graph = registered.newest_graph(store, "gated")
+    copy = graph.model_copy(update={"name": name, "source_hash": source_hash})
+    registered.register_graph(store, copy, source=SOURCE, file_name=f"{name}.py", actor="bob")
+
+
+def test_the_pipelines_list_is_paged_searched_and_sorted_in_sql(
+    admin: Browser, store: Store, gated: str
+) -> None:
+    for i in range(PER_PAGE + 4):
+        register_copy(store, f"p{i:02d}", f"hash-{i}")
+    register_copy(store, "p00", "hash-again")  # a second version: still one row
+    first = text_of(admin.get("/console/pipelines").text)
+    assert f"{PER_PAGE + 5} pipelines" in first and "Page 1 of 2" in first
+    assert "gated 1" in first and "p00 2" in first
+    last = text_of(admin.get("/console/pipelines?sort=-name&page=2", htmx=True).text)
+    assert "p03" in last and "p04" not in last and "gated" in last
+    found = text_of(admin.get("/console/pipelines?q=P2", htmx=True).text)
+    assert "9 pipelines matching “P2”" in found and "p20" in found and "p19" not in found
+    newest = text_of(admin.get("/console/pipelines?sort=-updated", htmx=True).text)
+    assert newest.index("p00") < newest.index("p28") and "gated" not in newest  # oldest: page 2
+
+
+def test_a_pipelines_older_versions_are_a_page_of_their_own(
+    admin: Browser, store: Store, gated: str
+) -> None:
+    for i in range(PER_PAGE + 1):
+        register_copy(store, "gated", f"hash-{i}")
+    assert "/console/pipelines/gated/versions" in admin.get("/console/pipelines/gated").text
+    first = admin.get("/console/pipelines/gated/versions")
+    shown = text_of(first.text)
+    assert f"{PER_PAGE + 2} versions registered" in shown and "Page 1 of 2" in shown
+    assert shown.index(f"{PER_PAGE + 2} 2 n: int") < shown.index(f"{PER_PAGE + 1} 2 n: int")
+    oldest = text_of(admin.get("/console/pipelines/gated/versions?sort=version").text)
+    assert "1 2 n: int label: str fast: bool gated.py" in oldest and "alice" in oldest
+    second = admin.get("/console/pipelines/gated/versions?page=2", htmx=True)
+    assert second.text.lstrip().startswith('<section id="pipeline-versions"')
+    assert "gated.py" in second.text and "Page 2 of 2" in text_of(second.text)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/console/pipelines/nothing/versions", 404, "no registered pipeline 'nothing'"),
+        ("/console/pipelines/gated/versions?sort=steps", 400, "cannot sort by 'steps'"),
+        ("/console/pipelines/gated/versions?page=0", 400, "pages count from 1"),
+        ("/console/pipelines?sort=steps", 400, "cannot sort by 'steps'"),
+    ],
+)
+def test_bad_version_and_pipeline_queries_get_a_clear_error(
+    admin: Browser, gated: str, path: str, status: int, says: str
+) -> None:
+    response = admin.get(path)
+    assert response.status_code == status and says in text_of(response.text)
+
+
 def test_a_step_page_names_an_unknown_step(admin: Browser, store: Store, gated: str) -> None:
     run = queue(store)
     response = admin.get(f"/console/runs/{run.id}/steps/nowhere")
@@ -285,9 +338,40 @@ def test_a_schedule_is_created_from_the_form(admin: Browser, store: Store, gated
     assert schedule.created_by.startswith("token:")
 
 
+def test_a_schedule_takes_start_end_concurrency_and_catch_up_as_the_cli_does(
+    admin: Browser, store: Store, gated: str
+) -> None:
+    form = {
+        "csrf_token": admin.csrf(),
+        "cron": "0 6 * * *",
+        "params": '{"n": 4}',
+        "start": "2090-01-01T00:00",
+        "end": "2090-02-01T00:00+00:00",
+        "max_concurrent": "2",
+        "catch_up": "yes",
+    }
+    response = admin.post("/console/pipelines/gated/schedules", form)
+    assert response.status_code == 303
+    [made] = schedules.list_schedules(store, pipeline="gated")
+    assert (made.max_concurrent, made.catch_up) == (2, True)
+    assert made.start_at == datetime(2090, 1, 1, tzinfo=UTC)
+    assert made.end_at == datetime(2090, 2, 1, tzinfo=UTC)
+    assert made.next_run_at == datetime(2090, 1, 1, 6, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("fields", "field", "status", "says"),
     [
+        ({"start": "tomorrow"}, "schedule-start", 400, "--start 'tomorrow' is not a time"),
+        ({"end": "2001-01-01T00:00"}, "schedule-end", 422, "has already passed"),
+        (
+            {"start": "2090-02-01T00:00", "end": "2090-01-01T00:00"},
+            "schedule-start",
+            422,
+            "--start must be before --end",
+        ),
+        ({"max_concurrent": "0"}, "schedule-max-concurrent", 422, "must be from 1"),
+        ({"max_concurrent": "two"}, "schedule-max-concurrent", 400, "'two' is not a whole"),
         ({"cron": "every day"}, "schedule-cron", 422, "'every day' is not a cron expression"),
         ({"params": "[1]"}, "schedule-params", 400, "the parameters are not a JSON object"),
         ({"params": '{"m": 1}'}, "schedule-params", 422, "has no parameter 'm'"),

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from cloche import audit
 from cloche.auth import tokens
+from cloche.auth.roles import local_actor
 from cloche.config import Settings
 from cloche.console.app import create_console
 from cloche.server import build_app
@@ -86,6 +87,22 @@ def test_the_local_credential_signs_in_a_browser_on_this_machine(live_server: Li
         assert response.status_code == 303
         assert "local admin" not in browser.get("/console/").text
         assert " admin" in text_of(browser.get("/console/").text)
+
+
+def test_a_local_sign_in_is_shown_and_audited_as_the_local_user(
+    live_server: LiveServer, store: Store
+) -> None:
+    with Browser(live_server.url) as browser:
+        page = browser.get("/console/sign-in")
+        browser.post("/console/sign-in/local", {"csrf_token": form_token(page.text)})
+        header = text_of(browser.get("/console/").text)
+        assert f"{local_actor()} admin Sign out" in header and "token:" not in header
+        form = {"csrf_token": browser.csrf(), "name": "from-local", "description": ""}
+        assert browser.post("/console/endpoints", form).status_code == 303
+    made = audit.list_audit(store, resource_type="endpoint", resource="from-local", limit=1)
+    assert [(e.action, e.actor) for e in made] == [("endpoint.create", local_actor())]
+    signed = [e for e in audit.list_audit(store, limit=10) if e.action == "console.sign_in"]
+    assert signed[0].actor == local_actor()
 
 
 def _asgi_call(app: Any, method: str, path: str, *, client: str, **kw: Any) -> httpx.Response:

@@ -15,7 +15,7 @@ from cloche.console.paging import PER_PAGE
 from cloche.errors import Unauthorized
 from cloche.store.store import Store
 
-from ._console import Browser, text_of
+from ._console import Browser, signed_in, signed_in_as, text_of
 from .conftest import LiveServer
 
 SECRET = re.compile(r'id="token-secret"[^>]*value="(cl_[^"]+)"')
@@ -23,17 +23,13 @@ SECRET = re.compile(r'id="token-secret"[^>]*value="(cl_[^"]+)"')
 
 @pytest.fixture
 def admin(live_server: LiveServer) -> Any:
-    with Browser(live_server.url) as browser:
-        browser.sign_in(live_server.token)
+    with signed_in(live_server.url, live_server.token) as browser:
         yield browser
 
 
 @pytest.fixture(params=["viewer", "deployer"])
 def other(request: pytest.FixtureRequest, live_server: LiveServer, store: Store) -> Any:
-    token = tokens.create_token(store, role=request.param, name="not-admin")
-    with Browser(live_server.url) as browser:
-        browser.sign_in(token.token)
-        browser.token = token.token  # type: ignore[attr-defined]
+    with signed_in_as(store, live_server.url, request.param, "not-admin") as browser:
         yield browser
 
 
@@ -98,23 +94,51 @@ def test_a_forged_revoke_without_csrf_changes_nothing(admin: Browser, store: Sto
     assert tokens.authenticate(store, made.token).role == "viewer"
 
 
-def test_others_see_no_links_and_get_the_apis_403(
+def test_others_see_no_tokens_link_and_get_the_apis_403(
     other: Any, live_server: LiveServer, store: Store
 ) -> None:
     home = other.get("/console/")
-    assert 'href="/console/tokens"' not in home.text and 'href="/console/audit"' not in home.text
+    assert 'href="/console/tokens"' not in home.text
     api = httpx.get(
         f"{live_server.url}/api/v1/tokens",
         headers={"Authorization": f"Bearer {other.token}"},
     )
-    for path in ("/console/tokens", "/console/audit"):
-        response = other.get(path)
-        assert response.status_code == api.status_code == 403
-        assert api.json()["error"]["message"] in text_of(response.text)
+    response = other.get("/console/tokens")
+    assert response.status_code == api.status_code == 403
+    assert api.json()["error"]["message"] in text_of(response.text)
     before = len(tokens.list_tokens(store))
     form = {"csrf_token": other.csrf(), "name": "mine", "role": "admin"}
     assert other.post("/console/tokens", form).status_code == 403
     assert len(tokens.list_tokens(store)) == before
+
+
+def test_any_reader_reads_the_audit_log_as_the_api_lets_it(
+    other: Any, live_server: LiveServer, store: Store
+) -> None:
+    tokens.create_token(store, role="viewer", name="seen", actor="alice")
+    assert 'href="/console/audit"' in other.get("/console/").text
+    api = httpx.get(
+        f"{live_server.url}/api/v1/audit",
+        headers={"Authorization": f"Bearer {other.token}"},
+    )
+    page = other.get("/console/audit")
+    assert page.status_code == api.status_code == 200
+    assert "alice token.create token" in text_of(page.text)
+    assert len(api.json()) >= 1
+
+
+def test_a_token_without_read_gets_no_audit_link_and_the_apis_403(
+    live_server: LiveServer, store: Store
+) -> None:
+    with signed_in_as(store, live_server.url, "predictor") as predictor:
+        assert 'href="/console/audit"' not in predictor.get("/console/tokens").text
+        api = httpx.get(
+            f"{live_server.url}/api/v1/audit",
+            headers={"Authorization": f"Bearer {predictor.token}"},
+        )
+        response = predictor.get("/console/audit")
+        assert response.status_code == api.status_code == 403
+        assert api.json()["error"]["message"] in text_of(response.text)
 
 
 def test_an_admin_sees_both_links(admin: Browser) -> None:

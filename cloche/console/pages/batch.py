@@ -1,5 +1,5 @@
-"""Batch jobs: the list (filter by state, search, sort, pages), a job's page with live progress,
-starting a job, cancelling and resuming one, and the schedules."""
+"""Batch jobs: the list (filter by state, search, sort, pages), a job's page with live progress
+and its bad rows, starting a job, cancelling and resuming one. Schedules: batch_schedules.py."""
 
 from __future__ import annotations
 
@@ -11,25 +11,28 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from cloche.auth.roles import Permission, Principal, allows, authorize
-from cloche.batch import schedules, service
+from cloche.batch import service
 from cloche.batch.entities import BatchJob
+from cloche.batch.error_rows import ErrorRow, page_error_rows
 from cloche.batch.listing import JOB_STATES, page_jobs
 from cloche.batch.places import Places
 from cloche.batch.spec import JobSpec
 from cloche.errors import BadRequest, ClocheError, DestinationRefused, InvalidReference, NotFound
 
-from ..paging import fetch_page, parse_listing
+from ..paging import Listing, Page, fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
 STATES = JOB_STATES
 FORMATS = ("parquet", "jsonl", "csv")
 SORTS = ("-created", "created", "state", "-state")
 SORT_KEYS = {"created": "created", "state": "state"}
+ROW_ORDER: dict[str, Any] = {"sorts": ("row",), "default": "row"}  # input order only
+ROW_SORT = {"row": "row"}
 FORM_SWAP = {"HX-Retarget": "#batch-form", "HX-Reswap": "outerHTML"}
 EMPTY_FORM = {"model": "", "input": "", "output": "", "input_format": "", "output_format": ""}
 
 
-def _principal(request: Request, permission: Permission = Permission.READ) -> Principal:
+def principal_of(request: Request, permission: Permission = Permission.READ) -> Principal:
     principal: Principal = request.scope[SESSION_KEY].principal
     authorize(principal, permission)
     return principal
@@ -42,7 +45,7 @@ def _state_filter(raw: str) -> str | None:
 
 
 async def list_jobs(request: Request) -> Response:
-    principal = _principal(request)
+    principal = principal_of(request)
     listing = parse_listing(request.query_params, sorts=SORTS, default="-created")
     state = _state_filter(request.query_params.get("state", ""))
     store = request.app.state.store
@@ -66,14 +69,38 @@ def _job_context(principal: Principal, job: BatchJob, **extra: Any) -> dict[str,
 
 
 async def show_job(request: Request) -> Response:
-    principal = _principal(request)
+    principal = principal_of(request)
     job = await asyncio.to_thread(
         service.get_job, request.app.state.store, request.path_params["job_id"]
     )
-    return page(request, "batch_job.html", "_batch_job_main.html", _job_context(principal, job))
+    context = _job_context(principal, job)
+    if not is_htmx(request):  # the live refresh swaps the main section only
+        context["errors"] = await _error_rows(request, job.id, parse_listing({}, **ROW_ORDER))
+    return page(request, "batch_job.html", "_batch_job_main.html", context)
 
 
-def _spec(fields: dict[str, str]) -> JobSpec:
+async def show_error_rows(request: Request) -> Response:
+    """A page of the job's bad rows (row number and reason), from the batch service."""
+    principal = principal_of(request)
+    listing = parse_listing(request.query_params, **ROW_ORDER)
+    job = await asyncio.to_thread(
+        service.get_job, request.app.state.store, request.path_params["job_id"]
+    )
+    errors = await _error_rows(request, job.id, listing)
+    if is_htmx(request):
+        context = {"errors": errors, "job_id": job.id, "job_done": job.done}
+        return html(request, "_batch_errors.html", context)
+    return html(request, "batch_job.html", _job_context(principal, job, errors=errors))
+
+
+async def _error_rows(request: Request, job_id: str, listing: Listing) -> Page[ErrorRow]:
+    store = request.app.state.store
+    return await asyncio.to_thread(
+        fetch_page, listing, lambda asked: page_error_rows(store, job_id, asked), sorts=ROW_SORT
+    )
+
+
+def job_spec(fields: dict[str, str]) -> JobSpec:
     for name in ("input_format", "output_format"):
         if fields[name] and fields[name] not in FORMATS:
             raise BadRequest(f"{name} {fields[name]!r} is not one of {', '.join(FORMATS)}")
@@ -85,8 +112,10 @@ def _spec(fields: dict[str, str]) -> JobSpec:
     )
 
 
-def _field_of(error: ClocheError) -> str:
+def field_of(error: ClocheError) -> str:
     """The control whose value the error is about, so the message appears beside it."""
+    if error.message.startswith("--schedule"):
+        return "cron"
     if isinstance(error, InvalidReference | NotFound):
         return "model"
     if isinstance(error, DestinationRefused):
@@ -106,12 +135,12 @@ async def submit_job(request: Request) -> Response:
             service.submit,
             request.app.state.store,
             model_ref=fields["model"],
-            spec=_spec(fields),
+            spec=job_spec(fields),
             actor=principal.actor,
             places=Places.from_settings(settings),
         )
     except ClocheError as error:
-        context = {"form": fields, "formats": FORMATS, "error": error, "field": _field_of(error)}
+        context = {"form": fields, "formats": FORMATS, "error": error, "field": field_of(error)}
         if is_htmx(request):
             return html(
                 request, "_batch_form.html", context, status=error.http_status, headers=FORM_SWAP
@@ -151,44 +180,11 @@ async def resume_job(request: Request) -> Response:
     return await _act(request, "resume")
 
 
-async def list_schedules(request: Request, **extra: Any) -> Response:
-    principal = _principal(request)
-    found = await asyncio.to_thread(schedules.list_schedules, request.app.state.store)
-    context = {"schedules": found, "can_run": allows(principal, Permission.DEPLOY), **extra}
-    return page(request, "batch_schedules.html", "_batch_schedules.html", context)
-
-
-async def switch_schedule(request: Request) -> Response:
-    """Pause or resume a schedule: the schedules service with the API's role and errors."""
-    principal: Principal = request.scope[SESSION_KEY].principal
-    schedule_id = request.path_params["schedule_id"]
-    enabled = request.url.path.endswith("/resume")
-    try:
-        authorize(principal, Permission.DEPLOY)
-        await asyncio.to_thread(
-            schedules.set_enabled,
-            request.app.state.store,
-            schedule_id,
-            enabled,
-            actor=principal.actor,
-        )
-    except ClocheError as error:
-        response = await list_schedules(request, action_error=error)
-        response.status_code = error.http_status
-        return response
-    if not is_htmx(request):
-        return RedirectResponse("/console/batch/schedules", status_code=303)
-    done = f"schedule {schedule_id} {'resumed' if enabled else 'paused'}"
-    return await list_schedules(request, notice=done)
-
-
 ROUTES = [
     Route("/batch", list_jobs, methods=["GET"]),
     Route("/batch", submit_job, methods=["POST"]),
-    Route("/batch/schedules", list_schedules, methods=["GET"]),
-    Route("/batch/schedules/{schedule_id}/pause", switch_schedule, methods=["POST"]),
-    Route("/batch/schedules/{schedule_id}/resume", switch_schedule, methods=["POST"]),
     Route("/batch/{job_id}", show_job, methods=["GET"]),
+    Route("/batch/{job_id}/errors", show_error_rows, methods=["GET"]),
     Route("/batch/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/batch/{job_id}/resume", resume_job, methods=["POST"]),
 ]

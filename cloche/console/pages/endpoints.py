@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from cloche.auth.roles import Permission, Principal, allows, authorize
@@ -25,7 +25,7 @@ from cloche.registry.refs import check_name
 
 from ..paging import fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
-from .forms import form_error, form_fields
+from .forms import form_error, form_fields, go_to
 from .overview import endpoint_health
 
 SORTS = ("name", "-name", "created", "-created")
@@ -77,10 +77,7 @@ async def create_endpoint(request: Request) -> Response:
     except ClocheError as error:
         context = {"form": fields, "form_error": error, "can_deploy": True}
         return form_error(request, "_endpoint_create_form.html", "endpoint-create", context, error)
-    target = f"/console/endpoints/{created.name}"
-    if is_htmx(request):
-        return Response(status_code=204, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
+    return go_to(request, f"/console/endpoints/{created.name}")
 
 
 def endpoint_context(principal: Principal, endpoint: Endpoint, **extra: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from cloche.monitoring.entities import Monitor, MonitorRun
 from ..charts.heat import heat_table
 from ..paging import fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
+from . import monitor_forms
 
 SORTS = ("name", "-name", "created", "-created", "next_run", "-next_run")
 SORT_KEYS = {"name": "name", "created": "created", "next_run": "next_run"}
@@ -50,7 +51,14 @@ async def list_monitors(request: Request) -> Response:
         sorts=SORT_KEYS,
     )
     rows = replace(found, rows=for_principal(principal, found.rows))
-    return page(request, "monitors.html", "_monitors_table.html", {"page": rows, "sorts": SORTS})
+    context = {
+        "page": rows,
+        "sorts": SORTS,
+        "can_create": allows(principal, Permission.DEPLOY),
+        "form": monitor_forms.DEFAULTS,
+        "metrics": monitor_forms.METRICS,
+    }
+    return page(request, "monitors.html", "_monitors_table.html", context)
 
 
 def _read_monitor(request: Request, name: str) -> tuple[Monitor, list[MonitorRun]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -16,6 +17,7 @@ from starlette.routing import Route
 
 from cloche.auth.roles import Permission, Principal, allows, authorize
 from cloche.errors import BadRequest, ClocheError
+from cloche.pipelines import listing as pipeline_listing
 from cloche.pipelines import records, registered, schedules
 from cloche.pipelines.entities import PipelineRun
 from cloche.pipelines.graph import ParamSpec, PipelineGraph
@@ -24,16 +26,30 @@ from cloche.pipelines.render import graph_svg
 from cloche.registry.refs import check_name
 from cloche.store.store import Store
 
-from ..paging import paginate, parse_listing
+from ..paging import fetch_page, parse_listing
 from ..render import SESSION_KEY, html, is_htmx, page
 
 SORTS = ("name", "-name", "updated", "-updated", "version", "-version")
-SORT_KEYS = {
-    "name": lambda p: p.name,
-    "updated": lambda p: p.created_at,
-    "version": lambda p: p.version,
-}
+SORT_KEYS = {"name": "name", "updated": "updated", "version": "version"}
+VERSION_SORTS = ("-version", "version")
 RECENT_RUNS = 20
+EMPTY_SCHEDULE = {
+    "cron": "",
+    "params": "{}",
+    "start": "",
+    "end": "",
+    "max_runs": "",
+    "max_concurrent": "",
+    "catch_up": "",
+}
+# The CLI flag a service message names -> the control it is about (first match wins).
+SCHEDULE_FLAGS = (
+    ("--cron", "schedule-cron"),
+    ("--start", "schedule-start"),
+    ("--end", "schedule-end"),
+    ("--max-runs", "schedule-max-runs"),
+    ("--max-concurrent", "schedule-max-concurrent"),
+)
 SCHEDULE_ACTIONS = ("pause", "resume", "delete")
 
 
@@ -47,10 +63,30 @@ def principal_of(request: Request, permission: Permission = Permission.READ) -> 
 async def list_pipelines(request: Request) -> Response:
     principal_of(request)
     listing = parse_listing(request.query_params, sorts=SORTS, default="name")
-    found = await asyncio.to_thread(registered.list_registered, request.app.state.store)
-    needle = listing.search.lower()
-    rows = paginate([p for p in found if needle in p.name.lower()], listing, keys=SORT_KEYS)
+    store = request.app.state.store
+    rows = await asyncio.to_thread(
+        fetch_page,
+        listing,
+        lambda asked: pipeline_listing.page_pipelines(store, asked),
+        sorts=SORT_KEYS,
+    )
     return page(request, "pipelines.html", "_pipelines_table.html", {"page": rows, "sorts": SORTS})
+
+
+async def pipeline_versions(request: Request) -> Response:
+    """Every registered version of a pipeline, newest first, paged in SQL."""
+    principal_of(request)
+    name = check_name(request.path_params["name"])
+    listing = parse_listing(request.query_params, sorts=VERSION_SORTS, default="-version")
+    store = request.app.state.store
+    rows = await asyncio.to_thread(
+        fetch_page,
+        listing,
+        lambda asked: pipeline_listing.page_versions(store, name, asked),
+        sorts={"version": "version"},
+    )
+    context = {"page": rows, "sorts": VERSION_SORTS, "name": name}
+    return page(request, "pipeline_versions.html", "_pipeline_versions.html", context)
 
 
 def _form_fields(graph: PipelineGraph, values: dict[str, str]) -> list[dict[str, Any]]:
@@ -123,7 +159,7 @@ async def _schedules(
         "failed_id": None,
         "create_error": None,
         "create_field": None,
-        "schedule_form": {"cron": "", "params": "{}", "max_runs": ""},
+        "schedule_form": EMPTY_SCHEDULE,
         **extra,
     }
     return page(request, "pipeline_schedules.html", "_pipeline_schedules.html", context, status)
@@ -202,7 +238,7 @@ async def create_schedule(request: Request) -> Response:
     principal = principal_of(request, Permission.DEPLOY)  # before the body is read
     name = check_name(request.path_params["name"])
     form = await request.form()
-    fields = {k: str(form.get(k, "")).strip() for k in ("cron", "params", "max_runs")}
+    fields = {k: str(form.get(k, "")).strip() for k in EMPTY_SCHEDULE}
     try:
         made = await asyncio.to_thread(
             schedules.create_schedule,
@@ -210,7 +246,11 @@ async def create_schedule(request: Request) -> Response:
             name,
             cron=fields["cron"],
             params=_json_object(fields["params"]),
-            max_runs=_whole(fields["max_runs"]),
+            start=_moment(fields["start"], "--start"),
+            end=_moment(fields["end"], "--end"),
+            max_runs=_whole(fields["max_runs"], "--max-runs"),
+            max_concurrent=_whole(fields["max_concurrent"], "--max-concurrent"),
+            catch_up=fields["catch_up"] == "yes",
             actor=principal.actor,
         )
     except ClocheError as error:
@@ -233,17 +273,30 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _whole(text: str) -> int | None:
+def _whole(text: str, flag: str) -> int | None:
     if text == "":
         return None
     if not text.isdigit():
-        raise BadRequest(f"--max-runs {text!r} is not a whole number", hint="or leave it empty")
+        raise BadRequest(f"{flag} {text!r} is not a whole number", hint="or leave it empty")
     return int(text)
+
+
+def _moment(text: str, flag: str) -> datetime | None:
+    """A time as the browser's datetime field or the CLI writes it (ISO 8601; no zone: UTC)."""
+    if text == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(
+            f"{flag} {text!r} is not a time", hint="e.g. 2030-01-31T06:00 (UTC)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def _schedule_field(error: ClocheError) -> str:
     """The control a schedule error is about, to show the message beside it."""
-    for flag, field in (("--cron", "schedule-cron"), ("--max-runs", "schedule-max-runs")):
+    for flag, field in SCHEDULE_FLAGS:
         if flag in error.message:
             return field
     return "schedule-params" if "param" in error.message else ""
@@ -260,6 +313,7 @@ ROUTES = [
     Route("/pipelines", list_pipelines, methods=["GET"]),
     Route("/pipelines/{name}", show_pipeline, methods=["GET"]),
     Route("/pipelines/{name}/runs", pipeline_runs, methods=["GET"]),
+    Route("/pipelines/{name}/versions", pipeline_versions, methods=["GET"]),
     Route("/pipelines/{name}/runs", start_run, methods=["POST"]),
     Route("/pipelines/{name}/schedules", pipeline_schedules, methods=["GET"]),
     Route("/pipelines/{name}/schedules", create_schedule, methods=["POST"]),

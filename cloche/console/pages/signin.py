@@ -6,13 +6,15 @@ import asyncio
 import secrets
 import time
 from collections import defaultdict, deque
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from cloche.auth import sessions
+from cloche.auth import sessions, tokens
 from cloche.auth.local_token import read_local_token, require_local_token
+from cloche.auth.roles import local_actor
 from cloche.auth.sessions import Lifetimes, NewSession
 from cloche.errors import ClocheError, Forbidden, SignInThrottled, Unauthorized
 from cloche.guards import split_host
@@ -140,12 +142,18 @@ async def sign_in_local(request: Request) -> Response:
                 hint="sign in with an API token (`cloche tokens create --role viewer`)",
             )
         token = require_local_token(state.store.home)
-        new = await asyncio.to_thread(
-            sessions.sign_in, state.store, token, lifetimes=_lt(request), how="local"
-        )
+        new = await asyncio.to_thread(_local_session, state.store, token, _lt(request))
     except ClocheError as error:
         return _form(request, error=error, status=error.http_status)
     return _signed_in(request, new, str(form.get("next", "")))
+
+
+def _local_session(store: Store, token: str, lifetimes: Lifetimes) -> NewSession:
+    """A session of the local admin token, acting as this machine's user (``local:NAME``, as
+    the CLI acts here), not as ``token:<id>``: the header and the audit log name a person.
+    The token still backs it: revoking the local token ends the session."""
+    principal = replace(tokens.authenticate(store, token), actor=local_actor())
+    return sessions.start_session(store, principal, lifetimes=lifetimes, how="local")
 
 
 async def sign_out(request: Request) -> Response:
