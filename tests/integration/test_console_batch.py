@@ -368,3 +368,19 @@ def test_a_viewer_gets_no_schedule_form_and_a_forged_one_gets_the_apis_403(
     forged = {**schedule_form(admin, data), "csrf_token": "forged"}
     assert admin.post("/console/batch/schedules", forged).status_code == 403
     assert schedules.list_schedules(store) == []
+
+
+def test_the_api_lists_a_jobs_bad_rows_in_pages(
+    server: LiveServer, store: Store, data: Path
+) -> None:
+    bad = [3, 7, 11]
+    job = bad_rows_job(store, data, bad)
+    url = f"{server.url}/api/v1/batch-jobs/{job}/errors"
+    first = httpx.get(url, params={"limit": 2}, headers=server.auth, timeout=30)
+    assert first.status_code == 200 and first.headers["X-Total-Count"] == "3"
+    assert [r["row"] for r in first.json()] == bad[:2]
+    assert "tenure" in first.json()[0]["message"]
+    rest = httpx.get(url, params={"limit": 2, "offset": 2}, headers=server.auth, timeout=30)
+    assert [r["row"] for r in rest.json()] == bad[2:]
+    missing = httpx.get(f"{server.url}/api/v1/batch-jobs/nope/errors", headers=server.auth)
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]

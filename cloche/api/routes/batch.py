@@ -13,6 +13,7 @@ from cloche.api.routes import make_router
 from cloche.auth.roles import Permission, Principal
 from cloche.batch import listing, schedules, service
 from cloche.batch.entities import BatchJob, BatchSchedule
+from cloche.batch.error_rows import ErrorRow, page_error_rows
 from cloche.batch.places import Places
 from cloche.batch.spec import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_ERROR_RATE, JobSpec
 
@@ -83,6 +84,14 @@ def list_jobs(
 def get_job(_: Reader, store: StoreDep, job_id: str) -> BatchJob:
     """Show a batch job with its progress."""
     return service.get_job(store, job_id)
+
+
+@router.get("/batch-jobs/{job_id}/errors")
+def list_error_rows(
+    _: Reader, store: StoreDep, job_id: str, page: PageParams, request: Request, response: Response
+) -> list[ErrorRow]:
+    """The job's bad rows in input order: row number, reason and inputs (paged)."""
+    return items(page_error_rows(store, job_id, page), request, response)
 
 
 @router.post("/batch-jobs/{job_id}/cancel")
