@@ -29,7 +29,7 @@ from typing import Any
 
 from cloche.errors import StepFailed
 from cloche.pipelines.artifacts import Artifact
-from cloche.pipelines.fork_server import STATUS, ForkServer
+from cloche.pipelines.fork_server import STATUS, ForkServer, release
 from cloche.pipelines.outcome import MAX_LOG_CHARS, outcome_of, past_timeout, settle
 
 FRAME = struct.Struct(">Q")  # the outcome's length, before it
@@ -74,8 +74,10 @@ class _Child:
             data = os.read(self.exited, STATUS.size)
             return STATUS.unpack(data)[1] if len(data) == STATUS.size else -1
         finally:
-            if self.exited is not None:
+            if self.forked_here and self.exited is not None:
                 os.close(self.exited)
+            elif self.exited is not None:
+                release(self.exited)
 
 
 def call(
@@ -87,10 +89,11 @@ def call(
     name: str,
 ) -> tuple[Any, str]:
     """Call ``func`` in a child process; its return value and what it printed."""
-    with tempfile.TemporaryFile("w+") as log:
+    log = _log_file()
+    try:
         receive, send = os.pipe()
         try:
-            child = _start(func, arguments, written, send, log.fileno())
+            child = _start(func, arguments, written, send, log)
         finally:
             os.close(send)
         try:
@@ -98,8 +101,9 @@ def call(
         finally:
             os.close(receive)
         status = child.wait_status(needed=payload == b"")
-        log.seek(0)
-        text = log.read()[-MAX_LOG_CHARS:]
+        text = _read_log(log)
+    finally:
+        os.close(log)
     if payload is None:
         raise past_timeout(name, timeout)
     if not payload:
@@ -118,14 +122,11 @@ def _start(
     """The step's process, from the run's fork server when there is one, else forked here."""
     server = next((s for s in _SERVERS if s.knows(func)), None)
     if server is not None:
-        status_read, status_write = os.pipe()
         try:
-            pid = server.spawn(func, arguments, written, [send, log, status_write])
-            return _Child(pid, status_read, forked_here=False)
+            pid, exited = server.spawn(func, arguments, written, [send, log])
+            return _Child(pid, exited, forked_here=False)
         except (OSError, pickle.PicklingError, AttributeError, TypeError):
-            os.close(status_read)  # arguments that do not pickle, a server gone: fork here
-        finally:
-            os.close(status_write)
+            pass  # arguments that do not pickle, a server gone: fork here
     pid = os.fork()
     if pid == 0:  # the child: never returns
         child_main(func, arguments, written, send, log)
@@ -157,6 +158,26 @@ def _read(fd: int, child: _Child, timeout: float | None) -> bytes | None:
             return b""
         data += chunk
     return whole
+
+
+def _log_file() -> int:
+    """An fd for the step's printed output: a file in memory where Linux has them (no
+    directory entry made and removed per step), else an unnamed temporary file."""
+    try:
+        return os.memfd_create("cloche-step-log", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        with tempfile.TemporaryFile() as file:
+            return os.dup(file.fileno())  # the file goes when the dup is closed
+
+
+def _read_log(fd: int) -> str:
+    """The end of what the step printed (MAX_LOG_CHARS characters at most)."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return ""
+    start = max(0, size - 4 * MAX_LOG_CHARS)  # a character is at most 4 bytes in UTF-8
+    data = os.pread(fd, size - start, start)
+    return data.decode("utf-8", "replace")[-MAX_LOG_CHARS:]
 
 
 def _pidfd(pid: int) -> int | None:

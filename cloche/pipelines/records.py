@@ -80,10 +80,13 @@ def set_run_state(store: Store, run_id: str, state: str, *, error: str = "") -> 
             row.ended_at = utcnow()
 
 
-def record_step(store: Store, run_id: str, record: StepRecord, *, cache_key: str | None) -> None:
-    """Insert or update the attempt ``record`` names (run, step, iteration, attempt).
+def record_step(
+    store: Store, run_id: str, record: StepRecord, *, cache_key: str | None, new: bool = False
+) -> None:
+    """Insert or update the attempt ``record`` names (run, step, iteration, attempt); ``new``:
+    an attempt not recorded yet, inserted without trying an update first.
 
-    Two plain statements, not the ORM's load-then-flush: this runs twice per step attempt."""
+    Plain statements, not the ORM's load-then-flush: this runs twice per step attempt."""
     steps = cast(Table, PipelineStepRow.__table__)
     values = {
         "state": record.state,
@@ -104,8 +107,10 @@ def record_step(store: Store, run_id: str, record: StepRecord, *, cache_key: str
     }
     where = [steps.c[name] == value for name, value in attempt.items()]
     with store.transaction() as session:
-        updated = session.execute(update(steps).where(*where).values(values))
-        if updated.rowcount == 0:  # type: ignore[attr-defined]
+        if not new:
+            updated = session.execute(update(steps).where(*where).values(values))
+            new = updated.rowcount == 0  # type: ignore[attr-defined]
+        if new:
             session.execute(insert(steps).values(attempt | values))
 
 

@@ -111,6 +111,13 @@ def _schedule(state: RunState, finished: set[tuple[str, int]], workers: int) -> 
                     _skip(state, task, -1, f"not run: step {failed[0]!r} failed")
                     ended.add(task_id)
                     continue
+                if len(ready) == 1 and not running and state.executor != "inprocess":
+                    # The only step that may run (a chain's): run here, saving two thread
+                    # switches per step. Not in-process steps: their code would then run on
+                    # this thread, where Ctrl-C and signal handlers behave otherwise.
+                    failed += _guarded(state, task, finished)
+                    ended.add(task_id)
+                    continue
                 running[pool.submit(_guarded, state, task, finished)] = task_id
             if not running:
                 continue

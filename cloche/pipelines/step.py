@@ -87,7 +87,7 @@ def _reuse(
         started_at=stamp,
         ended_at=stamp,
     )
-    records.record_step(state.store, state.run_id, record, cache_key=key)
+    records.record_step(state.store, state.run_id, record, cache_key=key, new=True)
     state.outputs[(task.id, iteration)] = hit[1]
     return True
 
@@ -137,7 +137,7 @@ def _attempt(
         inputs=inputs,
         started_at=utcnow(),
     )
-    records.record_step(state.store, state.run_id, record, cache_key=None)
+    records.record_step(state.store, state.run_id, record, cache_key=None, new=True)
     folder = state.root / state.run_id / (task.id if iteration < 0 else f"{task.id}-{iteration}")
     arguments = {n: v for n, v in inputs.items() if n not in spec.inputs}
     arguments |= {n: artifact_object(n, inputs[n]) for n in spec.inputs}

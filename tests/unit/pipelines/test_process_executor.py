@@ -111,3 +111,47 @@ def test_a_spare_killed_while_it_waits_is_replaced_and_the_step_still_runs() -> 
 def _children(parent: int) -> list[int]:
     path = Path(f"/proc/{parent}/task/{parent}/children")
     return [int(p) for p in path.read_text().split()]
+
+
+def chatty(lines: int) -> int:
+    for i in range(lines):
+        print(f"ligne {i} — é")
+    return lines
+
+
+def test_a_long_log_keeps_its_end_whole_including_non_ascii_text(how: str) -> None:
+    from cloche.pipelines.outcome import MAX_LOG_CHARS
+
+    value, log = process_executor.call(chatty, {"lines": 20_000}, {}, timeout=None, name="chatty")
+    assert value == 20_000
+    assert len(log) == MAX_LOG_CHARS
+    assert log.endswith("ligne 19999 — é\n") and "\ufffd" not in log
+
+
+def echo(data: bytes) -> int:
+    return len(data)
+
+
+def test_arguments_larger_than_a_socket_buffer_reach_the_step_whole() -> None:
+    with process_executor.session([echo]):
+        value, _ = process_executor.call(
+            echo, {"data": b"x" * 3_000_000}, {}, timeout=None, name="echo"
+        )
+    assert value == 3_000_000
+
+
+def test_a_spare_killed_after_the_runner_holds_it_is_passed_over() -> None:
+    import signal
+
+    with process_executor.session([pid], workers=2):
+        server = process_executor._SERVERS[-1]
+        first, _ = process_executor.call(pid, {}, {}, timeout=None, name="pid")
+        held = server._announced()  # the runner now holds this spare, idle
+        server.spares.append(held)
+        os.kill(held.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while held.pid in _children(server.pid):  # reaped by the server
+            assert time.monotonic() < deadline, "the killed spare was not reaped"
+            time.sleep(0.01)
+        value, _ = process_executor.call(pid, {}, {}, timeout=None, name="pid")
+    assert value not in (held.pid, first, os.getpid())
