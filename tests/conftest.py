@@ -70,7 +70,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return ModuleGroupScheduling(config, log)
 
 
+# A first session builds the podman images (the `cloche up` image from 190 MB of wheels, the
+# compose stand-ins with apt), inside the first test's setup: past pytest-timeout's 300 s on a
+# busy machine, and a failed session fixture is built anew, and fails, for each later test.
+IMAGE_BUILD_TIMEOUT = 1200
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _group_of_nodeid(item.nodeid) == "podman" and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(IMAGE_BUILD_TIMEOUT))
     # xdist's workers see dist="no" and loadgroup=True; the controller collects nothing.
     if not getattr(config.option, "loadgroup", False):
         return
