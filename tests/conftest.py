@@ -91,6 +91,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=rank)  # stable: a module's tests stay together and in order
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # execnet starts xdist's workers with COLUMNS=80 and LINES=24, which a serial run has not:
+    # Rich's Console reads COLUMNS once, when cloche.cli imports, so every CLI table of a
+    # worker was cut to 80 columns, whatever width a test asked for.
+    if hasattr(config, "workerinput"):
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Free what in-process servers froze: Router.refresh calls gc.freeze(), and datasketches
     objects still frozen at interpreter exit are reported by nanobind as leaks, 600 lines."""
