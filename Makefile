@@ -46,7 +46,7 @@ checks:
 	$(PY) -m ruff format --check cloche tests examples bench
 	$(PY) -m mypy
 	$(PY) -m compileall -q -j 0 cloche > /dev/null
-	$(PY) -m pytest -q -p no:cacheprovider --durations=20
+	$(PY) -m pytest -q -p no:cacheprovider --durations=20 -n 3 --dist loadgroup --no-loadscope-reorder
 
 # Refresh the locks to the newest versions the ranges allow (then run `make test`); the demo's
 # and image's sets are constrained by the test set's, so all agree on every version.

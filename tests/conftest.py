@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,86 @@ from cloche.store.store import Store
 PG_ADMIN_URL = os.environ.get(
     "CLOCHE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+
+
+# Under `-n N --dist loadgroup` (make test), each test module runs whole on one xdist worker, so
+# module-scoped servers and browsers start once, and these sets of modules share one worker:
+# "podman" builds the `cloche up` image once per session (session fixtures are per worker) and
+# its containers publish host ports; "ray" starts a local Ray (several processes, ports) per
+# module; "browser" keeps to one Chromium at a time on two cores and one screenshots folder;
+# "mkdocs" runs the docs build from the repository root.
+SHARED_WORKER = {
+    "e2e/test_bundle_image.py": "podman",
+    "e2e/test_compose.py": "podman",
+    "e2e/test_kubernetes.py": "podman",
+    "e2e/test_up_image.py": "podman",
+    "integration/test_pipeline_ray.py": "ray",
+    "integration/test_batch_ray.py": "ray",
+    "e2e/test_api_docs_offline.py": "browser",
+    "e2e/test_browser_harness.py": "browser",
+    "e2e/test_docs.py": "mkdocs",
+    "e2e/test_docs_references.py": "mkdocs",
+}
+# The scheduler hands out groups in collection order: the longest first, so that none starts
+# last and runs on alone; then end to end, integration, unit (many small modules fill the tail).
+FIRST = ("podman", "browser", "mkdocs", "ray", "e2e/", "integration/", "unit/")
+
+
+def xdist_group_of(module: str) -> str:
+    """The worker group of a test module, given as its path under tests/."""
+    if module.endswith("_browser.py"):
+        return "browser"
+    return SHARED_WORKER.get(module, module)
+
+
+def _group_of_nodeid(nodeid: str) -> str:
+    # A node id starts with the module's path from the root dir: tests/<module>::...
+    return xdist_group_of(nodeid.split("::", 1)[0].removeprefix("tests/"))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """loadgroup with our groups. Not xdist_group markers: with pytest 9, xdist 3.8 cannot add
+    the group to a node id (it sets Node._nodeid, which pytest 9 no longer reads), so every
+    marked test was scheduled on its own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _group_of_nodeid(nodeid)
+
+    return ModuleGroupScheduling(config, log)
+
+
+# A first session builds the podman images (the `cloche up` image from 190 MB of wheels, the
+# compose stand-ins with apt), inside the first test's setup: past pytest-timeout's 300 s on a
+# busy machine, and a failed session fixture is built anew, and fails, for each later test.
+IMAGE_BUILD_TIMEOUT = 1200
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _group_of_nodeid(item.nodeid) == "podman" and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(IMAGE_BUILD_TIMEOUT))
+    # xdist's workers see dist="no" and loadgroup=True; the controller collects nothing.
+    if not getattr(config.option, "loadgroup", False):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        group = _group_of_nodeid(item.nodeid)
+        return next((i for i, p in enumerate(FIRST) if group.startswith(p)), len(FIRST))
+
+    items.sort(key=rank)  # stable: a module's tests stay together and in order
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # execnet starts xdist's workers with COLUMNS=80 and LINES=24, which a serial run has not:
+    # Rich's Console reads COLUMNS once, when cloche.cli imports, so every CLI table of a
+    # worker was cut to 80 columns, whatever width a test asked for.
+    if hasattr(config, "workerinput"):
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

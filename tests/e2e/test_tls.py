@@ -187,7 +187,7 @@ def haproxy(config: str, folder: Path, port: int, trust: ssl.SSLContext) -> Iter
     log = (folder / "haproxy.log").open("wb")
     proc = subprocess.Popen([binary, "-db", "-f", str(path)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
