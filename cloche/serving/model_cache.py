@@ -30,6 +30,7 @@ from typing import Any
 from cloche.errors import ClocheError, Unavailable
 from cloche.runtimes import get_runtime
 from cloche.runtimes.base import LoadedModel
+from cloche.serving.heap import map_large_blocks, release_freed
 from cloche.serving.spec import DeploymentSpec
 
 log = logging.getLogger("cloche.serving")
@@ -101,6 +102,8 @@ class ModelCache:
         self._locate = locate
         self._check = check
         self.budget_bytes = budget_bytes
+        if budget_bytes is not None:
+            map_large_blocks()  # else evicted models' arrays stay on the heap (heap.py)
         # The version's recorded resident size (measured in a child process, see
         # registry/resident.py); unknown sizes fall back to the size of the files.
         self._size_of = size_of
@@ -261,6 +264,7 @@ class ModelCache:
         if evict and self.budget_bytes is not None:
             with self._lock:
                 self._make_room(expected)
+            release_freed()  # what was evicted leaves the process, not just the cache
         stages: dict[str, float] = {}
         start = time.perf_counter()
         try:
