@@ -114,6 +114,7 @@ class AdaptiveBatcher:
         self._arrivals_seen = 0
         self._fill_until = 0.0
         self._call_s = 0.0  # how long the last model call took
+        self._load_started = 0.0  # when the model's load off the loop began
 
     async def submit(
         self, inputs: np.ndarray, outputs: frozenset[str], timeout_s: float, meta: Any = None
@@ -273,11 +274,16 @@ class AdaptiveBatcher:
         """Load the model on a thread, then run the waiting batch (``_scheduled`` stays set
         meanwhile, so requests queue behind the load instead of starting another)."""
         assert self._load is not None
+        self._load_started = time.perf_counter()
         loop.run_in_executor(None, self._load).add_done_callback(self._loaded)
 
     def _loaded(self, done: asyncio.Future[object]) -> None:
         error = done.exception()
         if error is None:
+            load_s = time.perf_counter() - self._load_started
+            for job in self._queue:  # their load stage (Server-Timing, spans)
+                if job.meta is not None:
+                    job.meta.load_s = load_s
             self._run_next_batch()
             return
         # The load failed (the cache names the model and why): the requests waiting for it

@@ -8,7 +8,8 @@ hook at the end of every request (where a tracer hangs its spans).
 
 Stages, in seconds, in ``Call.timing`` when the server sends Server-Timing or has a hook:
 ``decode`` (the protocol's decoder), ``queue`` (waiting in the batcher before its batch
-started), ``predict`` (the model call of its batch), ``log`` (the payload-log write of its
+started), ``load`` (only when its model was not resident: the cold load it waited for),
+``predict`` (the model call of its batch), ``log`` (the payload-log write of its
 batch, or of its failure), ``encode`` and ``total``. Queue, predict and log are reported back by
 the batcher on the request's RequestMeta, so timing costs the hot path a few float stores.
 """
@@ -153,7 +154,9 @@ class PredictionCore:
         if timing is not None:
             timing["decode"] = t1 - t0
             if meta.batched:
-                timing["queue"] = meta.batched - t1
+                timing["queue"] = meta.batched - t1 - meta.load_s
+                if meta.load_s:  # its model was not resident: the cold load it waited for
+                    timing["load"] = meta.load_s
                 timing["predict"] = meta.predict_s
                 timing["log"] = meta.log_s
             else:  # answered in pieces (large.py): the wait is all one stage

@@ -30,7 +30,16 @@ class RequestMeta:
     dataclass's __init__ costs several times more.
     """
 
-    __slots__ = ("batched", "log_s", "logged", "predict_s", "request_id", "started", "time_ms")
+    __slots__ = (
+        "batched",
+        "load_s",
+        "log_s",
+        "logged",
+        "predict_s",
+        "request_id",
+        "started",
+        "time_ms",
+    )
 
     def __init__(self, request_id: str, started: float, time_ms: int, logged: bool) -> None:
         self.request_id = request_id
@@ -42,6 +51,7 @@ class RequestMeta:
         self.batched = 0.0  # perf_counter() when its batch started
         self.predict_s = 0.0  # the model call
         self.log_s = 0.0  # the payload-log write of its batch
+        self.load_s = 0.0  # waiting for its model to load (not resident when it queued)
 
 
 def serving_outputs(signature: Signature) -> frozenset[str] | None:

@@ -159,19 +159,12 @@ def test_a_bad_model_memory_setting_names_its_variable() -> None:
     assert "CLOCHE_SERVING__MODEL_MEMORY" in result.output and "4GiB" in result.output
 
 
-def _needs_the_prediction_core() -> None:
-    """Batches pin their model from the cache only with the one prediction core (branch core):
-    before it, a deployment holds its model and an evicted one is never loaded again."""
-    pytest.importorskip("cloche.serving.core", reason="needs the prediction core (branch core)")
-
-
 def test_an_evicted_model_is_loaded_again_by_its_next_request(
     sdk: cloche.Client,
     start_server: ServerFactory,
     frame: tuple[pd.DataFrame, np.ndarray],
     tmp_path: Path,
 ) -> None:
-    _needs_the_prediction_core()
     X, y = frame
     other = RandomForestClassifier(n_estimators=60, random_state=1).fit(X, 1 - y)
     joblib.dump(other, tmp_path / "other.joblib")
@@ -180,17 +173,23 @@ def test_an_evicted_model_is_loaded_again_by_its_next_request(
     sdk.endpoints.deploy("small", "small:2")
     # Room for one forest only (each counts at its file size: neither was measured).
     budget = int(sdk.models.show("forest:1").size_bytes * 1.2)
-    server = _serve(start_server, str(budget))
+    server = start_server(
+        serving={"model_memory": str(budget), "workers": 1, "poll_ms": 100, "server_timing": True}
+    )
     rows = X.head(3)
     expected = {
         "forest": joblib.load(tmp_path / "forest.joblib").predict(rows).tolist(),
         "small": other.predict(rows).tolist(),
     }
+    cold = []
     with httpx.Client(base_url=server.url, timeout=30) as http:
         for name in ("forest", "small", "forest", "small"):
             r = http.post(f"/v1/models/{name}:predict", json={"instances": rows.values.tolist()})
             assert r.status_code == 200, r.text
             assert r.json()["predictions"] == expected[name]
+            cold.append("load;dur=" in r.headers["server-timing"])
+    # forest was warmed at start; after it, each request found its model evicted by the last.
+    assert cold == [False, True, True, True]
     loaded = {m.ref: m for m in sdk.models.loaded(all=True)}
     assert (loaded["forest:1"].loads, loaded["forest:1"].evictions) == (2, 2)
     assert (loaded["small:2"].loads, loaded["small:2"].evictions) == (2, 1)
@@ -203,7 +202,6 @@ def test_a_model_that_fails_to_load_gets_503_naming_it_while_others_serve(
     frame: tuple[pd.DataFrame, np.ndarray],
     settings: Settings,
 ) -> None:
-    _needs_the_prediction_core()
     sdk.endpoints.deploy("forest", "forest:1")
     sdk.endpoints.deploy("small", "small:1")
     stored = next((settings.home / "artifacts").rglob("forest.joblib"))

@@ -32,7 +32,6 @@ def _until(check: object, what: str, timeout: float = 10.0) -> None:
 def test_a_hundred_deploy_predict_undeploy_cycles_leave_memory_where_the_first_did(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("cloche.serving.core", reason="needs the prediction core (branch core)")
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(2000, 4)), columns=FEATURES)
     y = (X["tenure"] + rng.normal(size=2000) > 0).astype(int)
