@@ -109,19 +109,32 @@ def show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
     agreement = client.logs.shadow_agreement(name) if any(d.shadow for d in ep.deployments) else []
     refs = {d.ref for d in ep.deployments}
     # The last load of each deployment's model on each worker (evicted ones too).
-    loads = [r for r in client.models.loaded(all=True) if r.ref in refs and r.load_seconds]
+    known = [r for r in client.models.loaded(all=True) if r.ref in refs]
+    loads = [r for r in known if r.load_seconds]
+    # Deployments whose load or warm-up failed on a worker: they take no traffic there from a
+    # warm deployment, and this is where a user learns why.
+    failed = [r for r in known if r.last_error and not r.resident]
     if json_:
         print_json(
             {
                 **ep.model_dump(mode="json"),
                 "shadow_agreement": [a.model_dump() for a in agreement],
                 "last_loads": [r.model_dump(mode="json") for r in loads],
+                "not_warm": [
+                    {"ref": r.ref, "server": r.server, "worker": r.worker, "reason": r.last_error}
+                    for r in failed
+                ],
             }
         )
         return
     print_endpoint(ep)
     if loads:
         out.print(resident_table(loads, title="Last load by stage (per worker)"))
+    for r in failed:
+        out.print(
+            f"Not warm: {r.ref} on worker {r.worker} (its share goes to the warm deployments): "
+            f"{r.last_error}"
+        )
     for a in agreement:
         rate = f"{a.rate:.1%}" if a.rate is not None else "n/a"
         out.print(

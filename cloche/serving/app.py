@@ -243,8 +243,9 @@ class DataPlane:
             # the others serve, and a balancer must not pull the replica for one broken model.
             ready = self.router.ready and not self.draining
             body: dict[str, Any] = {"ready": ready}
-            if self.router.ready:
-                body["not_ready_models"] = self.router.not_ready()
+            failed = self.router.not_ready() if self.router.ready else None
+            if failed:
+                body["not_ready_models"] = failed
             return _json(200 if ready else 503, body)
         raise NotFound(f"no such health check: {what}", hint="use /v2/health/live or /ready")
 
