@@ -5,6 +5,8 @@ and a version with a stored baseline warms up on its rows."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from cloche.serving.protocols.grpc_gen import grpc_predict_v2_pb2 as pb
 from cloche.serving.protocols.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from cloche.store.store import Store
 from tests.e2e._cli import cloche as cli
+from tests.e2e._servers import cloche_up
+from tests.e2e.test_up_serving import continuous_load, deploy_churn, wait_until
 from tests.integration.conftest import LiveServer, ServerFactory
 from tests.integration.test_grpc import Loop, serving
 
@@ -203,3 +207,80 @@ def test_grpc_model_ready_is_false_for_a_canary_that_cannot_load(
         with pytest.raises(grpc.RpcError) as missing:
             stub.ModelReady(pb.ModelReadyRequest(name="churn", version="9"))
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+HEAVY_MODEL = """
+import os
+import time
+from pathlib import Path
+
+
+class Heavy:
+    def predict(self, X):
+        return [7 for _ in X]
+
+
+def load(folder):
+    # In `cloche up` (the test sets the variable there only): say which worker is loading,
+    # then take long enough for the test to kill it in the middle.
+    markers = os.environ.get("CLOCHE_TEST_LOAD_MARKERS")
+    if markers:
+        Path(markers, f"{os.getpid()}.loading").touch()
+        time.sleep(3)
+        Path(markers, f"{os.getpid()}.loaded").touch()
+    return Heavy()
+"""
+
+
+def _pids(folder: Path, suffix: str) -> set[int]:
+    return {int(p.name.split(".")[0]) for p in folder.glob(f"*.{suffix}")}
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_loading_is_replaced_and_the_other_keeps_serving(
+    settings: Settings, tmp_path: Path, sklearn_model_file: Path
+) -> None:
+    markers, heavy = tmp_path / "markers", tmp_path / "heavy"
+    markers.mkdir()
+    heavy.mkdir()
+    (heavy / "model.py").write_text(HEAVY_MODEL)
+    with cloche.Client(settings=settings) as sdk:
+        deploy_churn(sdk, sklearn_model_file)
+        sdk.models.upload(heavy, name="heavy")
+        sdk.endpoints.create("heavy")
+    env = {"CLOCHE_TEST_LOAD_MARKERS": str(markers)}
+    with cloche_up(settings.home, workers=2, env=env) as up:
+        before = up.wait_for_workers(2, timeout=20)
+        with continuous_load(up.url, threads=2) as report:
+            wait_until(lambda: report.ok() >= 20, timeout=20, what="20 answers before the deploy")
+            with cloche.Client(settings=settings) as sdk:
+                sdk.endpoints.deploy("heavy", "heavy:1")
+            # A worker in the middle of loading the new model: kill it there.
+            wait_until(
+                lambda: bool((_pids(markers, "loading") - _pids(markers, "loaded")) & before),
+                timeout=20,
+                what="a worker loading the heavy model",
+            )
+            victim = min((_pids(markers, "loading") - _pids(markers, "loaded")) & before)
+            os.kill(victim, signal.SIGKILL)
+            after = up.wait_for_workers(2, timeout=20, exclude={victim})
+            (replacement,) = after - before
+            # The replacement warms the deployed model before it serves; the survivor has.
+            wait_until(
+                lambda: {replacement, *(before - {victim})} <= _pids(markers, "loaded"),
+                timeout=30,
+                what="both live workers loaded the heavy model",
+            )
+            served = report.ok()
+            wait_until(lambda: report.ok() >= served + 20, timeout=20, what="answers after it")
+        with httpx.Client(base_url=up.url, timeout=10) as http:
+            heavy_answers = [
+                http.post("/v1/models/heavy:predict", json={"instances": [[1.0]]}) for _ in range(6)
+            ]
+            ready = http.get("/v2/models/heavy/ready")
+    assert victim not in _pids(markers, "loaded")  # it was killed mid-load
+    # The other endpoint never failed: only a request in flight on the killed worker may have.
+    assert set(report.statuses) == {200}, report.statuses
+    assert len(report.errors) <= 2, report.errors
+    assert {(r.status_code, r.json()["predictions"][0]) for r in heavy_answers} == {(200, 7)}
+    assert ready.json() == {"name": "heavy", "ready": True, "resident": True}
