@@ -6,6 +6,7 @@ import typer
 
 from cloche.cli._common import JsonOpt, YesOpt, get_client
 from cloche.cli._output import new_table, out, print_json, resident_table, success, when
+from cloche.client.endpoints import DEFAULT_WAIT_S
 from cloche.endpoints.entities import Endpoint
 from cloche.endpoints.traffic import parse_split
 
@@ -156,6 +157,16 @@ def deploy(
     ] = False,
     max_batch_size: Annotated[int, typer.Option(min=1, help="Rows per model call at most.")] = 64,
     timeout_ms: Annotated[int, typer.Option(min=1, help="Answer 504 after this long.")] = 10_000,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Return once every serving worker holds the model warm (or fail)."
+        ),
+    ] = False,
+    wait_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=3600, help="Seconds --wait waits before it fails."),
+    ] = DEFAULT_WAIT_S,
     json_: JsonOpt = False,
 ) -> None:
     """Deploy a model version (the first deployment takes 100% of traffic)."""
@@ -166,6 +177,8 @@ def deploy(
         shadow=shadow,
         max_batch_size=max_batch_size,
         timeout_ms=timeout_ms,
+        wait=wait,
+        wait_timeout_s=wait_timeout,
     )
     print_json(ep) if json_ else print_endpoint(ep)
 

@@ -23,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 import cloche
 from cloche.config import Settings
+from cloche.errors import InvalidInput, Unavailable
 from cloche.serving.protocols.grpc_gen import grpc_predict_v2_pb2 as pb
 from cloche.serving.protocols.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from cloche.store.store import Store
@@ -284,3 +285,75 @@ def test_a_worker_killed_while_loading_is_replaced_and_the_other_keeps_serving(
     assert len(report.errors) <= 2, report.errors
     assert {(r.status_code, r.json()["predictions"][0]) for r in heavy_answers} == {(200, 7)}
     assert ready.json() == {"name": "heavy", "ready": True, "resident": True}
+
+
+def _register(client: cloche.Client, tmp_path: Path, frame: tuple[pd.DataFrame, np.ndarray]):
+    X, y = frame
+    path = tmp_path / "waited.joblib"
+    joblib.dump(LogisticRegression().fit(X, y), path)
+    client.models.upload(path, name="waited")
+    client.endpoints.create("waited")
+    return path
+
+
+def test_deploy_with_wait_returns_once_the_serving_worker_holds_it_warm(
+    settings: Settings, tmp_path: Path, frame: tuple[pd.DataFrame, np.ndarray], start_server
+) -> None:
+    _register(cloche.Client(settings=settings), tmp_path, frame)
+    server = start_server(serving={"workers": 1, "poll_ms": 100})
+    with cloche.Client(server.url) as remote:
+        remote.endpoints.deploy("waited", "waited:1", wait=True, wait_timeout_s=30)
+        # No polling here: the deploy answered once the worker reported it resident.
+        assert [m.ref for m in remote.models.loaded() if m.model == "waited"] == ["waited:1"]
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get("/v2/models/waited/ready").json()["resident"] is True
+
+
+def test_cli_deploy_wait_fails_naming_the_worker_and_why_when_the_model_cannot_load(
+    settings: Settings, tmp_path: Path, frame: tuple[pd.DataFrame, np.ndarray], start_server
+) -> None:
+    _register(cloche.Client(settings=settings), tmp_path, frame)
+    next((settings.home / "artifacts").rglob("waited.joblib")).write_bytes(b"broken")
+    server = start_server(serving={"workers": 1, "poll_ms": 100})
+    env = {"CLOCHE_URL": server.url}
+    result = cli(
+        "endpoints", "deploy", "waited", "waited:1", "--wait", "--wait-timeout", "30", env=env
+    )
+    text = " ".join(result.output.split())
+    assert result.exit_code != 0, result.output
+    assert f"waited:1 is deployed but failed to warm on worker {os.getpid()}" in text
+    assert "sha256" in text and "cloche endpoints show" in text
+
+
+def test_deploy_wait_times_out_naming_the_workers_not_warm(
+    settings: Settings,
+    tmp_path: Path,
+    start_server: ServerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    heavy, markers = tmp_path / "heavy", tmp_path / "markers"
+    heavy.mkdir()
+    markers.mkdir()
+    (heavy / "model.py").write_text(HEAVY_MODEL)
+    client = cloche.Client(settings=settings)
+    client.models.upload(heavy, name="heavy")
+    client.endpoints.create("heavy")
+    server = start_server(serving={"workers": 1, "poll_ms": 100})
+    monkeypatch.setenv("CLOCHE_TEST_LOAD_MARKERS", str(markers))  # its load takes 3 s now
+    with cloche.Client(server.url) as remote, pytest.raises(Unavailable) as late:
+        remote.endpoints.deploy("heavy", "heavy:1", wait=True, wait_timeout_s=0.5)
+    assert late.value.message.startswith("heavy:1 is deployed but not warm after 0.5 s on worker")
+    assert str(os.getpid()) in late.value.message and "--wait-timeout" in (late.value.hint or "")
+
+
+def test_a_wait_out_of_range_is_refused_before_deploying(
+    settings: Settings, tmp_path: Path, frame: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    client = cloche.Client(settings=settings)
+    _register(client, tmp_path, frame)
+    with pytest.raises(InvalidInput, match="more than 0 and at most 3600 s, got 0") as refused:
+        client.endpoints.deploy("waited", "waited:1", wait=True, wait_timeout_s=0)
+    assert "--wait-timeout" in (refused.value.hint or "")
+    assert client.endpoints.get("waited").deployments == []
+    flag = cli("endpoints", "deploy", "waited", "waited:1", "--wait", "--wait-timeout", "0")
+    assert flag.exit_code == 2 and "--wait-timeout" in flag.output
