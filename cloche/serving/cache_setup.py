@@ -79,15 +79,29 @@ def stored_sample(
     makes a row from the signature)."""
     if not baseline or "key" not in baseline:
         return None
-    from cloche.registry.datasets import read_table
-
     name = str(baseline["file"])
     files = {name: {"sha256": baseline["sha256"], "size": baseline["size"]}}
     folder = artifacts.fetch_dir(str(baseline["key"]), files)
-    frame = read_table(folder / name, max_rows=WARM_UP_ROWS).to_pandas()
+    frame = _head(folder / name, str(baseline.get("format", ""))).to_pandas()
     names = [str(f["name"]) for f in signature.get("inputs") or []]
     if not names or signature.get("input_kind", "tabular") != "tabular":
         return None
     if not set(names) <= set(frame.columns):
         return None
     return frame[names]
+
+
+def _head(path: Path, fmt: str) -> Any:
+    """The first rows of a stored dataset (validated at upload: parquet, csv or jsonl). Read
+    here rather than through the registry's reader, which is a layer above the serving engine."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).read_row_group(0).slice(0, WARM_UP_ROWS)
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        return pcsv.read_csv(path).slice(0, WARM_UP_ROWS)
+    import pyarrow.json as pjson
+
+    return pjson.read_json(path).slice(0, WARM_UP_ROWS)
