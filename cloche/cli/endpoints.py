@@ -6,6 +6,7 @@ import typer
 
 from cloche.cli._common import JsonOpt, YesOpt, get_client
 from cloche.cli._output import new_table, out, print_json, resident_table, success, when
+from cloche.client.endpoints import DEFAULT_WAIT_S
 from cloche.endpoints.entities import Endpoint
 from cloche.endpoints.traffic import parse_split
 
@@ -109,19 +110,32 @@ def show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
     agreement = client.logs.shadow_agreement(name) if any(d.shadow for d in ep.deployments) else []
     refs = {d.ref for d in ep.deployments}
     # The last load of each deployment's model on each worker (evicted ones too).
-    loads = [r for r in client.models.loaded(all=True) if r.ref in refs and r.load_seconds]
+    known = [r for r in client.models.loaded(all=True) if r.ref in refs]
+    loads = [r for r in known if r.load_seconds]
+    # Deployments whose load or warm-up failed on a worker: they take no traffic there from a
+    # warm deployment, and this is where a user learns why.
+    failed = [r for r in known if r.last_error and not r.resident]
     if json_:
         print_json(
             {
                 **ep.model_dump(mode="json"),
                 "shadow_agreement": [a.model_dump() for a in agreement],
                 "last_loads": [r.model_dump(mode="json") for r in loads],
+                "not_warm": [
+                    {"ref": r.ref, "server": r.server, "worker": r.worker, "reason": r.last_error}
+                    for r in failed
+                ],
             }
         )
         return
     print_endpoint(ep)
     if loads:
         out.print(resident_table(loads, title="Last load by stage (per worker)"))
+    for r in failed:
+        out.print(
+            f"Not warm: {r.ref} on worker {r.worker} (its share goes to the warm deployments): "
+            f"{r.last_error}"
+        )
     for a in agreement:
         rate = f"{a.rate:.1%}" if a.rate is not None else "n/a"
         out.print(
@@ -143,6 +157,16 @@ def deploy(
     ] = False,
     max_batch_size: Annotated[int, typer.Option(min=1, help="Rows per model call at most.")] = 64,
     timeout_ms: Annotated[int, typer.Option(min=1, help="Answer 504 after this long.")] = 10_000,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Return once every serving worker holds the model warm (or fail)."
+        ),
+    ] = False,
+    wait_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=3600, help="Seconds --wait waits before it fails."),
+    ] = DEFAULT_WAIT_S,
     json_: JsonOpt = False,
 ) -> None:
     """Deploy a model version (the first deployment takes 100% of traffic)."""
@@ -153,6 +177,8 @@ def deploy(
         shadow=shadow,
         max_batch_size=max_batch_size,
         timeout_ms=timeout_ms,
+        wait=wait,
+        wait_timeout_s=wait_timeout,
     )
     print_json(ep) if json_ else print_endpoint(ep)
 

@@ -20,6 +20,8 @@ from cloche.monitoring.traffic import EndpointTraffic
 from cloche.registry.refs import check_name
 from cloche.store.paging import Order
 
+DEFAULT_WAIT_S = 120.0  # `deploy --wait`: how long the serving workers get to warm a model
+
 
 class EndpointsAPI(Protocol):
     def create(self, name: str, *, description: str = "", log_sample_rate: float = 1.0) -> Endpoint:
@@ -58,8 +60,12 @@ class EndpointsAPI(Protocol):
         shadow: bool = False,
         max_batch_size: int = 64,
         timeout_ms: int = 10_000,
+        wait: bool = False,
+        wait_timeout_s: float = DEFAULT_WAIT_S,
     ) -> Endpoint:
-        """Deploy a model version; with ``traffic`` N the others scale down to 100-N."""
+        """Deploy a model version; with ``traffic`` N the others scale down to 100-N. With
+        ``wait``, return once every serving worker holds it warm (Unavailable naming the
+        workers that are not, after ``wait_timeout_s``)."""
         ...
 
     def traffic(self, name: str, split: Mapping[str, int]) -> Endpoint:
@@ -131,6 +137,8 @@ class LocalEndpoints:
         shadow: bool = False,
         max_batch_size: int = 64,
         timeout_ms: int = 10_000,
+        wait: bool = False,
+        wait_timeout_s: float = DEFAULT_WAIT_S,
     ) -> Endpoint:
         return endpoints.deploy(
             self._t.store,
@@ -141,6 +149,7 @@ class LocalEndpoints:
             max_batch_size=max_batch_size,
             timeout_ms=timeout_ms,
             actor=self._t.actor,
+            wait_s=wait_timeout_s if wait else None,
         )
 
     def traffic(self, name: str, split: Mapping[str, int]) -> Endpoint:
@@ -210,6 +219,8 @@ class HttpEndpoints:
         shadow: bool = False,
         max_batch_size: int = 64,
         timeout_ms: int = 10_000,
+        wait: bool = False,
+        wait_timeout_s: float = DEFAULT_WAIT_S,
     ) -> Endpoint:
         body = {
             "model": ref,
@@ -217,8 +228,13 @@ class HttpEndpoints:
             "shadow": shadow,
             "max_batch_size": max_batch_size,
             "timeout_ms": timeout_ms,
+            "wait_s": wait_timeout_s if wait else None,
         }
-        response = self._t.request("POST", endpoint_path(name, "deployments"), json=body)
+        # A waiting deploy is answered once the model is warm: give the call that long too.
+        timeout = self._t.timeout + (wait_timeout_s if wait else 0.0)
+        response = self._t.request(
+            "POST", endpoint_path(name, "deployments"), json=body, timeout=timeout
+        )
         return Endpoint.model_validate(response.json())
 
     def traffic(self, name: str, split: Mapping[str, int]) -> Endpoint:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, load_only, selectinload
 from cloche import audit
 from cloche.endpoints.entities import Deployment, Endpoint
 from cloche.endpoints.traffic import check_split_total, rescale
+from cloche.endpoints.warm_wait import wait_warm
 from cloche.errors import Conflict, DeploymentNotFound, EndpointNotFound, InvalidInput
 from cloche.lineage.links import forget as forget_lineage
 from cloche.lineage.links import record as record_lineage
@@ -36,6 +37,8 @@ from cloche.store.tables import (
 
 MAX_BATCH_LIMIT = 4096
 
+
+MAX_WAIT_S = 3600.0  # the longest `deploy --wait` holds a request open
 
 # Endpoints with their deployments and versions, loaded in one round of queries.
 WITH_DEPLOYMENTS = selectinload(EndpointRow.deployments).selectinload(DeploymentRow.version)
@@ -260,9 +263,18 @@ def deploy(
     max_batch_size: int = 64,
     timeout_ms: int = 10_000,
     actor: str = "local",
+    wait_s: float | None = None,
 ) -> Endpoint:
-    """Deploy a model version; with ``traffic`` N the others scale down to 100-N in proportion."""
+    """Deploy a model version; with ``traffic`` N the others scale down to 100-N in proportion.
+
+    ``wait_s``: then return only once every serving worker on this home holds it warm (see
+    warm_wait.py), raising Unavailable naming the workers that are not after that long."""
     _check_limits(max_batch_size, timeout_ms)
+    if wait_s is not None and not 0 < wait_s <= MAX_WAIT_S:
+        raise InvalidInput(
+            f"the wait must be more than 0 and at most {MAX_WAIT_S:g} s, got {wait_s:g}",
+            hint="give --wait-timeout in seconds, e.g. --wait-timeout 120",
+        )
     if shadow and traffic:
         raise InvalidInput("a shadow deployment takes no live traffic; drop --traffic or --shadow")
     if traffic is not None and not 0 <= traffic <= 100:
@@ -294,7 +306,12 @@ def deploy(
             )
         )
         record_lineage(session, "endpoint", endpoint, "deployed", _ref(version))
-        return _changed(session, row, actor=actor, action="endpoint.deploy", before=before)
+        deployed = _changed(session, row, actor=actor, action="endpoint.deploy", before=before)
+        name, number = version.model.name, version.version
+        size = version.resident_bytes or version.size_bytes
+    if wait_s is not None:  # after the commit: the workers learn of it from the store
+        wait_warm(store.home, name, number, size_bytes=size, timeout_s=wait_s)
+    return deployed
 
 
 def check_fits_budget(store: Store, endpoint: str, ref: str) -> None:

@@ -195,8 +195,7 @@ class DataPlane:
                 call.body = await self.bodies.read(headers, receive)
                 return await self._explain_v1(route, call)
             if method == "GET" and "/" not in rest and ":" not in rest:
-                route = self.router.endpoint(rest)
-                return _json(200, {"name": rest, "ready": bool(route.live)})
+                return self._model_ready(rest, None)
         elif path.startswith("/v2/models/"):
             parts = path[len("/v2/models/") :].split("/")
             endpoint, version = parts[0], None
@@ -213,10 +212,9 @@ class DataPlane:
                     call, route, version, (body, length), len(body), _decode_v2, _encode_v2
                 )
             if method == "GET" and len(parts) <= 2 and action in (None, "ready"):
-                route = self.router.endpoint(endpoint)
                 if action == "ready":
-                    route.version(version) if version else route.choose()
-                    return _json(200, {"name": endpoint, "ready": True})
+                    return self._model_ready(endpoint, version)
+                route = self.router.endpoint(endpoint)
                 return _json(200, model_metadata(route, version))
         raise NotFound(f"no such route: {method} {path}", hint=ROUTES_HINT)
 
@@ -240,9 +238,22 @@ class DataPlane:
         if what == "live":
             return _json(200, {"live": True})
         if what == "ready":
+            # Ready once the routing table is applied (every model that fits loaded and
+            # answered its warm-up first). Models that failed theirs are named, not counted:
+            # the others serve, and a balancer must not pull the replica for one broken model.
             ready = self.router.ready and not self.draining
-            return _json(200 if ready else 503, {"ready": ready})
+            body: dict[str, Any] = {"ready": ready}
+            failed = self.router.not_ready() if self.router.ready else None
+            if failed:
+                body["not_ready_models"] = failed
+            return _json(200 if ready else 503, body)
         raise NotFound(f"no such health check: {what}", hint="use /v2/health/live or /ready")
+
+    def _model_ready(self, endpoint: str, version: str | None) -> Response:
+        """200 when the endpoint (or version) can answer in this worker, else 503 with the
+        reason; ``resident`` says whether its model is loaded or loads on the first request."""
+        state = self.router.endpoint_readiness(endpoint, version)
+        return _json(200 if state.ready else 503, state.to_dict(endpoint, version))
 
     async def _explain_v1(self, route: EndpointRoute, call: Call) -> Response:
         deployment = self.core.route(call, route)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -47,6 +48,15 @@ def server_cache(
             )
         return int(value) if value else None
 
+    def sample(spec: DeploymentSpec) -> Any:
+        with store.transaction() as session:
+            baseline = session.scalar(
+                select(VersionRow.baseline)
+                .join(ModelRow, VersionRow.model_id == ModelRow.id)
+                .where(ModelRow.name == spec.model, VersionRow.version == spec.version)
+            )
+        return stored_sample(artifacts, baseline, spec.signature)
+
     return ModelCache(
         fetch,
         check=check,
@@ -54,4 +64,44 @@ def server_cache(
         size_of=size_of,
         state_file=state_file(store.home, server_id, instance_id()),
         on_stage=metrics.model_load_stage if metrics is not None else None,
+        sample=sample,
     )
+
+
+WARM_UP_ROWS = 8
+
+
+def stored_sample(
+    artifacts: ArtifactStore, baseline: dict[str, Any] | None, signature: dict[str, Any]
+) -> Any:
+    """The first rows of a version's stored baseline, as the model's input columns, for its
+    warm-up prediction; None when it has none or it lacks an input column (then the cache
+    makes a row from the signature)."""
+    if not baseline or "key" not in baseline:
+        return None
+    name = str(baseline["file"])
+    files = {name: {"sha256": baseline["sha256"], "size": baseline["size"]}}
+    folder = artifacts.fetch_dir(str(baseline["key"]), files)
+    frame = _head(folder / name, str(baseline.get("format", ""))).to_pandas()
+    names = [str(f["name"]) for f in signature.get("inputs") or []]
+    if not names or signature.get("input_kind", "tabular") != "tabular":
+        return None
+    if not set(names) <= set(frame.columns):
+        return None
+    return frame[names]
+
+
+def _head(path: Path, fmt: str) -> Any:
+    """The first rows of a stored dataset (validated at upload: parquet, csv or jsonl). Read
+    here rather than through the registry's reader, which is a layer above the serving engine."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).read_row_group(0).slice(0, WARM_UP_ROWS)
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        return pcsv.read_csv(path).slice(0, WARM_UP_ROWS)
+    import pyarrow.json as pjson
+
+    return pjson.read_json(path).slice(0, WARM_UP_ROWS)

@@ -118,12 +118,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
-        route = self.router.endpoint(request.name)  # NotFound, as on REST
-        try:
-            route.version(request.version) if request.version else route.choose()
-        except Unavailable:  # REST answers 503; here the message has a field for it
-            return pb.ModelReadyResponse(ready=False)
-        return pb.ModelReadyResponse(ready=True)
+        # NotFound for an unknown endpoint or version, as on REST; not ready (REST's 503) is a
+        # field of the answer here.
+        state = self.router.endpoint_readiness(request.name, request.version or None)
+        return pb.ModelReadyResponse(ready=state.ready)
 
     @_edge
     async def ModelMetadata(

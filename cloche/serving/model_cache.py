@@ -42,6 +42,8 @@ Locate = Callable[[DeploymentSpec], Path]
 Check = Callable[[DeploymentSpec, Path], None]
 SizeOf = Callable[[DeploymentSpec], "int | None"]
 OnStage = Callable[[str, float], None]
+# A version's stored sample rows for its warm-up prediction (the registry's baseline), or None.
+Sample = Callable[[DeploymentSpec], Any]
 
 
 @dataclass
@@ -95,6 +97,7 @@ class ModelCache:
         state_file: Path | None = None,
         on_stage: OnStage | None = None,
         warm_up: bool = True,
+        sample: Sample | None = None,
     ) -> None:
         # ``locate`` gives the folder of a deployment's model files on this machine, fetched
         # (the artifact store's cache for `cloche up`, the bundle's model/ for an edge server);
@@ -109,6 +112,7 @@ class ModelCache:
         self._size_of = size_of
         self._on_stage = on_stage
         self._warm_up = warm_up
+        self._sample = sample
         self._models: OrderedDict[str, CachedModel] = OrderedDict()  # least recently used first
         self._stats: dict[str, ModelStats] = {}
         self._used = 0  # bytes of the resident models, kept as they come and go
@@ -139,6 +143,12 @@ class ModelCache:
         """Whether the model of ``key`` is loaded now; asked before each batch, so lock-free (a
         dict lookup is atomic)."""
         return key in self._models
+
+    def last_error(self, key: str) -> str | None:
+        """Why the last load of ``key`` failed (None if it did not, or it never loaded): what
+        readiness reports for a model that is not resident."""
+        stats = self._stats.get(key)
+        return stats.last_error if stats is not None else None
 
     def load(self, spec: DeploymentSpec) -> LoadedModel:
         """The model for ``spec``, loading it (evicting idle models to make room) if it is not
@@ -312,14 +322,32 @@ class ModelCache:
         t2 = time.perf_counter()
         stages["deserialise"] = t2 - t1
         if self._warm_up:
-            row = warm_up_rows(spec.signature)
-            if row is not None:
+            rows = self._warm_up_rows(spec)
+            if rows is not None:
                 try:
-                    model.predict(row)
-                except Exception as exc:  # a made-up row may be refused; the model still loads
-                    log.info("warm-up prediction of %s failed: %s", spec.ref, exc)
+                    model.predict(rows)
+                except Exception as exc:
+                    # A model is ready only once it answered: one that cannot answer its own
+                    # sample (or a zero row of its signature's types) would fail its requests.
+                    raise Unavailable(
+                        f"its warm-up prediction failed: {type(exc).__name__}: {exc}",
+                        hint="predict locally on the version's sample to see why; deploy a "
+                        "version that answers it",
+                    ) from exc
                 stages["warm_up"] = time.perf_counter() - t2
         return model
+
+    def _warm_up_rows(self, spec: DeploymentSpec) -> Any:
+        """The version's stored sample if it has one, else a row made from its signature."""
+        if self._sample is not None:
+            try:
+                rows = self._sample(spec)
+            except Exception as exc:  # an unreadable sample must not stop the load
+                log.warning("cannot read the stored sample of %s: %s", spec.ref, exc)
+            else:
+                if rows is not None:
+                    return rows
+        return warm_up_rows(spec.signature)
 
     def _stats_for(self, key: str, spec: DeploymentSpec) -> ModelStats:
         with self._lock:

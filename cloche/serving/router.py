@@ -13,10 +13,11 @@ import bisect
 import gc
 import logging
 import random
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cloche.errors import DeploymentNotFound, EndpointNotFound, NotReady
+from cloche.errors import ClocheError, DeploymentNotFound, EndpointNotFound, NotReady
 from cloche.serving.batcher import MAX_REQUEST_ROWS
 from cloche.serving.deployment import LiveDeployment, describe
 from cloche.serving.metrics import WorkerMetrics
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from cloche.store.store import Store
 
 log = logging.getLogger("cloche.serving")
+RETRY_COLD_S = 5.0  # how often a worker retries the warm-up of a deployment that failed it
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,15 @@ class EndpointRoute:
     by_version: dict[str, LiveDeployment]
 
     @classmethod
-    def build(cls, name: str, deployments: list[LiveDeployment]) -> EndpointRoute:
+    def build(
+        cls, name: str, deployments: list[LiveDeployment], cold: frozenset[int] = frozenset()
+    ) -> EndpointRoute:
+        """``cold``: deployment ids whose warm-up failed in this worker. They take no traffic
+        while another deployment of the endpoint can (a canary that cannot load leaves its
+        share to the stable one); if none can, they keep it, and answer 503 naming why."""
         live = tuple(d for d in deployments if not d.spec.shadow and d.spec.traffic > 0)
+        warm = tuple(d for d in live if d.spec.deployment_id not in cold)
+        live = warm or live
         sums, total = [], 0
         for d in live:
             total += d.spec.traffic
@@ -73,6 +82,25 @@ class EndpointRoute:
                 f"endpoint {self.name!r} serves no version {version!r} (deployed: {have})"
             )
         return found
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether a deployment can answer in this worker now: ``resident`` when its model is
+    loaded (it answered its warm-up), or routable and loadable on demand under a memory budget;
+    not ready, with the reason, when its load or warm-up failed."""
+
+    ready: bool
+    resident: bool
+    reason: str | None = None
+
+    def to_dict(self, name: str, version: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "ready": self.ready, "resident": self.resident}
+        if version is not None:
+            body["version"] = version
+        if self.reason is not None:
+            body["reason"] = self.reason
+        return body
 
 
 class SnapshotSource(Protocol):
@@ -107,6 +135,12 @@ class Router:
         self._live: dict[int, LiveDeployment] = {}
         self.ready = False
         self.load_errors: dict[str, str] = {}
+        # Deployment id -> why its warm-up failed in this worker: such a deployment takes no
+        # traffic from a warm one, and its warm-up is retried every ``retry_seconds``.
+        self.cold: dict[int, str] = {}
+        self.retry_seconds = RETRY_COLD_S
+        self._snapshot: Snapshot | None = None
+        self._retried = 0.0
 
     @classmethod
     def for_store(cls, store: Store, **options: Any) -> Router:
@@ -131,55 +165,128 @@ class Router:
         """Apply the store's state if its generation moved; True when the table changed."""
         generation = await asyncio.to_thread(self.source.generation)
         if generation == self.generation:
-            return False
+            return await self._retry_cold()
         snapshot = await asyncio.to_thread(self.source.snapshot)
         await self.apply(snapshot)
         return True
+
+    async def _retry_cold(self) -> bool:
+        """Warm the deployments whose warm-up failed again (a fixed store heals without a
+        deploy); True when one became warm and the table was rebuilt to give it traffic."""
+        now = time.monotonic()
+        if not self.cold or self._snapshot is None or now - self._retried < self.retry_seconds:
+            return False
+        self._retried = now
+        before = set(self.cold)
+        await self.apply(self._snapshot)
+        return set(self.cold) != before
 
     async def apply(self, snapshot: Snapshot) -> None:
         live: dict[int, LiveDeployment] = {}
         routes: dict[str, EndpointRoute] = {}
         errors: dict[str, str] = {}
+        cold: dict[int, str] = {}
         for name, specs in snapshot.endpoints.items():
             deployments = []
             for spec in specs:
                 try:
-                    deployments.append(await self._live_for(spec))
+                    deployment = await self._live_for(spec, cold)
+                    deployments.append(deployment)
                 except Exception as exc:  # one broken model must not stop the others
                     errors[f"{name}/{spec.ref}"] = str(exc)
                     log.error("cannot load %s for endpoint %s: %s", spec.ref, name, exc)
             for d in deployments:
                 live[d.spec.deployment_id] = d
             if deployments:
-                routes[name] = EndpointRoute.build(name, deployments)
+                routes[name] = EndpointRoute.build(name, deployments, frozenset(cold))
         # Replaced deployments are simply dropped: requests already routed to them hold a
         # reference and finish; their predict thread exits once the batcher is collected.
         self.routes, self._live, self.generation = routes, live, snapshot.generation
-        self.load_errors, self.ready = errors, True
+        self.load_errors, self.cold, self._snapshot = errors, cold, snapshot
+        # Ready once the table is applied: every model that fits was loaded and answered its
+        # warm-up before this point (a failed one is reported per model, see readiness()).
+        self.ready = True
         self.cache.evict({ModelCache.key(d.spec) for d in live.values()})
         # Models and modules live as long as the worker: take them out of the cyclic GC's
         # view, or each full collection walks them all (measured: 70+ ms p99 stalls).
         gc.freeze()
 
-    async def _live_for(self, spec: DeploymentSpec) -> LiveDeployment:
+    async def _live_for(self, spec: DeploymentSpec, cold: dict[int, str]) -> LiveDeployment:
+        """``spec`` live in this worker, warmed first (off the loop) unless it already was;
+        a failed warm-up is recorded in ``cold``."""
         current = self._live.get(spec.deployment_id)
         if current is not None and current.same_runtime(spec):
+            if spec.deployment_id in self.cold:
+                # Warmed again; the model may have loaded on a request meanwhile.
+                failure = await asyncio.to_thread(self._warm_up, spec)
+                if failure is not None:
+                    cold[spec.deployment_id] = failure
             # Same deployment id: same endpoint and version; only its share or sampling moved.
             return current if current.spec == spec else replace(current, spec=spec)
         # Off the loop: loading the model (the cache owns it; the deployment only names it),
         # and its signature and outputs (from the registry; from the model for old versions).
-        described = await asyncio.to_thread(self._warm, spec)
+        failure, described = await asyncio.to_thread(self._warm, spec)
+        if failure is not None:
+            cold[spec.deployment_id] = failure
         return LiveDeployment.start(
             spec, self.cache, self.payload_log, self.metrics, self.max_request_rows, described
         )
 
-    def _warm(self, spec: DeploymentSpec) -> tuple[Signature, frozenset[str]]:
+    def _warm(self, spec: DeploymentSpec) -> tuple[str | None, tuple[Signature, frozenset[str]]]:
+        failure = self._warm_up(spec)
+        return failure, describe(spec, self.cache)
+
+    def _warm_up(self, spec: DeploymentSpec) -> str | None:
+        """Load ``spec``'s model if it fits (its warm-up prediction is part of the load); the
+        reason when that failed."""
         try:
             self.cache.warm(spec)
         except Exception as exc:
             # Still routable: its requests retry the load and get 503 naming the reason.
             log.error("cannot load %s for endpoint %s: %s", spec.ref, spec.endpoint, exc)
-        return describe(spec, self.cache)
+            return exc.message if isinstance(exc, ClocheError) else str(exc)
+        return None
+
+    def readiness(self, deployment: LiveDeployment) -> Readiness:
+        """Whether ``deployment`` can answer in this worker now (see Readiness)."""
+        key = ModelCache.key(deployment.spec)
+        if self.cache.resident(key):
+            return Readiness(ready=True, resident=True)
+        error = self.cache.last_error(key)  # the latest attempt's, a request's retry included
+        reason = (
+            f"model {deployment.spec.ref} cannot be loaded: {error}"
+            if error is not None
+            else self.cold.get(deployment.spec.deployment_id)
+        )
+        if reason is not None:
+            return Readiness(ready=False, resident=False, reason=reason)
+        if self.cache.budget_bytes is not None:
+            # Not held, by the budget's choice: the first request loads it.
+            return Readiness(ready=True, resident=False)
+        return Readiness(False, False, f"model {deployment.spec.ref} is not loaded yet")
+
+    def endpoint_readiness(self, name: str, version: str | None = None) -> Readiness:
+        """Readiness of an endpoint (ready when a deployment taking traffic is) or of one of
+        its versions. Raises as ``endpoint()`` does for an unknown endpoint or version."""
+        route = self.endpoint(name)
+        if version is not None:
+            return self.readiness(route.version(version))
+        if not route.live:
+            return Readiness(False, False, f"endpoint {name!r} has no deployment taking traffic")
+        states = [self.readiness(d) for d in route.live]
+        ready = [r for r in states if r.ready]
+        if ready:
+            return Readiness(True, any(r.resident for r in ready))
+        return Readiness(False, False, "; ".join(r.reason or "not ready" for r in states))
+
+    def not_ready(self) -> dict[str, str]:
+        """Every deployment not ready in this worker, as endpoint/ref -> reason."""
+        out = {}
+        for d in self._live.values():
+            state = self.readiness(d)
+            if not state.ready:
+                out[f"{d.spec.endpoint}/{d.spec.ref}"] = state.reason or "not ready"
+        return out
 
     def gauges(self) -> dict[str, dict[str, float]]:
         """Point-in-time values for /metrics: queue depth (model loads are the cache's)."""

@@ -39,6 +39,9 @@ class DeployRequest(BaseModel):
     shadow: bool = False
     max_batch_size: int = 64
     timeout_ms: int = 10_000
+    wait_s: float | None = Field(
+        default=None, description="answer only once every serving worker holds it warm, or 503"
+    )
 
 
 class TrafficRequest(BaseModel):
@@ -106,6 +109,7 @@ def deploy(principal: Deployer, store: StoreDep, name: str, body: DeployRequest)
         max_batch_size=body.max_batch_size,
         timeout_ms=body.timeout_ms,
         actor=principal.actor,
+        wait_s=body.wait_s,
     )
 
 

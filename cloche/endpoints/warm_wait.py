@@ -1,0 +1,70 @@
+"""Waiting for a deployment to be warm on every serving worker (`endpoints deploy --wait`).
+
+Workers say what they hold in their model cache's state files (serving/residency.py): a model
+is warm in a worker once it is resident there, which it is only after it answered its warm-up.
+Under a memory budget a worker preloads a model only into free room, so a model that does not fit
+there counts as done (it is routable and loads on its first request).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from cloche.errors import Unavailable
+from cloche.serving.residency import read_states
+
+POLL_S = 0.2
+
+
+def wait_warm(
+    home: Path, model: str, version: int, *, size_bytes: int, timeout_s: float
+) -> list[int]:
+    """Block until every live serving worker on ``home`` holds ``model:version`` warm; the
+    workers' pids. Raises Unavailable at once when a worker failed to load it, and when
+    ``timeout_s`` passes, naming the workers that are not warm."""
+    ref = f"{model}:{version}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = read_states(home)
+        pending = []
+        for state in states:
+            status, reason = _worker_status(state, model, version, size_bytes)
+            if status == "failed":
+                raise Unavailable(
+                    f"{ref} is deployed but failed to warm on worker {state['worker']} of "
+                    f"server {state['server']}: {reason}",
+                    hint="it takes no traffic from a warm deployment; see `cloche endpoints "
+                    "show` and the server log, fix the cause, and the worker retries it",
+                )
+            if status == "pending":
+                pending.append(f"{state['server']}/{state['worker']}")
+        if not pending:
+            return [int(s["worker"]) for s in states]
+        if time.monotonic() >= deadline:
+            raise Unavailable(
+                f"{ref} is deployed but not warm after {timeout_s:g} s on worker(s) "
+                f"{', '.join(pending)} (server/pid)",
+                hint="a large model may need longer: raise --wait-timeout, or check the "
+                "server log for the load",
+            )
+        time.sleep(POLL_S)
+
+
+def _worker_status(
+    state: dict[str, Any], model: str, version: int, size_bytes: int
+) -> tuple[str, str | None]:
+    """ "warm", "failed" (with the reason) or "pending" for one worker's state."""
+    entry = next(
+        (m for m in state.get("models", []) if m["model"] == model and m["version"] == version),
+        None,
+    )
+    if entry is not None and entry.get("resident"):
+        return "warm", None
+    if entry is not None and entry.get("last_error"):
+        return "failed", str(entry["last_error"])
+    budget = state.get("budget_bytes")
+    if budget and size_bytes > budget - int(state.get("used_bytes") or 0):
+        return "warm", None  # no room to preload it: it loads on its first request
+    return "pending", None
