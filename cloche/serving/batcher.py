@@ -115,6 +115,7 @@ class AdaptiveBatcher:
         self._fill_until = 0.0
         self._call_s = 0.0  # how long the last model call took
         self._load_started = 0.0  # when the model's load off the loop began
+        self._loaded_now = False  # the next batch follows a load: no second residency check
 
     async def submit(
         self, inputs: np.ndarray, outputs: frozenset[str], timeout_s: float, meta: Any = None
@@ -236,9 +237,12 @@ class AdaptiveBatcher:
             self._arrivals_seen = self._arrivals
             loop.call_soon(self._run_next_batch)
             return
-        if self._resident is not None and not self._resident():
+        if self._resident is not None and not self._loaded_now and not self._resident():
             self._load_off_loop(loop)
             return
+        # Just loaded: run even if the model was evicted again meanwhile (a model larger than
+        # the budget is, as soon as its load's pin is released); the batch's pin loads it.
+        self._loaded_now = False
         batch = self._take_batch(now)
         if self._waiting:  # the batch made room in the queue
             self._admit_waiting()
@@ -284,6 +288,7 @@ class AdaptiveBatcher:
             for job in self._queue:  # their load stage (Server-Timing, spans)
                 if job.meta is not None:
                     job.meta.load_s = load_s
+            self._loaded_now = True
             self._run_next_batch()
             return
         # The load failed (the cache names the model and why): the requests waiting for it

@@ -472,3 +472,22 @@ def test_a_failed_load_answers_the_waiting_requests_with_its_error_and_the_next_
 
     asyncio.run(main())
     assert len(attempts) == 2
+
+
+def test_a_model_evicted_as_soon_as_it_loads_still_answers_without_loading_again_and_again() -> (
+    None
+):
+    loads: list[int] = []
+
+    async def main():
+        # Never resident: a model larger than the budget is evicted when its load's pin ends.
+        b = _batcher(
+            lambda X, wanted: {"predict": X.sum(axis=1)},
+            resident=lambda: False,
+            load=lambda: loads.append(1),
+        )
+        out = await b.submit(np.ones((1, 2)), PREDICT, 5)
+        assert out["predict"].tolist() == [2.0]
+
+    asyncio.run(main())
+    assert loads == [1]
