@@ -34,6 +34,7 @@ from cloche.batch.plan import check_spec, plan_path
 from cloche.batch.spec import JobOutcome, JobSpec, ModelSource, Progress
 from cloche.errors import BatchJobNotFound, ClocheError, JobStateConflict
 from cloche.lineage.links import record as record_lineage
+from cloche.processes import pid_alive
 from cloche.registry.refs import parse_ref
 from cloche.registry.service import artifact_location, resolve_version_row
 from cloche.store.paging import collect
@@ -166,20 +167,10 @@ def runner_alive(row: HasRunner, *, now_s: float | None = None) -> bool:
     if row.runner is None or row.heartbeat_at is None:
         return False
     host, _, pid = row.runner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+    if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
         return False
     now = utcnow() if now_s is None else audit.as_utc(row.heartbeat_at) + timedelta(seconds=now_s)
     return (now - audit.as_utc(row.heartbeat_at)).total_seconds() < STALE_AFTER_S
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cancel(store: Store, job_id: str, *, actor: str = "local") -> BatchJob:

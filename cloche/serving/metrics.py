@@ -16,6 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from cloche.processes import pid_alive
+
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Cold-start stages take from milliseconds (a hash check) to minutes (a large download).
@@ -231,7 +233,7 @@ def _residency_gauges(folder: Path) -> dict[str, dict[str, float]]:
         except (OSError, ValueError):
             continue
         pid = int(state.get("pid", 0))
-        if not _alive(pid):
+        if not pid_alive(pid):
             continue
         worker = str(pid)
         if state.get("budget_bytes"):
@@ -261,21 +263,9 @@ def _snapshots(folder: Path) -> list[tuple[dict[str, Any], bool]]:
     for _, path, snap in sorted(found, key=lambda f: f[0]):
         newest[int(snap.get("pid", 0))] = path
     return [
-        (snap, newest.get(pid := int(snap.get("pid", 0))) == path and _alive(pid))
+        (snap, newest.get(pid := int(snap.get("pid", 0))) == path and pid_alive(pid))
         for _, path, snap in found
     ]
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _add(into: dict[str, dict[str, Any]], hists: dict[str, dict[str, Any]]) -> None:

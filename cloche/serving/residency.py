@@ -10,9 +10,10 @@ machine or one shared volume) are all read. A file whose process has exited is i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from cloche.processes import pid_alive
 
 
 def state_file(home: Path, server_id: str, instance: str) -> Path:
@@ -28,7 +29,7 @@ def read_states(home: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue  # being replaced, or from a crash mid-write of an older release
         pid = int(state.get("pid", 0))
-        if not _alive(pid):
+        if not pid_alive(pid):
             continue
         state["server"] = path.parent.parent.name
         state["worker"] = pid
@@ -53,15 +54,3 @@ def worker_budget(home: Path) -> int | None:
     or None when none has a budget: a model larger than it can never be held by that worker."""
     budgets = [s["budget_bytes"] for s in read_states(home) if s.get("budget_bytes")]
     return min(budgets) if budgets else None
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

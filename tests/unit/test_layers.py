@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cloche.config",
             "cloche.errors",
             "cloche.hosts",
+            "cloche.processes",  # is a pid alive: serving state files and batch heartbeats
             "cloche.egress",
             "cloche.durations",
             "cloche.sizes",  # memory sizes as users write them: settings and the CLI read them
