@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cloche.errors import ClocheError, Unavailable
 from cloche.runtimes import get_runtime
 from cloche.runtimes.base import LoadedModel
@@ -394,17 +396,14 @@ class ModelCache:
 
 
 def warm_up_rows(signature: dict[str, Any]) -> Any:
-    """One row for a warm-up prediction, made from a tabular signature of numeric inputs
-    (zeros, columns named as the model knows them); None when the signature does not say
-    enough to make one that the model would take."""
+    """One row for a warm-up prediction, made from a tabular signature of numeric inputs: zeros,
+    as the data plane hands a numeric request to the model (a float array; the runtime names the
+    columns when the model needs them), so no pandas is needed (an edge bundle has none); None
+    when the signature does not say enough to make one that the model would take."""
     inputs = signature.get("inputs") or []
     if signature.get("input_kind", "tabular") != "tabular" or not inputs:
         return None
     numeric = ("bool", "int", "uint", "float")
     if not all(str(f.get("dtype", "")).startswith(numeric) for f in inputs):
         return None
-    import pandas as pd
-
-    return pd.DataFrame({str(f["name"]): [0] for f in inputs}).astype(
-        {str(f["name"]): str(f["dtype"]) for f in inputs}
-    )
+    return np.zeros((1, len(inputs)))

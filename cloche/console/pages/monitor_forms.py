@@ -124,12 +124,14 @@ READERS: dict[str, tuple[str, Callable[[str], Any]]] = {
 CONTROL_OF = {config: control for control, (config, _) in READERS.items()}
 
 
-class _FormProblem(InvalidInput):
-    """A value of the form that cannot be read, with the control it came from."""
+class _FormProblem(Exception):
+    """A value of the form that cannot be read: the error, and the control it came from. Not a
+    ClocheError of its own (errors.py holds those): it carries one to its control."""
 
     def __init__(self, control: str, error: ClocheError) -> None:
-        super().__init__(error.message, hint=error.hint)
+        super().__init__(error.message)
         self.control = control
+        self.error = error
 
 
 def read_config(fields: dict[str, str]) -> MonitorConfig:
@@ -156,8 +158,6 @@ def read_config(fields: dict[str, str]) -> MonitorConfig:
 
 def _control_of(error: ClocheError) -> str:
     """Which control a service error is about, so the message appears beside it."""
-    if isinstance(error, _FormProblem):
-        return error.control
     if isinstance(error, NotFound):
         return "endpoint"
     if isinstance(error, Conflict | InvalidName):
@@ -174,7 +174,10 @@ async def create_monitor(request: Request) -> Response:
     settings = request.app.state.settings
     try:
         authorize(principal, Permission.DEPLOY)
-        config = read_config(fields)
+        try:
+            config = read_config(fields)
+        except _FormProblem as problem:
+            return _form_problem(request, fields, problem.error, problem.control)
         made = await asyncio.to_thread(
             service.create_monitor,
             request.app.state.store,
@@ -185,11 +188,18 @@ async def create_monitor(request: Request) -> Response:
             egress=settings.egress.policy(),
         )
     except ClocheError as error:
-        context = {"form": fields, "metrics": METRICS, "field": _control_of(error)}
-        return form_error(
-            request, "_monitor_create_form.html", "monitor-create", context, error, page=FORM_PAGE
-        )
+        return _form_problem(request, fields, error, _control_of(error))
     return go_to(request, f"/console/monitors/{made.name}")
+
+
+def _form_problem(
+    request: Request, fields: dict[str, str], error: ClocheError, control: str
+) -> Response:
+    """The form again, with ``error`` beside ``control``."""
+    context = {"form": fields, "metrics": METRICS, "field": control}
+    return form_error(
+        request, "_monitor_create_form.html", "monitor-create", context, error, page=FORM_PAGE
+    )
 
 
 async def delete_monitor(request: Request) -> Response:
