@@ -307,10 +307,11 @@ def deploy(
         )
         record_lineage(session, "endpoint", endpoint, "deployed", _ref(version))
         deployed = _changed(session, row, actor=actor, action="endpoint.deploy", before=before)
-        name, number = version.model.name, version.version
+        ref = f"{version.model.name}:{version.version}"
+        key = f"{version.framework}:{version.sha256}"  # the model cache's key (content)
         size = version.resident_bytes or version.size_bytes
     if wait_s is not None:  # after the commit: the workers learn of it from the store
-        wait_warm(store.home, name, number, size_bytes=size, timeout_s=wait_s)
+        wait_warm(store.home, ref, key, size_bytes=size, timeout_s=wait_s)
     return deployed
 
 

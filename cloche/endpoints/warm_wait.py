@@ -18,19 +18,18 @@ from cloche.serving.residency import read_states
 POLL_S = 0.2
 
 
-def wait_warm(
-    home: Path, model: str, version: int, *, size_bytes: int, timeout_s: float
-) -> list[int]:
-    """Block until every live serving worker on ``home`` holds ``model:version`` warm; the
+def wait_warm(home: Path, ref: str, key: str, *, size_bytes: int, timeout_s: float) -> list[int]:
+    """Block until every live serving worker on ``home`` holds version ``ref`` warm; the
     workers' pids. Raises Unavailable at once when a worker failed to load it, and when
-    ``timeout_s`` passes, naming the workers that are not warm."""
-    ref = f"{model}:{version}"
+    ``timeout_s`` passes, naming the workers that are not warm. ``key``: the model cache's key
+    (framework and content hash): two versions of the same files share one cache entry, which
+    the state files list under the version that loaded it first."""
     deadline = time.monotonic() + timeout_s
     while True:
         states = read_states(home)
         pending = []
         for state in states:
-            status, reason = _worker_status(state, model, version, size_bytes)
+            status, reason = _worker_status(state, key, size_bytes)
             if status == "failed":
                 raise Unavailable(
                     f"{ref} is deployed but failed to warm on worker {state['worker']} of "
@@ -52,14 +51,9 @@ def wait_warm(
         time.sleep(POLL_S)
 
 
-def _worker_status(
-    state: dict[str, Any], model: str, version: int, size_bytes: int
-) -> tuple[str, str | None]:
+def _worker_status(state: dict[str, Any], key: str, size_bytes: int) -> tuple[str, str | None]:
     """ "warm", "failed" (with the reason) or "pending" for one worker's state."""
-    entry = next(
-        (m for m in state.get("models", []) if m["model"] == model and m["version"] == version),
-        None,
-    )
+    entry = next((m for m in state.get("models", []) if m.get("key") == key), None)
     if entry is not None and entry.get("resident"):
         return "warm", None
     if entry is not None and entry.get("last_error"):
