@@ -122,7 +122,7 @@ def test_a_model_that_cannot_answer_its_warm_up_is_not_ready(tmp_path: Path) -> 
     state = router.endpoint_readiness("churn", "2")
     assert not state.ready
     assert (state.reason or "").startswith(
-        "model churn:2 cannot be loaded: its warm-up prediction failed: KeyError"
+        "model churn:2 cannot be loaded: its warm-up prediction failed: "
     )
     assert not router.cache.resident(ModelCache.key(canary))
     assert _picked(router.endpoint("churn")) == {1}
