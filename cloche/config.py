@@ -190,6 +190,15 @@ class ServingSettings(BaseModel):
         "loads every deployed model)",
     )
 
+    load_wait_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="how long a worker waits for one model's load and warm-up before it serves "
+        "without it (at start, or when a deploy reaches it); the load goes on, the model is not "
+        'ready ("still loading") and its requests get 503 at their timeout until it is done',
+    )
+
     @field_validator("model_memory", mode="before")
     @classmethod
     def _memory_size(cls, value: Any) -> int | None:

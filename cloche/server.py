@@ -71,6 +71,7 @@ class Server:
             payload_log=self.payload_log,
             metrics=self.metrics,
             max_request_rows=settings.serving.max_request_rows,
+            load_wait_seconds=settings.serving.load_wait_seconds,
         )
         # This worker's share of the model memory budget, sizes from the registry, load stages
         # into its metrics, and its state file for `cloche models loaded`.
@@ -151,7 +152,7 @@ class Server:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.router.refresh()  # serve only once every model is loaded
+                    await self.router.refresh()  # serve once each model is warm or past load_wait
                     limit_native_threads(self.settings.serving.threads_per_worker)
                     if self.settings.serving.grpc_port is not None:
                         self._grpc = await self._start_grpc(self.settings.serving.grpc_port)

@@ -36,6 +36,7 @@ from cloche.errors import (
     PayloadTooLarge,
     PredictFailed,
     Timeout,
+    Unavailable,
 )
 from cloche.serving.large import Answered, LargeRequest
 
@@ -116,6 +117,8 @@ class AdaptiveBatcher:
         self._call_s = 0.0  # how long the last model call took
         self._load_started = 0.0  # when the model's load off the loop began
         self._loaded_now = False  # the next batch follows a load: no second residency check
+        self._loading = False  # a load off the loop is under way
+        self._expiry: asyncio.TimerHandle | None = None  # answers requests a load outlasts
 
     async def submit(
         self, inputs: np.ndarray, outputs: frozenset[str], timeout_s: float, meta: Any = None
@@ -148,6 +151,8 @@ class AdaptiveBatcher:
             self._arrivals_seen = self._arrivals
             self._fill_until = now + min(self._call_s, MAX_FILL_S)
             loop.call_soon(self._run_next_batch)
+        elif self._loading and self._expiry is None:
+            self._expiry = loop.call_at(job.deadline, self._expire)
         return job.future
 
     def _full(self) -> Overloaded:
@@ -198,6 +203,8 @@ class AdaptiveBatcher:
             self._arrivals_seen = self._arrivals
             self._fill_until = loop.time() + min(self._call_s, MAX_FILL_S)
             loop.call_soon(self._run_next_batch)
+        elif self._loading and self._expiry is None:
+            self._expiry = loop.call_at(job.deadline, self._expire)
 
     def _take_batch(self, now: float) -> list[Job]:
         # Deadlines are checked when a batch is formed: the loop runs nothing else while the
@@ -279,9 +286,47 @@ class AdaptiveBatcher:
         meanwhile, so requests queue behind the load instead of starting another)."""
         assert self._load is not None
         self._load_started = time.perf_counter()
+        self._loading = True
         loop.run_in_executor(None, self._load).add_done_callback(self._loaded)
+        self._arm_expiry(loop)
+
+    def _arm_expiry(self, loop: asyncio.AbstractEventLoop) -> None:
+        # A load that hangs (or outlasts the requests' timeout) must not hold them past their
+        # deadline: each is answered 503 at its deadline while the load goes on.
+        jobs = [*self._queue, *self._waiting]
+        self._expiry = loop.call_at(min(j.deadline for j in jobs), self._expire) if jobs else None
+
+    def _expire(self) -> None:
+        """Answer the requests whose deadline passed while their model was loading."""
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        loading_s = time.perf_counter() - self._load_started
+        for jobs in (self._queue, self._waiting):
+            kept = [j for j in jobs if j.deadline > now and not j.future.done()]
+            for job in jobs:
+                if job.deadline <= now and not job.future.done():
+                    job.future.set_exception(self._still_loading(job, loading_s))
+            if jobs is self._queue:
+                self.queued_rows = sum(j.rows for j in kept)
+            jobs.clear()
+            jobs.extend(kept)
+        self._arm_expiry(loop)
+
+    def _still_loading(self, job: Job, loading_s: float) -> Unavailable:
+        return Unavailable(
+            f"model {self.name} is still loading: its load has taken {loading_s:.1f} s so far, "
+            f"longer than this request's timeout of {job.timeout_s * 1000:.0f} ms",
+            hint="retry in a moment (the load goes on, and requests are answered once it is "
+            "done); if it never ends, see the server log and `cloche models loaded --all`; a "
+            "model that loads this slowly needs a larger --timeout-ms at deploy",
+        )
 
     def _loaded(self, done: asyncio.Future[object]) -> None:
+        self._loading = False
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         error = done.exception()
         if error is None:
             load_s = time.perf_counter() - self._load_started

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cloche.errors import ClocheError, DeploymentNotFound, EndpointNotFound, NotReady
 from cloche.serving.batcher import MAX_REQUEST_ROWS
-from cloche.serving.deployment import LiveDeployment, describe
+from cloche.serving.deployment import LiveDeployment, describe, serving_outputs
 from cloche.serving.metrics import WorkerMetrics
 from cloche.serving.metrics import label as metrics_label
 from cloche.serving.model_cache import ModelCache
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cloche.serving")
 RETRY_COLD_S = 5.0  # how often a worker retries the warm-up of a deployment that failed it
+# How long a routing change waits for one model's warm-up (CLOCHE_SERVING__LOAD_WAIT_SECONDS):
+# past it the load goes on in its thread, the deployment is not ready ("still loading"), and
+# the other deployments are applied, so one hung load cannot stop a worker from serving.
+LOAD_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,12 @@ class Router:
         payload_log: PayloadLog | None = None,
         metrics: WorkerMetrics | None = None,
         max_request_rows: int = MAX_REQUEST_ROWS,
+        load_wait_seconds: float = LOAD_WAIT_S,
     ) -> None:
         self.source = source
+        self.load_wait_seconds = load_wait_seconds
+        # Cache key -> (warm-up under way on a thread, when it began): never two at once.
+        self._warming: dict[str, tuple[asyncio.Future[str | None], float]] = {}
         self.max_request_rows = max_request_rows
         self.payload_log = payload_log
         self.metrics = metrics
@@ -155,6 +163,12 @@ class Router:
         if route is None:
             if not self.ready:
                 raise NotReady("the server is still loading its models; retry in a moment")
+            failed = [r for k, r in self.load_errors.items() if k.startswith(f"{name}/")]
+            if failed:  # deployed, but no deployment of it could be set up in this worker
+                raise NotReady(
+                    f"endpoint {name!r} cannot serve yet: {'; '.join(failed)}",
+                    hint="see `cloche endpoints show` and the server log; it is retried",
+                )
             raise EndpointNotFound(
                 f"endpoint {name!r} does not exist or has no deployments",
                 hint="list endpoints with `cloche endpoints list`",
@@ -218,23 +232,45 @@ class Router:
         if current is not None and current.same_runtime(spec):
             if spec.deployment_id in self.cold:
                 # Warmed again; the model may have loaded on a request meanwhile.
-                failure = await asyncio.to_thread(self._warm_up, spec)
+                failure, _ = await self._warm_bounded(spec)
                 if failure is not None:
                     cold[spec.deployment_id] = failure
             # Same deployment id: same endpoint and version; only its share or sampling moved.
             return current if current.spec == spec else replace(current, spec=spec)
         # Off the loop: loading the model (the cache owns it; the deployment only names it),
         # and its signature and outputs (from the registry; from the model for old versions).
-        failure, described = await asyncio.to_thread(self._warm, spec)
+        failure, loading = await self._warm_bounded(spec)
         if failure is not None:
             cold[spec.deployment_id] = failure
+        described = _from_registry(spec) if loading else None
+        if loading and described is None:
+            raise NotReady(failure or "", hint="its signature waits for the model to load")
+        if described is None:
+            described = await asyncio.to_thread(describe, spec, self.cache)
         return LiveDeployment.start(
             spec, self.cache, self.payload_log, self.metrics, self.max_request_rows, described
         )
 
-    def _warm(self, spec: DeploymentSpec) -> tuple[str | None, tuple[Signature, frozenset[str]]]:
-        failure = self._warm_up(spec)
-        return failure, describe(spec, self.cache)
+    async def _warm_bounded(self, spec: DeploymentSpec) -> tuple[str | None, bool]:
+        """Warm ``spec`` on a thread, waiting at most ``load_wait_seconds`` (and not at all for
+        a warm-up an earlier change began): why it is not warm (None if it is) and whether its
+        load is still under way."""
+        key = ModelCache.key(spec)
+        running = self._warming.get(key)
+        if running is None:
+            task = asyncio.ensure_future(asyncio.to_thread(self._warm_up, spec))
+            running = self._warming[key] = (task, time.monotonic())
+            task.add_done_callback(lambda _: self._warming.pop(key, None))
+            wait = self.load_wait_seconds
+        else:
+            wait = 0.0
+        warming, began = running
+        try:
+            return await asyncio.wait_for(asyncio.shield(warming), wait), False
+        except TimeoutError:
+            waited = time.monotonic() - began
+            log.warning("%s is still loading after %.0f s", spec.ref, waited)
+            return f"model {spec.ref} is still loading ({waited:.0f} s so far)", True
 
     def _warm_up(self, spec: DeploymentSpec) -> str | None:
         """Load ``spec``'s model if it fits (its warm-up prediction is part of the load); the
@@ -281,7 +317,7 @@ class Router:
 
     def not_ready(self) -> dict[str, str]:
         """Every deployment not ready in this worker, as endpoint/ref -> reason."""
-        out = {}
+        out = dict(self.load_errors)
         for d in self._live.values():
             state = self.readiness(d)
             if not state.ready:
@@ -304,3 +340,10 @@ class Router:
             except Exception as exc:
                 log.warning("could not refresh deployments: %s", exc)
             await asyncio.sleep(self.poll_seconds)
+
+
+def _from_registry(spec: DeploymentSpec) -> tuple[Signature, frozenset[str]] | None:
+    """``spec``'s signature and outputs when the registry recorded them (no model needed)."""
+    signature = Signature.from_dict(spec.signature)
+    outputs = None if signature.is_empty else serving_outputs(signature)
+    return (signature, outputs) if outputs is not None else None

@@ -4,7 +4,14 @@ import time
 import numpy as np
 import pytest
 
-from cloche.errors import InvalidInput, Overloaded, PayloadTooLarge, PredictFailed, Timeout
+from cloche.errors import (
+    InvalidInput,
+    Overloaded,
+    PayloadTooLarge,
+    PredictFailed,
+    Timeout,
+    Unavailable,
+)
 from cloche.serving import batcher as batcher_module
 from cloche.serving.batcher import AdaptiveBatcher
 
@@ -491,3 +498,61 @@ def test_a_model_evicted_as_soon_as_it_loads_still_answers_without_loading_again
 
     asyncio.run(main())
     assert loads == [1]
+
+
+def test_requests_a_hung_load_outlasts_get_503_naming_the_model_at_their_deadline() -> None:
+    import threading
+
+    release = threading.Event()
+    loaded = threading.Event()
+
+    def load() -> None:
+        release.wait(30)  # hangs until the test ends it
+        loaded.set()
+
+    async def main():
+        b = _batcher(
+            lambda X, wanted: {"predict": X.sum(axis=1)},
+            resident=loaded.is_set,
+            load=load,
+            name="churn/churn:3",
+        )
+        first = asyncio.ensure_future(b.submit(np.ones((1, 2)), PREDICT, 0.05))
+        with pytest.raises(Unavailable) as late:
+            await first
+        # A request that arrives while the load still hangs, after the first was answered.
+        with pytest.raises(Unavailable):
+            await b.submit(np.ones((1, 2)), PREDICT, 0.05)
+        assert not loaded.is_set(), "the requests were answered before the load ended"
+        assert b.queued_rows == 0
+        release.set()
+        out = await b.submit(np.ones((1, 2)), PREDICT, 30)  # served once the load is done
+        assert out["predict"].tolist() == [2.0]
+        return late.value
+
+    error = asyncio.run(main())
+    assert error.message.startswith("model churn/churn:3 is still loading")
+    assert "longer than this request's timeout of 50 ms" in error.message
+    assert "--timeout-ms" in (error.hint or "")
+
+
+def test_a_request_with_a_later_deadline_keeps_waiting_for_the_load() -> None:
+    import threading
+
+    release = threading.Event()
+
+    async def main():
+        b = _batcher(
+            lambda X, wanted: {"predict": X.sum(axis=1)},
+            resident=release.is_set,
+            load=lambda: release.wait(30),
+        )
+        short = asyncio.ensure_future(b.submit(np.ones((1, 2)), PREDICT, 0.05))
+        long = asyncio.ensure_future(b.submit(np.ones((1, 2)), PREDICT, 30))
+        with pytest.raises(Unavailable):
+            await short
+        assert not long.done()
+        release.set()
+        assert (await long)["predict"].tolist() == [2.0]
+
+    asyncio.run(main())

@@ -195,3 +195,44 @@ def test_a_shadow_never_takes_traffic_even_when_the_live_one_failed(tmp_path: Pa
     router = _router([live, shadow])
     asyncio.run(router.refresh())
     assert _picked(router.endpoint("churn"), 20) == {1}
+
+
+def test_a_hung_load_stops_neither_the_table_nor_the_warm_stable_and_warms_once_done(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    stable, slow = _spec(tmp_path, 1, traffic=90), _spec(tmp_path, 2, traffic=10)
+    release = threading.Event()
+    fetches: list[int] = []
+
+    def locate(spec: DeploymentSpec) -> Path:
+        fetches.append(spec.version)
+        if spec.version == 2:  # its files take as long as the test says (a hung fetch)
+            release.wait(30)
+        return Path(spec.artifact_key)
+
+    router = Router(
+        Source(Snapshot(1, {"churn": [stable, slow]})), ModelCache(locate), load_wait_seconds=0.2
+    )
+    router.retry_seconds = 0.0
+
+    async def main() -> None:
+        await router.refresh()  # returns although version 2's load has not
+        assert router.ready
+        assert _picked(router.endpoint("churn")) == {1}
+        state = router.endpoint_readiness("churn", "2")
+        assert not state.ready and not state.resident
+        assert (state.reason or "").startswith("model churn:2 is still loading (")
+        assert list(router.not_ready()) == ["churn/churn:2"]
+        await router.refresh()  # a retry does not start a second load: it does not wait
+        assert "churn/churn:2" in router.not_ready()
+        release.set()
+        while not router.cache.resident(ModelCache.key(slow)):
+            await asyncio.sleep(0.01)
+        await router.refresh()  # the retry finds it warm: it takes its share
+        assert router.not_ready() == {}
+        assert _picked(router.endpoint("churn")) == {1, 2}
+
+    asyncio.run(main())
+    assert fetches.count(2) == 1  # one load, however many retries
