@@ -9,6 +9,7 @@ from cloche.cli._output import new_table, out, print_json, resident_table, succe
 from cloche.client.endpoints import DEFAULT_WAIT_S
 from cloche.endpoints.entities import Endpoint
 from cloche.endpoints.traffic import parse_split
+from cloche.errors import InvalidInput
 
 app = typer.Typer(help="Online endpoints: deploy models and split traffic.", no_args_is_help=True)
 
@@ -164,12 +165,22 @@ def deploy(
         ),
     ] = False,
     wait_timeout: Annotated[
-        float,
-        typer.Option(min=0.1, max=3600, help="Seconds --wait waits before it fails."),
-    ] = DEFAULT_WAIT_S,
+        float | None,
+        typer.Option(
+            min=0.1,
+            max=3600,
+            help=f"Seconds --wait waits before it fails [default: {DEFAULT_WAIT_S:g}].",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Deploy a model version (the first deployment takes 100% of traffic)."""
+    if wait_timeout is not None and not wait:
+        raise InvalidInput(
+            "--wait-timeout only applies to a deploy that waits",
+            hint=f"add --wait: cloche endpoints deploy {name} {ref} --wait --wait-timeout "
+            f"{wait_timeout:g}",
+        )
     ep = get_client(ctx).endpoints.deploy(
         name,
         ref,
@@ -178,7 +189,7 @@ def deploy(
         max_batch_size=max_batch_size,
         timeout_ms=timeout_ms,
         wait=wait,
-        wait_timeout_s=wait_timeout,
+        wait_timeout_s=DEFAULT_WAIT_S if wait_timeout is None else wait_timeout,
     )
     print_json(ep) if json_ else print_endpoint(ep)
 

@@ -273,7 +273,8 @@ def deploy(
     if wait_s is not None and not 0 < wait_s <= MAX_WAIT_S:
         raise InvalidInput(
             f"the wait must be more than 0 and at most {MAX_WAIT_S:g} s, got {wait_s:g}",
-            hint="give --wait-timeout in seconds, e.g. --wait-timeout 120",
+            hint="give the wait in seconds: --wait-timeout 120 (CLI), wait_s: 120 (REST), "
+            "wait_timeout_s=120 (SDK)",
         )
     if shadow and traffic:
         raise InvalidInput("a shadow deployment takes no live traffic; drop --traffic or --shadow")
@@ -311,7 +312,7 @@ def deploy(
         key = f"{version.framework}:{version.sha256}"  # the model cache's key (content)
         size = version.resident_bytes or version.size_bytes
     if wait_s is not None:  # after the commit: the workers learn of it from the store
-        wait_warm(store.home, ref, key, size_bytes=size, timeout_s=wait_s)
+        wait_warm(store.home, endpoint, ref, key, size_bytes=size, timeout_s=wait_s)
     return deployed
 
 

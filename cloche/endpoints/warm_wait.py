@@ -18,10 +18,13 @@ from cloche.serving.residency import read_states
 POLL_S = 0.2
 
 
-def wait_warm(home: Path, ref: str, key: str, *, size_bytes: int, timeout_s: float) -> list[int]:
+def wait_warm(
+    home: Path, endpoint: str, ref: str, key: str, *, size_bytes: int, timeout_s: float
+) -> list[int]:
     """Block until every live serving worker on ``home`` holds version ``ref`` warm; the
     workers' pids. Raises Unavailable at once when a worker failed to load it, and when
-    ``timeout_s`` passes, naming the workers that are not warm. ``key``: the model cache's key
+    ``timeout_s`` passes, naming the workers that are not warm; either way the deployment
+    stays recorded (the wait follows the commit). ``key``: the model cache's key
     (framework and content hash): two versions of the same files share one cache entry, which
     the state files list under the version that loaded it first."""
     deadline = time.monotonic() + timeout_s
@@ -34,8 +37,9 @@ def wait_warm(home: Path, ref: str, key: str, *, size_bytes: int, timeout_s: flo
                 raise Unavailable(
                     f"{ref} is deployed but failed to warm on worker {state['worker']} of "
                     f"server {state['server']}: {reason}",
-                    hint="it takes no traffic from a warm deployment; see `cloche endpoints "
-                    "show` and the server log, fix the cause, and the worker retries it",
+                    hint=f"the deployment is recorded and takes no traffic from a warm one; see "
+                    f"`cloche endpoints show {endpoint}` and the server log, fix the cause, and "
+                    "the worker retries it (or undeploy it)",
                 )
             if status == "pending":
                 pending.append(f"{state['server']}/{state['worker']}")
@@ -45,8 +49,10 @@ def wait_warm(home: Path, ref: str, key: str, *, size_bytes: int, timeout_s: flo
             raise Unavailable(
                 f"{ref} is deployed but not warm after {timeout_s:g} s on worker(s) "
                 f"{', '.join(pending)} (server/pid)",
-                hint="a large model may need longer: raise --wait-timeout, or check the "
-                "server log for the load",
+                hint=f"the deployment is recorded (do not deploy it again): it serves once "
+                f"warm. Watch it with `cloche endpoints show {endpoint}` or `cloche models "
+                "loaded`; a large model may need a longer --wait-timeout; if it never warms, "
+                "see the server log",
             )
         time.sleep(POLL_S)
 

@@ -344,6 +344,10 @@ def test_deploy_wait_times_out_naming_the_workers_not_warm(
         remote.endpoints.deploy("heavy", "heavy:1", wait=True, wait_timeout_s=0.5)
     assert late.value.message.startswith("heavy:1 is deployed but not warm after 0.5 s on worker")
     assert str(os.getpid()) in late.value.message and "--wait-timeout" in (late.value.hint or "")
+    # The deploy is recorded all the same, and the hint says so and how to watch it.
+    assert "do not deploy it again" in (late.value.hint or "")
+    assert "`cloche endpoints show heavy`" in (late.value.hint or "")
+    assert [d.ref for d in client.endpoints.get("heavy").deployments] == ["heavy:1"]
 
 
 def test_a_wait_out_of_range_is_refused_before_deploying(
