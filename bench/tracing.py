@@ -4,6 +4,7 @@ The server calls ``record`` once per request, at its end, on the worker's event 
 tracing off it holds no tracer and the hook only checks ``tracer is None``. This times, in one
 run and in this process:
 
+- none: no hook at all (an empty call: the loop's own cost), the floor "off" is judged by;
 - off: that check;
 - on, in the request: ``record`` with the five stages of a request (six spans), which builds
   the spans and queues them (wall time per call);
@@ -109,12 +110,16 @@ def main() -> None:
         def tracing_on(i: int) -> None:
             tracer.record(str(i), "churn", "churn:1", 200, time.time_ns(), STAGES)
 
+        def no_hook(i: int) -> None:
+            pass
+
         def nothing() -> None:
             pass
 
         bursts(tracing_on, 1_000, tracer.flush)  # warm up: first spans, the connection
-        offs, ons, exports = [], [], []
+        nones, offs, ons, exports = [], [], [], []
         for _ in range(args.rounds):  # interleaved, so drift on a shared machine hits all
+            nones.append(bursts(no_hook, args.requests, nothing))
             offs.append(bursts(tracing_off, args.requests, nothing))
             ons.append(bursts(tracing_on, args.requests, tracer.flush))
             exports.append(with_export(tracing_on, args.requests, tracer.flush))
@@ -123,8 +128,9 @@ def main() -> None:
         collector.kill()
         collector.wait()
 
-    off_s, on_s, export_s = (statistics.median(x) for x in (offs, ons, exports))
+    none_s, off_s, on_s, export_s = (statistics.median(x) for x in (nones, offs, ons, exports))
     print(f"{args.requests} requests a round, {args.rounds} rounds, medians; six spans a request")
+    print(f"no hook at all (the loop's own cost):    {none_s * 1e6:9.3f} us per request (wall)")
     print(f"tracing off (no tracer):                 {off_s * 1e6:9.3f} us per request (wall)")
     print(f"tracing on, in the request (record):     {on_s * 1e6:9.3f} us per request (wall)")
     print(f"tracing on, record + export (all CPU):   {export_s * 1e6:9.3f} us per request (CPU)")
@@ -132,6 +138,10 @@ def main() -> None:
         f"ratios to off: record {on_s / off_s:,.0f}x, with export {export_s / off_s:,.0f}x; "
         f"tracing adds {on_s * 1e6:.1f} us to a request, "
         f"{export_s * 1e6:.1f} us of the worker's CPU"
+    )
+    print(
+        f"tracing off against no hook: {(off_s - none_s) * 1e9:+.0f} ns per request "
+        f"({off_s / none_s:.2f}x the empty call)"
     )
 
 

@@ -79,3 +79,27 @@ def test_health_and_metadata_calls_are_not_traced(
     spans = receiver.wait_for_spans(len(STAGES) + 1, timeout=30)
 
     assert {s.name for s in spans if s.span.parent_span_id == b""} == {"predict churn"}
+
+
+def test_the_spans_request_id_joins_the_payload_log_row_and_its_ground_truth_label(
+    deployed: None,
+    receiver: Receiver,
+    start_server: ServerFactory,
+    settings: Settings,
+) -> None:
+    server = start_server(serving={"otlp_endpoint": receiver.url}, egress=LOOPBACK)
+    body = {"instances": [{"tenure": 1.0, "spend": 2.0}]}
+
+    # No X-Request-Id sent: the id the server makes is the one the span, the log and the
+    # label share.
+    answer = httpx.post(f"{server.url}/v1/models/churn:predict", json=body, timeout=30)
+
+    assert answer.status_code == 200, answer.text
+    spans = receiver.wait_for_spans(len(STAGES) + 1, timeout=30)
+    (request,) = [s for s in spans if s.name == "predict churn"]
+    traced = request.attributes["cloche.request_id"]
+    with cloche.Client(settings=settings) as sdk:
+        (row,) = sdk.logs.read("churn", since="10m").to_pylist()
+        labelled = sdk.monitors.feedback("churn", [{"request_id": traced, "label": 1}])
+    assert traced == row["request_id"] == answer.headers["x-request-id"]
+    assert (labelled.accepted, labelled.unknown_request_ids) == (1, [])
