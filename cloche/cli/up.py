@@ -136,6 +136,11 @@ def up(
             settings = _reserve_grpc(settings, settings.serving.grpc_port, cleanup)
         store = _open_store(settings)
         cleanup.callback(store.close)
+        if settings.serving.model_memory is not None:
+            from cloche.endpoints.budget import check_deployed_fit
+
+            # A share smaller than a deployed model would load it again for each request.
+            check_deployed_fit(store, budget_bytes=settings.serving.model_memory, workers=count)
         from cloche.logs.shared import check_shared_log
 
         check_shared_log(settings)  # a shared payload log this server cannot write stops it

@@ -153,6 +153,19 @@ def test_bad_model_memory_forms_are_refused_before_the_server_starts(form: str, 
     assert says in result.output and "4GiB" in result.output
 
 
+def test_cloche_up_refuses_a_budget_too_small_for_the_deployed_models_naming_them(
+    sdk: cloche.Client,
+) -> None:
+    sdk.endpoints.deploy("forest", "forest:1")
+    sdk.endpoints.deploy("small", "small:1")
+    result = cli("up", "--model-memory", "1KiB", "--port", "0", "--workers", "2")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "--model-memory 1 KiB leaves 512 B to each of 2 worker(s)" in text
+    assert "forest:1 (" in text and "small:1 (" in text  # each with its size
+    assert "start with --model-memory" in text and "MiB or more" in text
+
+
 def test_a_bad_model_memory_setting_names_its_variable() -> None:
     result = cli("up", "--port", "0", env={"CLOCHE_SERVING__MODEL_MEMORY": "huge"})
     assert result.exit_code == 2, result.output
