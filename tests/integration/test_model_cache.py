@@ -201,8 +201,17 @@ def test_an_evicted_model_is_loaded_again_by_its_next_request(
             assert r.status_code == 200, r.text
             assert r.json()["predictions"] == expected[name]
             cold.append("load;dur=" in r.headers["server-timing"])
+        metrics = http.get("/metrics").text
     # forest was warmed at start; after it, each request found its model evicted by the last.
     assert cold == [False, True, True, True]
+    # /metrics carries the same counts as `models loaded`, per model and worker.
+    worker = f'worker="{os.getpid()}"'
+    assert f'cloche_model_loads_total{{model="forest",version="1",{worker}}} 2' in metrics
+    assert f'cloche_model_evictions_total{{model="forest",version="1",{worker}}} 2' in metrics
+    assert f'cloche_model_loads_total{{model="small",version="2",{worker}}} 2' in metrics
+    assert f'cloche_model_evictions_total{{model="small",version="2",{worker}}} 1' in metrics
+    assert f'cloche_model_last_used_seconds{{model="small",version="2",{worker}}}' in metrics
+    assert f"cloche_model_memory_budget_bytes{{{worker}}} {budget}" in metrics
     loaded = {m.ref: m for m in sdk.models.loaded(all=True)}
     assert (loaded["forest:1"].loads, loaded["forest:1"].evictions) == (2, 2)
     assert (loaded["small:2"].loads, loaded["small:2"].evictions) == (2, 1)
