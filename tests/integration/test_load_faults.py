@@ -56,7 +56,8 @@ def _deploy(
         sdk.models.upload(folder, name="hung", sample=sample if with_sample else None)
         for name in ("fine", "hung"):
             sdk.endpoints.create(name)
-            sdk.endpoints.deploy(name, f"{name}:1", timeout_ms=1000)
+        sdk.endpoints.deploy("fine", "fine:1")
+        sdk.endpoints.deploy("hung", "hung:1", timeout_ms=1000)
     marker = tmp_path / "load-may-end"
     monkeypatch.setenv("CLOCHE_TEST_LOAD_UNTIL", str(marker))
     return marker
@@ -73,7 +74,7 @@ def test_a_hung_load_gets_503_naming_the_model_while_the_others_serve(
     release: Path, start_server: ServerFactory
 ) -> None:
     # Before, the worker waited for every model at start: one hung load kept it from serving.
-    server = start_server(serving={"workers": 1, "poll_ms": 100, "load_wait_seconds": 1})
+    server = start_server(serving={"workers": 1, "poll_ms": 100, "load_wait_seconds": 5})
     row = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
     with httpx.Client(base_url=server.url, timeout=30) as http:
         fine = http.post("/v1/models/fine:predict", json=row)
@@ -107,7 +108,7 @@ def test_a_hung_model_whose_inputs_only_it_can_tell_gets_503_not_404(
     # No sample: the worker must ask the loaded model for its inputs, so it cannot route the
     # endpoint until the load ends. It says so, rather than that the endpoint does not exist.
     release = _deploy(settings, tmp_path, sklearn_model_file, monkeypatch, with_sample=False)
-    server = start_server(serving={"workers": 1, "poll_ms": 100, "load_wait_seconds": 1})
+    server = start_server(serving={"workers": 1, "poll_ms": 100, "load_wait_seconds": 5})
     row = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
     with httpx.Client(base_url=server.url, timeout=30) as http:
         fine = http.post("/v1/models/fine:predict", json=row)
