@@ -202,16 +202,23 @@ class Router:
         cold: dict[int, str] = {}
         for name, specs in snapshot.endpoints.items():
             deployments = []
+            loading: set[int] = set()  # deployments whose load outlasted load_wait_seconds
             for spec in specs:
                 try:
-                    deployment = await self._live_for(spec, cold)
+                    deployment = await self._live_for(spec, cold, loading)
                     deployments.append(deployment)
                 except Exception as exc:  # one broken model must not stop the others
                     errors[f"{name}/{spec.ref}"] = str(exc)
                     log.error("cannot load %s for endpoint %s: %s", spec.ref, name, exc)
             for d in deployments:
                 live[d.spec.deployment_id] = d
-            if deployments:
+            old = self.routes.get(name)
+            if loading and old is not None:
+                # Traffic moves only to warm models: the endpoint keeps the table it had until
+                # the new deployment has loaded (the cold retry rebuilds it then).
+                routes[name] = old
+                live.update({d.spec.deployment_id: d for d in old.by_version.values()})
+            elif deployments:
                 routes[name] = EndpointRoute.build(name, deployments, frozenset(cold))
         # Replaced deployments are simply dropped: requests already routed to them hold a
         # reference and finish; their predict thread exits once the batcher is collected.
@@ -225,25 +232,31 @@ class Router:
         # view, or each full collection walks them all (measured: 70+ ms p99 stalls).
         gc.freeze()
 
-    async def _live_for(self, spec: DeploymentSpec, cold: dict[int, str]) -> LiveDeployment:
+    async def _live_for(
+        self, spec: DeploymentSpec, cold: dict[int, str], loading: set[int]
+    ) -> LiveDeployment:
         """``spec`` live in this worker, warmed first (off the loop) unless it already was;
-        a failed warm-up is recorded in ``cold``."""
+        a failed warm-up is recorded in ``cold``, one still under way in ``loading`` too."""
         current = self._live.get(spec.deployment_id)
         if current is not None and current.same_runtime(spec):
             if spec.deployment_id in self.cold:
                 # Warmed again; the model may have loaded on a request meanwhile.
-                failure, _ = await self._warm_bounded(spec)
+                failure, still = await self._warm_bounded(spec)
                 if failure is not None:
                     cold[spec.deployment_id] = failure
+                if still:
+                    loading.add(spec.deployment_id)
             # Same deployment id: same endpoint and version; only its share or sampling moved.
             return current if current.spec == spec else replace(current, spec=spec)
         # Off the loop: loading the model (the cache owns it; the deployment only names it),
         # and its signature and outputs (from the registry; from the model for old versions).
-        failure, loading = await self._warm_bounded(spec)
+        failure, still = await self._warm_bounded(spec)
         if failure is not None:
             cold[spec.deployment_id] = failure
-        described = _from_registry(spec) if loading else None
-        if loading and described is None:
+        if still:
+            loading.add(spec.deployment_id)
+        described = _from_registry(spec) if still else None
+        if still and described is None:
             raise NotReady(failure or "", hint="its signature waits for the model to load")
         if described is None:
             described = await asyncio.to_thread(describe, spec, self.cache)

@@ -239,3 +239,39 @@ def test_a_hung_load_stops_neither_the_table_nor_the_warm_stable_and_warms_once_
 
     asyncio.run(main())
     assert fetches.count(2) == 1  # one load, however many retries
+
+
+def test_traffic_moved_to_a_model_still_loading_stays_on_the_warm_one_until_it_loads(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    stable, slow = _spec(tmp_path, 1, traffic=100), _spec(tmp_path, 2, traffic=100)
+    release = threading.Event()
+
+    def locate(spec: DeploymentSpec) -> Path:
+        if spec.version == 2:
+            release.wait(30)
+        return Path(spec.artifact_key)
+
+    source = Source(Snapshot(1, {"churn": [stable]}))
+    router = Router(source, ModelCache(locate), load_wait_seconds=3)
+    router.retry_seconds = 0.0
+
+    async def main() -> None:
+        await router.refresh()
+        # The deploy moves all traffic to version 2, whose load outlasts the wait.
+        source.current = Snapshot(2, {"churn": [replace(stable, traffic=0), slow]})
+        await router.refresh()
+        assert router.generation == 2
+        assert _picked(router.endpoint("churn")) == {1}  # the old table, until 2 is warm
+        assert list(router.not_ready()) == ["churn/churn:2"]
+        assert router.cache.resident(ModelCache.key(stable))  # not evicted meanwhile
+        release.set()
+        while not router.cache.resident(ModelCache.key(slow)):
+            await asyncio.sleep(0.01)
+        await router.refresh()
+        assert _picked(router.endpoint("churn")) == {2}
+        assert router.not_ready() == {}
+
+    asyncio.run(main())
