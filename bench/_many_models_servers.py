@@ -32,32 +32,60 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Children a cloche server starts for a moment, not part of its steady footprint: the payload
+# log's compaction (a niced process per worker, each time segments close) and the child that
+# measures a model's resident size (at a deploy under a budget) or inspects an upload.
+TRANSIENT = ("cloche.logs.compact", "cloche.registry.inspect_child")
+
+
 class PeakMemory:
     """Samples the summed RSS of a process and all its descendants every ``every`` seconds,
-    in a thread, keeping the peak. Workers forked later are found at the next sample."""
+    in a thread, keeping the peak. Workers forked later are found at the next sample.
+
+    Each sample is also split: the server's own processes (the parent, its workers) and the
+    transient children (``TRANSIENT``), whose peaks are kept apart (``peak_own``,
+    ``transient_peak``): a transient is counted in the raw peak only, once, at its size then."""
 
     def __init__(self, pid: int, every: float = 0.05) -> None:
         self.peak = 0
+        self.peak_own = 0
+        self.transient_peak = 0
         self._root = psutil.Process(pid)
         self._every = every
         self._stop = threading.Event()
+        self._transient: dict[tuple[int, float], bool] = {}  # (pid, start time) -> transient
         self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
 
-    def _tree_rss(self) -> int:
-        total = 0
+    def _is_transient(self, proc: psutil.Process) -> bool:
+        key = (proc.pid, proc.create_time())
+        if key not in self._transient:
+            command = " ".join(proc.cmdline())
+            self._transient[key] = any(name in command for name in TRANSIENT)
+        return self._transient[key]
+
+    def _tree_rss(self) -> tuple[int, int]:
+        """(own, transient) bytes now."""
+        own = transient = 0
         try:
             procs = [self._root, *self._root.children(recursive=True)]
         except psutil.Error:
-            return 0
+            return 0, 0
         for proc in procs:
             # A worker may exit between listing and reading.
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
+                rss = proc.memory_info().rss
+                if self._is_transient(proc):
+                    transient += rss
+                else:
+                    own += rss
+        return own, transient
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._tree_rss())
+            own, transient = self._tree_rss()
+            self.peak = max(self.peak, own + transient)
+            self.peak_own = max(self.peak_own, own)
+            self.transient_peak = max(self.transient_peak, transient)
             self._stop.wait(self._every)
 
     def __enter__(self) -> PeakMemory:

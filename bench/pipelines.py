@@ -9,7 +9,8 @@ throwaway CLOCHE_HOME with every step's record written to its store (SQLite):
 
 The reference is the same functions called in a plain loop (the fan in a pool of 2 threads);
 the peer (``--prefect``) is the same pipelines as Prefect flows and tasks, in a venv of its own
-made with uv on first use (~/.cache/cloche-bench/prefect). Overhead per step is
+made with uv on first use (~/.cache/cloche-bench/prefect-VERSION; `--prefect-version`, default
+the release last measured, pinned because its cost moves between releases). Overhead per step is
 (pipeline time - plain time) / steps.
 
     .venv/bin/python bench/pipelines.py [--prefect] [--repeat 3] [--executors process,ray]
@@ -35,7 +36,10 @@ from pathlib import Path
 
 CHAIN, FAN, NAP = 200, 20, 0.1
 EXECUTORS = ("inprocess", "process", "ray")
-PREFECT_VENV = Path.home() / ".cache" / "cloche-bench" / "prefect"
+PREFECT_VENVS = Path.home() / ".cache" / "cloche-bench"
+# Pinned: Prefect's per-step cost moved 5-80 ms between its releases (3.9 serves its ephemeral
+# API from a separate uvicorn process), so a figure names the version it was measured on.
+PREFECT_VERSION = "3.9.1"
 
 PREFECT_SCRIPT = r"""
 import json, sys, time
@@ -155,12 +159,14 @@ def start_ray() -> bool:
     return True
 
 
-def prefect() -> dict[str, float]:
-    python = PREFECT_VENV / "bin" / "python"
+def prefect(version: str) -> dict[str, float]:
+    venv = PREFECT_VENVS / f"prefect-{version}"
+    python = venv / "bin" / "python"
     if not python.exists():
         uv = _uv()
-        subprocess.run([*uv, "venv", "-q", "-p", "3.11", str(PREFECT_VENV)], check=True)
-        subprocess.run([*uv, "pip", "install", "-q", "-p", str(python), "prefect"], check=True)
+        subprocess.run([*uv, "venv", "-q", "-p", "3.11", str(venv)], check=True)
+        spec = f"prefect=={version}"
+        subprocess.run([*uv, "pip", "install", "-q", "-p", str(python), spec], check=True)
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "PREFECT_HOME": home, "PREFECT_LOGGING_LEVEL": "ERROR"}
         # Its ephemeral API server can take longer than its default 20 s to start when the
@@ -191,6 +197,9 @@ def best(measure: Callable[[], dict[str, float]], repeat: int) -> dict[str, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefect", action="store_true", help="also run the Prefect peer")
+    parser.add_argument(
+        "--prefect-version", default=PREFECT_VERSION, help="the Prefect release to compare with"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median is shown")
     parser.add_argument(
         "--executors",
@@ -213,7 +222,7 @@ def main() -> None:
                 lambda h=home, e=executor: cloche(e, h), args.repeat
             )
         if args.prefect:
-            results["prefect"] = best(prefect, 1)
+            results["prefect"] = best(lambda: prefect(args.prefect_version), 1)
     base = results["plain loop"]
     print(f"{'':18} {'chain 200 (s)':>14} {'ms/step':>9} {'fan 20x0.1s, 2 workers (s)':>28}")
     for name, timing in results.items():

@@ -82,20 +82,26 @@ def _measure(request_bytes: bytes) -> dict[str, Any]:
 
     The model is loaded twice and the second load's growth of the resident set is the answer:
     the first load pulls in whatever modules the model needs (which every worker has already),
-    so only the model's own memory is counted.
+    so only the model's own memory is counted. The allocator is set as a budgeted worker sets it
+    (serving/heap.py) and the first load's freed buffers are returned before counting: with
+    glibc's defaults the unpickling's freed buffers stay resident, and a 40 MB forest measured
+    76 MB here against 45 MB in a worker.
     """
     import gc
     from pathlib import Path
 
     from cloche.errors import ClocheError
     from cloche.runtimes import get_runtime
+    from cloche.serving.heap import map_large_blocks, release_freed
 
+    map_large_blocks()
     try:
         request = json.loads(request_bytes)["measure"]
         runtime = get_runtime(str(request["framework"]))
         folder = Path(str(request["model_path"]))
         first = runtime.load(folder)
         gc.collect()
+        release_freed()
         before = _rss_bytes()
         second = runtime.load(folder)
         gc.collect()

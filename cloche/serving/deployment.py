@@ -71,7 +71,7 @@ def describe(spec: DeploymentSpec, cache: ModelCache) -> tuple[Signature, frozen
     outputs = None if signature.is_empty else serving_outputs(signature)
     if outputs is not None:
         return signature, outputs
-    with cache.pinned(spec) as model:
+    with cache.pinned(spec, use=False) as model:  # asking the model is no request for it
         if signature.is_empty:
             signature = model.signature()
         outputs = serving_outputs(signature)

@@ -1,9 +1,10 @@
 """Model residency: which models one worker holds, under its share of the memory budget.
 
 Every batch takes its model with ``with cache.pinned(spec) as model:``; a model is loaded on the
-first batch that needs it (or ahead, by ``warm``), and the least recently used models that no
-batch holds are evicted when a load needs room. Without a budget nothing is evicted but models
-no longer deployed (``evict(keep)``): every worker holds every deployed model, as before.
+first batch that needs it (or ahead, by ``warm``), and models that no batch holds are evicted
+when a load needs room: those used once before those used again (a segmented LRU, ``slru.py``),
+so a run of one-off models does not push out the hot ones. Without a budget nothing is evicted
+but models no longer deployed (``evict(keep)``): every worker holds every deployed model.
 
 A request is never failed because of the budget: when every other model is pinned, the load
 goes ahead over the budget and the excess is evicted as soon as the pins are released.
@@ -20,32 +21,25 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cloche.errors import ClocheError, Unavailable
-from cloche.runtimes import get_runtime
 from cloche.runtimes.base import LoadedModel
 from cloche.serving.heap import map_large_blocks, release_freed
+from cloche.serving.model_load import Check, Locate, Sample, StagedLoader
+from cloche.serving.slru import PROTECTED_SHARE, SegmentedLRU
 from cloche.serving.spec import DeploymentSpec
 
 log = logging.getLogger("cloche.serving")
 
-STAGES = ("fetch", "hash_check", "deserialise", "warm_up")
 PUBLISH_EVERY_S = 1.0
 
-Locate = Callable[[DeploymentSpec], Path]
-Check = Callable[[DeploymentSpec, Path], None]
 SizeOf = Callable[[DeploymentSpec], "int | None"]
 OnStage = Callable[[str, float], None]
-# A version's stored sample rows for its warm-up prediction (the registry's baseline), or None.
-Sample = Callable[[DeploymentSpec], Any]
 
 
 @dataclass
@@ -101,11 +95,8 @@ class ModelCache:
         warm_up: bool = True,
         sample: Sample | None = None,
     ) -> None:
-        # ``locate`` gives the folder of a deployment's model files on this machine, fetched
-        # (the artifact store's cache for `cloche up`, the bundle's model/ for an edge server);
-        # ``check`` verifies their hashes, timed apart when given (``locate`` checks otherwise).
-        self._locate = locate
-        self._check = check
+        # How a model is fetched, checked, deserialised and warmed: see model_load.py.
+        self._loader = StagedLoader(locate, check, warm_up, sample)
         self.budget_bytes = budget_bytes
         if budget_bytes is not None:
             map_large_blocks()  # else evicted models' arrays stay on the heap (heap.py)
@@ -113,9 +104,11 @@ class ModelCache:
         # registry/resident.py); unknown sizes fall back to the size of the files.
         self._size_of = size_of
         self._on_stage = on_stage
-        self._warm_up = warm_up
-        self._sample = sample
-        self._models: OrderedDict[str, CachedModel] = OrderedDict()  # least recently used first
+        self._models: dict[str, CachedModel] = {}
+        # Eviction order: once-used models before those used again (see slru.py).
+        self._order = SegmentedLRU(
+            int(budget_bytes * PROTECTED_SHARE) if budget_bytes is not None else None
+        )
         self._stats: dict[str, ModelStats] = {}
         self._used = 0  # bytes of the resident models, kept as they come and go
         self._lock = threading.Lock()  # the tables above; held for microseconds
@@ -154,18 +147,19 @@ class ModelCache:
 
     def load(self, spec: DeploymentSpec) -> LoadedModel:
         """The model for ``spec``, loading it (evicting idle models to make room) if it is not
-        resident. Blocking."""
-        with self.pinned(spec) as model:
+        resident. Blocking. Not a use: the batch that waits for this load is the model's use."""
+        with self.pinned(spec, use=False) as model:
             return model
 
     @contextmanager
-    def pinned(self, spec: DeploymentSpec) -> Iterator[LoadedModel]:
+    def pinned(self, spec: DeploymentSpec, *, use: bool = True) -> Iterator[LoadedModel]:
         """The model for ``spec``, loaded if it is not resident and held against eviction until
-        the block ends: a predict thread takes it around each batch. Blocking."""
+        the block ends: a predict thread takes it around each batch. Blocking. ``use``: the
+        block counts as a use of the model (a batch), which decides its eviction order."""
         key = self.key(spec)
-        cached = self._pin(key)
+        cached = self._pin(key, use)
         if cached is None:
-            cached = self._load_pinned(key, spec)
+            cached = self._load_pinned(key, spec, use)
         try:
             yield cached.model
         finally:
@@ -190,7 +184,7 @@ class ModelCache:
                 return
         with self._load_lock:
             if key not in self._models:
-                self._load_now(key, spec, pins=0, evict=False)
+                self._load_now(key, spec, pins=0, evict=False, used=False)
 
     # -- control --------------------------------------------------------------------------
 
@@ -202,6 +196,7 @@ class ModelCache:
             dropped = [k for k in self._models if k not in keep]
             for k in dropped:
                 self._used -= self._models.pop(k).size_bytes
+                self._order.remove(k)
             for k in [k for k in self._stats if k not in keep]:
                 del self._stats[k]
         if dropped:
@@ -249,28 +244,32 @@ class ModelCache:
 
     # -- inside ---------------------------------------------------------------------------
 
-    def _pin(self, key: str) -> CachedModel | None:
+    def _pin(self, key: str, use: bool) -> CachedModel | None:
         with self._lock:
             cached = self._models.get(key)
             if cached is None:
                 return None
             cached.pins += 1
-            self._models.move_to_end(key)
+            if use:
+                self._order.use(key)
             stats = self._stats.get(key)
             if stats is not None:
                 stats.last_used = time.time()
         self._stale = True
         return cached
 
-    def _load_pinned(self, key: str, spec: DeploymentSpec) -> CachedModel:
+    def _load_pinned(self, key: str, spec: DeploymentSpec, use: bool) -> CachedModel:
         with self._load_lock:
-            cached = self._pin(key)  # loaded by another thread while this one waited
+            cached = self._pin(key, use)  # loaded by another thread while this one waited
             if cached is not None:
                 return cached
-            return self._load_now(key, spec, pins=1, evict=True)
+            return self._load_now(key, spec, pins=1, evict=True, used=use)
 
-    def _load_now(self, key: str, spec: DeploymentSpec, *, pins: int, evict: bool) -> CachedModel:
-        """Load under ``_load_lock``: time each stage, account its size, make room."""
+    def _load_now(
+        self, key: str, spec: DeploymentSpec, *, pins: int, evict: bool, used: bool
+    ) -> CachedModel:
+        """Load under ``_load_lock``: time each stage, account its size, make room. ``used``:
+        the load is for a batch, its first use."""
         stats = self._stats_for(key, spec)
         expected = self._expected_size(spec)
         if evict and self.budget_bytes is not None:
@@ -280,7 +279,7 @@ class ModelCache:
         stages: dict[str, float] = {}
         start = time.perf_counter()
         try:
-            model = self._stages(spec, stages)
+            model = self._loader(spec, stages)
         except Exception as exc:
             reason = exc.message if isinstance(exc, ClocheError) else f"{type(exc).__name__}: {exc}"
             with self._lock:
@@ -297,6 +296,7 @@ class ModelCache:
         cached = CachedModel(model, expected, total, pins=pins)
         with self._lock:
             self._models[key] = cached
+            self._order.add(key, cached.size_bytes, used=used)
             self._used += cached.size_bytes
             stats.loads += 1
             stats.last_load = stages
@@ -309,47 +309,6 @@ class ModelCache:
                 self._on_stage(stage, seconds)
         self._changed()
         return cached
-
-    def _stages(self, spec: DeploymentSpec, stages: dict[str, float]) -> LoadedModel:
-        t0 = time.perf_counter()
-        folder = self._locate(spec)
-        t1 = time.perf_counter()
-        stages["fetch"] = t1 - t0
-        if self._check is not None:
-            self._check(spec, folder)
-            t2 = time.perf_counter()
-            stages["hash_check"] = t2 - t1
-            t1 = t2
-        model = get_runtime(spec.framework).load(folder)
-        t2 = time.perf_counter()
-        stages["deserialise"] = t2 - t1
-        if self._warm_up:
-            rows = self._warm_up_rows(spec)
-            if rows is not None:
-                try:
-                    model.predict(rows)
-                except Exception as exc:
-                    # A model is ready only once it answered: one that cannot answer its own
-                    # sample (or a zero row of its signature's types) would fail its requests.
-                    raise Unavailable(
-                        f"its warm-up prediction failed: {type(exc).__name__}: {exc}",
-                        hint="predict locally on the version's sample to see why; deploy a "
-                        "version that answers it",
-                    ) from exc
-                stages["warm_up"] = time.perf_counter() - t2
-        return model
-
-    def _warm_up_rows(self, spec: DeploymentSpec) -> Any:
-        """The version's stored sample if it has one, else a row made from its signature."""
-        if self._sample is not None:
-            try:
-                rows = self._sample(spec)
-            except Exception as exc:  # an unreadable sample must not stop the load
-                log.warning("cannot read the stored sample of %s: %s", spec.ref, exc)
-            else:
-                if rows is not None:
-                    return rows
-        return warm_up_rows(spec.signature)
 
     def _stats_for(self, key: str, spec: DeploymentSpec) -> ModelStats:
         with self._lock:
@@ -365,14 +324,15 @@ class ModelCache:
         return sum(int(f.get("size", 0)) for f in spec.files.values())
 
     def _make_room(self, need: int) -> None:
-        """Evict least recently used unpinned models until ``need`` more bytes fit (or only
-        pinned models are left). Called with ``_lock`` held."""
+        """Evict unpinned models in the segmented LRU's order (once-used ones first) until
+        ``need`` more bytes fit, or only pinned models are left. Called with ``_lock`` held."""
         assert self.budget_bytes is not None
         while self._used + need > self.budget_bytes:
-            victim = next((k for k, c in self._models.items() if c.pins == 0), None)
+            victim = next((k for k in self._order.victims() if self._models[k].pins == 0), None)
             if victim is None:
                 return  # all pinned: go over the budget, evict when the pins are released
             self._used -= self._models.pop(victim).size_bytes
+            self._order.remove(victim)
             stats = self._stats.get(victim)
             if stats is not None:
                 stats.evictions += 1
@@ -393,17 +353,3 @@ class ModelCache:
                 self.publish()
             except OSError as exc:
                 log.warning("could not write the model cache state: %s", exc)
-
-
-def warm_up_rows(signature: dict[str, Any]) -> Any:
-    """One row for a warm-up prediction, made from a tabular signature of numeric inputs: zeros,
-    as the data plane hands a numeric request to the model (a float array; the runtime names the
-    columns when the model needs them), so no pandas is needed (an edge bundle has none); None
-    when the signature does not say enough to make one that the model would take."""
-    inputs = signature.get("inputs") or []
-    if signature.get("input_kind", "tabular") != "tabular" or not inputs:
-        return None
-    numeric = ("bool", "int", "uint", "float")
-    if not all(str(f.get("dtype", "")).startswith(numeric) for f in inputs):
-        return None
-    return np.zeros((1, len(inputs)))

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -24,6 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from tests.integration._loopback_http import QuietHandler, loopback_server
 
 
 @dataclass
@@ -88,11 +89,11 @@ def value(any_value: AnyValue) -> Any:
     return None if kind is None else getattr(any_value, kind)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     receiver: Receiver  # set on the subclass each receiver builds
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.body()
         encoding = self.headers.get("Content-Encoding", "")
         if encoding == "gzip":
             body = gzip.decompress(body)
@@ -100,14 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         request.ParseFromString(body)
         self.receiver._add(request, encoding, self.path)
         answer = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
+        self.answer(200, answer, {"Content-Type": "application/x-protobuf"})
 
 
 @contextmanager
@@ -115,17 +109,9 @@ def otlp_receiver() -> Iterator[Receiver]:
     """An OTLP/HTTP receiver on a free loopback port; ``url`` is its base URL."""
     receiver = Receiver()
     handler = type("Handler", (_Handler,), {"receiver": receiver})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with loopback_server(handler, "test-otlp") as port:
+        receiver.url = f"http://127.0.0.1:{port}"
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @contextmanager

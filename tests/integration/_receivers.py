@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.integration._loopback_http import QuietHandler, loopback_server
 
 
 @dataclass
@@ -30,46 +30,27 @@ class Webhook:
     content_types: list[str] = field(default_factory=list)
 
 
-class _Hook(BaseHTTPRequestHandler):
+class _Hook(QuietHandler):
     hook: Webhook  # set on the subclass each receiver builds
 
     def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.hook.bodies.append(json.loads(raw))
+        self.hook.bodies.append(json.loads(self.body()))
         self.hook.content_types.append(self.headers.get("Content-Type", ""))
         status = self.hook.status
         if self.hook.fail_first > 0:
             self.hook.fail_first -= 1
             status = 500
         answer = b"ok" if status < 300 else b"invalid_payload: no text field"
-        self.send_response(status)
-        for name, value in self.hook.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
+        self.answer(status, answer, self.hook.headers)
 
 
 @contextmanager
 def webhook_receiver(path: str = "/hook") -> Iterator[Webhook]:
     """An HTTP server on a free loopback port, its URL ending in ``path``."""
     hook = Webhook()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Hook", (_Hook,), {"hook": hook}))
-    server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.05,), name="test-webhook", daemon=True
-    )
-    thread.start()
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-    try:
+    with loopback_server(type("Hook", (_Hook,), {"hook": hook}), "test-webhook") as port:
+        hook.url = f"http://127.0.0.1:{port}{path}"
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @dataclass

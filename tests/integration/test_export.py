@@ -1,25 +1,16 @@
-"""`cloche export` through the SDK on a real store: every convertible framework, the refusals,
-and (slow) a bundle with wheels installed offline into a fresh environment."""
+"""`cloche export` through the SDK on a real store: every convertible framework and the refusals
+(bundles installed into fresh environments: test_export_bundles.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
-import pandas as pd
 import pytest
 
 import cloche
-from cloche.config import Settings
 from cloche.errors import (
     ConversionFailed,
     ExportOutputExists,
@@ -31,8 +22,10 @@ from cloche.errors import (
 from cloche.export import convert, parity
 from cloche.export.manifest import BUNDLE_FORMAT, MANIFEST, file_entry
 from cloche.runtimes import get_runtime, has_predict_proba
+from tests.integration._export_cases import CASES, Case, cases, data, save_sklearn, sdk, upload_case
 
-FEATURES = ["tenure", "spend", "visits", "age"]
+__all__ = ["cases", "data", "sdk"]  # fixtures, imported for pytest
+
 CUSTOM_MODEL = """
 class Sign:
     def predict(self, X):
@@ -44,178 +37,12 @@ def load(path):
 """
 
 
-@dataclass(frozen=True)
-class Case:
-    """A trained model saved as the registry stores it, with rows to compare predictions on."""
-
-    path: Path
-    framework: str
-    baseline: Path | None
-    rows: Any  # model input as the server decodes it: a float array, or object rows
-    classifier: bool
-
-
-@pytest.fixture(scope="module")
-def data() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(3)
-    frame = pd.DataFrame(
-        rng.normal(size=(400, 4)) * [1, 30, 5, 12] + [0, 50, 10, 40], columns=FEATURES
-    )
-    score = frame["tenure"] + 0.02 * frame["spend"] - 0.1 * frame["visits"]
-    labels = np.digitize(score, [0.5, 1.5]).astype(np.int64)
-    target = 3.0 * frame["tenure"] + 0.5 * frame["spend"] + rng.normal(scale=0.1, size=400)
-    return frame, labels, target.to_numpy()
-
-
-def _save_sklearn(folder: Path, estimator: Any) -> Path:
-    path = folder / "model.joblib"
-    joblib.dump(estimator, path)
-    return path
-
-
-def _mixed_frame(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "plan": rng.choice(["basic", "pro", "enterprise"], size=n),
-            "tenure": rng.integers(1, 72, size=n),
-            "spend": rng.gamma(2.0, 30.0, size=n).round(2),
-        }
-    )
-
-
-CASES: dict[str, Callable[[Path, tuple[pd.DataFrame, np.ndarray, np.ndarray]], Case]] = {}
-
-
-def case(name: str) -> Callable[[Callable[..., Case]], Callable[..., Case]]:
-    def register(build: Callable[..., Case]) -> Callable[..., Case]:
-        CASES[name] = build
-        return build
-
-    return register
-
-
-def _baseline(folder: Path, frame: pd.DataFrame) -> Path:
-    path = folder / "train.parquet"
-    frame.to_parquet(path)
-    return path
-
-
-@case("logistic_regression")
-def _lr(folder: Path, data: Any) -> Case:
-    from sklearn.linear_model import LogisticRegression
-
-    frame, labels, _ = data
-    model = LogisticRegression(max_iter=1000).fit(frame, labels)
-    rows = frame.to_numpy()[:50]
-    return Case(_save_sklearn(folder, model), "sklearn", _baseline(folder, frame), rows, True)
-
-
-@case("hist_gradient_boosting")
-def _hgb(folder: Path, data: Any) -> Case:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    frame, labels, _ = data
-    model = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(frame, labels)
-    # No baseline: parity runs on rows generated from the signature.
-    return Case(_save_sklearn(folder, model), "sklearn", None, frame.to_numpy()[:50], True)
-
-
-@case("random_forest_regressor")
-def _rf(folder: Path, data: Any) -> Case:
-    from sklearn.ensemble import RandomForestRegressor
-
-    frame, _, target = data
-    model = RandomForestRegressor(n_estimators=20, max_depth=6, random_state=0).fit(frame, target)
-    rows = frame.to_numpy()[:50]
-    return Case(_save_sklearn(folder, model), "sklearn", _baseline(folder, frame), rows, False)
-
-
-@case("scaled_pipeline")
-def _pipeline(folder: Path, data: Any) -> Case:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    frame, labels, _ = data
-    model = Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression(max_iter=1000))])
-    model.fit(frame, labels)
-    rows = frame.to_numpy()[:50]
-    return Case(_save_sklearn(folder, model), "sklearn", _baseline(folder, frame), rows, True)
-
-
-@case("column_transformer_with_text")
-def _mixed(folder: Path, data: Any) -> Case:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    frame = _mixed_frame(400, seed=5)
-    labels = ((frame["tenure"] < 20) | (frame["plan"] == "basic")).to_numpy().astype(np.int64)
-    features = ColumnTransformer(
-        [
-            ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
-            ("numeric", StandardScaler(), ["tenure", "spend"]),
-        ]
-    )
-    model = Pipeline([("features", features), ("gb", GradientBoostingClassifier(n_estimators=20))])
-    model.fit(frame, labels)
-    rows = np.array(frame.head(50).to_numpy().tolist(), dtype=object)
-    return Case(_save_sklearn(folder, model), "sklearn", _baseline(folder, frame), rows, True)
-
-
-@case("xgboost_classifier")
-def _xgb(folder: Path, data: Any) -> Case:
-    import xgboost as xgb
-
-    frame, labels, _ = data
-    model = xgb.XGBClassifier(n_estimators=20, max_depth=3, random_state=0).fit(frame, labels)
-    path = folder / "model.json"
-    model.save_model(path)
-    return Case(path, "xgboost", _baseline(folder, frame), frame.to_numpy()[:50], True)
-
-
-@case("lightgbm_classifier")
-def _lgbm(folder: Path, data: Any) -> Case:
-    import lightgbm as lgb
-
-    frame, labels, _ = data
-    model = lgb.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1).fit(frame, labels)
-    path = folder / "model.txt"
-    model.booster_.save_model(str(path))
-    return Case(path, "lightgbm", _baseline(folder, frame), frame.to_numpy()[:50], True)
-
-
-@pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory, data: Any) -> dict[str, Case]:
-    """Every model trained once for the module, each in its own folder."""
-    built = {}
-    for name, build in CASES.items():
-        folder = tmp_path_factory.mktemp(name)
-        built[name] = build(folder, data)
-    return built
-
-
-@pytest.fixture
-def sdk(settings: Settings) -> Iterator[cloche.Client]:
-    with cloche.Client(settings=settings) as client:
-        yield client
-
-
-def _upload(sdk: cloche.Client, name: str, found: Case) -> str:
-    version = sdk.models.upload(
-        found.path, name=name.replace("_", "-"), framework=found.framework, baseline=found.baseline
-    )
-    return version.ref
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_each_framework_converts_checks_parity_and_serves_the_same_outputs(
     name: str, cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
 ) -> None:
     found = cases[name]
-    ref = _upload(sdk, name, found)
+    ref = upload_case(sdk, name, found)
     result = sdk.models.export(ref, tmp_path / "bundle")
 
     manifest = json.loads((tmp_path / "bundle" / MANIFEST).read_text())
@@ -253,7 +80,7 @@ def test_each_framework_converts_checks_parity_and_serves_the_same_outputs(
 def test_a_bundle_holds_what_its_manifest_lists_and_says_how_to_serve(
     cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
 ) -> None:
-    ref = _upload(sdk, "churn", cases["logistic_regression"])
+    ref = upload_case(sdk, "churn", cases["logistic_regression"])
     out = tmp_path / "edge"
     result = sdk.models.export(ref, out)
 
@@ -292,7 +119,7 @@ def test_format_onnx_writes_one_model_file_and_its_manifest(
     cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
 ) -> None:
     found = cases["xgboost_classifier"]
-    ref = _upload(sdk, "fraud", found)
+    ref = upload_case(sdk, "fraud", found)
     result = sdk.models.export(ref, tmp_path / "onnx", format="onnx")
 
     assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == [MANIFEST, "model.onnx"]
@@ -369,7 +196,7 @@ def test_an_estimator_skl2onnx_cannot_convert_is_refused_and_exports_natively(
     from sklearn.semi_supervised import LabelSpreading
 
     frame, labels, _ = data
-    path = _save_sklearn(tmp_path, LabelSpreading().fit(frame.to_numpy(), labels))
+    path = save_sklearn(tmp_path, LabelSpreading().fit(frame.to_numpy(), labels))
     ref = sdk.models.upload(path, name="spread").ref
 
     with pytest.raises(ConversionFailed) as refused:
@@ -385,7 +212,7 @@ def test_an_estimator_skl2onnx_cannot_convert_is_refused_and_exports_natively(
 def test_parity_beyond_the_tolerance_refuses_naming_the_output_and_the_difference(
     cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ref = _upload(sdk, "churn", cases["logistic_regression"])
+    ref = upload_case(sdk, "churn", cases["logistic_regression"])
     monkeypatch.setattr(parity, "PROBA_ATOL", 0.0)  # float32 rounding now counts as a difference
 
     with pytest.raises(ParityFailed) as refused:
@@ -410,7 +237,7 @@ def test_a_converted_model_that_predicts_differently_is_refused(
     from sklearn.linear_model import LogisticRegression
 
     frame, labels, _ = data
-    ref = _upload(sdk, "churn", cases["logistic_regression"])
+    ref = upload_case(sdk, "churn", cases["logistic_regression"])
     # A "conversion" that is really another model: labels shuffled before fitting.
     other = LogisticRegression(max_iter=1000).fit(frame.to_numpy(), np.roll(labels, 7))
     wrong = to_onnx(other, frame.to_numpy()[:1].astype(np.float32), options={"zipmap": False})
@@ -427,7 +254,7 @@ def test_a_converted_model_that_predicts_differently_is_refused(
 def test_an_existing_folder_is_replaced_only_with_overwrite_and_only_if_it_is_an_export(
     cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
 ) -> None:
-    ref = _upload(sdk, "churn", cases["logistic_regression"])
+    ref = upload_case(sdk, "churn", cases["logistic_regression"])
     out = tmp_path / "edge"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -450,7 +277,7 @@ def test_unknown_models_and_bad_options_are_refused(
 ) -> None:
     with pytest.raises(ModelNotFound):
         sdk.models.export("nope", tmp_path / "a")
-    ref = _upload(sdk, "churn", cases["logistic_regression"])
+    ref = upload_case(sdk, "churn", cases["logistic_regression"])
     with pytest.raises(VersionNotFound):
         sdk.models.export("churn:9", tmp_path / "a")
     with pytest.raises(InvalidInput, match="--native"):
@@ -468,107 +295,8 @@ def test_unknown_models_and_bad_options_are_refused(
 def test_over_http_export_says_to_run_beside_the_store(
     cases: dict[str, Case], sdk: cloche.Client, live_server: Any, tmp_path: Path
 ) -> None:
-    ref = _upload(sdk, "churn", cases["logistic_regression"])
+    ref = upload_case(sdk, "churn", cases["logistic_regression"])
     with cloche.Client(live_server.url) as remote, pytest.raises(InvalidInput) as refused:
         remote.models.export(ref, tmp_path / "edge")
     assert "CLOCHE_URL" in (refused.value.hint or "")
     assert not (tmp_path / "edge").exists()
-
-
-@pytest.mark.slow
-def test_a_bundle_without_wheels_installs_by_its_readme_from_the_index(
-    cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
-) -> None:
-    found = cases["logistic_regression"]
-    ref = _upload(sdk, "churn", found)
-    out = tmp_path / "edge"
-    install = sdk.models.export(ref, out).commands[0]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    done = subprocess.run(install, shell=True, cwd=out, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    probe = (
-        "import json, numpy as np; from pathlib import Path; "
-        "from cloche.runtimes import get_runtime; "
-        "m = get_runtime('onnx').load(Path('model')); "
-        f"print(json.dumps(m.predict(np.array({found.rows[:3].tolist()!r})).tolist()))"
-    )
-    ran = subprocess.run(
-        [".venv/bin/python", "-c", probe], cwd=out, env=env, capture_output=True, text=True
-    )
-    assert ran.returncode == 0, ran.stderr
-    assert json.loads(ran.stdout) == sdk.models.load(ref).predict(found.rows[:3]).tolist()
-
-
-@pytest.mark.slow
-def test_no_slim_keeps_every_wheel_as_the_index_served_it(
-    cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
-) -> None:
-    ref = _upload(sdk, "churn", cases["logistic_regression"])
-    result = sdk.models.export(ref, tmp_path / "edge", with_wheels=True, slim=False)
-    assert "slimmed" not in result.manifest
-    assert not [p for p in result.manifest["requirements"]["packages"] if "+slim" in p]
-    wheel = next((tmp_path / "edge" / "wheels").glob("onnxruntime-*.whl"))
-    readme = (tmp_path / "edge" / "README.md").read_text()
-    assert "+slim" not in wheel.name and "--no-slim" not in readme
-
-
-@pytest.mark.slow
-def test_a_bundle_with_wheels_installs_offline_without_pip_and_predicts(
-    cases: dict[str, Case], sdk: cloche.Client, tmp_path: Path
-) -> None:
-    """pip download from PyPI (cached after the first run), then an install with no index."""
-    found = cases["logistic_regression"]
-    ref = _upload(sdk, "churn", found)
-    out = tmp_path / "edge"
-    result = sdk.models.export(ref, out, with_wheels=True)
-
-    lines = [
-        line
-        for line in (out / "requirements.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
-    wheels = {p.name: p for p in (out / "wheels").glob("*.whl")}
-    assert len(wheels) == len(lines) + 1  # and pip's own wheel
-    for line in lines:
-        pin, _, digest = line.partition(" --hash=sha256:")
-        assert digest in {file_entry(p)["sha256"] for p in wheels.values()}, pin
-    assert {f"wheels/{name}" for name in wheels} <= set(result.files)
-    pip_wheel = next(name for name in wheels if name.startswith("pip-"))
-    assert f"/bundle/wheels/{pip_wheel}/pip install" in (out / "Dockerfile").read_text()
-    assert result.manifest["requirements"]["platform"] in ("manylinux_x86_64", "manylinux_aarch64")
-    # onnxruntime's wheel is the slim one: its C API library left out, its version marked.
-    slimmed = result.manifest["slimmed"]["onnxruntime"]
-    assert any(re.fullmatch(r"onnxruntime==[0-9.]+\+slim --hash=sha256:\w+", x) for x in lines)
-    assert [p.split("/")[-1].split(".so")[0] for p in slimmed["removed"]] == ["libonnxruntime"]
-    readme = (out / "README.md").read_text()
-    assert slimmed["from_sha256"][:16] in readme and "--no-slim" in readme
-
-    # A fresh environment with no pip: pip runs from its wheel, as in the Dockerfile.
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
-    install = [
-        python, str(out / "wheels" / pip_wheel / "pip"), "install", "--no-index", "--no-deps",
-        "--find-links", str(out / "wheels"), "--disable-pip-version-check", "-q",
-        "-r", str(out / "requirements.txt"),
-    ]  # fmt: skip
-    done = subprocess.run(install, env=env, capture_output=True, text=True, cwd=out)
-    assert done.returncode == 0, done.stderr
-    probe = f"""
-import importlib.util, json, numpy as np
-from pathlib import Path
-from cloche.runtimes import get_runtime
-model = get_runtime("onnx").load(Path({str(out / "model")!r}))
-rows = np.array({found.rows[:5].tolist()!r})
-print(json.dumps({{"labels": model.predict(rows).tolist(), "classes": list(model.classes),
-                  "found": [m for m in ("sklearn", "onnx", "scipy", "pandas", "pydantic")
-                            if importlib.util.find_spec(m) is not None]}}))
-"""
-    ran = subprocess.run([python, "-c", probe], env=env, capture_output=True, text=True)
-    assert ran.returncode == 0, ran.stderr
-    answer = json.loads(ran.stdout)
-    assert answer["found"] == []  # the lean runtime: no framework, no onnx, no control plane
-    assert not list(venv.glob("lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so*"))
-    assert answer["classes"] == [0, 1, 2]  # from the metadata the exporter wrote
-    assert answer["labels"] == sdk.models.load(ref).predict(found.rows[:5]).tolist()

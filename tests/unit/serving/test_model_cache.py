@@ -1,10 +1,12 @@
-"""The model cache with real scikit-learn models on disk: LRU under a budget, pins, warm-up,
-stage timings, the state file `cloche models loaded` reads, and the metrics it feeds."""
+"""The model cache with real scikit-learn models on disk: eviction under a budget (segmented
+LRU: once-used models go before those used again), pins, warm-up, stage timings, the state file
+`cloche models loaded` reads, and the metrics it feeds."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from sklearn.linear_model import LogisticRegression
 
 from cloche.errors import HashMismatch, Unavailable
 from cloche.serving.metrics import WorkerMetrics, publish, render
-from cloche.serving.model_cache import ModelCache, warm_up_rows
+from cloche.serving.model_cache import ModelCache
+from cloche.serving.model_load import warm_up_rows
 from cloche.serving.residency import loaded_models, state_file, worker_budget
 from cloche.serving.spec import DeploymentSpec
 from cloche.store.artifacts import ArtifactStore, sha256_file
@@ -62,7 +65,7 @@ def _spec(folder: Path, seed: int, *, model: str | None = None) -> DeploymentSpe
 
 @pytest.fixture
 def specs(tmp_path: Path) -> list[DeploymentSpec]:
-    return [_spec(_model_folder(tmp_path, seed), seed) for seed in range(4)]
+    return [_spec(_model_folder(tmp_path, seed), seed) for seed in range(8)]
 
 
 def _cache(budget: int | None, **options: object) -> ModelCache:
@@ -89,6 +92,76 @@ def test_the_least_recently_used_model_is_evicted_to_make_room(
     assert cache.get(a) is not None and cache.get(c) is not None
     assert cache.get(b) is None
     assert sum(cache.sizes().values()) <= 250 * MB
+
+
+def _batch(cache: ModelCache, spec: DeploymentSpec) -> None:
+    """One batch of one row, as a predict thread runs it: a use of the model."""
+    with cache.pinned(spec) as model:
+        assert model.predict(np.zeros((1, 3))).shape == (1,)
+
+
+def test_a_hot_model_survives_a_run_of_one_off_models_that_lru_would_have_let_evict_it(
+    specs: list[DeploymentSpec],
+) -> None:
+    cache = _cache(300 * MB)  # three models; the protected segment holds two
+    hot, *one_offs = specs
+    _batch(cache, hot)
+    _batch(cache, hot)  # its second use: protected
+    # Five models asked for once each, after the hot model's last use: plain LRU keeps the
+    # three most recent, so the hot model would have gone at the third.
+    for spec in one_offs[:5]:
+        _batch(cache, spec)
+    assert cache.get(hot) is not None
+    loads = {m["model"]: m["loads"] for m in cache.state()["models"]}
+    assert loads["m0"] == 1  # never reloaded
+    assert [cache.get(s) is not None for s in one_offs[:5]] == [False, False, False, True, True]
+
+
+def test_a_model_used_once_is_evicted_before_a_model_used_twice(
+    specs: list[DeploymentSpec],
+) -> None:
+    cache = _cache(200 * MB)
+    twice, once, newcomer = specs[:3]
+    _batch(cache, twice)
+    _batch(cache, twice)
+    _batch(cache, once)  # more recent than ``twice``, but used once
+    _batch(cache, newcomer)
+    assert cache.get(twice) is not None and cache.get(newcomer) is not None
+    assert cache.get(once) is None
+
+
+def test_a_load_ahead_of_its_batch_and_a_warm_up_are_not_uses(
+    specs: list[DeploymentSpec],
+) -> None:
+    # The batcher's cold path loads the model, then its batch pins it: one request, one use.
+    # Counted as two, the first request of every model would protect it.
+    cache = _cache(200 * MB)  # two models; the protected segment holds one
+    hot, cold, warmed, newcomer = specs[:4]
+    _batch(cache, hot)
+    _batch(cache, hot)
+    cache.load(cold)
+    _batch(cache, cold)
+    _batch(cache, newcomer)  # room for it: the once-used cold model goes, the hot one stays
+    assert cache.get(hot) is not None and cache.get(cold) is None
+    cache.evict({ModelCache.key(hot)})
+    cache.warm(warmed)  # a deploy's warm-up, then its first request
+    _batch(cache, warmed)
+    _batch(cache, newcomer)
+    assert cache.get(hot) is not None and cache.get(warmed) is None
+
+
+def test_the_budget_is_never_exceeded_by_any_sequence_of_batches(
+    specs: list[DeploymentSpec],
+) -> None:
+    budget = 350 * MB
+    cache = _cache(budget)
+    rng = random.Random(7)
+    # A skewed stream, as the many-models benchmark sends: most batches to two models.
+    for _ in range(120):
+        spec = rng.choice(specs[:2]) if rng.random() < 0.7 else rng.choice(specs[2:])
+        _batch(cache, spec)
+        assert sum(cache.sizes().values()) <= budget
+        assert cache.state()["used_bytes"] == sum(cache.sizes().values())
 
 
 def test_a_pinned_model_is_never_evicted_while_a_batch_holds_it(
@@ -145,7 +218,7 @@ def test_without_a_budget_every_model_stays_until_undeployed(specs: list[Deploym
     cache = _cache(None)
     for spec in specs:
         cache.warm(spec)
-    assert len(cache.sizes()) == 4
+    assert len(cache.sizes()) == len(specs)
     dropped = cache.evict({ModelCache.key(specs[0])})
     assert sorted(dropped) == sorted(ModelCache.key(s) for s in specs[1:])
     assert [m["model"] for m in cache.state()["models"]] == ["m0"]
