@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_seed() -> ModuleType:
-    # bench/ is a folder of scripts, not a package: load the seeder as bench/console.py does.
+    # bench/ is a folder of scripts, not a package: load the seeder (and the modules beside it
+    # that it imports) as bench/console.py does.
+    sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("bench_seed", ROOT / "bench" / "_seed.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -156,8 +158,8 @@ def test_models_filter_by_label(seeded: Store) -> None:
 def test_runs_filter_by_state_and_pipeline(seeded: Store) -> None:
     waiting = records.page_runs(seeded, PageRequest(limit=200), state="waiting")
     assert waiting.total and all(r.state == "waiting" for r in waiting.items)
-    rollout = records.page_runs(seeded, PageRequest(limit=200), pipeline="rollout")
-    assert rollout.total and all(r.pipeline == "rollout" for r in rollout.items)
+    retrain = records.page_runs(seeded, PageRequest(limit=200), pipeline="retrain")
+    assert retrain.total and all(r.pipeline == "retrain" for r in retrain.items)
 
 
 def test_jobs_alerts_and_audit_filter(seeded: Store) -> None:
@@ -199,7 +201,7 @@ def test_statements_per_page_do_not_grow_with_rows(any_store: Store, name: str) 
     for tag, scale in (("a", 1), ("b", 9)):  # 10 rows of each kind, then 100
         seeder.seed(
             any_store,
-            seeder.Scale(**{f: 10 * scale for f in seeder.Scale.__dataclass_fields__}),
+            seeder.Scale(**{f: 10 * scale for f in seeder.COUNTS}),
             tag=tag,
         )
         with _statements(any_store) as statements:
