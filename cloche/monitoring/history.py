@@ -155,16 +155,19 @@ def feature_histogram(
             MonitorRunRow.monitor_id == row.id
         )
         if run is not None:
-            candidates = session.execute(query.where(MonitorRunRow.id == run)).all()
+            candidates = list(session.execute(query.where(MonitorRunRow.id == run)))
             if not candidates:
                 raise MonitorRunNotFound(
                     f"monitor {row.name!r} has no run {run}",
                     hint=f"`cloche monitors runs {row.name}` lists its runs",
                 )
         else:
-            candidates = session.execute(
-                query.order_by(MonitorRunRow.id.desc()).limit(MAX_RUNS)
-            ).all()
+            # The newest run first, alone: it holds the histogram unless the feature was not
+            # compared then, and the database extracts the entry from each row it sends.
+            newest = query.order_by(MonitorRunRow.id.desc())
+            candidates = list(session.execute(newest.limit(1)))
+            if candidates and not _unwrap(candidates[0][4], feature, "histogram"):
+                candidates += session.execute(newest.offset(1).limit(MAX_RUNS - 1))
         for candidate in candidates:
             if histogram := _unwrap(candidate[4], feature, "histogram"):
                 return FeatureHistogram(

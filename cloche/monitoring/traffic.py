@@ -19,7 +19,7 @@ from cloche.monitoring.traffic_maths import (
     Counts,
     bucketed_increases,
     bucketed_rows,
-    histogram_quantile,
+    histogram_quantiles,
     rate,
     share,
 )
@@ -161,26 +161,26 @@ def _fitted(sums: np.ndarray) -> np.ndarray:
 def _series(deployment: str, found: np.ndarray | None, points: int, step: int) -> DeploymentTraffic:
     if found is None:
         found = np.full((points, WIDTH), np.nan)
-    requests: list[int | None] = []
-    per_s, client, server = [], [], []
-    quantiles: dict[float, list[float | None]] = {0.5: [], 0.95: [], 0.99: []}
-    for row in found.tolist():
-        n = None if math.isnan(row[0]) else int(row[0] + row[1] + row[2])
-        requests.append(n)
-        per_s.append(rate(n, step))
-        client.append(share(int(row[1]), n) if n else None)
-        server.append(share(int(row[2]), n) if n else None)
-        latency = [int(v) for v in row[3:]] if n is not None else []
-        for q, values in quantiles.items():
-            values.append(histogram_quantile(q, latency, LATENCY_BUCKETS_S) if latency else None)
+    covered = ~np.isnan(found[:, 0])
+    counters = np.nan_to_num(found).astype(np.int64)
+    totals = counters[:, :3].sum(axis=1)
+    requests = [int(n) if c else None for n, c in zip(totals.tolist(), covered, strict=True)]
+    quantiles = {
+        q: histogram_quantiles(q, counters[:, 3:], LATENCY_BUCKETS_S) for q in (0.5, 0.95, 0.99)
+    }
     return DeploymentTraffic(
         deployment=deployment,
         requests=requests,
-        requests_per_s=per_s,
-        client_error_rate=client,
-        server_error_rate=server,
+        requests_per_s=[rate(n, step) for n in requests],
+        client_error_rate=_shares(counters[:, 1], requests),
+        server_error_rate=_shares(counters[:, 2], requests),
+        # An interval with no sample has no quantile (its zero counts give None too).
         p50_s=quantiles[0.5],
         p95_s=quantiles[0.95],
         p99_s=quantiles[0.99],
         total_requests=sum(n or 0 for n in requests),
     )
+
+
+def _shares(parts: np.ndarray, requests: list[int | None]) -> list[float | None]:
+    return [share(p, n) if n else None for p, n in zip(parts.tolist(), requests, strict=True)]

@@ -23,7 +23,7 @@ from cloche.auth import tokens
 from cloche.batch import listing as batch_listing
 from cloche.config import Settings
 from cloche.endpoints import service as endpoints
-from cloche.errors import InvalidPage
+from cloche.errors import FeatureNotFound, InvalidPage
 from cloche.monitoring import listing as monitoring_listing
 from cloche.pipelines import records
 from cloche.registry import listing as registry_listing
@@ -280,3 +280,31 @@ def test_sdk_lists_follow_pages_past_the_ceiling_alike_in_both_transports(
         client.batch.list(limit=0)
     with pytest.raises(InvalidPage, match="created, state"):
         client.pipelines.runs(sort="name")
+
+
+def test_a_feature_chart_reads_its_entry_alone_in_constant_statements(any_store: Store) -> None:
+    """A month of hourly runs (each storing every feature's figures and histogram): the
+    feature's history and histogram come from that feature's entry, read by the database, in
+    the same statements whatever the runs hold."""
+    from sqlalchemy import select
+
+    from cloche.monitoring import history
+    from cloche.store.tables import MonitorRunRow
+
+    seeder.seed(any_store, seeder.Scale(models=3, endpoints=2, jobs=0, runs=0, monitors=2,
+                                        alerts=0, audit=0, tokens=0, histories=1))  # fmt: skip
+    with _statements(any_store) as statements:
+        found = history.feature_history(any_store, "watch-00000", "f1", limit=200)
+        histogram = history.feature_histogram(any_store, "watch-00000", "f1")
+    assert statements[0] <= 4 and len(found.points) == 200
+    with any_store.transaction() as session:
+        newest = session.scalars(select(MonitorRunRow).order_by(MonitorRunRow.id.desc())).first()
+        assert newest is not None
+        stored = newest.results["features"]["f1"]
+    assert found.points[-1].run == histogram.run == newest.id
+    assert found.points[-1].skew is not None
+    assert found.points[-1].skew.value == stored["skew"]["value"]
+    assert histogram.baseline == stored["histogram"]["baseline"]
+    with pytest.raises(FeatureNotFound, match="'tenure'") as missing:
+        history.feature_history(any_store, "watch-00000", "tenure")
+    assert missing.value.hint == "its features: " + ", ".join(f"f{i}" for i in range(8))
