@@ -308,3 +308,28 @@ def test_a_feature_chart_reads_its_entry_alone_in_constant_statements(any_store:
     with pytest.raises(FeatureNotFound, match="'tenure'") as missing:
         history.feature_history(any_store, "watch-00000", "tenure")
     assert missing.value.hint == "its features: " + ", ".join(f"f{i}" for i in range(8))
+
+
+def test_a_feature_named_with_a_quote_is_read_from_the_whole_results(any_store: Store) -> None:
+    """SQLite's JSON paths cannot name a key holding a double quote: such a feature's chart
+    reads the runs' whole results instead, and finds the same figures."""
+    from sqlalchemy import select
+
+    from cloche.monitoring import history
+    from cloche.store.tables import MonitorRunRow
+
+    seeder.seed(any_store, seeder.Scale(models=3, endpoints=2, jobs=0, runs=0, monitors=2,
+                                        alerts=0, audit=0, tokens=0, histories=1))  # fmt: skip
+    with any_store.transaction() as session:
+        newest = session.scalars(select(MonitorRunRow).order_by(MonitorRunRow.id.desc())).first()
+        assert newest is not None
+        features = dict(newest.results["features"])
+        features['spend "usd"'] = features["f1"]
+        newest.results = {**newest.results, "features": features}
+        newest_id = newest.id
+    found = history.feature_history(any_store, "watch-00000", 'spend "usd"')
+    histogram = history.feature_histogram(any_store, "watch-00000", 'spend "usd"')
+    expected = history.feature_history(any_store, "watch-00000", "f1", limit=1).points[0]
+    assert [p.run for p in found.points] == [newest_id] and found.points[0].skew == expected.skew
+    assert histogram.run == newest_id
+    assert histogram.baseline == history.feature_histogram(any_store, "watch-00000", "f1").baseline
