@@ -5,7 +5,8 @@ model inspections in a child process (an hour), and the listings read only rows.
 are the ones the services write (the same tables and columns, the JSON shapes the entities
 validate when read back): models with 1-5 versions, half with a ``prod`` alias; endpoints with
 a 90/10 split over two versions; batch jobs and pipeline runs in every state, a few waiting for
-approval; monitors with the default config; alerts open and resolved; audit entries; tokens.
+approval, each with its pipeline's real graph and step records (bench/_seed_runs.py); monitors
+with the default config; alerts open and resolved; audit entries; tokens.
 Times are spread over the last 30 days, so sorting by time means something.
 """
 
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import _seed_monitors as seed_monitors
+import _seed_runs as seed_runs
 from sqlalchemy import Connection, Table, insert
 
 from cloche.monitoring.entities import MonitorConfig
@@ -29,14 +32,16 @@ from cloche.store.tables import (
     EndpointRow,
     ModelRow,
     MonitorRow,
+    MonitorRunRow,
+    PipelineRow,
     PipelineRunRow,
+    PipelineStepRow,
     TokenRow,
+    TrafficSampleRow,
     VersionRow,
 )
 
 JOB_STATES = ["succeeded"] * 6 + ["failed", "cancelled", "running", "queued", "partially_succeeded"]
-RUN_STATES = ["succeeded"] * 6 + ["failed", "cancelled", "running", "waiting", "queued"]
-PIPELINES = ["rollout", "retrain", "nightly-score", "drift-check", "promote"]
 FRAMEWORKS = ["sklearn", "xgboost", "lightgbm", "onnx", "torch"]
 ACTIONS = ["alias.move", "endpoint.deploy", "traffic.set", "model.upload", "monitor.pause"]
 SIGNATURE = {
@@ -56,9 +61,15 @@ class Scale:
     alerts: int = 2000
     audit: int = 20_000
     tokens: int = 50
+    # Monitors and endpoints with a history (a month of hourly monitor runs, a day of traffic
+    # samples): what the monitor and endpoint pages chart. The rest are new, with none.
+    histories: int = 0
 
 
-ISSUE_SCALE = Scale()  # issue 18 point 7, plus what the other console pages list
+ISSUE_SCALE = Scale(histories=5)
+COUNTS = [
+    f for f in Scale.__dataclass_fields__ if f != "histories"
+]  # rows of each kind  # issue 18 point 7, plus what the other console pages list
 
 
 def seed(store: Store, scale: Scale = ISSUE_SCALE, *, rng_seed: int = 0, tag: str = "") -> None:
@@ -74,16 +85,24 @@ def seed(store: Store, scale: Scale = ISSUE_SCALE, *, rng_seed: int = 0, tag: st
             BatchJobRow,
             [_job(f"{tag}{i:012x}", rng, now, versions) for i in range(scale.jobs)],
         )
-        _insert(conn, PipelineRunRow, [_run(f"{tag}{i:012x}", rng, now) for i in range(scale.runs)])
+        _pipelines(conn, rng, now, scale.runs, tag)
         monitors = [f"mon_{tag}{i:06d}" for i in range(scale.monitors)]
         config = MonitorConfig(alerts=["log"]).model_dump(mode="json")
         _insert(conn, MonitorRow, [
-            {"id": mid, "name": f"watch{tag}-{i:05d}", "endpoint": endpoints[i % len(endpoints)],
+            {"id": mid, "name": f"watch{tag}-{i:05d}", "endpoint": endpoints[i % len(endpoints)][0],
              "config": config, "enabled": i % 10 != 0, "next_run_at": now + timedelta(hours=1),
              "created_at": _when(rng, now), "created_by": "bench"}
             for i, mid in enumerate(monitors)
         ])  # fmt: skip
         _insert(conn, AlertRow, [_alert(rng, now, monitors) for _ in range(scale.alerts)])
+        _insert(
+            conn, MonitorRunRow, seed_monitors.monitor_runs(monitors[: scale.histories], now, rng)
+        )
+        _insert(
+            conn,
+            TrafficSampleRow,
+            seed_monitors.traffic_samples(endpoints[: scale.histories], now, rng),
+        )
         _insert(conn, AuditRow, [_audit(rng, now) for _ in range(scale.audit)])
         _insert(conn, TokenRow, [
             {"id": f"{tag}{i:012x}", "name": f"ci{tag}-{i}",
@@ -167,7 +186,8 @@ def _endpoints(
     n: int,
     versions: list[Version],
     tag: str,
-) -> list[str]:
+) -> list[tuple[str, list[str]]]:
+    """The endpoints' names, each with its deployments' refs."""
     names = [f"endpoint{tag}-{i:04d}" for i in range(n)]
     at = [_when(rng, now) for _ in names]
     ids = _insert_ids(conn, EndpointRow, [
@@ -175,9 +195,10 @@ def _endpoints(
          "updated_at": when, "created_by": "bench"}
         for name, when in zip(names, at, strict=True)
     ])  # fmt: skip
-    deployments = []
+    deployments, refs = [], []
     for endpoint_id, when in zip(ids, at, strict=True):
         stable, canary = rng.sample(versions, 2)
+        refs.append([f"{model}:{v}" for model, v, _ in (stable, canary)])
         for (_, _, version_id), traffic in ((stable, 90), (canary, 10)):
             deployments.append(
                 {"endpoint_id": endpoint_id, "version_id": version_id, "traffic": traffic,
@@ -185,7 +206,7 @@ def _endpoints(
                  "created_at": when, "created_by": "bench"}
             )  # fmt: skip
     _insert(conn, DeploymentRow, deployments)
-    return names
+    return list(zip(names, refs, strict=True))
 
 
 def _job(key: str, rng: random.Random, now: datetime, versions: list[Version]) -> dict[str, Any]:
@@ -204,15 +225,18 @@ def _job(key: str, rng: random.Random, now: datetime, versions: list[Version]) -
     }  # fmt: skip
 
 
-def _run(key: str, rng: random.Random, now: datetime) -> dict[str, Any]:
-    pipeline = rng.choice(PIPELINES)
-    graph = {"name": pipeline, "steps": [{"name": s} for s in ("evaluate", "approve", "deploy")]}
-    return {
-        "id": f"pr_{key}", "pipeline": pipeline, "source_hash": _hex(rng),
-        "graph": graph, "params": {"model": f"model-{rng.randrange(1000):05d}"},
-        "state": rng.choice(RUN_STATES), "executor": "process", "error": "",
-        "created_at": _when(rng, now), "created_by": "bench",
-    }  # fmt: skip
+def _pipelines(conn: Connection, rng: random.Random, now: datetime, n: int, tag: str) -> None:
+    """Registered pipelines, and ``n`` runs of them with their step records, in slices."""
+    graphs = seed_runs.graphs()
+    if not tag:  # a pipeline's versions are unique by name: registered once per store
+        _insert(conn, PipelineRow, seed_runs.registered(graphs, now))
+    for first in range(0, n, 1000):
+        made = [
+            seed_runs.run(i, f"{tag}{i:012x}", rng, _when(rng, now), graphs)
+            for i in range(first, min(first + 1000, n))
+        ]
+        _insert(conn, PipelineRunRow, [row for row, _ in made])
+        _insert(conn, PipelineStepRow, [step for _, steps in made for step in steps])
 
 
 def _alert(rng: random.Random, now: datetime, monitors: list[str]) -> dict[str, Any]:

@@ -14,6 +14,14 @@ the scheduler runs it in the worker, and log compaction (a niced child, every mi
 the partitions it compacts. Run long enough (``--seconds 20`` with two configurations) that
 both happen while wrk measures.
 
+``--browser`` then measures cloche three more times on the same server: alone, while a
+headless Chromium signed in to the console keeps the endpoint's page open with its charts
+refreshing on the page's own 30 s timer (bench/_browser_watch.py), and alone again; it prints
+requests/s with the browser over the mean of the two runs without it, and the server's CPU
+time per 1,000 requests in each. Each such cell lasts at least 35 s, so a refresh lands in it. The
+browser is pinned to CPU 1 with wrk (``taskset -c 1``; Chromium's processes inherit the pin):
+what it costs the server is the console's own work, not a browser's rendering on its CPU.
+
 Compare ratios from one run; absolute numbers move with the machine's other load.
 """
 
@@ -28,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -37,6 +47,9 @@ from _charts import Chart, add_replay_options, caption, command_line, replay_cap
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 N_FEATURES = 20
+BROWSER_SECONDS = 35  # a cell with the browser open outlasts the charts' 30 s refresh
+PHASES = ("without", "browser", "after")  # --browser: cloche alone, watched, alone again
+Cell = dict[str, float]
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -176,6 +189,9 @@ def main() -> None:
     parser.add_argument("--rows", default="1,64", help="rows per request, comma-separated")
     parser.add_argument("--conns", default="1,16,64", help="connections, comma-separated")
     parser.add_argument("--monitor", action="store_true", help="a monitor on cloche's endpoint")
+    parser.add_argument(
+        "--browser", action="store_true", help="again with the console's endpoint page open"
+    )
     parser.add_argument("--no-chart", action="store_true", help="do not write docs/img/bench/")
     add_replay_options(parser)
     args = parser.parse_args()
@@ -194,7 +210,10 @@ def main() -> None:
         f"{'cloche rps':>10} {'p50':>6} {'p99':>6} | {'ratio':>5}"
     )
     ratios: dict[str, float] = {}
+    watched: dict[str, list[int]] = {}
+    with_browser: list[str] = []
     for kind in kinds:
+        refreshes: list[int] = []
         with tempfile.TemporaryDirectory(prefix="cloche-bench-") as tmp:
             work = Path(tmp)
             model = work / f"{kind}.joblib"
@@ -222,6 +241,17 @@ def main() -> None:
                         for r in rows_list
                         for c in conns
                     }
+                    if side == "cloche" and args.browser:
+                        seconds = max(args.seconds, BROWSER_SECONDS)
+
+                        # Without, with, and without the browser again: the machine's other
+                        # load drifts, and the two runs without it bracket the one with it.
+                        again = (proc.pid, wrk, url, bodies, rows_list, conns, seconds, work)
+                        results["without"] = cpu_cells(*again)
+                        with watching(f"http://127.0.0.1:{port}", "m", refreshes) as counted:
+                            results["browser"] = cpu_cells(*again)
+                        results["after"] = cpu_cells(*again)
+                        watched[kind] = counted
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
@@ -233,9 +263,98 @@ def main() -> None:
                         f"{x['rps'] / b['rps']:>5.2f}"
                     )
                     ratios[_label(kind, r, c)] = x["rps"] / b["rps"]
+                    if args.browser:
+                        with_browser.append(
+                            browser_row(kind, r, c, b, *(results[k][(r, c)] for k in PHASES))
+                        )
+    if args.browser:
+        print_browser_table(with_browser, watched, max(args.seconds, BROWSER_SECONDS))
     if not args.no_chart:
         note = f"{args.seconds} s per cell, one run"
         write_chart(ratios, caption(command_line(), note), "serving-quick" if args.quick else "")
+
+
+@contextmanager
+def watching(url: str, endpoint: str, refreshes: list[int]) -> Iterator[list[int]]:
+    """A console user's browser on ``endpoint``'s page, pinned to CPU 1, while the block runs;
+    ``refreshes`` gets how many chart refreshes it made."""
+    cmd = ["taskset", "-c", "1", PY, str(REPO / "bench" / "_browser_watch.py"), url, endpoint]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        ready = proc.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            sys.exit("the browser did not open the endpoint's page (see its error above)")
+        print(f"the browser opened the endpoint's page in {ready[1]} s", file=sys.stderr)
+        yield refreshes
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        last = proc.stdout.readline().split()
+        refreshes.append(int(last[1]) if len(last) == 2 else 0)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+
+def cpu_cells(
+    pid: int,
+    wrk: str,
+    url: str,
+    bodies: dict[int, Path],
+    rows_list: list[int],
+    conns: list[int],
+    seconds: int,
+    work: Path,
+) -> dict[tuple[int, int], Cell]:
+    """Every cell measured with ``with_cpu``."""
+    return {
+        (r, c): with_cpu(
+            pid, lambda r=r, c=c: run_wrk(wrk, url, bodies[r], c, seconds, work), seconds
+        )
+        for r in rows_list
+        for c in conns
+    }
+
+
+def with_cpu(pid: int, measure: Callable[[], dict[str, float]], seconds: int) -> Cell:
+    """``measure``'s figures and the server's CPU time (all its processes) per 1,000 requests:
+    work the console adds to the server shows there, whoever else loads the machine."""
+    import psutil
+
+    def cpu() -> float:
+        server = psutil.Process(pid)
+        times = [p.cpu_times() for p in (server, *server.children(recursive=True))]
+        return sum(t.user + t.system for t in times)
+
+    start = cpu()
+    found = measure()
+    used = cpu() - start
+    return {**found, "cpu_ms_per_1k": used * 1000 / (found["rps"] * seconds / 1000)}
+
+
+def browser_row(
+    kind: str, rows: int, conns: int, base: Cell, without: Cell, browser: Cell, after: Cell
+) -> str:
+    alone = (without["rps"] + after["rps"]) / 2
+    cpu_alone = (without["cpu_ms_per_1k"] + after["cpu_ms_per_1k"]) / 2
+    return (
+        f"{kind:8} {rows:>4} {conns:>5} | {without['rps']:>8.0f} {after['rps']:>8.0f} "
+        f"{cpu_alone:>7.1f} | {_cells(browser, 8)} {browser['cpu_ms_per_1k']:>7.1f} | "
+        f"{browser['rps'] / alone:>5.2f} {browser['rps'] / base['rps']:>6.2f}"
+    )
+
+
+def print_browser_table(lines: list[str], watched: dict[str, list[int]], seconds: int) -> None:
+    counted = ", ".join(f"{kind}: {sum(n)}" for kind, n in watched.items())
+    print(
+        f"\ncloche with the console's endpoint page open in a browser pinned to CPU 1, between "
+        f"two runs without it ({seconds} s each; chart refreshes answered: {counted}); "
+        "cpu: the server's CPU ms per 1,000 requests\n"
+        f"{'model':8} {'rows':>4} {'conns':>5} | {'alone rps':>8} {'again':>8} {'cpu':>7} | "
+        f"{'browser':>8} {'p50':>6} {'p99':>6} {'cpu':>7} | {'b/a':>5} {'b/base':>6}"
+    )
+    for line in lines:
+        print(line)
 
 
 def _label(kind: str, rows: int, conns: int) -> str:

@@ -65,21 +65,49 @@ def feature_history(
         raise BadRequest(f"limit {limit} is out of range", hint=f"use 1 to {MAX_RUNS}")
     with store.transaction() as session:
         row = monitor_row(session, monitor)
-        runs = session.scalars(
-            select(MonitorRunRow)
+        query = (
+            select(*_RUN_COLUMNS, _entry(feature))
             .where(MonitorRunRow.monitor_id == row.id)
             .order_by(MonitorRunRow.window_end.desc(), MonitorRunRow.id.desc())
             .limit(limit)
-        ).all()
+        )
+        runs = session.execute(query).all()
         name = row.name
         points = [p for r in reversed(runs) if (p := _point(r, feature)) is not None]
         if not points and runs:
-            raise _no_feature(name, feature, runs)
+            raise _no_feature(name, feature, _known(session, row.id, limit))
     return FeatureHistory(monitor=name, feature=feature, points=points)
 
 
-def _point(run: MonitorRunRow, feature: str) -> FeaturePoint | None:
-    entry = (run.results or {}).get("features", {}).get(feature)
+# A run's results hold every feature's figures and histogram (kilobytes each); a chart of one
+# feature asks the database for that feature's entry alone.
+_RUN_COLUMNS = (
+    MonitorRunRow.id,
+    MonitorRunRow.window_start,
+    MonitorRunRow.window_end,
+    MonitorRunRow.status,
+)
+
+
+def _entry(feature: str, *below: str) -> Any:
+    """The column expression of ``feature``'s stored entry (``below``: a key inside it)."""
+    if '"' in feature or "\\" in feature:  # not addressable in SQLite's JSON path syntax
+        return MonitorRunRow.results
+    return MonitorRunRow.results[("features", feature, *below)]
+
+
+def _unwrap(value: Any, feature: str, *below: str) -> Any:
+    """The entry ``_entry`` selected; from the whole results when it selected them."""
+    if '"' not in feature and "\\" not in feature:
+        return value
+    found = (value or {}).get("features", {}).get(feature) or {}
+    for key in below:
+        found = found.get(key) or {}
+    return found
+
+
+def _point(run: Any, feature: str) -> FeaturePoint | None:
+    entry = _unwrap(run[4], feature)
     if not entry or ("skew" not in entry and "drift" not in entry):
         return None
     return FeaturePoint(
@@ -89,6 +117,19 @@ def _point(run: MonitorRunRow, feature: str) -> FeaturePoint | None:
         status=run.status,
         skew=_distance(entry.get("skew")),
         drift=_distance(entry.get("drift")),
+    )
+
+
+def _known(session: Any, monitor_id: str, limit: int) -> list[str]:
+    """The features the newest ``limit`` runs stored (for the error that names them)."""
+    query = (
+        select(MonitorRunRow.results)
+        .where(MonitorRunRow.monitor_id == monitor_id)
+        .order_by(MonitorRunRow.id.desc())
+        .limit(limit)
+    )
+    return sorted(
+        {f for results in session.scalars(query) for f in (results or {}).get("features", {})}
     )
 
 
@@ -110,37 +151,40 @@ def feature_histogram(
     the latest run that stored them) saw them."""
     with store.transaction() as session:
         row = monitor_row(session, monitor)
-        query = select(MonitorRunRow).where(MonitorRunRow.monitor_id == row.id)
+        query = select(*_RUN_COLUMNS, _entry(feature, "histogram")).where(
+            MonitorRunRow.monitor_id == row.id
+        )
         if run is not None:
-            found = session.scalar(query.where(MonitorRunRow.id == run))
-            if found is None:
+            candidates = list(session.execute(query.where(MonitorRunRow.id == run)))
+            if not candidates:
                 raise MonitorRunNotFound(
                     f"monitor {row.name!r} has no run {run}",
                     hint=f"`cloche monitors runs {row.name}` lists its runs",
                 )
-            candidates = [found]
         else:
-            candidates = list(
-                session.scalars(query.order_by(MonitorRunRow.id.desc()).limit(MAX_RUNS))
-            )
+            # The newest run first, alone: it holds the histogram unless the feature was not
+            # compared then, and the database extracts the entry from each row it sends.
+            newest = query.order_by(MonitorRunRow.id.desc())
+            candidates = list(session.execute(newest.limit(1)))
+            if candidates and not _unwrap(candidates[0][4], feature, "histogram"):
+                candidates += session.execute(newest.offset(1).limit(MAX_RUNS - 1))
         for candidate in candidates:
-            entry = (candidate.results or {}).get("features", {}).get(feature) or {}
-            if entry.get("histogram"):
+            if histogram := _unwrap(candidate[4], feature, "histogram"):
                 return FeatureHistogram(
                     monitor=row.name,
                     feature=feature,
                     run=candidate.id,
                     window_start=audit.as_utc(candidate.window_start),
                     window_end=audit.as_utc(candidate.window_end),
-                    **entry["histogram"],
+                    **histogram,
                 )
-        raise _no_feature(row.name, feature, candidates, histogram=True)
+        known = _known(session, row.id, MAX_RUNS) if candidates else []
+        raise _no_feature(row.name, feature, known, histogram=True)
 
 
 def _no_feature(
-    monitor: str, feature: str, runs: Any, *, histogram: bool = False
+    monitor: str, feature: str, known: list[str], *, histogram: bool = False
 ) -> FeatureNotFound:
-    known = sorted({f for r in runs for f in (r.results or {}).get("features", {})})
     what = "a histogram of" if histogram else "a distance for"
     hint = f"its features: {', '.join(known)}" if known else "run it once a baseline is set"
     if histogram and known and feature in known:

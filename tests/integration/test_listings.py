@@ -23,7 +23,7 @@ from cloche.auth import tokens
 from cloche.batch import listing as batch_listing
 from cloche.config import Settings
 from cloche.endpoints import service as endpoints
-from cloche.errors import InvalidPage
+from cloche.errors import FeatureNotFound, InvalidPage
 from cloche.monitoring import listing as monitoring_listing
 from cloche.pipelines import records
 from cloche.registry import listing as registry_listing
@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_seed() -> ModuleType:
-    # bench/ is a folder of scripts, not a package: load the seeder as bench/console.py does.
+    # bench/ is a folder of scripts, not a package: load the seeder (and the modules beside it
+    # that it imports) as bench/console.py does.
+    sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("bench_seed", ROOT / "bench" / "_seed.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -156,8 +158,8 @@ def test_models_filter_by_label(seeded: Store) -> None:
 def test_runs_filter_by_state_and_pipeline(seeded: Store) -> None:
     waiting = records.page_runs(seeded, PageRequest(limit=200), state="waiting")
     assert waiting.total and all(r.state == "waiting" for r in waiting.items)
-    rollout = records.page_runs(seeded, PageRequest(limit=200), pipeline="rollout")
-    assert rollout.total and all(r.pipeline == "rollout" for r in rollout.items)
+    retrain = records.page_runs(seeded, PageRequest(limit=200), pipeline="retrain")
+    assert retrain.total and all(r.pipeline == "retrain" for r in retrain.items)
 
 
 def test_jobs_alerts_and_audit_filter(seeded: Store) -> None:
@@ -199,7 +201,7 @@ def test_statements_per_page_do_not_grow_with_rows(any_store: Store, name: str) 
     for tag, scale in (("a", 1), ("b", 9)):  # 10 rows of each kind, then 100
         seeder.seed(
             any_store,
-            seeder.Scale(**{f: 10 * scale for f in seeder.Scale.__dataclass_fields__}),
+            seeder.Scale(**{f: 10 * scale for f in seeder.COUNTS}),
             tag=tag,
         )
         with _statements(any_store) as statements:
@@ -278,3 +280,56 @@ def test_sdk_lists_follow_pages_past_the_ceiling_alike_in_both_transports(
         client.batch.list(limit=0)
     with pytest.raises(InvalidPage, match="created, state"):
         client.pipelines.runs(sort="name")
+
+
+def test_a_feature_chart_reads_its_entry_alone_in_constant_statements(any_store: Store) -> None:
+    """A month of hourly runs (each storing every feature's figures and histogram): the
+    feature's history and histogram come from that feature's entry, read by the database, in
+    the same statements whatever the runs hold."""
+    from sqlalchemy import select
+
+    from cloche.monitoring import history
+    from cloche.store.tables import MonitorRunRow
+
+    seeder.seed(any_store, seeder.Scale(models=3, endpoints=2, jobs=0, runs=0, monitors=2,
+                                        alerts=0, audit=0, tokens=0, histories=1))  # fmt: skip
+    with _statements(any_store) as statements:
+        found = history.feature_history(any_store, "watch-00000", "f1", limit=200)
+        histogram = history.feature_histogram(any_store, "watch-00000", "f1")
+    assert statements[0] <= 4 and len(found.points) == 200
+    with any_store.transaction() as session:
+        newest = session.scalars(select(MonitorRunRow).order_by(MonitorRunRow.id.desc())).first()
+        assert newest is not None
+        stored = newest.results["features"]["f1"]
+    assert found.points[-1].run == histogram.run == newest.id
+    assert found.points[-1].skew is not None
+    assert found.points[-1].skew.value == stored["skew"]["value"]
+    assert histogram.baseline == stored["histogram"]["baseline"]
+    with pytest.raises(FeatureNotFound, match="'tenure'") as missing:
+        history.feature_history(any_store, "watch-00000", "tenure")
+    assert missing.value.hint == "its features: " + ", ".join(f"f{i}" for i in range(8))
+
+
+def test_a_feature_named_with_a_quote_is_read_from_the_whole_results(any_store: Store) -> None:
+    """SQLite's JSON paths cannot name a key holding a double quote: such a feature's chart
+    reads the runs' whole results instead, and finds the same figures."""
+    from sqlalchemy import select
+
+    from cloche.monitoring import history
+    from cloche.store.tables import MonitorRunRow
+
+    seeder.seed(any_store, seeder.Scale(models=3, endpoints=2, jobs=0, runs=0, monitors=2,
+                                        alerts=0, audit=0, tokens=0, histories=1))  # fmt: skip
+    with any_store.transaction() as session:
+        newest = session.scalars(select(MonitorRunRow).order_by(MonitorRunRow.id.desc())).first()
+        assert newest is not None
+        features = dict(newest.results["features"])
+        features['spend "usd"'] = features["f1"]
+        newest.results = {**newest.results, "features": features}
+        newest_id = newest.id
+    found = history.feature_history(any_store, "watch-00000", 'spend "usd"')
+    histogram = history.feature_histogram(any_store, "watch-00000", 'spend "usd"')
+    expected = history.feature_history(any_store, "watch-00000", "f1", limit=1).points[0]
+    assert [p.run for p in found.points] == [newest_id] and found.points[0].skew == expected.skew
+    assert histogram.run == newest_id
+    assert histogram.baseline == history.feature_histogram(any_store, "watch-00000", "f1").baseline
