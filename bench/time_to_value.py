@@ -39,7 +39,7 @@ MARKER = "first prediction"
 # Where cloche's time goes: each phase starts at the first line matching its pattern (`make`
 # echoes each command before running it; the demo prints its steps).
 PHASES = [
-    ("bootstrap uv", re.compile(r"pip install .*uv==|uv-bootstrap")),
+    ("bootstrap uv", re.compile(r"bootstrapping uv|uv-bootstrap")),
     ("create .venv", re.compile(r"uv venv ")),
     ("install the lock", re.compile(r"--require-hashes -r requirements/")),
     ("install cloche (editable)", re.compile(r"--no-deps .*-e \.")),
