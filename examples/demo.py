@@ -21,8 +21,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import joblib
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import cloche
+
+if TYPE_CHECKING:  # imported by the steps after the first prediction, which use it
+    import httpx
 
 # In a notebook there is no __file__; run the cell from the repository root then.
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd()
@@ -252,6 +255,8 @@ def show_cli() -> None:
 
 
 def show_rest(lines: queue.Queue[str]) -> tuple[str, str]:
+    import httpx
+
     step("6. The same registry through REST (`cloche up`, started in the background)")
     url, token = wait_for_banner(lines)
     headers = {"Authorization": f"Bearer {token}"}
@@ -283,6 +288,8 @@ def show_rest(lines: queue.Queue[str]) -> tuple[str, str]:
 
 
 def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> None:
+    import httpx
+
     step("7. Serve it: an endpoint with churn@prod (churn:1) on all traffic")
     client.endpoints.create("churn", description="churn risk for the retention team")
     endpoint = client.endpoints.deploy("churn", "churn@prod")
