@@ -121,9 +121,11 @@ def _run_until_marker(cmd: list[str], cwd: Path, env: dict[str, str]) -> Timed:
 
 def _phase_seconds(starts: dict[str, float], end: float) -> dict[str, float]:
     """Each seen phase's seconds: from its start to the next seen phase's (or to ``end``)."""
+    if not starts:  # the peer prints none of cloche's phases
+        return {}
     ordered = sorted(starts.items(), key=lambda item: item[1])
     ends = [at for _, at in ordered[1:]] + [end]
-    phases = {"before the first phase": ordered[0][1]} if ordered else {}
+    phases = {"before the first phase": ordered[0][1]}
     return phases | {name: stop - at for (name, at), stop in zip(ordered, ends, strict=True)}
 
 
