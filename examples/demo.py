@@ -441,7 +441,8 @@ def main() -> None:
     for key in ("CLOCHE_URL", "CLOCHE_TOKEN"):
         os.environ.pop(key, None)
     with cloche.Client(home=HOME) as client:
-        data = register_first(client)  # creates the registry before the server starts on it
+        client.models.list()  # creates the registry now, so the server does not race us to it
+        data = register_first(client)
         predict_with_prod(client, data.X_test.head(5))
         # Started only now: on two cores, its processes' imports (the server's and two
         # workers') delayed the first prediction by seconds. It starts while v2 trains.
