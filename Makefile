@@ -21,7 +21,7 @@ TORCH_LOCK := requirements/torch.txt
 TORCH_DEPS := sympy networkx jinja2 mpmath setuptools
 UV_VERSION := 0.13.9
 UV_PIN := uv==$(UV_VERSION)
-UV_SHARED := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cloche/uv-$(UV_VERSION)
+UV_SHARED := $(abspath $(or $(XDG_CACHE_HOME),$(if $(HOME),$(HOME)/.cache,.cache))/cloche/uv-$(UV_VERSION))
 LATEST := .venv-latest
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes -q
 
