@@ -19,7 +19,9 @@ BUILD_LOCK := requirements/build.txt
 # torch comes from this machine's disk through pip; its own dependencies are pinned here.
 TORCH_LOCK := requirements/torch.txt
 TORCH_DEPS := sympy networkx jinja2 mpmath setuptools
-UV_PIN := uv==0.13.9
+UV_VERSION := 0.13.9
+UV_PIN := uv==$(UV_VERSION)
+UV_SHARED := $(abspath $(or $(XDG_CACHE_HOME),$(if $(HOME),$(HOME)/.cache,.cache))/cloche/uv-$(UV_VERSION))
 LATEST := .venv-latest
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes -q
 
@@ -69,9 +71,17 @@ format: $(VENV)/.test-installed
 services:
 	bash scripts/services.sh
 
+# uv is bootstrapped once per user, beside uv's own cache, and linked into each clone: pip took
+# 2-7 s to fetch and parse uv's 2 MB index page, on every fresh clone's critical path.
+# Installed into a folder of its own first, so two clones bootstrapping at once do not mix.
 $(UV_BOOT)/bin/uv:
-	PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-deps --no-compile --only-binary=:all: --target $(UV_BOOT) $(UV_PIN) 2>&1 | grep -v "^WARNING: Location" || true
-	@test -x $(UV_BOOT)/bin/uv || (echo "could not install uv into $(UV_BOOT)" && exit 1)
+	@$(UV_SHARED)/bin/uv --version 2>/dev/null | grep -q "^uv $(UV_VERSION)\b" || { \
+	  echo "bootstrapping $(UV_PIN) into $(UV_SHARED)" && mkdir -p $(dir $(UV_SHARED)) && \
+	  tmp=$$(mktemp -d "$(UV_SHARED).XXXXXX") && \
+	  { PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-deps --no-compile --only-binary=:all: --target "$$tmp" $(UV_PIN) 2>&1 | grep -v "^WARNING: Location" || true; } && \
+	  { mv -T "$$tmp" $(UV_SHARED) 2>/dev/null || rm -rf "$$tmp"; }; }
+	@test -x $(UV_SHARED)/bin/uv || (echo "could not install uv into $(UV_SHARED)" && exit 1)
+	mkdir -p $(UV_BOOT)/bin && ln -sfn $(UV_SHARED)/bin/uv $@
 
 $(PY): | $(UV)
 	$(UV) venv -q -p python3 $(VENV)

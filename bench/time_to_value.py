@@ -6,15 +6,21 @@ the clock stops at the demo's "first prediction" line.
 Peer: MLflow's registry doing the same work: a new venv, `uv pip install mlflow scikit-learn
 pandas pyarrow`, then train, log and register the model, load it back by alias and predict.
 
-    .venv/bin/python bench/time_to_value.py [--cold]
+    .venv/bin/python bench/time_to_value.py [--cold] [--no-peer] [--ref REV]
 
---cold gives each side an empty uv cache (downloads from the package index); by default both
-share the machine's warm cache. Compare the ratio, not absolute seconds across runs.
+--cold gives each side empty package caches (uv's, pip's and the uv that `make` bootstraps:
+downloads from the package index); by default both share the machine's warm caches. Compare the
+ratio, not absolute seconds across runs. --no-peer times cloche alone; --ref REV clones that
+revision (say `main`, to compare a branch with it in one sitting). cloche's line is followed by
+where its time went (each `make` step and the demo's own start, from the lines they print) and by
+the CPU seconds its processes had used at the first prediction, which a busy machine moves less
+than it moves the wall clock.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -25,10 +31,31 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 from _charts import Chart, add_replay_options, caption, command_line, replay_caption, write
 
 REPO = Path(__file__).resolve().parent.parent
 MARKER = "first prediction"
+# Where cloche's time goes: each phase starts at the first line matching its pattern (`make`
+# echoes each command before running it; the demo prints its steps).
+PHASES = [
+    ("bootstrap uv", re.compile(r"bootstrapping uv|uv-bootstrap")),
+    ("create .venv", re.compile(r"uv venv ")),
+    ("install the lock", re.compile(r"--require-hashes -r requirements/")),
+    ("install cloche (editable)", re.compile(r"--no-deps .*-e \.")),
+    ("demo: imports, registry", re.compile(r"examples/demo\.py")),
+    ("demo: train, register, predict", re.compile(r"^1\. ")),
+]
+
+
+@dataclasses.dataclass
+class Timed:
+    """Seconds to the marker, CPU seconds used by then, and each phase's seconds."""
+
+    seconds: float
+    cpu: float = 0.0
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)
+
 
 PEER_SCRIPT = textwrap.dedent(
     f"""
@@ -56,31 +83,64 @@ def _uv() -> str:
     return found
 
 
-def _run_until_marker(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """User + system seconds of a process and everything under it, finished children included
+    (those its processes have waited for)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def _run_until_marker(cmd: list[str], cwd: Path, env: dict[str, str]) -> Timed:
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
-    seen_at = None
+    timed: Timed | None = None
+    starts: dict[str, float] = {}
     tail: list[str] = []
     for line in proc.stdout:
+        now = time.perf_counter() - start
         tail = ([*tail, line])[-20:]
-        if seen_at is None and MARKER in line.lower():
-            seen_at = time.perf_counter() - start
-    if proc.wait() != 0 or seen_at is None:
+        for name, pattern in PHASES:
+            if name not in starts and pattern.search(line.strip()):
+                starts[name] = now
+        if timed is None and MARKER in line.lower():
+            timed = Timed(now, _cpu_seconds(proc.pid), _phase_seconds(starts, now))
+    if proc.wait() != 0 or timed is None:
         sys.exit(f"{' '.join(cmd)} failed:\n{''.join(tail)}")
-    return seen_at
+    return timed
 
 
-def time_cloche(work: Path, env: dict[str, str]) -> float:
+def _phase_seconds(starts: dict[str, float], end: float) -> dict[str, float]:
+    """Each seen phase's seconds: from its start to the next seen phase's (or to ``end``)."""
+    if not starts:  # the peer prints none of cloche's phases
+        return {}
+    ordered = sorted(starts.items(), key=lambda item: item[1])
+    ends = [at for _, at in ordered[1:]] + [end]
+    phases = {"before the first phase": ordered[0][1]}
+    return phases | {name: stop - at for (name, at), stop in zip(ordered, ends, strict=True)}
+
+
+def time_cloche(work: Path, env: dict[str, str], ref: str | None = None) -> Timed:
     start = time.perf_counter()
-    subprocess.run(["git", "clone", "-q", str(REPO), str(work / "cloche")], check=True)
-    clone = time.perf_counter() - start
-    return clone + _run_until_marker(["make", "demo"], work / "cloche", env)
+    clone = work / "cloche"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    if ref:
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", ref], check=True)
+    cloned = time.perf_counter() - start
+    timed = _run_until_marker(["make", "demo"], clone, env)
+    return Timed(cloned + timed.seconds, timed.cpu, {"git clone": cloned} | timed.phases)
 
 
-def time_mlflow(work: Path, env: dict[str, str]) -> float:
+def time_mlflow(work: Path, env: dict[str, str]) -> Timed:
     peer = work / "mlflow"
     peer.mkdir()
     (peer / "run.py").write_text(PEER_SCRIPT)
@@ -91,12 +151,15 @@ def time_mlflow(work: Path, env: dict[str, str]) -> float:
     pkgs = ["mlflow", "scikit-learn", "pandas", "pyarrow"]
     subprocess.run([uv, "pip", "install", "-q", "-p", py, *pkgs], check=True, env=env)
     installed = time.perf_counter() - start
-    return installed + _run_until_marker([py, "run.py"], peer, env)
+    timed = _run_until_marker([py, "run.py"], peer, env)
+    return Timed(installed + timed.seconds, timed.cpu)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cold", action="store_true", help="empty uv caches for both sides")
+    parser.add_argument("--cold", action="store_true", help="empty package caches for both sides")
+    parser.add_argument("--no-peer", action="store_true", help="time cloche alone, not MLflow")
+    parser.add_argument("--ref", help="the revision of this repository to clone (default HEAD)")
     parser.add_argument("--no-chart", action="store_true", help="do not write docs/img/bench/")
     add_replay_options(parser)
     args = parser.parse_args()
@@ -106,19 +169,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cloche-ttv-") as tmp:
         work = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOCHE_", "VIRTUAL_ENV"))}
-        results = {}
-        for name, fn in (("cloche", time_cloche), ("mlflow", time_mlflow)):
-            side_env = dict(env)
-            if args.cold:
-                side_env["UV_CACHE_DIR"] = str(work / f"uv-cache-{name}")
-            results[name] = fn(work, side_env)
+        cloche = time_cloche(work, _side_env(env, work / "cold-cloche", args.cold), args.ref)
+        peer = (
+            None
+            if args.no_peer
+            else time_mlflow(work, _side_env(env, work / "cold-mlflow", args.cold))
+        )
     cache = "cold" if args.cold else "warm"
     print(f"\ntime to first prediction from a fresh start ({cache} uv cache)")
-    print(f"  {'cloche (clone + make demo)':40s} {results['cloche']:7.1f} s")
-    print(f"  {'MLflow (venv + install + register)':40s} {results['mlflow']:7.1f} s")
-    print(f"  {'ratio cloche / MLflow':40s} {results['cloche'] / results['mlflow']:7.2f}")
+    print(f"  {'cloche (clone + make demo)':40s} {cloche.seconds:7.1f} s")
+    for name, seconds in cloche.phases.items():
+        print(f"  {'  ' + name:40s} {seconds:7.1f} s")
+    print(f"  {'  CPU seconds used by then':40s} {cloche.cpu:7.1f} s")
+    if peer is None:
+        return
+    print(f"  {'MLflow (venv + install + register)':40s} {peer.seconds:7.1f} s")
+    print(f"  {'ratio cloche / MLflow':40s} {cloche.seconds / peer.seconds:7.2f}")
     if not args.no_chart:
+        results = {"cloche": cloche.seconds, "mlflow": peer.seconds}
         write_chart(results, caption(command_line(), f"{cache} uv cache, one run"))
+
+
+def _side_env(env: dict[str, str], cold: Path, empty: bool) -> dict[str, str]:
+    """The environment for one side; with ``empty``, caches of its own that start empty: uv's,
+    and XDG_CACHE_HOME for pip's and the uv that `make` bootstraps."""
+    if not empty:
+        return dict(env)
+    return env | {"UV_CACHE_DIR": str(cold / "uv"), "XDG_CACHE_HOME": str(cold / "xdg")}
 
 
 def parse_results(output: str) -> dict[str, float]:

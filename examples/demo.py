@@ -9,6 +9,7 @@ demo's traffic (drifted on purpose) set off, and the continuous-rollout pipeline
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import re
@@ -20,14 +21,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import joblib
 import numpy as np
 import pandas as pd
 from rich.console import Console
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
@@ -35,12 +35,26 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import cloche
 
+if TYPE_CHECKING:  # imported by the steps after the first prediction, which use it
+    import httpx
+
 # In a notebook there is no __file__; run the cell from the repository root then.
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd()
 HOME = ROOT / ".cloche-demo"
 WORK = HOME / "work"
 NUMERIC = ["tenure_months", "monthly_spend", "support_calls"]
 console = Console(highlight=False)
+
+
+@dataclasses.dataclass
+class Split:
+    """The customers the models train on and the held-out ones they are judged on."""
+
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_test: pd.DataFrame
+    y_test: np.ndarray
+    auc1: float = 0.0
 
 
 def step(title: str) -> None:
@@ -140,20 +154,19 @@ def wait_for_banner(lines: queue.Queue[str], timeout: float = 60) -> tuple[str, 
     return url, (HOME / "local-token").read_text().strip()
 
 
-def register_two_versions(client: cloche.Client) -> pd.DataFrame:
-    """Steps 1-3: train v1 and v2, register both (v1 on prod, v2 on staging); returns
-    held-out rows."""
+def register_first(client: cloche.Client) -> Split:
+    """Steps 1-2: train v1 and register it as churn:1 on `prod`; returns the data split."""
     step("1. Train a churn classifier (v1: logistic regression)")
     X, y = make_customers(4000, seed=7)
-    X_train, X_test, y_train, y_test = X[:3000], X[3000:], y[:3000], y[3000:]
-    v1 = pipeline(LogisticRegression(max_iter=200)).fit(X_train, y_train)
-    auc1 = roc_auc_score(y_test, v1.predict_proba(X_test)[:, 1])
+    data = Split(X[:3000], y[:3000], X[3000:], y[3000:])
+    v1 = pipeline(LogisticRegression(max_iter=200)).fit(data.X_train, data.y_train)
+    data.auc1 = roc_auc_score(data.y_test, v1.predict_proba(data.X_test)[:, 1])
     joblib.dump(v1, WORK / "churn-v1.joblib")
-    X_train.to_parquet(WORK / "train.parquet")  # the training data becomes the baseline
+    data.X_train.to_parquet(WORK / "train.parquet")  # the training data becomes the baseline
     # The rollout pipeline judges a candidate against prod on these labelled rows.
-    X_test.assign(churned=y_test).to_parquet(WORK / "holdout.parquet")
-    console.print(f"trained on {len(X_train)} rows; holdout AUC {auc1:.3f}")
-    console.print(X_train.head(3).to_string(index=False))
+    data.X_test.assign(churned=data.y_test).to_parquet(WORK / "holdout.parquet")
+    console.print(f"trained on {len(data.X_train)} rows; holdout AUC {data.auc1:.3f}")
+    console.print(data.X_train.head(3).to_string(index=False))
 
     step("2. Register it as churn:1 and point `prod` at it")
     first = client.models.upload(
@@ -162,7 +175,7 @@ def register_two_versions(client: cloche.Client) -> pd.DataFrame:
         baseline=WORK / "train.parquet",
         aliases=["prod"],
         labels={"team": "growth"},
-        metrics={"auc": auc1},
+        metrics={"auc": data.auc1},
         description="logistic regression",
     )
     console.print(f"registered {first.ref} ({first.framework}), aliases {first.aliases}")
@@ -172,11 +185,28 @@ def register_two_versions(client: cloche.Client) -> pd.DataFrame:
         style="dim",
         soft_wrap=True,
     )
+    return data
 
-    step("3. Train v2 (gradient boosting), register it on `staging`")
+
+def predict_with_prod(client: cloche.Client, rows: pd.DataFrame) -> None:
+    step("3. Load churn@prod through the SDK and predict")
+    model = client.models.load("churn@prod")  # file hashes are checked before loading
+    scored = rows.assign(
+        churn=model.predict(rows), p_churn=model.predict_proba(rows)[:, 1].round(3)
+    )
+    console.print(scored.to_string(index=False))
+    console.print("first prediction made (SDK, churn@prod)")
+
+
+def register_second(client: cloche.Client, data: Split) -> None:
+    """Step 4: train v2 and register it as churn:2 on `staging`."""
+    # Imported here, after the first prediction: the demo's start is mostly imports.
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    step("4. Train v2 (gradient boosting), register it on `staging`")
     v2 = pipeline(GradientBoostingClassifier(n_estimators=80, random_state=0))
-    v2.fit(X_train, y_train)
-    auc2 = roc_auc_score(y_test, v2.predict_proba(X_test)[:, 1])
+    v2.fit(data.X_train, data.y_train)
+    auc2 = roc_auc_score(data.y_test, v2.predict_proba(data.X_test)[:, 1])
     joblib.dump(v2, WORK / "churn-v2.joblib")
     second = client.models.upload(
         WORK / "churn-v2.joblib",
@@ -187,21 +217,10 @@ def register_two_versions(client: cloche.Client) -> pd.DataFrame:
         metrics={"auc": auc2},
         description="gradient boosting",
     )
-    console.print(f"registered {second.ref}: holdout AUC {auc2:.3f} vs {auc1:.3f} for v1")
+    console.print(f"registered {second.ref}: holdout AUC {auc2:.3f} vs {data.auc1:.3f} for v1")
     # Not promoted here: the console walk canaries it and the rollout pipeline promotes it.
     console.print("prod stays on churn:1 until churn:2 has been canaried (see the end)")
     console.print("  (CLI, when you are sure: cloche models alias churn:2 prod)", style="dim")
-    return X_test
-
-
-def predict_with_prod(client: cloche.Client, rows: pd.DataFrame) -> None:
-    step("4. Load churn@prod through the SDK and predict")
-    model = client.models.load("churn@prod")  # file hashes are checked before loading
-    scored = rows.assign(
-        churn=model.predict(rows), p_churn=model.predict_proba(rows)[:, 1].round(3)
-    )
-    console.print(scored.to_string(index=False))
-    console.print("first prediction made (SDK, churn@prod)")
 
 
 def show_cli() -> None:
@@ -236,6 +255,8 @@ def show_cli() -> None:
 
 
 def show_rest(lines: queue.Queue[str]) -> tuple[str, str]:
+    import httpx
+
     step("6. The same registry through REST (`cloche up`, started in the background)")
     url, token = wait_for_banner(lines)
     headers = {"Authorization": f"Bearer {token}"}
@@ -267,6 +288,8 @@ def show_rest(lines: queue.Queue[str]) -> tuple[str, str]:
 
 
 def serve(client: cloche.Client, url: str, token: str, rows: pd.DataFrame) -> None:
+    import httpx
+
     step("7. Serve it: an endpoint with churn@prod (churn:1) on all traffic")
     client.endpoints.create("churn", description="churn risk for the retention team")
     endpoint = client.endpoints.deploy("churn", "churn@prod")
@@ -419,14 +442,16 @@ def main() -> None:
         os.environ.pop(key, None)
     with cloche.Client(home=HOME) as client:
         client.models.list()  # creates the registry now, so the server does not race us to it
-        # The server imports its stack while we train; it serves the same registry.
+        data = register_first(client)
+        predict_with_prod(client, data.X_test.head(5))
+        # Started only now: on two cores, its processes' imports (the server's and two
+        # workers') delayed the first prediction by seconds. It starts while v2 trains.
         server, lines = start_server(free_port())
         try:
-            rows = register_two_versions(client)
-            predict_with_prod(client, rows.head(5))
+            register_second(client, data)
             show_cli()
             url, token = show_rest(lines)
-            serve(client, url, token, rows)
+            serve(client, url, token, data.X_test)
         finally:
             stop(server)
         watch(client)  # the server has flushed its payload log: the monitor reads it all

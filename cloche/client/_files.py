@@ -9,9 +9,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from cloche import errors
 from cloche.registry.entities import ModelVersion
@@ -19,7 +17,10 @@ from cloche.store.artifacts import Progress, sha256_file
 
 CHUNK = 1024 * 1024
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-StreamOpener = Callable[[str], AbstractContextManager[httpx.Response]]
+if TYPE_CHECKING:  # only the HTTP transport's calls use it, and they import it
+    import httpx
+
+StreamOpener = Callable[[str], AbstractContextManager["httpx.Response"]]
 
 
 class MeteredFile(io.BufferedReader):

