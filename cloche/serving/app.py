@@ -134,13 +134,9 @@ class DataPlane:
                 else:
                     body = self.bodies.capped(message.get("body", b""))
                 call.body = body
-                if len(body) <= INLINE_DECODE_BYTES:  # predict's steps without its coroutine
-                    deployment, request, answer = core.start(call, route, None, body, _decode_v1)
-                    response = core.finish(call, deployment, request, await answer, _encode_v1)
-                else:
-                    response = await core.predict(
-                        call, route, None, body, len(body), _decode_v1, _encode_v1
-                    )
+                response = await core.predict(
+                    call, route, None, body, len(body), _decode_v1, _encode_v1
+                )
             else:
                 response = await self._dispatch(scope, headers, receive, call)
         except ClocheError as exc:

@@ -74,7 +74,6 @@ class Call:
         self.rid = rid
         self.endpoint: str | None = None  # set once the request names a known endpoint
         self.kind = "predict"  # or "explain": metered and logged apart
-        # stage_at: where the next stage starts (arrival, then the end of decoding: the queue).
         self.started = self.stage_at = time.perf_counter()
         self.wall_ns = time.time_ns()  # the wall clock at arrival: the log's time, a span's start
         # Stage durations in seconds; None when nobody reads them (no Server-Timing, no hook).
@@ -133,72 +132,35 @@ class PredictionCore:
         """Route, decode (on a thread when ``size`` is large), mirror to shadows, queue, await
         and encode one prediction. Errors propagate: the protocol answers them and calls
         ``finished``, which logs them."""
+        deployment = self.route(call, route, version)
+        t0 = time.perf_counter()
         if size <= INLINE_DECODE_BYTES:
-            deployment, request, answer = self.start(call, route, version, payload, decode)
-            return self.finish(call, deployment, request, await answer, encode)
-        deployment = self.route(call, route, version)
-        t0 = time.perf_counter()
-        # The loop goes on answering health checks and small requests meanwhile.
-        request = await asyncio.to_thread(decode, payload, deployment)
-        answer = self._enqueue(call, route, version, deployment, request, t0)
-        return self.finish(call, deployment, request, await answer, encode)
-
-    def start(
-        self, call: Call, route: EndpointRoute, version: str | None, payload: Any, decode: Decode[D]
-    ) -> tuple[LiveDeployment, D, asyncio.Future[dict[str, np.ndarray]]]:
-        """``predict`` up to the queue, with no coroutine of its own: the deployment, the
-        decoded request and the future of its outputs. The V1 hot path awaits the future itself
-        (a coroutine frame per request is measurable there) and then calls ``finish``."""
-        deployment = self.route(call, route, version)
-        t0 = time.perf_counter()
-        request = decode(payload, deployment)
-        return deployment, request, self._enqueue(call, route, version, deployment, request, t0)
-
-    def _enqueue(
-        self,
-        call: Call,
-        route: EndpointRoute,
-        version: str | None,
-        deployment: LiveDeployment,
-        request: D,
-        decode_started: float,
-    ) -> asyncio.Future[dict[str, np.ndarray]]:
+            request = decode(payload, deployment)
+        else:  # the loop goes on answering health checks and small requests meanwhile
+            request = await asyncio.to_thread(decode, payload, deployment)
         X = call.inputs = request.inputs
         outputs = request.outputs
         if not outputs <= deployment.outputs:
             outputs &= deployment.outputs
         meta = call.meta
         assert meta is not None
-        call.stage_at = time.perf_counter()  # decoded: the queue starts here
-        if call.timing is not None:
-            call.timing["decode"] = call.stage_at - decode_started
+        t1 = time.perf_counter()
         if version is None and route.shadows:  # a request pinned to a version is not shadowed
             _mirror(route, X, outputs, meta, self._background)
-        return deployment.batcher.enqueue(X, outputs, deployment.timeout_s, meta)
-
-    def finish(
-        self,
-        call: Call,
-        deployment: LiveDeployment,
-        request: D,
-        result: dict[str, np.ndarray],
-        encode: Encode[D, T],
-    ) -> T:
-        """Encode the outputs of a request ``start`` queued, and time its stages."""
+        result = await deployment.batcher.enqueue(X, outputs, deployment.timeout_s, meta)
         t2 = time.perf_counter()
         answer = encode(request, result, deployment, call)
         timing = call.timing
         if timing is not None:
-            meta = call.meta
-            assert meta is not None
+            timing["decode"] = t1 - t0
             if meta.batched:
-                timing["queue"] = meta.batched - call.stage_at - meta.load_s
+                timing["queue"] = meta.batched - t1 - meta.load_s
                 if meta.load_s:  # its model was not resident: the cold load it waited for
                     timing["load"] = meta.load_s
                 timing["predict"] = meta.predict_s
                 timing["log"] = meta.log_s
             else:  # answered in pieces (large.py): the wait is all one stage
-                timing["predict"] = t2 - call.stage_at
+                timing["predict"] = t2 - t1
             timing["encode"] = time.perf_counter() - t2
         return answer
 
