@@ -9,6 +9,11 @@ end) prints how many chart refreshes the server answered and exits. Run it pinne
 not with the server.
 
     python bench/_browser_watch.py http://127.0.0.1:PORT ENDPOINT
+    python bench/_browser_watch.py http://127.0.0.1:PORT -     # the control: a blank page
+
+The control signs in, then leaves the console for a blank page: the same browser on the same
+CPU, asking the server nothing, so what it costs the load generator is told apart from what the
+console costs the server.
 """
 
 from __future__ import annotations
@@ -37,6 +42,14 @@ def main() -> None:
         page.get_by_role("button", name=LOCAL_BUTTON).click()
         page.wait_for_url("**/console/")
         began = time.perf_counter()
+        if endpoint == "-":
+            page.goto("about:blank")
+            print("ready 0.0", flush=True)
+            while not _stdin_ready():
+                page.wait_for_timeout(500)
+            print("refreshes 0", flush=True)
+            browser.close()
+            return
         page.goto(f"/console/endpoints/{endpoint}")
         page.locator("#endpoint-traffic[data-traffic]").wait_for(timeout=60_000)  # loaded
         # Its other sections (the payload log's newest rows, shadow agreement) load once, at

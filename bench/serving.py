@@ -21,6 +21,8 @@ requests/s with the browser over the mean of the two runs without it, and the se
 time per 1,000 requests in each. Each such cell lasts at least 35 s, so a refresh lands in it. The
 browser is pinned to CPU 1 with wrk (``taskset -c 1``; Chromium's processes inherit the pin):
 what it costs the server is the console's own work, not a browser's rendering on its CPU.
+``--browser --browser-blank`` is its control: the same browser signed in, then on a blank page,
+so a drop in requests/s that the blank page shows too is the browser's cost to wrk on CPU 1.
 
 Compare ratios from one run; absolute numbers move with the machine's other load.
 """
@@ -192,6 +194,12 @@ def main() -> None:
     parser.add_argument(
         "--browser", action="store_true", help="again with the console's endpoint page open"
     )
+    parser.add_argument(
+        "--browser-blank",
+        action="store_true",
+        help="with --browser: the browser on a blank page instead (a control: the browser's own "
+        "cost to the load generator on CPU 1)",
+    )
     parser.add_argument("--no-chart", action="store_true", help="do not write docs/img/bench/")
     add_replay_options(parser)
     args = parser.parse_args()
@@ -248,7 +256,8 @@ def main() -> None:
                         # load drifts, and the two runs without it bracket the one with it.
                         again = (proc.pid, wrk, url, bodies, rows_list, conns, seconds, work)
                         results["without"] = cpu_cells(*again)
-                        with watching(f"http://127.0.0.1:{port}", "m", refreshes) as counted:
+                        page = "-" if args.browser_blank else "m"
+                        with watching(f"http://127.0.0.1:{port}", page, refreshes) as counted:
                             results["browser"] = cpu_cells(*again)
                         results["after"] = cpu_cells(*again)
                         watched[kind] = counted
@@ -268,6 +277,8 @@ def main() -> None:
                             browser_row(kind, r, c, b, *(results[k][(r, c)] for k in PHASES))
                         )
     if args.browser:
+        if args.browser_blank:
+            print("\n(the control: the browser signed in, then on a blank page)")
         print_browser_table(with_browser, watched, max(args.seconds, BROWSER_SECONDS))
     if not args.no_chart:
         note = f"{args.seconds} s per cell, one run"
