@@ -165,8 +165,15 @@ def test_run_now_records_a_run_and_shows_it(admin: Browser, store: Store, watche
     latest = service.list_runs(store, "churn", limit=1)[0]
     assert latest.id == 4 and latest.status == "no_data"  # no traffic in the real last hour
     assert f"Ran churn: no_data. {latest.message}" in text_of(response.text)
+    # Posted without htmx (clicked before its script ran): post/redirect/get, and the page it
+    # lands on says what ran, from the store.
     plain = admin.post("/console/monitors/churn/run", form)
-    assert plain.status_code == 303 and plain.headers["location"] == "/console/monitors/churn"
+    assert plain.status_code == 303
+    assert plain.headers["location"] == "/console/monitors/churn?done=run"
+    again = service.list_runs(store, "churn", limit=1)[0]
+    landed = text_of(admin.get(plain.headers["location"]).text)
+    assert again.id == 5 and f"Ran churn: no_data. {again.message}" in landed
+    assert "Ran churn" not in text_of(admin.get("/console/monitors/churn?done=bogus").text)
 
 
 def test_pause_and_resume_change_the_schedule_and_are_audited(

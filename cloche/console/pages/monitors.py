@@ -83,6 +83,13 @@ async def show_monitor(request: Request) -> Response:
     name = request.path_params["name"]
     monitor, found = await asyncio.to_thread(_read_monitor, request, name)
     context = _monitor_context(principal, monitor, found)
+    # After an action posted without htmx (clicked before its script ran, or with scripts off),
+    # the redirect names the action: the page says what it did, from the store, not the URL.
+    done = request.query_params.get("done")
+    if done == "run" and found:
+        context["notice"] = _ran(name, found[0])
+    elif done in ("pause", "resume"):
+        context["notice"] = _enabled(monitor)
     return page(request, "monitor.html", "_monitor_main.html", context)
 
 
@@ -90,9 +97,15 @@ def _act(request: Request, name: str, action: str, actor: str) -> str:
     """Do ``action`` with the service the API's route calls; what happened, in a sentence."""
     store = request.app.state.store
     if action == "run":
-        run = runs.run_monitor(store, name, settings=request.app.state.settings)
-        return f"Ran {name}: {run.status}. {run.message}".strip()
-    monitor = service.set_enabled(store, name, action == "resume", actor=actor)
+        return _ran(name, runs.run_monitor(store, name, settings=request.app.state.settings))
+    return _enabled(service.set_enabled(store, name, action == "resume", actor=actor))
+
+
+def _ran(name: str, run: MonitorRun) -> str:
+    return f"Ran {name}: {run.status}. {run.message}".strip()
+
+
+def _enabled(monitor: Monitor) -> str:
     return f"{monitor.name} is {'running on schedule' if monitor.enabled else 'paused'}."
 
 
@@ -109,7 +122,7 @@ async def act(request: Request) -> Response:
     except ClocheError as error:
         return _action_error(request, name, error)
     if not is_htmx(request):  # post/redirect/get: a reload does not run it again
-        return RedirectResponse(f"/console/monitors/{name}", status_code=303)
+        return RedirectResponse(f"/console/monitors/{name}?done={action}", status_code=303)
     monitor, found = await asyncio.to_thread(_read_monitor, request, name)
     context = _monitor_context(principal, monitor, found) | {"notice": notice}
     return html(request, "_monitor_main.html", context)
