@@ -45,10 +45,12 @@ def create_endpoint(name: str, description: str = "", log_sample_rate: float = 1
 
 
 @component
-def deploy_model(endpoint: str, model: str, traffic: int = 100) -> dict:  # type: ignore[type-arg]
+def deploy_model(endpoint: str, model: str, traffic: int = 100, wait: bool = True) -> dict:  # type: ignore[type-arg]
     """Deploy a version (``churn:3``, ``churn@staging``) with ``traffic`` percent of requests;
     the others keep the rest in proportion. Run again (a resumed run), it sets that share on the
-    deployment already there. Returns the endpoint's traffic split."""
+    deployment already there. With ``wait`` (the default) the step ends once every running
+    server's workers hold the version warm, so a next step's traffic reaches it (traffic moves
+    only to warm models). Returns the endpoint's traffic split."""
     with cloche.Client() as client:
         version = client.models.show(model).ref
         current = client.endpoints.get(endpoint).traffic()
@@ -58,7 +60,7 @@ def deploy_model(endpoint: str, model: str, traffic: int = 100) -> dict:  # type
             else:
                 found = client.endpoints.get(endpoint)
         else:
-            found = client.endpoints.deploy(endpoint, version, traffic=traffic)
+            found = client.endpoints.deploy(endpoint, version, traffic=traffic, wait=wait)
     print(f"{endpoint}: {found.traffic()}")
     return found.traffic()
 
