@@ -51,3 +51,17 @@ def test_public_bind_requires_auth(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "3601", "soon", "nan"])
+def test_a_bad_load_wait_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CLOCHE_SERVING__LOAD_WAIT_SECONDS", value)
+    with pytest.raises(ValidationError, match="load_wait_seconds"):
+        Settings()
+
+
+def test_a_load_wait_within_bounds_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOCHE_SERVING__LOAD_WAIT_SECONDS", "2.5")
+    assert Settings().serving.load_wait_seconds == 2.5
